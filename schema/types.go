@@ -1,0 +1,158 @@
+package schema
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// Pos is a position in a spec file. File is relative to the spec tree root,
+// with forward slashes.
+type Pos struct {
+	File string `json:"file,omitempty"`
+	Line int    `json:"line,omitempty"`
+	Col  int    `json:"column,omitempty"`
+}
+
+func (p Pos) String() string {
+	if p.File == "" {
+		return "-"
+	}
+	return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Col)
+}
+
+// IsValid reports whether p names a place in a file.
+func (p Pos) IsValid() bool { return p.File != "" && p.Line > 0 }
+
+// Spec is a whole validated spec tree: every device, balancer and the
+// scheduler settings, with the source position of each value kept.
+type Spec struct {
+	Devices   map[string]*Device
+	Balancers map[string]*Balancer
+	Scheduler Scheduler
+}
+
+// DeviceNames returns the device names sorted.
+// BalancerNames returns the balancer names sorted.
+// (implemented in spec.go)
+
+// Device is one HAProxy host.
+type Device struct {
+	Name         string
+	Pos          Pos // position of the device's key
+	Address      string
+	SSH          SSH
+	Zone         string
+	Capacity     Capacity
+	Tags         []string
+	VIPInterface string
+	VIPNetworks  []netip.Prefix
+	HAProxy      HAProxy
+	Keepalived   Keepalived
+	StateDir     string
+
+	// FieldPos maps a field path relative to the device ("address",
+	// "vipNetworks[1]") to its position, for later errors.
+	FieldPos map[string]Pos
+}
+
+// SSH says how to reach a device.
+type SSH struct {
+	User string
+	Port int
+	Sudo bool
+}
+
+// Capacity bounds what the scheduler may place on a device. Zero means unbounded.
+type Capacity struct {
+	Balancers int
+	Maxconn   int
+}
+
+// HAProxy says where a device keeps its config and how to check and reload it.
+type HAProxy struct {
+	Config string // absolute path of haproxy.cfg
+	Reload string // shell command run on the host
+	Check  string // shell command; the file path is appended, quoted
+}
+
+// Keepalived says where a device keeps keepalived.conf and how to check and
+// reload it. Used only when the device carries HA balancers.
+type Keepalived struct {
+	Config string
+	Reload string
+	Check  string
+}
+
+// Balancer is one load-balanced service: VIPs in front, nodes behind.
+type Balancer struct {
+	Name          string
+	Pos           Pos
+	Tenant        string
+	Protocol      string // http | tcp
+	Algorithm     string // roundrobin | leastconn | source | uri | static-rr | first
+	VIPs          []VIP
+	Nodes         []Node
+	HealthMonitor HealthMonitor
+	Persistence   *Persistence
+	Timeouts      *Timeouts
+	Maxconn       int // 0: not set
+	Placement     Placement
+	Failback      bool // HA only: preempt (true, the default) or nopreempt
+
+	FieldPos map[string]Pos // e.g. "vips[0].address", "nodes[2].weight"
+}
+
+// VIP is a virtual address and port a balancer listens on.
+type VIP struct {
+	Address netip.Addr
+	Port    int
+}
+
+// Node is a backend server.
+type Node struct {
+	Address netip.Addr
+	Port    int
+	Weight  int // 0..256, default 1
+	Maxconn int // 0: not set
+	Backup  bool
+}
+
+// HealthMonitor says how nodes are checked.
+type HealthMonitor struct {
+	Type     string // http | tcp | none
+	Method   string // http only, default GET
+	Path     string // http only, default /
+	Expect   int    // http only, default 200
+	Interval time.Duration
+	Timeout  time.Duration
+	Rise     int
+	Fall     int
+}
+
+// Persistence pins a client to a node.
+type Persistence struct {
+	Type   string // cookie | source
+	Cookie string // cookie name for type cookie
+}
+
+// Timeouts are HAProxy timeouts; zero means the renderer's default.
+type Timeouts struct {
+	Connect time.Duration
+	Client  time.Duration
+	Server  time.Duration
+}
+
+// Placement states where a balancer would like to run.
+type Placement struct {
+	Zones  []string // the first is the preferred (primary) zone for HA
+	Tags   []string
+	Device string
+	HA     bool
+}
+
+// Scheduler holds the scheduler settings of the tree.
+type Scheduler struct {
+	Filters []string
+	Costs   map[string]float64 // balancers, maxconn, spread
+}
