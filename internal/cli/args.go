@@ -1,0 +1,181 @@
+package cli
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// errUsage marks a command line that could not be parsed; the message has
+// already been printed.
+var errUsage = errors.New("usage")
+
+// Source says where specs come from: a directory, or a directory at a Git revision.
+type Source struct {
+	Dir    string // spec tree (default ".")
+	GitRev string // --git-rev: read the tree from this revision, no worktree
+	Repo   string // --repo: the repository (default: the one holding Dir)
+}
+
+// SSHArgs are the connection flags of plan, apply and status.
+type SSHArgs struct {
+	KnownHosts     string
+	KeyFile        string
+	ConnectTimeout time.Duration
+}
+
+// Args is a parsed command line. Only the fields of the command are set.
+type Args struct {
+	Command string
+	Source  Source
+	SSH     SSHArgs
+
+	JSON     bool
+	Markdown bool
+
+	// compile
+	Out          string
+	NoLockUpdate bool
+	Locked       bool
+
+	// explain
+	Balancer string
+
+	// plan
+	DetailedExitcode bool
+	PlanOut          string
+
+	// apply
+	PlanFile       string
+	Parallelism    int
+	MaxFailures    int
+	LockTimeout    time.Duration
+	AllowDowngrade bool
+	Force          bool
+
+	// watch
+	WatchPlan  bool
+	WatchApply bool
+	Interval   time.Duration
+	Debounce   time.Duration
+}
+
+// parseArgs parses the arguments that follow the command name. Flags may
+// come before or after positional arguments. It prints usage errors to stderr.
+func parseArgs(cmd string, argv []string, stderr io.Writer) (*Args, error) {
+	a := &Args{Command: cmd, Source: Source{Dir: "."}, Parallelism: 10}
+	fs := flag.NewFlagSet("lbc "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	source := func() {
+		fs.StringVar(&a.Source.GitRev, "git-rev", "", "read the specs from this Git revision (no checkout)")
+		fs.StringVar(&a.Source.Repo, "repo", "", "Git repository for --git-rev (default: the one holding DIR)")
+	}
+	ssh := func() {
+		fs.StringVar(&a.SSH.KnownHosts, "known-hosts", "", "known_hosts file (default ~/.ssh/known_hosts)")
+		fs.StringVar(&a.SSH.KeyFile, "ssh-key", "", "private key file (default: the ssh-agent)")
+		fs.DurationVar(&a.SSH.ConnectTimeout, "connect-timeout", 10*time.Second, "SSH connect timeout")
+		fs.IntVar(&a.Parallelism, "parallelism", 10, "devices worked on at once")
+	}
+	npos := 1 // positional arguments allowed
+	switch cmd {
+	case "validate":
+		source()
+		fs.BoolVar(&a.JSON, "json", false, "print diagnostics as JSON, one object a line")
+	case "compile":
+		source()
+		fs.StringVar(&a.Out, "o", "out", "output directory")
+		fs.BoolVar(&a.NoLockUpdate, "no-lock-update", false, "do not update the lock file")
+		fs.BoolVar(&a.Locked, "locked", false, "fail when the placement would change")
+	case "explain":
+		source()
+		npos = 2
+	case "plan":
+		source()
+		ssh()
+		fs.BoolVar(&a.JSON, "json", false, "print the plan as JSON, one object a line")
+		fs.BoolVar(&a.Markdown, "markdown", false, "print the plan as markdown (pull-request comment)")
+		fs.BoolVar(&a.DetailedExitcode, "detailed-exitcode", false, "exit 0 when no changes, 2 when changes, 1 on error")
+		fs.StringVar(&a.PlanOut, "out", "", "save the plan to this file")
+		fs.BoolVar(&a.Locked, "locked", false, "fail when the placement would change")
+	case "apply":
+		source()
+		ssh()
+		fs.BoolVar(&a.JSON, "json", false, "print results as JSON, one object a line")
+		fs.IntVar(&a.MaxFailures, "max-failures", 0, "stop starting devices after this many failures (0: no limit)")
+		fs.DurationVar(&a.LockTimeout, "lock-timeout", 0, "wait this long for a device lock (0: fail at once)")
+		fs.BoolVar(&a.AllowDowngrade, "allow-downgrade", false, "apply a revision older than the one a host runs")
+		fs.BoolVar(&a.Force, "force", false, "apply even when a host runs a revision unknown to the repository")
+		fs.BoolVar(&a.Locked, "locked", false, "fail when the placement would change")
+	case "status":
+		source()
+		ssh()
+		fs.BoolVar(&a.JSON, "json", false, "print status as JSON, one object a line")
+	case "watch":
+		ssh()
+		fs.BoolVar(&a.WatchPlan, "plan", false, "diff against the live hosts instead of the previous compile")
+		fs.BoolVar(&a.WatchApply, "apply", false, "apply every new good result")
+		fs.DurationVar(&a.Interval, "interval", 0, "also re-plan this often (catches drift)")
+		fs.DurationVar(&a.Debounce, "debounce", 100*time.Millisecond, "wait this long for a burst of edits to settle")
+		fs.StringVar(&a.Out, "o", "", "with no --plan: compare against and keep the compiled output here")
+	case "schema", "version", "help":
+		npos = 1
+	default:
+		return nil, fmt.Errorf("unknown command %q", cmd)
+	}
+	var pos []string
+	rest := argv
+	for {
+		if err := fs.Parse(rest); err != nil {
+			return nil, errUsage
+		}
+		rest = fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if rest[0] == "--" {
+			pos = append(pos, rest[1:]...)
+			break
+		}
+		pos = append(pos, rest[0])
+		rest = rest[1:]
+	}
+	if len(pos) > npos {
+		fmt.Fprintf(stderr, "lbc %s: too many arguments: %s\n", cmd, strings.Join(pos, " "))
+		return nil, errUsage
+	}
+	switch cmd {
+	case "explain":
+		if len(pos) == 0 {
+			fmt.Fprintln(stderr, "lbc explain: missing BALANCER")
+			return nil, errUsage
+		}
+		a.Balancer = pos[0]
+		if len(pos) > 1 {
+			a.Source.Dir = pos[1]
+		}
+	case "apply":
+		if len(pos) == 1 {
+			a.Source.Dir = pos[0] // may be a plan file; resolved by the command
+		}
+	case "help":
+		if len(pos) == 1 {
+			a.Balancer = pos[0] // the topic
+		}
+	default:
+		if len(pos) == 1 {
+			a.Source.Dir = pos[0]
+		}
+	}
+	if a.JSON && a.Markdown {
+		fmt.Fprintf(stderr, "lbc %s: --json and --markdown exclude each other\n", cmd)
+		return nil, errUsage
+	}
+	if a.Parallelism < 1 {
+		fmt.Fprintf(stderr, "lbc %s: --parallelism must be at least 1\n", cmd)
+		return nil, errUsage
+	}
+	return a, nil
+}

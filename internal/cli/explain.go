@@ -1,0 +1,30 @@
+package cli
+
+import (
+	"lbc/compiler"
+	"lbc/internal/exitcode"
+)
+
+// explain prints the scheduler's reasoning for one balancer.
+func (e *env) explain() int {
+	src, err := e.openSource()
+	if err != nil {
+		return e.fail(err)
+	}
+	spec, err := e.load(src)
+	if err != nil {
+		return e.printLoadError(err)
+	}
+	prev, err := readLock(src)
+	if err != nil {
+		return e.fail(err)
+	}
+	ex, err := compiler.Explain(spec, prev, e.args.Balancer)
+	if err != nil {
+		return e.fail(err)
+	}
+	if err := ex.Write(e.stdout); err != nil {
+		return e.fail(err)
+	}
+	return exitcode.OK
+}

@@ -1,0 +1,105 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+
+	"lbc/compiler"
+	"lbc/internal/gitsrc"
+	"lbc/schema"
+)
+
+// specSource is a spec tree opened for reading: a directory on disk, or a
+// directory inside a Git revision.
+type specSource struct {
+	fsys     fs.FS
+	display  string // prefix for file names in messages ("" for the cwd)
+	dir      string // the directory on disk, "" when read from Git
+	revision string // full commit hash, with "-dirty" for a modified worktree; "" outside Git
+	repo     *gitsrc.Repo
+}
+
+// openSource resolves --git-rev/--repo/DIR into a readable spec tree.
+func (e *env) openSource() (*specSource, error) {
+	s := e.args.Source
+	if s.GitRev != "" {
+		repoPath := s.Repo
+		if repoPath == "" {
+			repoPath = s.Dir
+		}
+		repo, err := gitsrc.Open(repoPath)
+		if err != nil {
+			return nil, fmt.Errorf("open repository %s: %w", repoPath, err)
+		}
+		sub, err := repo.Rel(s.Dir)
+		if err != nil {
+			return nil, err
+		}
+		fsys, rev, err := repo.FS(s.GitRev, sub)
+		if err != nil {
+			return nil, fmt.Errorf("read %s at %s: %w", s.Dir, s.GitRev, err)
+		}
+		disp := sub
+		if disp == "." {
+			disp = ""
+		}
+		return &specSource{fsys: fsys, display: disp, revision: rev, repo: repo}, nil
+	}
+	st, err := os.Stat(s.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("read specs: %w", err)
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("read specs: %s is not a directory", s.Dir)
+	}
+	src := &specSource{fsys: os.DirFS(s.Dir), dir: s.Dir, display: filepath.ToSlash(filepath.Clean(s.Dir))}
+	if src.display == "." {
+		src.display = ""
+	}
+	if repo, err := gitsrc.Open(s.Dir); err == nil {
+		src.repo = repo
+		if rev, err := repo.Stamp(s.Dir); err == nil {
+			src.revision = rev
+		}
+	}
+	return src, nil
+}
+
+// load loads and validates the spec tree. Diagnostics come back with file
+// names as the user would open them.
+func (e *env) load(src *specSource) (*schema.Spec, error) {
+	spec, err := schema.Load(e.ctx, src.fsys)
+	if err != nil {
+		var diags schema.Diagnostics
+		if errors.As(err, &diags) && src.display != "" {
+			for i := range diags {
+				if diags[i].Pos.File != "" {
+					diags[i].Pos.File = path.Join(src.display, diags[i].Pos.File)
+				}
+			}
+			return nil, diags
+		}
+		return nil, err
+	}
+	return spec, nil
+}
+
+// readLock reads the placement lock beside the specs; a missing one is empty.
+func readLock(src *specSource) (compiler.Lock, error) {
+	data, err := fs.ReadFile(src.fsys, compiler.LockFileName)
+	if errors.Is(err, fs.ErrNotExist) {
+		return compiler.Lock{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", compiler.LockFileName, err)
+	}
+	lock, err := compiler.ParseLock(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path.Join(src.display, compiler.LockFileName), err)
+	}
+	return lock, nil
+}

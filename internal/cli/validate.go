@@ -1,0 +1,48 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"lbc/internal/exitcode"
+	"lbc/schema"
+)
+
+// validate checks the specs and prints every problem.
+func (e *env) validate() int {
+	src, err := e.openSource()
+	if err != nil {
+		return e.fail(err)
+	}
+	spec, err := e.load(src)
+	if err != nil {
+		return e.printLoadError(err)
+	}
+	if e.args.JSON {
+		return exitcode.OK
+	}
+	fmt.Fprintf(e.stdout, "ok: %d devices, %d balancers\n", len(spec.Devices), len(spec.Balancers))
+	return exitcode.OK
+}
+
+// printLoadError prints spec errors one a line (or as JSON diagnostics with
+// --json) and returns exit code 1.
+func (e *env) printLoadError(err error) int {
+	var diags schema.Diagnostics
+	if !errors.As(err, &diags) {
+		return e.fail(err)
+	}
+	if e.args.JSON {
+		enc := json.NewEncoder(e.stdout)
+		for _, d := range diags {
+			enc.Encode(d)
+		}
+		return exitcode.Error
+	}
+	for _, d := range diags {
+		fmt.Fprintln(e.stderr, d.String())
+	}
+	fmt.Fprintf(e.stderr, "lbc %s: %d error(s); nothing written\n", e.args.Command, len(diags))
+	return exitcode.Error
+}
