@@ -1,0 +1,310 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"path"
+	"regexp"
+	"strings"
+)
+
+// Config sizes a generated tree.
+type Config struct {
+	Devices   int
+	Balancers int
+	Tenants   int
+	Seed      uint64
+}
+
+// Files maps a slash-separated path relative to the output directory to its content.
+type Files map[string][]byte
+
+// maxBalancers keeps each VIP class within its /17.
+const maxBalancers = 32000
+
+// module is the CUE module of both generated trees.
+const module = "example.com/gen"
+
+// Address plan. Only ranges reserved for documentation or benchmarking:
+// 198.18.0.0/15 (RFC 2544) is set aside for network benchmarks and never
+// routed, which is what a generated fleet needs: far more unique VIPs than
+// the three /24 documentation ranges hold. VIPs come from 198.18.0.0/16
+// (public from the lower /17, internal from the upper /17), nodes from
+// 198.19.0.0/16. Devices have DNS names under example.net (RFC 2606).
+var (
+	publicVIPs   = netip.MustParsePrefix("198.18.0.0/17")
+	internalVIPs = netip.MustParsePrefix("198.18.128.0/17")
+	nodeNet      = netip.MustParsePrefix("198.19.0.0/16")
+	zones        = []string{"az-a", "az-b", "az-c"}
+	algorithms   = []string{"roundrobin", "leastconn", "source", "uri", "static-rr", "first"}
+	tcpPorts     = []int{3306, 5432, 6379, 9000, 9200, 11211}
+)
+
+// Generate returns the files of the tree: lbc/ is the spec tree as a user
+// writes it; cue/ is the same tree plus a copy of lbc's schema as the CUE
+// package cue/schema and, in each instance, a file that unifies the
+// instance with it, so that `cue export ./...` in cue/ checks what lbc checks.
+// schemaSrc is lbc's schema; nil leaves cue/ out.
+func Generate(c Config, schemaSrc []byte) (Files, error) {
+	if c.Devices < 1 || c.Balancers < 0 || c.Tenants < 1 {
+		return nil, fmt.Errorf("generate: need at least 1 device and 1 tenant")
+	}
+	if c.Balancers > maxBalancers {
+		return nil, fmt.Errorf("generate: at most %d balancers (one VIP address each, /17 per class)", maxBalancers)
+	}
+	g := &gen{c: c, rnd: rand.New(rand.NewPCG(c.Seed, 0x6c6263))}
+	files := Files{}
+	instances := map[string]string{} // instance dir -> its unification file body
+	files["lbc/cue.mod/module.cue"] = moduleFile()
+	files["lbc/devices/devices.cue"] = g.devices()
+	instances["devices"] = "devices: close({[s.#Name]: s.#Device})\nscheduler: s.#Scheduler\n"
+	per, extra := c.Balancers/c.Tenants, c.Balancers%c.Tenants
+	n := 0
+	for t := 0; t < c.Tenants; t++ {
+		count := per
+		if t < extra {
+			count++
+		}
+		tenant := fmt.Sprintf("t%03d", t)
+		dir := "balancers/" + tenant
+		files["lbc/"+dir+"/balancers.cue"] = g.tenant(tenant, n, count)
+		instances[dir] = "balancers: close({[s.#Name]: s.#Balancer})\n"
+		n += count
+	}
+	if schemaSrc == nil {
+		return files, nil
+	}
+	pkg, err := packageName(schemaSrc)
+	if err != nil {
+		return nil, err
+	}
+	lbcFiles := make(Files, len(files))
+	for p, b := range files {
+		lbcFiles[p] = b
+	}
+	for p, b := range lbcFiles {
+		files["cue/"+strings.TrimPrefix(p, "lbc/")] = b
+	}
+	files["cue/schema/schema.cue"] = schemaSrc
+	for dir, body := range instances {
+		var b bytes.Buffer
+		fmt.Fprintf(&b, "// Generated: unifies this instance with lbc's schema, for `cue export`.\n")
+		fmt.Fprintf(&b, "package spec\n\nimport s %q\n\n%s", module+"/schema:"+pkg, body)
+		files[path.Join("cue", dir, "zz_schema.cue")] = b.Bytes()
+	}
+	return files, nil
+}
+
+var packageRE = regexp.MustCompile(`(?m)^package ([A-Za-z_][A-Za-z0-9_]*)\s*$`)
+
+func packageName(src []byte) (string, error) {
+	m := packageRE.FindSubmatch(src)
+	if m == nil {
+		return "", fmt.Errorf("generate: schema has no package clause")
+	}
+	return string(m[1]), nil
+}
+
+func moduleFile() []byte {
+	return []byte(fmt.Sprintf("module: %q\nlanguage: {\n\tversion: \"v0.17.1\"\n}\n", module))
+}
+
+type gen struct {
+	c         Config
+	rnd       *rand.Rand
+	nPublic   int // VIP addresses handed out per class
+	nInternal int
+	nNode     int
+}
+
+// deviceTags cycles public, public, internal, public+internal, so that 3/4
+// of the devices carry public VIPs and 1/2 carry internal ones.
+func deviceTags(i int) []string {
+	switch i % 4 {
+	case 2:
+		return []string{"internal"}
+	case 3:
+		return []string{"public", "internal"}
+	default:
+		return []string{"public"}
+	}
+}
+
+func (g *gen) devices() []byte {
+	var b bytes.Buffer
+	b.WriteString(header)
+	b.WriteString("package spec\n\n")
+	b.WriteString("scheduler: {\n\tfilters: [\"capacity\", \"zone\", \"tags\", \"vipNetwork\", \"device\", \"ha\"]\n")
+	b.WriteString("\tcosts: {balancers: 1.0, maxconn: 1.0, spread: 0.5}\n}\n\n")
+	b.WriteString("devices: {\n")
+	for i := 0; i < g.c.Devices; i++ {
+		name := fmt.Sprintf("lb-%04d", i)
+		tags := deviceTags(i)
+		var nets []string
+		for _, t := range tags {
+			if t == "public" {
+				nets = append(nets, publicVIPs.String())
+			} else {
+				nets = append(nets, internalVIPs.String())
+			}
+		}
+		// Capacity sized so that the whole tree fits with room to spare:
+		// about 3× the average load.
+		capB := 3*(g.c.Balancers+g.c.Devices-1)/g.c.Devices + 10
+		fmt.Fprintf(&b, "\t%q: {\n", name)
+		fmt.Fprintf(&b, "\t\taddress: %q\n", name+".example.net")
+		if i%10 == 9 {
+			b.WriteString("\t\tssh: {user: \"lbc\", sudo: true}\n")
+		}
+		fmt.Fprintf(&b, "\t\tzone: %q\n", zones[i%len(zones)])
+		fmt.Fprintf(&b, "\t\tcapacity: {balancers: %d, maxconn: %d}\n", capB, capB*10000)
+		fmt.Fprintf(&b, "\t\ttags: [%s]\n", quoteList(tags))
+		b.WriteString("\t\tvipInterface: \"eth0\"\n")
+		fmt.Fprintf(&b, "\t\tvipNetworks: [%s]\n", quoteList(nets))
+		b.WriteString("\t}\n")
+	}
+	b.WriteString("}\n")
+	return b.Bytes()
+}
+
+const header = "// Generated by `go run ./internal/gen`; do not edit.\n"
+
+func (g *gen) nextVIP(internal bool) netip.Addr {
+	p, n := publicVIPs, &g.nPublic
+	if internal {
+		p, n = internalVIPs, &g.nInternal
+	}
+	*n++
+	return addrAt(p, *n) // skips .0 of the prefix
+}
+
+func (g *gen) nextNode() netip.Addr {
+	g.nNode = g.nNode%(1<<16-2) + 1
+	return addrAt(nodeNet, g.nNode)
+}
+
+func addrAt(p netip.Prefix, k int) netip.Addr {
+	a := p.Addr().As4()
+	v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
+	v += uint32(k)
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+// tenant writes count balancers of one tenant, numbered from first.
+func (g *gen) tenant(tenant string, first, count int) []byte {
+	var b bytes.Buffer
+	b.WriteString(header)
+	b.WriteString("package spec\n\n")
+	fmt.Fprintf(&b, "balancers: [string]: tenant: %q\n", tenant)
+	for k := 0; k < count; k++ {
+		g.balancer(&b, tenant, first+k, k)
+	}
+	return b.Bytes()
+}
+
+func (g *gen) balancer(b *bytes.Buffer, tenant string, i, k int) {
+	r := g.rnd
+	http := r.IntN(10) < 7
+	internal := r.IntN(10) < 3
+	fmt.Fprintf(b, "\nbalancers: %q: {\n", fmt.Sprintf("%s-svc-%03d", tenant, k))
+	proto := "tcp"
+	if http {
+		proto = "http"
+	}
+	fmt.Fprintf(b, "\tprotocol:  %q\n", proto)
+	fmt.Fprintf(b, "\talgorithm: %q\n", algorithms[i%len(algorithms)])
+
+	// 1 or 2 VIPs: one address, a second port for a fifth of them.
+	vip := g.nextVIP(internal)
+	ports := []int{80}
+	if http {
+		if r.IntN(5) == 0 {
+			ports = append(ports, 443)
+		}
+	} else {
+		ports = []int{tcpPorts[r.IntN(len(tcpPorts))]}
+		if r.IntN(5) == 0 {
+			ports = append(ports, ports[0]+1)
+		}
+	}
+	b.WriteString("\tvips: [")
+	for j, p := range ports {
+		if j > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(b, "{address: %q, port: %d}", vip, p)
+	}
+	b.WriteString("]\n")
+
+	// 3 to 5 nodes with weights; sometimes a node maxconn, sometimes a backup.
+	nodePort := 8080
+	if !http {
+		nodePort = ports[0]
+	}
+	nodes := 3 + r.IntN(3)
+	withMaxconn := r.IntN(3) == 0
+	b.WriteString("\tnodes: [\n")
+	for j := 0; j < nodes; j++ {
+		fmt.Fprintf(b, "\t\t{address: %q, port: %d, weight: %d", g.nextNode(), nodePort, 1+r.IntN(100))
+		if withMaxconn {
+			fmt.Fprintf(b, ", maxconn: %d", 100*(1+r.IntN(10)))
+		}
+		if j == nodes-1 && r.IntN(5) == 0 {
+			b.WriteString(", backup: true")
+		}
+		b.WriteString("},\n")
+	}
+	b.WriteString("\t]\n")
+
+	switch {
+	case r.IntN(20) == 0:
+		b.WriteString("\thealthMonitor: {type: \"none\"}\n")
+	case http:
+		fmt.Fprintf(b, "\thealthMonitor: {type: \"http\", path: \"/healthz\", expect: 200, interval: \"%ds\", timeout: \"1s\", rise: 2, fall: 3}\n", 2+r.IntN(4))
+	default:
+		fmt.Fprintf(b, "\thealthMonitor: {type: \"tcp\", interval: \"%ds\", timeout: \"2s\"}\n", 2+r.IntN(4))
+	}
+	switch p := r.IntN(10); {
+	case http && p < 2:
+		fmt.Fprintf(b, "\tpersistence: {type: \"cookie\", cookie: \"SRV%d\"}\n", k)
+	case p == 2:
+		b.WriteString("\tpersistence: {type: \"source\"}\n")
+	}
+	if r.IntN(10) < 3 {
+		fmt.Fprintf(b, "\ttimeouts: {connect: \"5s\", client: \"%ds\", server: \"%ds\"}\n", 30*(1+r.IntN(4)), 30*(1+r.IntN(4)))
+	}
+	if !withMaxconn && r.IntN(10) < 4 {
+		fmt.Fprintf(b, "\tmaxconn: %d\n", 1000*(1+r.IntN(5)))
+	}
+
+	// Placement: mostly free; some by zone, some by tag, a few HA pairs.
+	tag := "public"
+	if internal {
+		tag = "internal"
+	}
+	switch p := r.IntN(100); {
+	case p < 3:
+		z := r.IntN(3)
+		fmt.Fprintf(b, "\tplacement: {ha: true, zones: [%q, %q]}\n", zones[z], zones[(z+1)%3])
+		if r.IntN(2) == 0 {
+			b.WriteString("\tfailback: false\n")
+		}
+	case p < 13:
+		fmt.Fprintf(b, "\tplacement: zones: [%q]\n", zones[r.IntN(3)])
+	case p < 23:
+		fmt.Fprintf(b, "\tplacement: tags: [%q]\n", tag)
+	case p < 28:
+		fmt.Fprintf(b, "\tplacement: {zones: [%q], tags: [%q]}\n", zones[r.IntN(3)], tag)
+	}
+	b.WriteString("}\n")
+}
+
+func quoteList(xs []string) string {
+	q := make([]string, len(xs))
+	for i, x := range xs {
+		q[i] = fmt.Sprintf("%q", x)
+	}
+	return strings.Join(q, ", ")
+}

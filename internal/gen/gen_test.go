@@ -1,0 +1,223 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"cuelang.org/go/cue"
+	"cuelang.org/go/cue/cuecontext"
+	"cuelang.org/go/cue/load"
+)
+
+var small = Config{Devices: 30, Balancers: 250, Tenants: 4, Seed: 1}
+
+func readSchema(t *testing.T) []byte {
+	t.Helper()
+	src, err := os.ReadFile("../../schema/schema.cue")
+	if err != nil {
+		t.Fatalf("lbc's schema: %v", err)
+	}
+	return src
+}
+
+func TestGenerateIsDeterministic(t *testing.T) {
+	src := readSchema(t)
+	a, err := Generate(small, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Generate(small, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a) != len(b) {
+		t.Fatalf("file counts differ: %d and %d", len(a), len(b))
+	}
+	for p := range a {
+		if !bytes.Equal(a[p], b[p]) {
+			t.Errorf("%s differs between two runs with the same seed", p)
+		}
+	}
+	other := small
+	other.Seed = 2
+	c, err := Generate(other, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(a["lbc/balancers/t000/balancers.cue"], c["lbc/balancers/t000/balancers.cue"]) {
+		t.Error("a different seed gave the same balancers")
+	}
+}
+
+func TestLayout(t *testing.T) {
+	files, err := Generate(small, readSchema(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{
+		"lbc/cue.mod/module.cue", "lbc/devices/devices.cue", "lbc/balancers/t003/balancers.cue",
+		"cue/cue.mod/module.cue", "cue/schema/schema.cue", "cue/devices/zz_schema.cue",
+		"cue/balancers/t000/zz_schema.cue", "cue/balancers/t003/balancers.cue",
+	} {
+		if _, ok := files[p]; !ok {
+			t.Errorf("missing %s", p)
+		}
+	}
+	for p := range files {
+		if strings.HasPrefix(p, "lbc/") && strings.Contains(p, "schema") {
+			t.Errorf("the lbc variant holds %s: it must be the plain tree", p)
+		}
+		if strings.HasPrefix(p, "lbc/") {
+			peer := "cue/" + strings.TrimPrefix(p, "lbc/")
+			if !bytes.Equal(files[p], files[peer]) {
+				t.Errorf("%s and %s differ: both variants must hold the same specs", p, peer)
+			}
+		}
+	}
+	if _, err := Generate(small, nil); err != nil {
+		t.Errorf("without a schema: %v", err)
+	}
+}
+
+// TestPeerTreeValidates evaluates the cue/ variant with CUE, as `cue export
+// ./...` does, and checks the values a scheduler relies on.
+func TestPeerTreeValidates(t *testing.T) {
+	files, err := Generate(small, readSchema(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := write(dir, files); err != nil {
+		t.Fatal(err)
+	}
+	insts := load.Instances([]string{"./..."}, &load.Config{Dir: filepath.Join(dir, "cue")})
+	ctx := cuecontext.New()
+	type vip struct {
+		Address string `json:"address"`
+		Port    int    `json:"port"`
+	}
+	var spec struct {
+		Devices map[string]struct {
+			Zone        string   `json:"zone"`
+			VIPNetworks []string `json:"vipNetworks"`
+			Capacity    struct{ Balancers int }
+		} `json:"devices"`
+		Balancers map[string]struct {
+			Tenant    string `json:"tenant"`
+			VIPs      []vip  `json:"vips"`
+			Placement struct {
+				HA    bool     `json:"ha"`
+				Zones []string `json:"zones"`
+			} `json:"placement"`
+			HealthMonitor struct {
+				Method string `json:"method"`
+				Type   string `json:"type"`
+			} `json:"healthMonitor"`
+		} `json:"balancers"`
+	}
+	n := 0
+	for _, inst := range insts {
+		if inst.Err != nil {
+			t.Fatalf("load %s: %v", inst.Dir, inst.Err)
+		}
+		v := ctx.BuildInstance(inst)
+		if err := v.Validate(cue.Concrete(true)); err != nil {
+			t.Fatalf("validate %s: %v", inst.Dir, err)
+		}
+		b, err := v.MarshalJSON()
+		if err != nil {
+			t.Fatalf("export %s: %v", inst.Dir, err)
+		}
+		if err := json.Unmarshal(b, &spec); err != nil { // maps merge across instances
+			t.Fatal(err)
+		}
+		n++
+	}
+	if want := 1 + 1 + small.Tenants; n != want { // schema, devices, tenants
+		t.Errorf("%d instances, want %d", n, want)
+	}
+	if len(spec.Devices) != small.Devices || len(spec.Balancers) != small.Balancers {
+		t.Fatalf("%d devices and %d balancers, want %d and %d", len(spec.Devices), len(spec.Balancers), small.Devices, small.Balancers)
+	}
+	var nets []netip.Prefix
+	for _, d := range spec.Devices {
+		for _, s := range d.VIPNetworks {
+			nets = append(nets, netip.MustParsePrefix(s))
+		}
+	}
+	seen := map[vip]string{}
+	ha, methods := 0, 0
+	for name, b := range spec.Balancers {
+		if !strings.HasPrefix(name, b.Tenant+"-") {
+			t.Errorf("%s: tenant %q", name, b.Tenant)
+		}
+		if b.Placement.HA {
+			ha++
+			if len(b.Placement.Zones) != 2 || b.Placement.Zones[0] == b.Placement.Zones[1] {
+				t.Errorf("%s: HA zones %v", name, b.Placement.Zones)
+			}
+		}
+		if b.HealthMonitor.Type == "http" && b.HealthMonitor.Method == "GET" {
+			methods++ // the schema's default reached the value: it was applied
+		}
+		for _, v := range b.VIPs {
+			if other, dup := seen[v]; dup {
+				t.Errorf("%s and %s share VIP %s:%d", name, other, v.Address, v.Port)
+			}
+			seen[v] = name
+			a := netip.MustParseAddr(v.Address)
+			if !netip.MustParsePrefix("198.18.0.0/15").Contains(a) {
+				t.Errorf("%s: VIP %s outside the benchmark range", name, a)
+			}
+			in := false
+			for _, p := range nets {
+				in = in || p.Contains(a)
+			}
+			if !in {
+				t.Errorf("%s: VIP %s outside every device's vipNetworks", name, a)
+			}
+		}
+	}
+	if ha == 0 || methods == 0 {
+		t.Errorf("%d HA balancers, %d with the schema's default method: want some of each", ha, methods)
+	}
+}
+
+// TestPeerTreeRejects checks that the unification files make CUE enforce the
+// schema: an unknown field and a bad value must fail as they fail in lbc.
+func TestPeerTreeRejects(t *testing.T) {
+	files, err := Generate(Config{Devices: 3, Balancers: 2, Tenants: 1, Seed: 1}, readSchema(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, bad := range map[string]string{
+		"unknown field": `balancers: "x": {bogus: 1, vips: [{address: "198.18.0.200", port: 80}], nodes: [{address: "198.19.0.1", port: 1}]}`,
+		"bad name":      `balancers: "X Y": {vips: [{address: "198.18.0.200", port: 80}], nodes: [{address: "198.19.0.1", port: 1}]}`,
+		"bad protocol":  `balancers: "x": {protocol: "udp", vips: [{address: "198.18.0.200", port: 80}], nodes: [{address: "198.19.0.1", port: 1}]}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			fs := Files{}
+			for p, b := range files {
+				fs[p] = b
+			}
+			fs["cue/balancers/t000/bad.cue"] = []byte("package spec\n\n" + bad + "\n")
+			if err := write(dir, fs); err != nil {
+				t.Fatal(err)
+			}
+			insts := load.Instances([]string{"./balancers/t000"}, &load.Config{Dir: filepath.Join(dir, "cue")})
+			if insts[0].Err != nil {
+				t.Fatal(insts[0].Err)
+			}
+			v := cuecontext.New().BuildInstance(insts[0])
+			if err := v.Validate(cue.Concrete(true)); err == nil {
+				t.Errorf("CUE accepted %s", bad)
+			}
+		})
+	}
+}
