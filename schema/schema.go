@@ -1,0 +1,133 @@
+package schema
+
+import (
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strings"
+	"sync"
+
+	"cuelang.org/go/cue"
+	"cuelang.org/go/cue/ast"
+	"cuelang.org/go/cue/cuecontext"
+	"cuelang.org/go/cue/parser"
+	"cuelang.org/go/cue/token"
+)
+
+//go:embed schema.cue
+var schemaSource string
+
+// schemaFile is the file name CUE positions carry for the embedded schema;
+// it cannot clash with a spec file, whose names are relative paths.
+const schemaFile = "lbc:schema.cue"
+
+// Source returns the text of the embedded CUE schema.
+func Source() string { return schemaSource }
+
+// compiled is the schema compiled once, with what the error conversion
+// needs to know about it.
+type compiled struct {
+	file  *ast.File
+	value cue.Value // #Spec, in its own context
+
+	// defaults holds the positions of default values (X in *X | Y). A CUE
+	// error that points at one is the losing side of a disjunction, always
+	// reported beside the real error, so it is dropped.
+	defaults map[token.Pos]bool
+	// regexes maps each regular expression of the schema to what it means,
+	// for readable messages.
+	regexes map[string]string
+	// scheduler holds the scheduler defaults, for a tree that sets none.
+	scheduler rawScheduler
+}
+
+var (
+	schemaOnce sync.Once
+	theSchema  *compiled
+	schemaErr  error
+)
+
+func loadSchema() (*compiled, error) {
+	schemaOnce.Do(func() {
+		f, err := parser.ParseFile(schemaFile, schemaSource)
+		if err != nil {
+			schemaErr = fmt.Errorf("parse embedded schema: %w", err)
+			return
+		}
+		c := &compiled{file: f, defaults: map[token.Pos]bool{}, regexes: map[string]string{}}
+		ast.Walk(f, func(n ast.Node) bool {
+			if u, ok := n.(*ast.UnaryExpr); ok && u.Op == token.MUL {
+				c.defaults[u.X.Pos()] = true
+			}
+			return true
+		}, nil)
+		ctx := cuecontext.New()
+		v := ctx.BuildFile(f)
+		if err := v.Err(); err != nil {
+			schemaErr = fmt.Errorf("compile embedded schema: %w", err)
+			return
+		}
+		c.value = v.LookupPath(cue.ParsePath("#Spec"))
+		for name, desc := range regexNames {
+			re := v.LookupPath(cue.ParsePath(name))
+			src, ok := regexOf(re)
+			if !ok {
+				schemaErr = fmt.Errorf("embedded schema: %s is not a regular expression", name)
+				return
+			}
+			c.regexes[src] = desc
+		}
+		b, err := v.LookupPath(cue.ParsePath("#Scheduler")).MarshalJSON()
+		if err == nil {
+			err = json.Unmarshal(b, &c.scheduler)
+		}
+		if err != nil {
+			schemaErr = fmt.Errorf("embedded schema: scheduler defaults: %w", err)
+			return
+		}
+		theSchema = c
+	})
+	return theSchema, schemaErr
+}
+
+// regexOf returns the pattern of a value of the form =~"...".
+func regexOf(v cue.Value) (string, bool) {
+	op, args := v.Expr()
+	if op != cue.RegexMatchOp || len(args) != 1 {
+		return "", false
+	}
+	s, err := args[0].String()
+	return s, err == nil
+}
+
+// regexNames describes the named patterns of the schema; a value that fails
+// one gets this text instead of the bare regular expression.
+var regexNames = map[string]string{
+	"#Name":      "must be a name: 1 to 63 of a-z 0-9 . _ - starting with a letter or digit",
+	"#Label":     "must be a label: 1 to 63 of A-Z a-z 0-9 . _ : - starting with a letter or digit",
+	"#Host":      "must be an IP address or a DNS name",
+	"#IP":        "must be an IPv4 or IPv6 address",
+	"#Path":      "must be an absolute path of A-Z a-z 0-9 . _ / @ % + = : , -",
+	"#Command":   "must be a command of words separated by single spaces, without quotes, backslash, $, #, tabs or control characters",
+	"#Interface": "must be an interface name: 1 to 15 of A-Z a-z 0-9 . _ - starting with a letter or digit",
+	"#HTTPPath":  "must be an HTTP path starting with /, without spaces, quotes, backslash, $, # or control characters",
+	"#Duration":  `must be a duration such as "2s", "500ms" or "1m30s"`,
+	"#User":      "must be a user name: 1 to 32 of a-z 0-9 _ - starting with a letter or _",
+	"#Cookie":    "must be a cookie name: 1 to 64 of A-Z a-z 0-9 . _ -",
+	"#Prefix":    `must be an IP prefix such as "203.0.113.0/24"`,
+}
+
+// enumRE matches the schema's enumerations, written as =~"^(a|b|c)$".
+var enumRE = regexp.MustCompile(`^\^\(([A-Za-z0-9|-]+)\)\$$`)
+
+// describeRegex says what a value failing the pattern re must look like.
+func (c *compiled) describeRegex(re string) string {
+	if d, ok := c.regexes[re]; ok {
+		return d
+	}
+	if m := enumRE.FindStringSubmatch(re); m != nil {
+		return "must be one of " + strings.ReplaceAll(m[1], "|", ", ")
+	}
+	return "must match " + re
+}
