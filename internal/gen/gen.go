@@ -214,7 +214,11 @@ func (g *gen) balancer(b *bytes.Buffer, tenant string, i, k int) {
 		proto = "http"
 	}
 	fmt.Fprintf(b, "\tprotocol:  %q\n", proto)
-	fmt.Fprintf(b, "\talgorithm: %q\n", algorithms[i%len(algorithms)])
+	alg := algorithms[i%len(algorithms)]
+	if !http && alg == "uri" { // uri hashes the request path: http only
+		alg = "leastconn"
+	}
+	fmt.Fprintf(b, "\talgorithm: %q\n", alg)
 
 	// 1 or 2 VIPs: one address, a second port for a fifth of them.
 	vip := g.nextVIP(internal)

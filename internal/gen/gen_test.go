@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/netip"
 	"os"
@@ -12,6 +13,8 @@ import (
 	"cuelang.org/go/cue"
 	"cuelang.org/go/cue/cuecontext"
 	"cuelang.org/go/cue/load"
+
+	"lbc/schema"
 )
 
 var small = Config{Devices: 30, Balancers: 250, Tenants: 4, Seed: 1}
@@ -219,5 +222,25 @@ func TestPeerTreeRejects(t *testing.T) {
 				t.Errorf("CUE accepted %s", bad)
 			}
 		})
+	}
+}
+
+// TestLBCTreeLoads loads the lbc/ variant with lbc's own loader: the schema
+// and the semantic checks (unique VIPs, VIPs inside some device's networks).
+func TestLBCTreeLoads(t *testing.T) {
+	files, err := Generate(small, readSchema(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := write(dir, files); err != nil {
+		t.Fatal(err)
+	}
+	spec, err := schema.LoadDir(context.Background(), filepath.Join(dir, "lbc"))
+	if err != nil {
+		t.Fatalf("lbc rejects the generated tree: %v", err)
+	}
+	if len(spec.Devices) != small.Devices || len(spec.Balancers) != small.Balancers {
+		t.Errorf("%d devices and %d balancers, want %d and %d", len(spec.Devices), len(spec.Balancers), small.Devices, small.Balancers)
 	}
 }
