@@ -137,10 +137,11 @@ func (p *Partial) addBalancer(name string, r *rawBalancer, ep *entityPos, first 
 	if len(r.Nodes) == 0 {
 		bad("nodes", "at least one node is required")
 	}
-	enabled := false
+	enabled, parsed := false, true
 	for i, n := range r.Nodes {
 		a, ok := parseIP(n.Address, func(msg string) { bad(fmt.Sprintf("nodes[%d].address", i), "%s", msg) })
 		if !ok {
+			parsed = false
 			continue
 		}
 		if !n.Backup && n.Weight > 0 {
@@ -148,7 +149,7 @@ func (p *Partial) addBalancer(name string, r *rawBalancer, ep *entityPos, first 
 		}
 		b.Nodes = append(b.Nodes, Node{Address: a, Port: n.Port, Weight: n.Weight, Maxconn: n.Maxconn, Backup: n.Backup})
 	}
-	if len(r.Nodes) > 0 && !enabled {
+	if len(r.Nodes) > 0 && parsed && !enabled {
 		bad("nodes", "no enabled node: at least one node must be neither backup nor of weight 0")
 	}
 
@@ -194,7 +195,8 @@ func (p *Partial) addScheduler(r *rawScheduler) {
 	seen := map[string]bool{}
 	for i, f := range r.Filters {
 		if seen[f] {
-			p.Diagnostics = append(p.Diagnostics, errorf(p.SchedulerPos, fmt.Sprintf("scheduler.filters[%d]", i), "duplicate filter %q", f))
+			field := fmt.Sprintf("filters[%d]", i)
+			p.Diagnostics = append(p.Diagnostics, errorf(at(p.schedulerFields, field, p.SchedulerPos), "scheduler."+field, "duplicate filter %q", f))
 			p.rejected["scheduler"] = p.SchedulerPos
 			return
 		}

@@ -152,6 +152,7 @@ func decode(p *Partial, v cue.Value, diags Diagnostics, pos *positions, first Po
 	}
 	if raw.Scheduler != nil {
 		p.SchedulerPos = pos.scheduler
+		p.schedulerFields = pos.schedulerFields
 		if !p.SchedulerPos.IsValid() {
 			p.SchedulerPos = first
 		}

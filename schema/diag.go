@@ -172,16 +172,20 @@ func (c *compiled) fromCUE(err error, rel func(string) string, fallback func(pat
 		positions := errors.Positions(e)
 		loser := false
 		var pos Pos
+		var also []string
 		for _, p := range positions {
-			if c.defaults[p] {
+			if c.inDefault(p) {
 				loser = true
 				break
 			}
 			if p.Filename() == schemaFile || !p.IsValid() {
 				continue
 			}
+			pp := Pos{File: rel(p.Filename()), Line: p.Line(), Col: p.Column()}
 			if !pos.IsValid() {
-				pos = Pos{File: rel(p.Filename()), Line: p.Line(), Col: p.Column()}
+				pos = pp
+			} else if pp != pos {
+				also = append(also, pp.String())
 			}
 		}
 		if loser {
@@ -191,9 +195,13 @@ func (c *compiled) fromCUE(err error, rel func(string) string, fallback func(pat
 		if !pos.IsValid() {
 			pos = fallback(path)
 		}
+		msg = c.rewrite(path, msg)
+		if len(also) > 0 {
+			msg += " (see also " + strings.Join(also, ", ") + ")"
+		}
 		out = append(out, Diagnostic{
 			Severity: SeverityError,
-			Message:  clean(c.rewrite(path, msg)),
+			Message:  clean(msg),
 			Path:     cuePath(path),
 			Pos:      pos,
 		})
@@ -226,6 +234,9 @@ func (c *compiled) rewrite(path []string, msg string) string {
 		return "unknown field"
 	case "field is required but not present":
 		return "missing required field"
+	}
+	if rest, ok := strings.CutPrefix(msg, "incomplete value "); ok {
+		return "not a concrete value: " + rest
 	}
 	return msg
 }

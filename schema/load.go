@@ -34,7 +34,8 @@ type Partial struct {
 	// rejected holds the entities the instance defines that failed its own
 	// checks ("devices/lb-a1" → position), so that Merge neither reports
 	// them as unknown nor checks them further.
-	rejected map[string]Pos
+	rejected        map[string]Pos
+	schedulerFields map[string]Pos
 }
 
 // LoadDir loads the spec tree rooted at dir; positions are relative to dir.
@@ -237,6 +238,9 @@ func (p *positions) fallback(sels []string, first Pos) Pos {
 		}
 	}
 	if len(sels) >= 1 && sels[0] == "scheduler" && p.scheduler.IsValid() {
+		if fp, ok := p.schedulerFields[cuePath(sels[1:])]; ok {
+			return fp
+		}
 		return p.scheduler
 	}
 	return first

@@ -15,7 +15,8 @@ import (
 type positions struct {
 	devices   map[string]*entityPos
 	balancers map[string]*entityPos
-	scheduler Pos
+	scheduler       Pos
+	schedulerFields map[string]Pos
 	rel       func(string) string
 }
 
@@ -25,7 +26,7 @@ type entityPos struct {
 }
 
 func newPositions(rel func(string) string) *positions {
-	return &positions{devices: map[string]*entityPos{}, balancers: map[string]*entityPos{}, rel: rel}
+	return &positions{devices: map[string]*entityPos{}, balancers: map[string]*entityPos{}, schedulerFields: map[string]Pos{}, rel: rel}
 }
 
 func (p *positions) pos(tp token.Pos) Pos { return posOf(tp, p.rel) }
@@ -46,6 +47,7 @@ func (p *positions) addFile(f *ast.File) {
 			if !p.scheduler.IsValid() {
 				p.scheduler = p.pos(fd.Label.Pos())
 			}
+			p.fields(p.schedulerFields, "", fd.Value)
 		}
 	}
 }

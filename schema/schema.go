@@ -34,7 +34,7 @@ type compiled struct {
 	// defaults holds the positions of default values (X in *X | Y). A CUE
 	// error that points at one is the losing side of a disjunction, always
 	// reported beside the real error, so it is dropped.
-	defaults map[token.Pos]bool
+	defaults [][2]int // byte offsets [start, end) in the schema file
 	// regexes maps each regular expression of the schema to what it means,
 	// for readable messages.
 	regexes map[string]string
@@ -55,10 +55,10 @@ func loadSchema() (*compiled, error) {
 			schemaErr = fmt.Errorf("parse embedded schema: %w", err)
 			return
 		}
-		c := &compiled{file: f, defaults: map[token.Pos]bool{}, regexes: map[string]string{}}
+		c := &compiled{file: f, regexes: map[string]string{}}
 		ast.Walk(f, func(n ast.Node) bool {
 			if u, ok := n.(*ast.UnaryExpr); ok && u.Op == token.MUL {
-				c.defaults[u.X.Pos()] = true
+				c.defaults = append(c.defaults, [2]int{u.X.Pos().Offset(), u.X.End().Offset()})
 			}
 			return true
 		}, nil)
@@ -89,6 +89,20 @@ func loadSchema() (*compiled, error) {
 		theSchema = c
 	})
 	return theSchema, schemaErr
+}
+
+// inDefault reports whether p lies inside a default value of the schema.
+func (c *compiled) inDefault(p token.Pos) bool {
+	if p.Filename() != schemaFile {
+		return false
+	}
+	o := p.Offset()
+	for _, d := range c.defaults {
+		if o >= d[0] && o < d[1] {
+			return true
+		}
+	}
+	return false
 }
 
 // regexOf returns the pattern of a value of the form =~"...".
