@@ -53,8 +53,10 @@ build_lbc() {
 measure() {
 	local label=$1 dir=$2; shift 2
 	local tmp; tmp=$(mktemp -d)
-	if ! (cd "$dir" && "$@") >/dev/null 2>"$tmp/err"; then
-		log "bench: $label: not available: $(head -c 300 "$tmp/err" | head -3)"
+	local rc=0
+	(cd "$dir" && "$@") >/dev/null 2>"$tmp/err" || rc=$?
+	if [ $rc != 0 ]; then
+		log "bench: $label: not available (exit $rc): $(head -c 300 "$tmp/err" | head -3)"
 		printf '%s\t-\t-\n' "$label"
 		rm -rf "$tmp"
 		return 0
