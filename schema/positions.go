@@ -13,11 +13,11 @@ import (
 // Fields written through references or comprehensions are not found; their
 // errors fall back to the position of the enclosing device or balancer.
 type positions struct {
-	devices   map[string]*entityPos
-	balancers map[string]*entityPos
+	devices         map[string]*entityPos
+	balancers       map[string]*entityPos
 	scheduler       Pos
 	schedulerFields map[string]Pos
-	rel       func(string) string
+	rel             func(string) string
 }
 
 type entityPos struct {
