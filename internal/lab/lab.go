@@ -358,3 +358,23 @@ func poll(ctx context.Context, timeout time.Duration, f func() error) error {
 		}
 	}
 }
+
+// Down stops a lab that Start left running in another process (labctl up):
+// it cleans up the namespaces, bridge and veths of name, and removes dir
+// when dir is a lab directory.
+func Down(name, dir string) error {
+	if dir != "" {
+		killPidFiles(dir)
+	}
+	err := Cleanup(name)
+	if dir != "" {
+		if _, serr := os.Stat(filepath.Join(dir, markerFile)); serr == nil {
+			err = errors.Join(err, os.RemoveAll(dir))
+		} else if !errors.Is(serr, os.ErrNotExist) {
+			err = errors.Join(err, serr)
+		} else if ents, _ := os.ReadDir(dir); len(ents) > 0 {
+			err = errors.Join(err, fmt.Errorf("lab %s: %s is not a lab directory: left alone", name, dir))
+		}
+	}
+	return err
+}
