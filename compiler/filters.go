@@ -1,0 +1,200 @@
+package compiler
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Filter names, as spec.Scheduler.Filters lists them.
+const (
+	FilterDevice     = "device"
+	FilterZone       = "zone"
+	FilterTags       = "tags"
+	FilterVIPNetwork = "vipNetwork"
+	FilterCapacity   = "capacity"
+	FilterHA         = "ha"
+)
+
+// filterOrder is the order in which filters are evaluated and reported.
+// When a device fails several, the first one in this order is the reason
+// counted in an UnplaceableError, so the counts add up to the device total.
+//
+// The device filter (placement.device) always runs, listed or not: a pin is
+// an explicit wish of one balancer, while the filter list is fleet policy.
+// It pins the primary of an HA balancer; the standby is chosen freely.
+// The ha filter, too, always runs for the standby of an HA pair, which is
+// never the primary's device; when the filter is listed, the standby must
+// moreover be in another zone than the primary.
+var filterOrder = [...]string{FilterDevice, FilterZone, FilterTags, FilterVIPNetwork, FilterCapacity, FilterHA}
+
+type filterID uint8
+
+const (
+	fDevice filterID = iota
+	fZone
+	fTags
+	fVIPNetwork
+	fCapacity
+	fHA
+	numFilters
+)
+
+func (f filterID) String() string { return filterOrder[f] }
+
+// static reports whether f depends only on the balancer and the device's
+// fixed attributes (zone, tags, vipNetworks), not on what is placed.
+func (f filterID) static() bool { return f == fZone || f == fTags || f == fVIPNetwork }
+
+// role says which device of a balancer is being chosen: the only or primary
+// one (noPrimary), or the standby of an HA pair (the primary's index).
+const noPrimary int32 = -1
+
+// pass reports whether device d passes filter f for balancer b. For the
+// standby, primary is the primary's device; otherwise it is noPrimary.
+// It does not allocate; why gives the reason for a rejection.
+func (s *sched) pass(f filterID, b *bal, d int32, primary int32) bool {
+	dv := &s.devs[d]
+	switch f {
+	case fDevice:
+		return primary != noPrimary || b.pin == noPin || b.pin == d
+	case fZone:
+		if len(b.zones) == 0 {
+			return true
+		}
+		for _, z := range b.zones {
+			if z == dv.zone {
+				return true
+			}
+		}
+		return false
+	case fTags:
+		if b.unknownTag {
+			return false
+		}
+		have := s.classes[dv.class].tags
+		for i, w := range b.tags {
+			if w&^have[i] != 0 {
+				return false
+			}
+		}
+		return true
+	case fVIPNetwork:
+		return s.vipsOK(b, dv.class)
+	case fCapacity:
+		if dv.capB > 0 && dv.count+1 > dv.capB {
+			return false
+		}
+		return dv.capM <= 0 || dv.committed+b.maxconn <= dv.capM
+	case fHA:
+		if primary == noPrimary {
+			return true
+		}
+		return d != primary && (!s.haZones || dv.zone != s.devs[primary].zone)
+	}
+	return false
+}
+
+// vipsOK reports whether every VIP of b lies in one of the networks of class c.
+func (s *sched) vipsOK(b *bal, c int32) bool {
+	nets := s.classes[c].nets
+	if len(nets) == 0 {
+		return true
+	}
+	for _, v := range b.b.VIPs {
+		ok := false
+		for _, p := range nets {
+			if p.Contains(v.Address) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// why explains why device d fails filter f for b ("" when it passes).
+func (s *sched) why(f filterID, b *bal, d int32, primary int32) string {
+	if s.pass(f, b, d, primary) {
+		return ""
+	}
+	dv := &s.devs[d]
+	switch f {
+	case fDevice:
+		return fmt.Sprintf("placement.device pins %s", b.b.Placement.Device)
+	case fZone:
+		if dv.zone < 0 || s.zoneNames[dv.zone] == "" {
+			return fmt.Sprintf("no zone, placement.zones is [%s]", strings.Join(b.b.Placement.Zones, " "))
+		}
+		return fmt.Sprintf("zone %s not in [%s]", s.zoneNames[dv.zone], strings.Join(b.b.Placement.Zones, " "))
+	case fTags:
+		have := map[string]bool{}
+		for _, t := range dv.d.Tags {
+			have[t] = true
+		}
+		var missing []string
+		for _, t := range b.b.Placement.Tags {
+			if !have[t] {
+				missing = append(missing, t)
+			}
+		}
+		return fmt.Sprintf("missing tags [%s]", strings.Join(missing, " "))
+	case fVIPNetwork:
+		for _, v := range b.b.VIPs {
+			in := false
+			for _, p := range dv.d.VIPNetworks {
+				if p.Contains(v.Address) {
+					in = true
+				}
+			}
+			if !in {
+				nets := make([]string, len(dv.d.VIPNetworks))
+				for i, p := range dv.d.VIPNetworks {
+					nets[i] = p.String()
+				}
+				return fmt.Sprintf("vip %s outside vipNetworks [%s]", v.Address, strings.Join(nets, " "))
+			}
+		}
+	case fCapacity:
+		if dv.capB > 0 && dv.count+1 > dv.capB {
+			return fmt.Sprintf("full: %d/%d balancers", dv.count, dv.capB)
+		}
+		return fmt.Sprintf("maxconn %d committed + %d > %d", dv.committed, b.maxconn, dv.capM)
+	case fHA:
+		if d == primary {
+			return "is the primary"
+		}
+		return fmt.Sprintf("same zone %s as primary %s", s.zoneNames[dv.zone], s.devs[primary].name)
+	}
+	return "rejected"
+}
+
+// firstFailure returns the first filter, in filterOrder, that d fails for b,
+// and false when d passes every enabled filter.
+func (s *sched) firstFailure(b *bal, d int32, primary int32) (filterID, bool) {
+	for f := filterID(0); f < numFilters; f++ {
+		if s.enabled[f] && !s.pass(f, b, d, primary) {
+			return f, true
+		}
+	}
+	return 0, false
+}
+
+// fits reports whether d passes every enabled filter for b.
+func (s *sched) fits(b *bal, d int32, primary int32) bool {
+	_, failed := s.firstFailure(b, d, primary)
+	return !failed
+}
+
+// staticOK reports whether devices of class c pass every enabled static filter for b.
+func (s *sched) staticOK(b *bal, c int32) bool {
+	rep := s.classes[c].devs[0]
+	for _, f := range [...]filterID{fZone, fTags, fVIPNetwork} {
+		if s.enabled[f] && !s.pass(f, b, rep, noPrimary) {
+			return false
+		}
+	}
+	return true
+}

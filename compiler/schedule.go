@@ -1,0 +1,584 @@
+package compiler
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+
+	"lbc/schema"
+)
+
+// Schedule places every balancer of spec on a device (two for an HA
+// balancer), keeping the placement of prev wherever it still passes the
+// filters.
+//
+// It runs in two passes. First it keeps every balancer of prev, in name
+// order, whose device(s) still pass the filters, counting their capacity as
+// it goes. Then it places the others in name order: the devices that pass
+// every filter are scored by Σ weight × cost, each cost normalized min-max
+// across them; the lowest total wins, ties going to the first device name.
+// The primary of an HA balancer prefers placement.zones[0]; its standby is
+// then chosen the same way among the devices in another zone. Capacity is
+// consumed as balancers are placed, so no device is ever overbooked.
+// Adding or removing one balancer therefore never moves another.
+//
+// When some balancers fit no device, the error joins one *UnplaceableError
+// per balancer, sorted by name, and the Lock is nil.
+func Schedule(spec *schema.Spec, prev Lock) (Lock, Stats, error) {
+	s, err := newSched(spec)
+	if err != nil {
+		return nil, Stats{}, err
+	}
+	lock, stats, errs := s.run(prev, "", nil)
+	if len(errs) > 0 {
+		return nil, Stats{}, errors.Join(errs...)
+	}
+	return lock, stats, nil
+}
+
+// UnplaceableError says that no device fits a balancer (or the standby of
+// an HA balancer), and why each device was turned down: Reasons counts, per
+// filter name, the devices whose first failing filter it was, so the counts
+// add up to Total.
+type UnplaceableError struct {
+	Balancer string
+	Pos      schema.Pos
+	Role     string // "standby" for the standby of an HA balancer, else ""
+	Total    int    // devices in the spec
+	Reasons  map[string]int
+}
+
+func (e *UnplaceableError) Error() string {
+	var b strings.Builder
+	if e.Pos.IsValid() {
+		b.WriteString(e.Pos.String())
+		b.WriteString(": ")
+	}
+	b.WriteString("balancers.")
+	b.WriteString(label(e.Balancer))
+	b.WriteString(": ")
+	what := e.Balancer
+	if e.Role == roleStandby {
+		what = "the standby of " + e.Balancer
+	}
+	fmt.Fprintf(&b, "0/%d devices fit %s", e.Total, what)
+	type rc struct {
+		name string
+		n    int
+	}
+	var rs []rc
+	for k, n := range e.Reasons {
+		rs = append(rs, rc{k, n})
+	}
+	sort.Slice(rs, func(i, j int) bool {
+		if rs[i].n != rs[j].n {
+			return rs[i].n > rs[j].n
+		}
+		return rs[i].name < rs[j].name
+	})
+	for i, r := range rs {
+		if i == 0 {
+			b.WriteString(": ")
+		} else {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%d %s", r.n, r.name)
+	}
+	return b.String()
+}
+
+// label formats a name as a CUE path element, as schema diagnostics do:
+// identifiers bare, anything else quoted (balancers."shop-web").
+func label(s string) string {
+	for i, r := range s {
+		if r == '_' || r == '$' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || i > 0 && r >= '0' && r <= '9' {
+			continue
+		}
+		return strconv.Quote(s)
+	}
+	if s == "" || s[0] == '_' {
+		return strconv.Quote(s)
+	}
+	return s
+}
+
+const (
+	rolePrimary = "primary"
+	roleStandby = "standby"
+)
+
+const noPin int32 = -1
+
+// device is the scheduler's view of one device: fixed attributes and load.
+type device struct {
+	name    string
+	d       *schema.Device
+	zone    int32 // index into sched.zoneNames
+	class   int32 // index into sched.classes
+	capB    int64 // 0: unbounded
+	capM    int64 // 0: unbounded
+	invCapM float64
+	// load, updated as balancers are placed
+	count     int64
+	committed int64
+}
+
+// class groups devices with the same zone, tags and vipNetworks: the
+// static filters give every device of a class the same verdict.
+type class struct {
+	zone int32
+	tags []uint64 // bit set of tag ids
+	nets []netip.Prefix
+	devs []int32 // ascending
+}
+
+// bal is the scheduler's view of one balancer.
+type bal struct {
+	name       string
+	b          *schema.Balancer
+	zones      []int32 // zone ids; -2 for a zone no device has
+	tags       []uint64
+	unknownTag bool
+	pin        int32 // noPin, a device index, or -2 for an unknown device
+	maxconn    int64
+	tenant     []int32 // balancers of the tenant per device
+	prefZone   int32   // HA: zone id of placement.zones[0], or -1
+}
+
+type sched struct {
+	spec      *schema.Spec
+	devs      []device
+	devIndex  map[string]int32
+	zoneNames []string
+	zoneIndex map[string]int32
+	tagIndex  map[string]int
+	tagWords  int
+	classes   []class
+	enabled   [numFilters]bool
+	haZones   bool // the ha filter is listed: standby in another zone
+	w         [numCosts]float64
+	tenants   map[string][]int32
+	bals      map[string]*bal
+
+	// scratch of one decision, reused
+	classOK []bool
+	cand    []int32
+	raw     [numCosts][]float64
+	total   []float64
+	lo, hi  [numCosts]float64
+}
+
+func newSched(spec *schema.Spec) (*sched, error) {
+	if spec == nil {
+		return nil, errors.New("schedule: no spec")
+	}
+	s := &sched{
+		spec:      spec,
+		devIndex:  make(map[string]int32, len(spec.Devices)),
+		zoneIndex: map[string]int32{},
+		tagIndex:  map[string]int{},
+		tenants:   map[string][]int32{},
+		bals:      make(map[string]*bal, len(spec.Balancers)),
+	}
+	if err := s.setFilters(spec.Scheduler.Filters); err != nil {
+		return nil, err
+	}
+	w, err := weights(spec.Scheduler.Costs)
+	if err != nil {
+		return nil, err
+	}
+	s.w = w
+
+	names := spec.DeviceNames()
+	for _, n := range names {
+		for _, t := range spec.Devices[n].Tags {
+			if _, ok := s.tagIndex[t]; !ok {
+				s.tagIndex[t] = len(s.tagIndex)
+			}
+		}
+	}
+	s.tagWords = (len(s.tagIndex) + 63) / 64
+	classIndex := map[string]int32{}
+	s.devs = make([]device, len(names))
+	for i, n := range names {
+		d := spec.Devices[n]
+		if d == nil {
+			return nil, fmt.Errorf("schedule: device %s is nil", n)
+		}
+		z, ok := s.zoneIndex[d.Zone]
+		if !ok {
+			z = int32(len(s.zoneNames))
+			s.zoneIndex[d.Zone] = z
+			s.zoneNames = append(s.zoneNames, d.Zone)
+		}
+		tags := s.tagSet(d.Tags)
+		nets := append([]netip.Prefix(nil), d.VIPNetworks...)
+		sort.Slice(nets, func(i, j int) bool { return nets[i].String() < nets[j].String() })
+		key := classKey(z, tags, nets)
+		c, ok := classIndex[key]
+		if !ok {
+			c = int32(len(s.classes))
+			classIndex[key] = c
+			s.classes = append(s.classes, class{zone: z, tags: tags, nets: nets})
+		}
+		s.classes[c].devs = append(s.classes[c].devs, int32(i))
+		dv := device{name: n, d: d, zone: z, class: c,
+			capB: int64(d.Capacity.Balancers), capM: int64(d.Capacity.Maxconn)}
+		if dv.capM > 0 {
+			dv.invCapM = 1 / float64(dv.capM)
+		}
+		s.devs[i] = dv
+		s.devIndex[n] = int32(i)
+	}
+	s.classOK = make([]bool, len(s.classes))
+	for k := range s.raw {
+		s.raw[k] = make([]float64, 0, len(names))
+	}
+	s.cand = make([]int32, 0, len(names))
+	s.total = make([]float64, 0, len(names))
+	return s, nil
+}
+
+func classKey(zone int32, tags []uint64, nets []netip.Prefix) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d|", zone)
+	for _, w := range tags {
+		fmt.Fprintf(&b, "%x,", w)
+	}
+	b.WriteString("|")
+	for _, p := range nets {
+		b.WriteString(p.String())
+		b.WriteString(",")
+	}
+	return b.String()
+}
+
+func (s *sched) tagSet(tags []string) []uint64 {
+	set := make([]uint64, s.tagWords)
+	for _, t := range tags {
+		if i, ok := s.tagIndex[t]; ok {
+			set[i/64] |= 1 << (i % 64)
+		}
+	}
+	return set
+}
+
+func (s *sched) setFilters(list []string) error {
+	if list == nil {
+		for f := range s.enabled {
+			s.enabled[f] = true
+		}
+		s.haZones = true
+		return nil
+	}
+	for _, name := range list {
+		found := false
+		for f, n := range filterOrder {
+			if n == name {
+				s.enabled[f] = true
+				found = true
+			}
+		}
+		if !found {
+			return fmt.Errorf("scheduler.filters: unknown filter %q", name)
+		}
+	}
+	s.haZones = s.enabled[fHA]
+	s.enabled[fDevice] = true // always: see filterOrder
+	s.enabled[fHA] = true
+	return nil
+}
+
+// balancer returns the scheduler's view of the balancer named n.
+func (s *sched) balancer(n string) *bal {
+	if b, ok := s.bals[n]; ok {
+		return b
+	}
+	sb := s.spec.Balancers[n]
+	b := &bal{name: n, b: sb, pin: noPin, prefZone: -1, maxconn: int64(sb.TotalMaxconn())}
+	for _, z := range sb.Placement.Zones {
+		id, ok := s.zoneIndex[z]
+		if !ok {
+			id = -2
+		}
+		b.zones = append(b.zones, id)
+	}
+	if sb.Placement.HA && len(b.zones) > 0 {
+		b.prefZone = b.zones[0]
+	}
+	for _, t := range sb.Placement.Tags {
+		if _, ok := s.tagIndex[t]; !ok {
+			b.unknownTag = true
+		}
+	}
+	b.tags = s.tagSet(sb.Placement.Tags)
+	if sb.Placement.Device != "" {
+		if d, ok := s.devIndex[sb.Placement.Device]; ok {
+			b.pin = d
+		} else {
+			b.pin = -2
+		}
+	}
+	if sb.Tenant != "" {
+		t := s.tenants[sb.Tenant]
+		if t == nil {
+			t = make([]int32, len(s.devs))
+			s.tenants[sb.Tenant] = t
+		}
+		b.tenant = t
+	}
+	s.bals[n] = b
+	return b
+}
+
+// commit records b as placed on d.
+func (s *sched) commit(b *bal, d int32) {
+	dv := &s.devs[d]
+	dv.count++
+	dv.committed += b.maxconn
+	if b.tenant != nil {
+		b.tenant[d]++
+	}
+}
+
+// uncommit undoes commit.
+func (s *sched) uncommit(b *bal, d int32) {
+	dv := &s.devs[d]
+	dv.count--
+	dv.committed -= b.maxconn
+	if b.tenant != nil {
+		b.tenant[d]--
+	}
+}
+
+// candidates fills s.cand with the devices that pass every enabled filter
+// for b in the given role, and s.raw with their raw costs, then normalizes.
+func (s *sched) candidates(b *bal, primary int32) {
+	s.cand = s.cand[:0]
+	for k := range s.raw {
+		s.raw[k] = s.raw[k][:0]
+	}
+	if primary == noPrimary && b.pin != noPin {
+		if b.pin >= 0 && s.fits(b, b.pin, primary) {
+			s.addCand(b, b.pin)
+		}
+		s.normalize()
+		return
+	}
+	capOn, haOn := s.enabled[fCapacity], primary != noPrimary
+	pz := int32(-1)
+	if haOn && s.haZones {
+		pz = s.devs[primary].zone
+	}
+	for c := range s.classes {
+		cl := &s.classes[c]
+		if !s.staticOK(b, int32(c)) || cl.zone == pz {
+			continue
+		}
+		for _, d := range cl.devs {
+			dv := &s.devs[d]
+			if capOn && ((dv.capB > 0 && dv.count >= dv.capB) || (dv.capM > 0 && dv.committed+b.maxconn > dv.capM)) {
+				continue
+			}
+			if haOn && d == primary {
+				continue
+			}
+			s.addCand(b, d)
+		}
+	}
+	s.normalize()
+}
+
+func (s *sched) addCand(b *bal, d int32) {
+	s.cand = append(s.cand, d)
+	dv := &s.devs[d]
+	s.raw[0] = append(s.raw[0], float64(dv.count))
+	s.raw[1] = append(s.raw[1], float64(dv.committed)*dv.invCapM)
+	t := 0.0
+	if b.tenant != nil {
+		t = float64(b.tenant[d])
+	}
+	s.raw[2] = append(s.raw[2], t)
+}
+
+// best returns the candidate with the lowest total (ties: lowest device
+// index, that is first name), restricted to zone pref when any candidate is
+// in it; -1 when there is none. It returns the device and its candidate slot.
+func (s *sched) best(pref int32) (int32, int) {
+	if pref >= 0 {
+		found := false
+		for _, d := range s.cand {
+			if s.devs[d].zone == pref {
+				found = true
+				break
+			}
+		}
+		if !found {
+			pref = -1
+		}
+	}
+	bd, bi, bt := int32(-1), -1, math.Inf(1)
+	for i, d := range s.cand {
+		if pref >= 0 && s.devs[d].zone != pref {
+			continue
+		}
+		t := s.total[i]
+		if bd < 0 || t < bt || (t == bt && d < bd) {
+			bd, bi, bt = d, i, t
+		}
+	}
+	return bd, bi
+}
+
+// unplaceable builds the error for b in a role, counting for every device
+// the first filter it fails.
+func (s *sched) unplaceable(b *bal, primary int32) *UnplaceableError {
+	e := &UnplaceableError{Balancer: b.name, Pos: b.b.Pos, Total: len(s.devs), Reasons: map[string]int{}}
+	if primary != noPrimary {
+		e.Role = roleStandby
+	}
+	for d := range s.devs {
+		f, failed := s.firstFailure(b, int32(d), primary)
+		name := f.String()
+		if !failed {
+			name = "unknown" // cannot happen: d would have been a candidate
+		}
+		e.Reasons[name]++
+	}
+	return e
+}
+
+// tracer is told about the decisions on one balancer (Explain).
+type tracer interface {
+	// decide is called before the device for a role is checked or chosen:
+	// primary is noPrimary, or the primary's device when the standby is
+	// chosen; lockDevice is the device of the lock being checked in the
+	// keep pass, "" when choosing afresh.
+	decide(s *sched, b *bal, primary int32, lockDevice string)
+	// placed reports the outcome (Primary "" when unplaceable).
+	placed(s *sched, p Placement, err *UnplaceableError)
+}
+
+// run schedules every balancer; trace, when not nil, is told about the
+// balancer named traced.
+func (s *sched) run(prev Lock, traced string, trace tracer) (Lock, Stats, []error) {
+	names := s.spec.BalancerNames()
+	out := make(Lock, len(names))
+	var st Stats
+	for n := range prev {
+		if _, ok := s.spec.Balancers[n]; !ok {
+			st.Removed++
+		}
+	}
+
+	// Pass 1: keep what still fits.
+	kept := make(map[string]bool, len(prev))
+	for _, n := range names {
+		p, ok := prev[n]
+		if !ok {
+			continue
+		}
+		b := s.balancer(n)
+		tr := trace != nil && n == traced
+		if tr {
+			trace.decide(s, b, noPrimary, p.Primary)
+		}
+		pd, ok := s.devIndex[p.Primary]
+		if !ok || !s.fits(b, pd, noPrimary) {
+			continue
+		}
+		s.commit(b, pd)
+		np := Placement{Balancer: n, Primary: p.Primary}
+		if b.b.Placement.HA && p.Standby != "" {
+			if tr {
+				trace.decide(s, b, pd, p.Standby)
+			}
+			if sd, ok := s.devIndex[p.Standby]; ok && s.fits(b, sd, pd) {
+				s.commit(b, sd)
+				np.Standby = p.Standby
+			}
+		}
+		out[n] = np
+		kept[n] = !b.b.Placement.HA || np.Standby != ""
+		if tr && kept[n] {
+			trace.placed(s, np, nil)
+		}
+	}
+
+	// Pass 2: place the rest.
+	var errs []error
+	for _, n := range names {
+		if kept[n] {
+			continue
+		}
+		b := s.balancer(n)
+		p, half := out[n] // HA balancer whose primary was kept
+		primary := noPrimary
+		if half {
+			primary = s.devIndex[p.Primary]
+		}
+		tr := trace != nil && n == traced
+		var uerr *UnplaceableError
+		if primary == noPrimary {
+			if tr {
+				trace.decide(s, b, noPrimary, "")
+			}
+			s.candidates(b, noPrimary)
+			d, _ := s.best(b.prefZone)
+			if d < 0 {
+				uerr = s.unplaceable(b, noPrimary)
+			} else {
+				p = Placement{Balancer: n, Primary: s.devs[d].name}
+				primary = d
+			}
+		}
+		if uerr == nil && b.b.Placement.HA {
+			if tr {
+				trace.decide(s, b, primary, "")
+			}
+			s.candidates(b, primary)
+			sd, _ := s.best(-1)
+			if sd < 0 {
+				uerr = s.unplaceable(b, primary)
+			} else {
+				p.Standby = s.devs[sd].name
+				s.commit(b, sd)
+			}
+		}
+		if uerr != nil {
+			if half {
+				s.uncommit(b, primary)
+				delete(out, n)
+			}
+			errs = append(errs, uerr)
+			if tr {
+				trace.placed(s, Placement{}, uerr)
+			}
+			continue
+		}
+		if !half {
+			s.commit(b, primary)
+		}
+		out[n] = p
+		if tr {
+			trace.placed(s, p, nil)
+		}
+	}
+
+	for _, n := range names {
+		q, ok := prev[n]
+		switch {
+		case !ok:
+			st.New++
+		case q.Primary == out[n].Primary && q.Standby == out[n].Standby:
+			st.Kept++
+		default:
+			st.Moved++
+		}
+	}
+	return out, st, errs
+}
