@@ -1,0 +1,205 @@
+package reconcile
+
+import (
+	"fmt"
+	"net/netip"
+	"path"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"lbc/internal/shquote"
+	"lbc/schema"
+)
+
+// Host is what plan and apply need to reach and change one device, copied
+// from the spec into the plan so that a saved plan can be applied exactly.
+// It holds no secret: SSH keys and agents are the transport's.
+type Host struct {
+	Address  string `json:"address"`
+	User     string `json:"user,omitempty"`
+	Port     int    `json:"port,omitempty"`
+	Sudo     bool   `json:"sudo,omitempty"`
+	StateDir string `json:"stateDir"`
+
+	Config string `json:"config"`
+	Reload string `json:"reload"`
+	Check  string `json:"check"`
+
+	KeepalivedConfig string `json:"keepalivedConfig,omitempty"`
+	KeepalivedReload string `json:"keepalivedReload,omitempty"`
+	KeepalivedCheck  string `json:"keepalivedCheck,omitempty"`
+
+	// IP is the ip(8) command; "ip" unless a test or host says otherwise.
+	IP string `json:"ip,omitempty"`
+}
+
+func hostOf(d *schema.Device, ipCmd string) Host {
+	if ipCmd == "" {
+		ipCmd = "ip"
+	}
+	return Host{
+		Address: d.Address, User: d.SSH.User, Port: d.SSH.Port, Sudo: d.SSH.Sudo,
+		StateDir: d.StateDir,
+		Config:   d.HAProxy.Config, Reload: d.HAProxy.Reload, Check: d.HAProxy.Check,
+		KeepalivedConfig: d.Keepalived.Config, KeepalivedReload: d.Keepalived.Reload,
+		KeepalivedCheck: d.Keepalived.Check,
+		IP:              ipCmd,
+	}
+}
+
+// device rebuilds the part of a schema.Device a Dialer needs.
+func (h Host) device(name string) *schema.Device {
+	return &schema.Device{
+		Name: name, Address: h.Address,
+		SSH:      schema.SSH{User: h.User, Port: h.Port, Sudo: h.Sudo},
+		StateDir: h.StateDir,
+		HAProxy:  schema.HAProxy{Config: h.Config, Reload: h.Reload, Check: h.Check},
+		Keepalived: schema.Keepalived{
+			Config: h.KeepalivedConfig, Reload: h.KeepalivedReload, Check: h.KeepalivedCheck,
+		},
+	}
+}
+
+func (h Host) ip() string {
+	if h.IP == "" {
+		return "ip"
+	}
+	return h.IP
+}
+
+// Paths on the host. Staged files sit beside the live one so that the swap
+// is a rename within one directory.
+func (h Host) statePath() string { return path.Join(h.StateDir, StateFile) }
+func (h Host) lockPath() string  { return path.Join(h.StateDir, "lock") }
+func (h Host) ownerPath() string { return path.Join(h.StateDir, "lock.owner") }
+func (h Host) txnPath() string   { return path.Join(h.StateDir, "txn.sh") }
+func (h Host) lastGood(f string) string {
+	return path.Join(h.StateDir, "last-good", f)
+}
+func (h Host) socketPath() string      { return path.Join(h.StateDir, "haproxy.sock") }
+func (h Host) serverStatePath() string { return path.Join(h.StateDir, "server-state") }
+func staged(p string) string           { return p + ".lbc-new" }
+
+var q = shquote.Quote
+
+// readCmd prints, in one round trip, each file as a section
+// "==lbc NAME present" + base64 + "==lbc NAME end" (or "==lbc NAME absent"),
+// then "==lbc addr" and the output of `ip -j addr show`.
+func readCmd(h Host, keepalived bool) string {
+	var b strings.Builder
+	b.WriteString(`sec() { if [ -e "$2" ]; then echo "==lbc $1 present"; base64 < "$2" || exit 1; echo "==lbc $1 end"; else echo "==lbc $1 absent"; fi; }; `)
+	fmt.Fprintf(&b, "sec config %s && sec state %s", q(h.Config), q(h.statePath()))
+	if keepalived {
+		fmt.Fprintf(&b, " && sec keepalived %s", q(h.KeepalivedConfig))
+	}
+	fmt.Fprintf(&b, " && echo '==lbc addr' && %s -j addr show", h.ip())
+	return b.String()
+}
+
+// lockCmd takes the device lock and holds it while the session's stdin is
+// open. It prints "locked" once held. When stdin closes (the controller
+// finished, died, or lost the connection) and a transaction script is still
+// armed, it runs that script first: the host rolls itself back to the old
+// state instead of staying half changed.
+func lockCmd(h Host, owner string, wait time.Duration) string {
+	mode := "-n"
+	if wait > 0 {
+		mode = "-w " + strconv.Itoa(int(max(wait.Round(time.Second), time.Second)/time.Second))
+	}
+	holder := `printf '%s\n' "$1" > "$2/lock.owner"; echo locked; cat >/dev/null; ` +
+		`if [ -f "$2/txn.sh" ]; then sh "$2/txn.sh" > "$2/txn.log" 2>&1 && rm -f "$2/txn.sh"; fi`
+	return fmt.Sprintf("mkdir -p %s && flock %s %s sh -c %s sh %s %s",
+		q(h.StateDir), mode, q(h.lockPath()), q(holder), q(owner), q(h.StateDir))
+}
+
+func ownerCmd(h Host) string { return "cat " + q(h.ownerPath()) + " 2>/dev/null || true" }
+
+// writeCmd writes stdin to p through a temporary file and a rename, so p is
+// either absent, old or complete.
+func writeCmd(p string) string {
+	tmp := p + ".lbc-tmp"
+	return fmt.Sprintf("mkdir -p %s && cat > %s && mv -f %s %s", q(path.Dir(p)), q(tmp), q(tmp), q(p))
+}
+
+// checkCmd runs a device's check command with the file appended, quoted.
+// The command itself comes from the validated spec.
+func checkCmd(check, file string) string { return check + " " + q(file) }
+
+// keepLastGoodCmd copies the live file to last-good (through a rename), or
+// removes a stale last-good copy when the live file is absent.
+func keepLastGoodCmd(live, good string) string {
+	tmp := good + ".lbc-tmp"
+	return fmt.Sprintf("mkdir -p %s && if [ -e %s ]; then cp %s %s && mv -f %s %s; else rm -f %s; fi",
+		q(path.Dir(good)), q(live), q(live), q(tmp), q(tmp), q(good), q(good))
+}
+
+func swapCmd(p string) string { return fmt.Sprintf("mv -f %s %s", q(staged(p)), q(p)) }
+
+func removeCmd(paths ...string) string { return "rm -f " + shquote.Join(paths...) }
+
+// vip is one parsed "addr/prefix dev iface".
+type vip struct {
+	prefix netip.Prefix
+	iface  string
+}
+
+var ifaceRE = regexp.MustCompile(`^[A-Za-z0-9_.:@-]{1,15}$`)
+
+func parseVIP(s string) (vip, error) {
+	a, iface, ok := strings.Cut(s, " dev ")
+	if !ok {
+		return vip{}, fmt.Errorf("vip %q: want \"addr/prefix dev iface\"", s)
+	}
+	p, err := netip.ParsePrefix(a)
+	if err != nil {
+		return vip{}, fmt.Errorf("vip %q: %w", s, err)
+	}
+	if !ifaceRE.MatchString(iface) {
+		return vip{}, fmt.Errorf("vip %q: bad interface name", s)
+	}
+	return vip{p, iface}, nil
+}
+
+func vipString(addr netip.Addr, prefix int, iface string) string {
+	return fmt.Sprintf("%s/%d dev %s", addr, prefix, iface)
+}
+
+// addVIPCmd adds addresses; `ip addr replace` is idempotent.
+func addVIPCmd(h Host, vips []string) (string, error) {
+	var cmds []string
+	for _, s := range vips {
+		v, err := parseVIP(s)
+		if err != nil {
+			return "", err
+		}
+		cmds = append(cmds, fmt.Sprintf("%s addr replace %s dev %s", h.ip(), q(v.prefix.String()), q(v.iface)))
+	}
+	return strings.Join(cmds, " && "), nil
+}
+
+// delVIPCmd removes addresses; one already gone (ip exits 2) is fine.
+func delVIPCmd(h Host, vips []string) (string, error) {
+	var cmds []string
+	for _, s := range vips {
+		v, err := parseVIP(s)
+		if err != nil {
+			return "", err
+		}
+		cmds = append(cmds, fmt.Sprintf("{ %s addr del %s dev %s || [ $? -eq 2 ]; }", h.ip(), q(v.prefix.String()), q(v.iface)))
+	}
+	return strings.Join(cmds, " && "), nil
+}
+
+// socatCmd sends one command to HAProxy's stats socket.
+func socatCmd(h Host, cmd string) string {
+	return fmt.Sprintf("echo %s | socat -t 2 stdio UNIX-CONNECT:%s", q(cmd), q(h.socketPath()))
+}
+
+// saveServerStateCmd dumps server state for the new process to load
+// (the rendered config names it in server-state-file).
+func saveServerStateCmd(h Host) string {
+	tmp := h.serverStatePath() + ".lbc-tmp"
+	return fmt.Sprintf("%s > %s && mv -f %s %s", socatCmd(h, "show servers state"), q(tmp), q(tmp), q(h.serverStatePath()))
+}

@@ -1,0 +1,135 @@
+package reconcile
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+)
+
+// File is one file read from a host.
+type File struct {
+	Exists bool
+	Data   []byte
+}
+
+// Fingerprint is the sha256 of the file's bytes, or "" when it is absent.
+func (f File) Fingerprint() string {
+	if !f.Exists {
+		return ""
+	}
+	return sha256Hex(f.Data)
+}
+
+// Live is what a device runs now, read in one round trip.
+type Live struct {
+	Config     File
+	StateFile  File
+	State      *State // nil when state.json is absent
+	Keepalived File   // read only when the device has a keepalived config path
+	Addresses  []string
+}
+
+// ReadLive reads the config, state.json, keepalived.conf (when keepalived
+// is set) and the addresses of one device with a single remote command.
+func ReadLive(ctx context.Context, t Transport, h Host, keepalived bool) (*Live, error) {
+	out, err := t.Run(ctx, readCmd(h, keepalived), nil)
+	if err != nil {
+		return nil, err
+	}
+	return parseLive(out)
+}
+
+func parseLive(out []byte) (*Live, error) {
+	l := &Live{}
+	files := map[string]*File{"config": &l.Config, "state": &l.StateFile, "keepalived": &l.Keepalived}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(make([]byte, 64*1024), 64*1024*1024)
+	var cur *File
+	var buf strings.Builder
+	sawAddr := false
+	for sc.Scan() {
+		line := sc.Text()
+		if sawAddr {
+			buf.WriteString(line)
+			buf.WriteByte('\n')
+			continue
+		}
+		if name, ok := strings.CutPrefix(line, "==lbc "); ok {
+			f := strings.Fields(name)
+			switch {
+			case len(f) == 1 && f[0] == "addr" && cur == nil:
+				sawAddr = true
+			case len(f) == 2 && files[f[0]] != nil && f[1] == "absent" && cur == nil:
+			case len(f) == 2 && files[f[0]] != nil && f[1] == "present" && cur == nil:
+				cur = files[f[0]]
+				buf.Reset()
+			case len(f) == 2 && files[f[0]] == cur && f[1] == "end" && cur != nil:
+				data, err := base64.StdEncoding.DecodeString(buf.String())
+				if err != nil {
+					return nil, fmt.Errorf("read live state: section %s: %w", f[0], err)
+				}
+				cur.Exists, cur.Data = true, data
+				cur = nil
+				buf.Reset()
+			default:
+				return nil, fmt.Errorf("read live state: unexpected line %q", line)
+			}
+			continue
+		}
+		if cur == nil {
+			return nil, fmt.Errorf("read live state: unexpected line %q", line)
+		}
+		buf.WriteString(line)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read live state: %w", err)
+	}
+	if !sawAddr {
+		return nil, fmt.Errorf("read live state: output cut short")
+	}
+	addrs, err := parseIPAddr([]byte(buf.String()))
+	if err != nil {
+		return nil, err
+	}
+	l.Addresses = addrs
+	if l.StateFile.Exists {
+		s, err := parseState(l.StateFile.Data)
+		if err != nil {
+			return nil, err
+		}
+		l.State = s
+	}
+	return l, nil
+}
+
+// parseIPAddr reads `ip -j addr show` into sorted "addr/prefix dev iface".
+func parseIPAddr(b []byte) ([]string, error) {
+	var links []struct {
+		Ifname   string `json:"ifname"`
+		AddrInfo []struct {
+			Local     string `json:"local"`
+			Prefixlen int    `json:"prefixlen"`
+		} `json:"addr_info"`
+	}
+	if err := json.Unmarshal(bytes.TrimSpace(b), &links); err != nil {
+		return nil, fmt.Errorf("read live state: parse ip -j addr show: %w", err)
+	}
+	var out []string
+	for _, l := range links {
+		for _, a := range l.AddrInfo {
+			addr, err := netip.ParseAddr(a.Local)
+			if err != nil {
+				continue // not an IP address (never for inet/inet6)
+			}
+			out = append(out, vipString(addr, a.Prefixlen, l.Ifname))
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}

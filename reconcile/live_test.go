@@ -1,0 +1,268 @@
+package reconcile
+
+import (
+	"bytes"
+	"context"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"lbc/compiler"
+	"lbc/internal/sshtest"
+	"lbc/schema"
+)
+
+// testHost is a device backed by a temp dir, reached over the in-process SSH
+// server: real /bin/sh runs every command; ip(8) is a fake that keeps the
+// address list in a file; reload records the sha256 of the config it
+// "loaded" in <stateDir>/running, which testVerifier reads.
+type testHost struct {
+	t     *testing.T
+	srv   *sshtest.Server
+	dir   string
+	dev   *schema.Device
+	hook  atomic.Pointer[func(cmd string) sshtest.Fault]
+	ipCmd string
+}
+
+const fakeIP = `#!/bin/sh
+f="$(dirname "$0")/../addrs"
+touch "$f"
+case "$1 $2" in
+"-j addr")
+  awk 'BEGIN{printf "["} {if (NR>1) printf ","; split($1,a,"/"); printf "{\"ifname\":\"%s\",\"addr_info\":[{\"family\":\"inet\",\"local\":\"%s\",\"prefixlen\":%s}]}", $2, a[1], a[2]} END{print "]"}' "$f";;
+"addr replace") grep -qxF "$3 $5" "$f" || echo "$3 $5" >> "$f";;
+"addr del")
+  if grep -qxF "$3 $5" "$f"; then grep -vxF "$3 $5" "$f" > "$f.tmp"; mv "$f.tmp" "$f"
+  else echo "RTNETLINK answers: Cannot assign requested address" >&2; exit 2; fi;;
+*) echo "fake ip: $*" >&2; exit 1;;
+esac
+`
+
+func newTestHost(t *testing.T, name string) *testHost {
+	t.Helper()
+	th := &testHost{t: t}
+	th.srv = sshtest.Start(t, sshtest.Options{Hook: func(cmd string) sshtest.Fault {
+		if h := th.hook.Load(); h != nil {
+			return (*h)(cmd)
+		}
+		return sshtest.NoFault
+	}})
+	th.init(name)
+	return th
+}
+
+// init lays out a fresh device dir on the same server.
+func (th *testHost) init(name string) {
+	t := th.t
+	th.dir = t.TempDir()
+	for _, d := range []string{"bin", "etc", "state"} {
+		if err := os.MkdirAll(filepath.Join(th.dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	th.write("bin/ip", fakeIP, 0o755)
+	th.write("bin/reload", `#!/bin/sh
+d="$(dirname "$0")/.."
+echo reload >> "$d/reloads"
+sha256sum < "$d/etc/haproxy.cfg" | cut -c1-64 > "$d/state/running.tmp" && mv -f "$d/state/running.tmp" "$d/state/running"
+`, 0o755)
+	th.write("addrs", "127.0.0.1/8 lo\n192.0.2.99/24 eth0\n", 0o644)
+	th.ipCmd = filepath.Join(th.dir, "bin/ip")
+	dev := th.srv.Device(name)
+	dev.StateDir = filepath.Join(th.dir, "state")
+	dev.HAProxy = schema.HAProxy{
+		Config: filepath.Join(th.dir, "etc/haproxy.cfg"),
+		Reload: filepath.Join(th.dir, "bin/reload"),
+		Check:  checkCommand(t),
+	}
+	th.dev = dev
+}
+
+// checkCommand is the real `haproxy -c -f` when HAProxy is installed.
+func checkCommand(t *testing.T) string {
+	if _, err := exec.LookPath("haproxy"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("haproxy not installed (CI set)")
+		}
+		t.Log("haproxy not installed: staged configs checked with `test -s`")
+		return "test -s"
+	}
+	return "haproxy -q -c -f"
+}
+
+func (th *testHost) write(rel, data string, mode os.FileMode) {
+	th.t.Helper()
+	if err := os.WriteFile(filepath.Join(th.dir, rel), []byte(data), mode); err != nil {
+		th.t.Fatal(err)
+	}
+}
+
+func (th *testHost) read(rel string) string {
+	b, err := os.ReadFile(filepath.Join(th.dir, rel))
+	if os.IsNotExist(err) {
+		return "<absent>"
+	}
+	if err != nil {
+		th.t.Fatal(err)
+	}
+	return string(b)
+}
+
+func (th *testHost) setHook(f func(string) sshtest.Fault) { th.hook.Store(&f) }
+
+func (th *testHost) dial(ctx context.Context, dev *schema.Device) (Transport, error) {
+	return DialSSH(ctx, dev, SSHConfig{KnownHosts: th.srv.KnownHostsFile(), KeyFile: th.srv.KeyFile()})
+}
+
+// snapshot is every host file apply may touch.
+type snapshot struct{ config, state, addrs, running string }
+
+func (th *testHost) snap() snapshot {
+	return snapshot{th.read("etc/haproxy.cfg"), th.read("state/state.json"), th.read("addrs"), th.read("state/running")}
+}
+
+// waitUnlocked waits (bounded) until nobody holds the device lock: the
+// holder may still be running the armed rollback after a cut.
+func (th *testHost) waitUnlocked() {
+	th.t.Helper()
+	lock := filepath.Join(th.dev.StateDir, "lock")
+	for i := 0; i < 100; i++ {
+		if err := exec.Command("flock", "-n", lock, "true").Run(); err == nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	th.t.Fatal("device lock still held after 5s")
+}
+
+// testVerifier reads <stateDir>/running, which the fake reload writes.
+type testVerifier struct{}
+
+func (testVerifier) Before(ctx context.Context, t Transport, h Host) (string, error) {
+	out, _ := t.Run(ctx, "cat "+q(filepath.Join(h.StateDir, "running"))+" 2>/dev/null || true", nil)
+	return strings.TrimSpace(string(out)), nil
+}
+
+func (testVerifier) After(ctx context.Context, t Transport, h Host, before string, cfg []byte) error {
+	out, err := t.Run(ctx, "cat "+q(filepath.Join(h.StateDir, "running"))+" # verify", nil)
+	if err != nil {
+		return err
+	}
+	if got := strings.TrimSpace(string(out)); got != sha256Hex(cfg) {
+		return &verifyError{got}
+	}
+	return nil
+}
+
+type verifyError struct{ got string }
+
+func (e *verifyError) Error() string { return "host does not run the new config (running " + e.got + ")" }
+
+// testConfig is a small valid haproxy.cfg binding port on 127.0.0.1 with
+// one server of the given weight.
+func testConfig(port, weight int) []byte {
+	var b bytes.Buffer
+	b.WriteString("global\n    maxconn 100\n\ndefaults\n    mode http\n    timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n\n")
+	b.WriteString("frontend fe-web\n    bind 127.0.0.1:" + itoa(port) + "\n    default_backend be-web\n\n")
+	b.WriteString("backend be-web\n    balance roundrobin\n    server n1 127.0.0.1:9 weight " + itoa(weight) + " check\n    server n2 127.0.0.1:10 weight 1 check\n")
+	return b.Bytes()
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+// result builds a compile result for one device: config and single VIPs.
+func (th *testHost) result(rev string, cfg []byte, vips ...string) (*schema.Spec, *compiler.Result) {
+	var vs []compiler.VIP
+	for _, v := range vips {
+		vs = append(vs, compiler.VIP{Address: netip.MustParseAddr(v), Prefix: 32, Interface: "eth0", Balancer: "web", Role: "single"})
+	}
+	spec := &schema.Spec{Devices: map[string]*schema.Device{th.dev.Name: th.dev}}
+	res := &compiler.Result{Revision: rev, Devices: map[string]*compiler.DeviceArtifacts{
+		th.dev.Name: {Device: th.dev.Name, HAProxyCfg: cfg, VIPs: vs},
+	}}
+	return spec, res
+}
+
+func (th *testHost) plan(rev string, cfg []byte, vips ...string) *Plan {
+	th.t.Helper()
+	spec, res := th.result(rev, cfg, vips...)
+	p, err := BuildPlan(context.Background(), spec, res, th.dial, PlanOptions{IPCommand: th.ipCmd})
+	if err != nil {
+		th.t.Fatal(err)
+	}
+	return p
+}
+
+func applyOpts(owner string) ApplyOptions {
+	return ApplyOptions{
+		Owner: owner, LBCVersion: "test", Verifier: testVerifier{},
+		Now: func() time.Time { return time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC) },
+	}
+}
+
+func TestParseLive(t *testing.T) {
+	out := "==lbc config present\naGVsbG8K\n==lbc config end\n==lbc state absent\n==lbc addr\n" +
+		`[{"ifname":"lo","addr_info":[{"local":"127.0.0.1","prefixlen":8},{"local":"::1","prefixlen":128}]},{"ifname":"eth0","addr_info":[{"local":"203.0.113.10","prefixlen":32}]}]` + "\n"
+	l, err := parseLive([]byte(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(l.Config.Data) != "hello\n" || !l.Config.Exists || l.StateFile.Exists || l.State != nil {
+		t.Errorf("files: %+v", l)
+	}
+	want := []string{"127.0.0.1/8 dev lo", "203.0.113.10/32 dev eth0", "::1/128 dev lo"}
+	if strings.Join(l.Addresses, ",") != strings.Join(want, ",") {
+		t.Errorf("addresses %q, want %q", l.Addresses, want)
+	}
+	for _, bad := range []string{
+		"==lbc config present\naGVsbG8K\n", // cut short
+		"junk\n==lbc addr\n[]\n",
+		"==lbc config present\n!!!\n==lbc config end\n==lbc addr\n[]\n",
+		"==lbc state present\nbm90IGpzb24=\n==lbc state end\n==lbc addr\n[]\n", // "not json"
+	} {
+		if _, err := parseLive([]byte(bad)); err == nil {
+			t.Errorf("parseLive(%q): no error", bad)
+		}
+	}
+}
+
+// TestReadLiveOverSSH reads a host with a config whose bytes would confuse
+// a delimiter-based reader, a quote in its path, and no state.
+func TestReadLiveOverSSH(t *testing.T) {
+	th := newTestHost(t, "lb-a1")
+	weird := "==lbc config end\n'\"$(touch /tmp/pwned)\x00\xff no newline"
+	cfgPath := filepath.Join(th.dir, "etc", "it's.cfg")
+	if err := os.WriteFile(cfgPath, []byte(weird), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h := hostOf(th.dev, th.ipCmd)
+	h.Config = cfgPath
+	tr, err := th.dial(context.Background(), th.dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	l, err := ReadLive(context.Background(), tr, h, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(l.Config.Data) != weird {
+		t.Errorf("config read back as %q", l.Config.Data)
+	}
+	if l.StateFile.Exists || l.State != nil {
+		t.Error("absent state.json read as present")
+	}
+	if strings.Join(l.Addresses, ",") != "127.0.0.1/8 dev lo,192.0.2.99/24 dev eth0" {
+		t.Errorf("addresses %q", l.Addresses)
+	}
+	if n := len(th.srv.Commands()); n != 1 {
+		t.Errorf("%d commands, want 1 round trip", n)
+	}
+}

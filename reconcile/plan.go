@@ -1,0 +1,315 @@
+package reconcile
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+
+	"lbc/compiler"
+	"lbc/schema"
+)
+
+// Status says what a plan found on one device.
+type Status string
+
+const (
+	StatusUnchanged   Status = "unchanged"   // the host runs what the specs say
+	StatusChanges     Status = "changes"     // apply would change the host
+	StatusUnreachable Status = "unreachable" // no connection; nothing known
+	StatusError       Status = "error"       // connected, but reading or planning failed
+)
+
+// Plan is what would change on each device: plain data, with the
+// fingerprints of what it saw and the files it would write, so that a saved
+// plan can be applied exactly and refused when the hosts moved on.
+// A plan holds rendered files, addresses, host paths and commands, never a
+// secret.
+type Plan struct {
+	Format   int          `json:"format"`
+	Revision string       `json:"revision"`
+	Devices  []DevicePlan `json:"devices"` // sorted by device name
+}
+
+// DevicePlan is the plan for one device.
+type DevicePlan struct {
+	Device  string `json:"device"`
+	Address string `json:"address"`
+	Status  Status `json:"status"`
+
+	ConfigDiff     string   `json:"configDiff,omitempty"`     // unified diff live → new haproxy.cfg
+	KeepalivedDiff string   `json:"keepalivedDiff,omitempty"` // unified diff live → new keepalived.conf
+	VIPsAdd        []string `json:"vipsAdd,omitempty"`        // "addr/prefix dev iface"
+	VIPsRemove     []string `json:"vipsRemove,omitempty"`
+	Notes          []string `json:"notes,omitempty"`
+
+	// LiveRevision is the revision the host's state.json names ("" if none).
+	LiveRevision string `json:"liveRevision,omitempty"`
+	// Fingerprints maps each file read (host path, or "addresses" for the
+	// VIP addresses that lbc wants or manages) to the sha256 seen, "" when absent.
+	Fingerprints map[string]string `json:"fingerprints,omitempty"`
+	Desired      Desired           `json:"desired"`
+	Host         Host              `json:"host"`
+
+	Error string `json:"error,omitempty"`
+}
+
+// Desired is what apply writes to a device.
+type Desired struct {
+	Config           string   `json:"config"`
+	ManageKeepalived bool     `json:"manageKeepalived,omitempty"`
+	Keepalived       string   `json:"keepalived,omitempty"`
+	VIPs             []string `json:"vips"`             // the addresses lbc manages after apply
+	Wanted           []string `json:"wanted,omitempty"` // every address the device must carry that lbc adds (role single)
+}
+
+// Dialer connects to a device. The CLI passes DialSSH with its SSH config;
+// tests dial an in-process SSH server.
+type Dialer func(ctx context.Context, dev *schema.Device) (Transport, error)
+
+// PlanOptions tune BuildPlan.
+type PlanOptions struct {
+	Parallelism int    // devices read at once; 10 when 0
+	IPCommand   string // ip(8) on the hosts; "ip" when empty
+}
+
+// addressesKey is the Fingerprints key of the VIP address set.
+const addressesKey = "addresses"
+
+// BuildPlan reads every device of res over dial and compares it with what
+// res wants. An unreachable device is reported, never planned around:
+// placement is the compiler's.
+func BuildPlan(ctx context.Context, spec *schema.Spec, res *compiler.Result, dial Dialer, opts PlanOptions) (*Plan, error) {
+	if spec == nil || res == nil {
+		return nil, errors.New("plan: no spec or compile result")
+	}
+	names := make([]string, 0, len(res.Devices))
+	for name := range res.Devices {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	p := &Plan{Format: PlanFormat, Revision: res.Revision, Devices: make([]DevicePlan, len(names))}
+	par := opts.Parallelism
+	if par <= 0 {
+		par = 10
+	}
+	sem := make(chan struct{}, par)
+	var wg sync.WaitGroup
+	for i, name := range names {
+		dev := spec.Devices[name]
+		if dev == nil {
+			p.Devices[i] = DevicePlan{Device: name, Status: StatusError, Error: fmt.Sprintf("plan %s: device not in spec", name)}
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			p.Devices[i] = planDevice(ctx, dev, res.Devices[name], dial, opts.IPCommand)
+		}()
+	}
+	wg.Wait()
+	return p, ctx.Err()
+}
+
+func planDevice(ctx context.Context, dev *schema.Device, art *compiler.DeviceArtifacts, dial Dialer, ipCmd string) DevicePlan {
+	h := hostOf(dev, ipCmd)
+	dp := DevicePlan{Device: dev.Name, Address: dev.Address, Host: h}
+	fail := func(st Status, err error) DevicePlan {
+		dp.Status, dp.Error = st, fmt.Sprintf("plan %s: %v", dev.Name, err)
+		return dp
+	}
+	dp.Desired.Config = string(art.HAProxyCfg)
+	if art.Keepalived != nil {
+		if h.KeepalivedConfig == "" {
+			return fail(StatusError, errors.New("device carries HA balancers but sets no keepalived.config"))
+		}
+		dp.Desired.ManageKeepalived, dp.Desired.Keepalived = true, string(art.Keepalived)
+	}
+	t, err := dial(ctx, dev)
+	if err != nil {
+		return fail(StatusUnreachable, err)
+	}
+	defer t.Close()
+	live, err := ReadLive(ctx, t, h, dp.Desired.ManageKeepalived)
+	if err != nil {
+		return fail(StatusError, fmt.Errorf("read live state: %w", err))
+	}
+	if err := compare(&dp, live, art); err != nil {
+		return fail(StatusError, err)
+	}
+	return dp
+}
+
+// compare fills dp's diffs, VIP changes, fingerprints and status from what
+// the host runs (live) and what the compiler rendered (art).
+func compare(dp *DevicePlan, live *Live, art *compiler.DeviceArtifacts) error {
+	h := dp.Host
+	dp.ConfigDiff = UnifiedDiff("live/"+dp.Device+"/haproxy.cfg", "new/"+dp.Device+"/haproxy.cfg", live.Config.Data, art.HAProxyCfg)
+	dp.Fingerprints = map[string]string{h.Config: live.Config.Fingerprint(), h.statePath(): live.StateFile.Fingerprint()}
+	if dp.Desired.ManageKeepalived {
+		dp.KeepalivedDiff = UnifiedDiff("live/"+dp.Device+"/keepalived.conf", "new/"+dp.Device+"/keepalived.conf", live.Keepalived.Data, art.Keepalived)
+		dp.Fingerprints[h.KeepalivedConfig] = live.Keepalived.Fingerprint()
+	}
+
+	var wanted []string
+	for _, v := range art.VIPs {
+		if v.Role == "single" {
+			s := vipString(v.Address, v.Prefix, v.Interface)
+			if _, err := parseVIP(s); err != nil {
+				return err
+			}
+			wanted = append(wanted, s)
+		}
+	}
+	var managed []string
+	st := live.State
+	if st != nil {
+		dp.LiveRevision = st.Revision
+		for _, s := range st.VIPs {
+			if _, err := parseVIP(s); err != nil {
+				return fmt.Errorf("%s: %w", h.statePath(), err)
+			}
+			managed = append(managed, s)
+		}
+	}
+	onHost := set(live.Addresses)
+	isWanted, isManaged := set(wanted), set(managed)
+	next := []string{}
+	for _, s := range wanted {
+		switch {
+		case !onHost[s]:
+			dp.VIPsAdd = append(dp.VIPsAdd, s)
+			next = append(next, s)
+		case isManaged[s]:
+			next = append(next, s)
+		default:
+			dp.Notes = append(dp.Notes, fmt.Sprintf("address %s is already on the host and not managed by lbc: lbc leaves it there", s))
+		}
+	}
+	for _, s := range managed {
+		if !isWanted[s] && onHost[s] {
+			dp.VIPsRemove = append(dp.VIPsRemove, s)
+		}
+	}
+	sort.Strings(dp.VIPsAdd)
+	sort.Strings(dp.VIPsRemove)
+	sort.Strings(next)
+	dp.Desired.VIPs = next
+	dp.Desired.Wanted = sortedCopy(wanted)
+	dp.Fingerprints[addressesKey] = addressFingerprint(live.Addresses, wanted, managed)
+
+	cfgSHA := sha256Hex(art.HAProxyCfg)
+	kaSHA := ""
+	if dp.Desired.ManageKeepalived {
+		kaSHA = sha256Hex(art.Keepalived)
+	}
+	stateBehind := st == nil || st.ConfigSHA256 != cfgSHA || st.KeepalivedSHA256 != kaSHA || !slices.Equal(sortedCopy(st.VIPs), next)
+	switch {
+	case st == nil:
+		dp.Notes = append(dp.Notes, "no "+StateFile+" on the host: first apply by lbc")
+	case live.Config.Exists && st.ConfigSHA256 != live.Config.Fingerprint():
+		dp.Notes = append(dp.Notes, "live haproxy.cfg is not the one lbc applied last (edited by hand, or an apply was interrupted)")
+	}
+	if dp.ConfigDiff != "" || dp.KeepalivedDiff != "" || len(dp.VIPsAdd) > 0 || len(dp.VIPsRemove) > 0 || stateBehind {
+		dp.Status = StatusChanges
+	} else {
+		dp.Status = StatusUnchanged
+	}
+	return nil
+}
+
+// addressFingerprint hashes which of the addresses lbc wants or manages are
+// on the host; other addresses (DHCP, link-local, keepalived's) may come and
+// go without making a plan stale.
+func addressFingerprint(onHost, wanted, managed []string) string {
+	rel := set(append(append([]string{}, wanted...), managed...))
+	var seen []string
+	for _, a := range onHost {
+		if rel[a] {
+			seen = append(seen, a)
+		}
+	}
+	sort.Strings(seen)
+	return sha256Hex([]byte(strings.Join(seen, "\n")))
+}
+
+func set(xs []string) map[string]bool {
+	m := make(map[string]bool, len(xs))
+	for _, x := range xs {
+		m[x] = true
+	}
+	return m
+}
+
+func sortedCopy(xs []string) []string {
+	out := append([]string{}, xs...)
+	sort.Strings(out)
+	return out
+}
+
+// Counts returns how many devices would change, are unchanged, and could
+// not be planned (unreachable or error).
+func (p *Plan) Counts() (changes, unchanged, unreachable, failed int) {
+	for _, d := range p.Devices {
+		switch d.Status {
+		case StatusChanges:
+			changes++
+		case StatusUnchanged:
+			unchanged++
+		case StatusUnreachable:
+			unreachable++
+		default:
+			failed++
+		}
+	}
+	return
+}
+
+// HasChanges reports whether applying the plan would change any device.
+func (p *Plan) HasChanges() bool {
+	c, _, _, _ := p.Counts()
+	return c > 0
+}
+
+// PlanFormat is the version of the saved plan format.
+const PlanFormat = 1
+
+// Save writes the plan as JSON.
+func (p *Plan) Save(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(p); err != nil {
+		return fmt.Errorf("save plan: %w", err)
+	}
+	return nil
+}
+
+// LoadPlan reads a plan written by Save and refuses another format version.
+func LoadPlan(r io.Reader) (*Plan, error) {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	var p Plan
+	if err := dec.Decode(&p); err != nil {
+		return nil, fmt.Errorf("load plan: %w", err)
+	}
+	if p.Format != PlanFormat {
+		return nil, fmt.Errorf("load plan: format %d, this lbc reads format %d", p.Format, PlanFormat)
+	}
+	for i := range p.Devices {
+		d := &p.Devices[i]
+		if d.Device == "" {
+			return nil, fmt.Errorf("load plan: device %d has no name", i)
+		}
+		if d.Status == StatusChanges && (d.Host.Config == "" || d.Host.StateDir == "") {
+			return nil, fmt.Errorf("load plan: device %s: no config path or state dir", d.Device)
+		}
+	}
+	return &p, nil
+}
