@@ -11,10 +11,13 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/format/index"
 	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/storage/filesystem"
 )
 
 // DirtySuffix marks a revision whose spec tree differs from the commit.
@@ -25,8 +28,11 @@ const DirtySuffix = "-dirty"
 // when the files under dir differ from HEAD's tree there. Every file under
 // dir counts, tracked or not (an untracked .cue file changes what is
 // compiled); .gitignore is not consulted, nor anything outside dir.
-// Contents are compared by their Git blob hash, so it costs one read of
-// each file and no index or whole-repository status.
+// Contents are compared by their Git blob hash. Like git itself, a file
+// whose size and modification time match its index entry, written before
+// the index was, and whose index hash is the committed one, is taken as
+// unchanged without reading it; every other file is read and hashed. No
+// whole-repository status is computed.
 func (r *Repo) Stamp(dir string) (string, error) {
 	if r.root == "" {
 		return "", fmt.Errorf("stamp %s: bare repository has no worktree", dir)
@@ -44,11 +50,11 @@ func (r *Repo) Stamp(dir string) (string, error) {
 	}
 	rel = filepath.ToSlash(rel)
 
-	head, want, err := r.headTree(rel)
+	head, want, cache, err := r.headTree(rel)
 	if err != nil {
 		return "", fmt.Errorf("stamp %s: %w", dir, err)
 	}
-	dirty, err := differs(abs, want)
+	dirty, err := differs(abs, want, cache)
 	if err != nil {
 		return "", fmt.Errorf("stamp %s: %w", dir, err)
 	}
@@ -63,37 +69,85 @@ type blobRef struct {
 	mode filemode.FileMode
 }
 
-// headTree returns HEAD's hash and the blobs below rel in its tree, by
-// slash path relative to rel.
-func (r *Repo) headTree(rel string) (string, map[string]blobRef, error) {
+// statCache is what the index knows about files below the spec dir.
+type statCache struct {
+	entries map[string]*index.Entry // by slash path relative to the spec dir
+	written time.Time               // when the index file was written
+}
+
+// unchanged reports whether the index vouches for the file: same size and
+// modification time as recorded, modified before the index was written
+// (otherwise a later edit in the same clock tick could hide), and the
+// recorded hash is the committed one.
+func (c *statCache) unchanged(rel string, want plumbing.Hash, info fs.FileInfo) bool {
+	if c == nil || info == nil {
+		return false
+	}
+	e, ok := c.entries[rel]
+	return ok && e.Hash == want && e.Size == uint32(info.Size()) &&
+		e.ModifiedAt.Equal(info.ModTime()) && info.ModTime().Before(c.written)
+}
+
+// headTree returns HEAD's hash, the blobs below rel in its tree by slash
+// path relative to rel, and the index's stat data (nil if unreadable).
+func (r *Repo) headTree(rel string) (string, map[string]blobRef, *statCache, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	ref, err := r.git.Head()
 	if err != nil {
-		return "", nil, fmt.Errorf("read HEAD: %w", err)
+		return "", nil, nil, fmt.Errorf("read HEAD: %w", err)
 	}
 	c, err := r.git.CommitObject(ref.Hash())
 	if err != nil {
-		return "", nil, fmt.Errorf("read HEAD commit: %w", err)
+		return "", nil, nil, fmt.Errorf("read HEAD commit: %w", err)
 	}
 	t, err := c.Tree()
 	if err != nil {
-		return "", nil, fmt.Errorf("read HEAD tree: %w", err)
+		return "", nil, nil, fmt.Errorf("read HEAD tree: %w", err)
 	}
 	want := map[string]blobRef{}
 	if rel != "." {
 		t, err = t.Tree(rel)
 		if errors.Is(err, object.ErrDirectoryNotFound) {
-			return c.Hash.String(), want, nil // nothing of dir is committed
+			return c.Hash.String(), want, nil, nil // nothing of dir is committed
 		}
 		if err != nil {
-			return "", nil, fmt.Errorf("read %s in HEAD: %w", rel, err)
+			return "", nil, nil, fmt.Errorf("read %s in HEAD: %w", rel, err)
 		}
 	}
 	if err := collect(r, t, "", want); err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
-	return c.Hash.String(), want, nil
+	return c.Hash.String(), want, r.statCache(rel), nil
+}
+
+// statCache reads the index; r.mu must be held.
+func (r *Repo) statCache(rel string) *statCache {
+	st, ok := r.git.Storer.(*filesystem.Storage)
+	if !ok {
+		return nil
+	}
+	fi, err := st.Filesystem().Stat("index")
+	if err != nil {
+		return nil
+	}
+	idx, err := r.git.Storer.Index()
+	if err != nil {
+		return nil
+	}
+	c := &statCache{entries: make(map[string]*index.Entry, len(idx.Entries)), written: fi.ModTime()}
+	prefix := rel + "/"
+	for _, e := range idx.Entries { // Stage 0 is "merged" on disk (go-git's index.Merged is 1)
+		if e.Stage != 0 || e.IntentToAdd || e.SkipWorktree {
+			continue
+		}
+		if rel == "." {
+			c.entries[e.Name] = e
+		} else if name, ok := strings.CutPrefix(e.Name, prefix); ok {
+			c.entries[name] = e
+		}
+	}
+	return c
 }
 
 func collect(r *Repo, t *object.Tree, prefix string, out map[string]blobRef) error {
@@ -116,13 +170,15 @@ func collect(r *Repo, t *object.Tree, prefix string, out map[string]blobRef) err
 }
 
 // differs walks root and reports whether its files differ from want.
-func differs(root string, want map[string]blobRef) (bool, error) {
+func differs(root string, want map[string]blobRef, cache *statCache) (bool, error) {
 	type job struct {
 		rel  string
 		full string
 		mode filemode.FileMode
+		info fs.FileInfo
 	}
 	var jobs []job
+	seen := 0 // files of want found on disk
 	found := errors.New("found a difference")
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -137,7 +193,7 @@ func differs(root string, want map[string]blobRef) (bool, error) {
 				return fs.SkipDir
 			}
 			if w, ok := want[rel]; ok && w.mode == filemode.Submodule {
-				jobs = append(jobs, job{rel: rel, mode: filemode.Submodule})
+				seen++ // the commit a submodule is at is not ours to check
 				return fs.SkipDir
 			}
 			return nil
@@ -146,13 +202,19 @@ func differs(root string, want map[string]blobRef) (bool, error) {
 		if !ok {
 			return found // added
 		}
+		seen++
 		var mode filemode.FileMode
+		var info fs.FileInfo
 		switch {
 		case d.Type()&fs.ModeSymlink != 0:
 			mode = filemode.Symlink
 		case d.Type().IsRegular():
 			mode = filemode.Regular
-			if info, err := d.Info(); err == nil && info.Mode()&0o111 != 0 {
+			info, err = d.Info()
+			if err != nil {
+				return found // removed while we looked
+			}
+			if info.Mode()&0o111 != 0 {
 				mode = filemode.Executable
 			}
 		default:
@@ -160,6 +222,9 @@ func differs(root string, want map[string]blobRef) (bool, error) {
 		}
 		if mode != w.mode && !(w.mode == filemode.Deprecated && mode == filemode.Regular) {
 			return found
+		}
+		if cache.unchanged(rel, w.hash, info) {
+			return nil
 		}
 		jobs = append(jobs, job{rel: rel, full: p, mode: mode})
 		return nil
@@ -170,8 +235,11 @@ func differs(root string, want map[string]blobRef) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if len(jobs) != len(want) {
+	if seen != len(want) {
 		return true, nil // something committed is gone
+	}
+	if len(jobs) == 0 {
+		return false, nil
 	}
 
 	var dirty atomic.Bool
@@ -182,9 +250,6 @@ func differs(root string, want map[string]blobRef) (bool, error) {
 	for range min(runtime.GOMAXPROCS(0), len(jobs)) {
 		wg.Go(func() {
 			for j := range next {
-				if j.mode == filemode.Submodule {
-					continue // the commit a submodule is at is not ours to check
-				}
 				var data []byte
 				var err error
 				if j.mode == filemode.Symlink {
