@@ -1,0 +1,160 @@
+package compiler
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+
+	"lbc/schema"
+)
+
+// Options stamp the rendered files.
+type Options struct {
+	Version  string // lbc's version; "" renders as "unknown"
+	Revision string // the Git revision of the specs, or "dirty"; "" renders as "none"
+}
+
+// Compile places the balancers of spec (keeping prev's placement where it
+// still fits, see Schedule) and renders the files of every device of spec,
+// sorted by name, including devices with nothing placed on them. On any
+// error it returns nil and the error; it writes nothing anywhere.
+func Compile(spec *schema.Spec, prev Lock, opts Options) (*Result, error) {
+	if spec == nil {
+		return nil, fmt.Errorf("compile: no spec")
+	}
+	lock, stats, err := Schedule(spec, prev)
+	if err != nil {
+		return nil, fmt.Errorf("schedule: %w", err)
+	}
+	placed, roles, err := devicePlacement(spec, lock)
+	if err != nil {
+		return nil, fmt.Errorf("compile: %w", err)
+	}
+	if err := checkSharedAddresses(spec, lock); err != nil {
+		return nil, fmt.Errorf("compile: %w", err)
+	}
+	hs, err := haVIPs(spec, lock)
+	if err != nil {
+		return nil, fmt.Errorf("compile: %w", err)
+	}
+	if err := assignVRIDs(spec, hs); err != nil {
+		return nil, fmt.Errorf("compile: %w", err)
+	}
+	haByDev := map[string][]*haVIP{}
+	for _, h := range hs {
+		haByDev[h.primary] = append(haByDev[h.primary], h)
+		haByDev[h.standby] = append(haByDev[h.standby], h)
+	}
+
+	res := &Result{Devices: make(map[string]*DeviceArtifacts, len(spec.Devices)), Placement: lock, Stats: stats, Revision: opts.Revision}
+	for _, name := range spec.DeviceNames() {
+		dev := spec.Devices[name]
+		a, err := renderDevice(spec, dev, placed[name], roles[name], haByDev[name], opts)
+		if err != nil {
+			return nil, fmt.Errorf("render %s: %w", name, err)
+		}
+		res.Devices[name] = a
+	}
+	return res, nil
+}
+
+// renderDevice renders the three files of one device.
+func renderDevice(spec *schema.Spec, dev *schema.Device, placed []*schema.Balancer, roles map[string]string, hs []*haVIP, opts Options) (*DeviceArtifacts, error) {
+	a := &DeviceArtifacts{Device: dev.Name, Balancers: make([]string, 0, len(placed))}
+	for _, b := range placed {
+		a.Balancers = append(a.Balancers, b.Name)
+	}
+	var err error
+	if a.HAProxyCfg, err = RenderHAProxy(dev, placed, roles, opts); err != nil {
+		return nil, err
+	}
+	if a.VIPs, err = vipPlan(dev, placed, roles); err != nil {
+		return nil, fmt.Errorf("render vips.json: %w", err)
+	}
+	if a.VIPsJSON, err = marshalVIPs(a.VIPs); err != nil {
+		return nil, err
+	}
+	if len(hs) > 0 {
+		if a.Keepalived, err = renderKeepalived(spec, dev, hs, opts); err != nil {
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+// devicePlacement inverts the lock: per device, the balancers placed on it
+// (sorted by name) and the role of each.
+func devicePlacement(spec *schema.Spec, lock Lock) (map[string][]*schema.Balancer, map[string]map[string]string, error) {
+	placed := map[string][]*schema.Balancer{}
+	roles := map[string]map[string]string{}
+	put := func(dev string, b *schema.Balancer, role string) error {
+		if spec.Devices[dev] == nil {
+			return fmt.Errorf("balancer %s: placed on unknown device %q", b.Name, dev)
+		}
+		if roles[dev] == nil {
+			roles[dev] = map[string]string{}
+		}
+		placed[dev] = append(placed[dev], b)
+		roles[dev][b.Name] = role
+		return nil
+	}
+	for _, name := range spec.BalancerNames() {
+		b := spec.Balancers[name]
+		p, ok := lock[name]
+		if !ok {
+			return nil, nil, fmt.Errorf("balancer %s: not placed", name)
+		}
+		var err error
+		if b.Placement.HA {
+			if p.Standby == "" || p.Standby == p.Primary {
+				return nil, nil, fmt.Errorf("balancer %s: HA needs two devices, placed on %q and %q", name, p.Primary, p.Standby)
+			}
+			if err = put(p.Primary, b, VIPRolePrimary); err == nil {
+				err = put(p.Standby, b, VIPRoleStandby)
+			}
+		} else {
+			if p.Standby != "" {
+				return nil, nil, fmt.Errorf("balancer %s: not HA but placed with a standby %q", name, p.Standby)
+			}
+			err = put(p.Primary, b, VIPRoleSingle)
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+	}
+	return placed, roles, nil
+}
+
+// checkSharedAddresses refuses a VIP address carried by two holders: balancers
+// may share an address (on different ports) only when they are placed on the
+// same device, or on the same HA pair, since an address lives on one host.
+func checkSharedAddresses(spec *schema.Spec, lock Lock) error {
+	type holder struct{ where, balancer string }
+	held := map[netip.Addr]holder{}
+	for _, name := range spec.BalancerNames() {
+		b, p := spec.Balancers[name], lock[name]
+		where := "device " + p.Primary
+		if b.Placement.HA {
+			where = "HA pair " + p.Primary + "/" + p.Standby
+		}
+		for _, v := range b.VIPs {
+			h, ok := held[v.Address]
+			if !ok {
+				held[v.Address] = holder{where, name}
+				continue
+			}
+			if h.where != where {
+				return fmt.Errorf("vip %s: balancers %s (on %s) and %s (on %s) share the address: it can live on one host (or HA pair) only",
+					v.Address, h.balancer, h.where, name, where)
+			}
+		}
+	}
+	return nil
+}
+
+// sortedBalancers returns a copy of bs sorted by name.
+func sortedBalancers(bs []*schema.Balancer) []*schema.Balancer {
+	out := append([]*schema.Balancer(nil), bs...)
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
