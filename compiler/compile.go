@@ -26,6 +26,15 @@ func Compile(spec *schema.Spec, prev Lock, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("schedule: %w", err)
 	}
+	devs, err := renderAll(spec, lock, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Result{Devices: devs, Placement: lock, Stats: stats, Revision: opts.Revision}, nil
+}
+
+// renderAll renders the files of every device for a placement.
+func renderAll(spec *schema.Spec, lock Lock, opts Options) (map[string]*DeviceArtifacts, error) {
 	placed, roles, err := devicePlacement(spec, lock)
 	if err != nil {
 		return nil, fmt.Errorf("compile: %w", err)
@@ -45,17 +54,15 @@ func Compile(spec *schema.Spec, prev Lock, opts Options) (*Result, error) {
 		haByDev[h.primary] = append(haByDev[h.primary], h)
 		haByDev[h.standby] = append(haByDev[h.standby], h)
 	}
-
-	res := &Result{Devices: make(map[string]*DeviceArtifacts, len(spec.Devices)), Placement: lock, Stats: stats, Revision: opts.Revision}
+	devs := make(map[string]*DeviceArtifacts, len(spec.Devices))
 	for _, name := range spec.DeviceNames() {
-		dev := spec.Devices[name]
-		a, err := renderDevice(spec, dev, placed[name], roles[name], haByDev[name], opts)
+		a, err := renderDevice(spec, spec.Devices[name], placed[name], roles[name], haByDev[name], opts)
 		if err != nil {
 			return nil, fmt.Errorf("render %s: %w", name, err)
 		}
-		res.Devices[name] = a
+		devs[name] = a
 	}
-	return res, nil
+	return devs, nil
 }
 
 // renderDevice renders the three files of one device.
