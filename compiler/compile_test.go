@@ -140,20 +140,27 @@ func TestCompileScheduleErrorReturnsNothing(t *testing.T) {
 
 func TestRenderRefusesUnsafeWords(t *testing.T) {
 	cases := map[string]func(d *schema.Device, b *schema.Balancer){
-		"newline in name":     func(d *schema.Device, b *schema.Balancer) { b.Name = "web\n    lua-load /tmp/x.lua" },
-		"space in path":       func(d *schema.Device, b *schema.Balancer) { b.HealthMonitor.Path = "/ok HTTP/1.1" },
-		"hash in cookie":      func(d *schema.Device, b *schema.Balancer) { b.Persistence = &schema.Persistence{Type: "cookie", Cookie: "A#b"} },
-		"dollar in method":    func(d *schema.Device, b *schema.Balancer) { b.HealthMonitor.Method = "${X}" },
-		"quote in stateDir":   func(d *schema.Device, b *schema.Balancer) { d.StateDir = `/var/"lib` },
-		"empty stateDir":      func(d *schema.Device, b *schema.Balancer) { d.StateDir = "" },
-		"cr in device name":   func(d *schema.Device, b *schema.Balancer) { d.Name = "lb\rx" },
-		"unknown algorithm":   func(d *schema.Device, b *schema.Balancer) { b.Algorithm = "random" },
-		"unknown monitor":     func(d *schema.Device, b *schema.Balancer) { b.HealthMonitor.Type = "icmp" },
-		"timer overflow":      func(d *schema.Device, b *schema.Balancer) { b.Timeouts = &schema.Timeouts{Server: 1000 * time.Hour} },
-		"duplicate node":      func(d *schema.Device, b *schema.Balancer) { b.Nodes = append(b.Nodes, b.Nodes[0]) },
-		"cookie on tcp":       func(d *schema.Device, b *schema.Balancer) { b.Protocol = "tcp"; b.Persistence = &schema.Persistence{Type: "cookie", Cookie: "S"} },
-		"non-ascii in path":   func(d *schema.Device, b *schema.Balancer) { b.HealthMonitor.Path = "/é" },
-		"backslash in cookie": func(d *schema.Device, b *schema.Balancer) { b.Persistence = &schema.Persistence{Type: "cookie", Cookie: `a\`} },
+		"newline in name": func(d *schema.Device, b *schema.Balancer) { b.Name = "web\n    lua-load /tmp/x.lua" },
+		"space in path":   func(d *schema.Device, b *schema.Balancer) { b.HealthMonitor.Path = "/ok HTTP/1.1" },
+		"hash in cookie": func(d *schema.Device, b *schema.Balancer) {
+			b.Persistence = &schema.Persistence{Type: "cookie", Cookie: "A#b"}
+		},
+		"dollar in method":  func(d *schema.Device, b *schema.Balancer) { b.HealthMonitor.Method = "${X}" },
+		"quote in stateDir": func(d *schema.Device, b *schema.Balancer) { d.StateDir = `/var/"lib` },
+		"empty stateDir":    func(d *schema.Device, b *schema.Balancer) { d.StateDir = "" },
+		"cr in device name": func(d *schema.Device, b *schema.Balancer) { d.Name = "lb\rx" },
+		"unknown algorithm": func(d *schema.Device, b *schema.Balancer) { b.Algorithm = "random" },
+		"unknown monitor":   func(d *schema.Device, b *schema.Balancer) { b.HealthMonitor.Type = "icmp" },
+		"timer overflow":    func(d *schema.Device, b *schema.Balancer) { b.Timeouts = &schema.Timeouts{Server: 1000 * time.Hour} },
+		"duplicate node":    func(d *schema.Device, b *schema.Balancer) { b.Nodes = append(b.Nodes, b.Nodes[0]) },
+		"cookie on tcp": func(d *schema.Device, b *schema.Balancer) {
+			b.Protocol = "tcp"
+			b.Persistence = &schema.Persistence{Type: "cookie", Cookie: "S"}
+		},
+		"non-ascii in path": func(d *schema.Device, b *schema.Balancer) { b.HealthMonitor.Path = "/é" },
+		"backslash in cookie": func(d *schema.Device, b *schema.Balancer) {
+			b.Persistence = &schema.Persistence{Type: "cookie", Cookie: `a\`}
+		},
 	}
 	for name, mutate := range cases {
 		t.Run(name, func(t *testing.T) {
