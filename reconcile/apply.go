@@ -151,10 +151,12 @@ func Apply(ctx context.Context, plan *Plan, dial Dialer, opts ApplyOptions) (*Ap
 			}
 			done[name] = true
 			dp := &plan.Devices[i]
+			// Take the slot here, in plan order, so that with --max-failures
+			// a device starts only after the failures before it are counted.
+			sem <- struct{}{}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				sem <- struct{}{}
 				defer func() { <-sem }()
 				mu.Lock()
 				stop := opts.MaxFailures > 0 && failures >= opts.MaxFailures
@@ -330,13 +332,26 @@ func (x *tx) lockDevice(ctx context.Context) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
+	var ee *ExitError
+	if err := st.Wait(); !errors.As(err, &ee) || ee.Code != 1 { // flock exits 1 when the lock is busy
+		if err == nil {
+			err = errors.New("lock holder ended without taking the lock")
+		}
+		return err
+	}
 	owner, _ := x.t.Run(ctx, ownerCmd(x.h), nil)
 	who := strings.TrimSpace(string(owner))
 	if who == "" {
 		who = "an unknown owner"
 	}
-	return fmt.Errorf("%w: device %s is locked by %s", ErrLocked, x.dp.Device, who)
+	return &lockedError{x.dp.Device, who}
 }
+
+// lockedError is ErrLocked naming the device and who holds it.
+type lockedError struct{ device, owner string }
+
+func (e *lockedError) Error() string        { return "device " + e.device + " is locked by " + e.owner }
+func (e *lockedError) Is(target error) bool { return target == ErrLocked }
 
 // unlock disarms nothing: it closes the lock session's stdin and waits
 // (bounded) for the holder to end, so the lock is free when Apply returns.

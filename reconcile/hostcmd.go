@@ -109,7 +109,7 @@ func lockCmd(h Host, owner string, wait time.Duration) string {
 		mode = "-w " + strconv.Itoa(int(max(wait.Round(time.Second), time.Second)/time.Second))
 	}
 	holder := `printf '%s\n' "$1" > "$2/lock.owner"; echo locked; cat >/dev/null; ` +
-		`if [ -f "$2/txn.sh" ]; then sh "$2/txn.sh" > "$2/txn.log" 2>&1 && rm -f "$2/txn.sh"; fi`
+		`if [ -f "$2/txn.sh" ]; then sh "$2/txn.sh" > "$2/txn.log" 2>&1 && rm -f "$2/txn.sh"; fi; rm -f "$2/lock.owner"`
 	return fmt.Sprintf("mkdir -p %s && flock %s %s sh -c %s sh %s %s",
 		q(h.StateDir), mode, q(h.lockPath()), q(holder), q(owner), q(h.StateDir))
 }

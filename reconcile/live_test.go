@@ -115,7 +115,13 @@ func (th *testHost) read(rel string) string {
 	return string(b)
 }
 
-func (th *testHost) setHook(f func(string) sshtest.Fault) { th.hook.Store(&f) }
+func (th *testHost) setHook(f func(string) sshtest.Fault) {
+	if f == nil {
+		th.hook.Store(nil)
+		return
+	}
+	th.hook.Store(&f)
+}
 
 func (th *testHost) dial(ctx context.Context, dev *schema.Device) (Transport, error) {
 	return DialSSH(ctx, dev, SSHConfig{KnownHosts: th.srv.KnownHostsFile(), KeyFile: th.srv.KeyFile()})
@@ -163,7 +169,9 @@ func (testVerifier) After(ctx context.Context, t Transport, h Host, before strin
 
 type verifyError struct{ got string }
 
-func (e *verifyError) Error() string { return "host does not run the new config (running " + e.got + ")" }
+func (e *verifyError) Error() string {
+	return "host does not run the new config (running " + e.got + ")"
+}
 
 // testConfig is a small valid haproxy.cfg binding port on 127.0.0.1 with
 // one server of the given weight.

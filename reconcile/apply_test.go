@@ -1,0 +1,452 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"lbc/internal/exitcode"
+	"lbc/internal/sshtest"
+)
+
+func TestApplyFreshThenNoop(t *testing.T) {
+	th := newTestHost(t, "lb-a1")
+	cfg := testConfig(18080, 10)
+	p := th.plan("rev1", cfg, "203.0.113.10")
+	d := p.Devices[0]
+	if d.Status != StatusChanges || !strings.Contains(d.ConfigDiff, "+    server n1 127.0.0.1:9 weight 10 check") {
+		t.Fatalf("plan: %s %s\n%s", d.Status, d.Error, d.ConfigDiff)
+	}
+	if !slices.Equal(d.VIPsAdd, []string{"203.0.113.10/32 dev eth0"}) || len(d.VIPsRemove) != 0 {
+		t.Errorf("vips add %q remove %q", d.VIPsAdd, d.VIPsRemove)
+	}
+	if d.Fingerprints[th.dev.HAProxy.Config] != "" {
+		t.Errorf("absent config fingerprint %q", d.Fingerprints[th.dev.HAProxy.Config])
+	}
+	var steps []string
+	var mu sync.Mutex
+	o := applyOpts("alice@ctl pid 1")
+	o.Progress = func(dev, step string) { mu.Lock(); steps = append(steps, dev+":"+step); mu.Unlock() }
+	r, err := Apply(context.Background(), p, th.dial, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dr := r.Devices[0]
+	if dr.Outcome != OutcomeApplied || r.ExitCode() != exitcode.OK {
+		t.Fatalf("outcome %s err %v", dr.Outcome, dr.Err)
+	}
+	want := []string{StepLock, StepStaleCheck, StepStage, StepKeepLastGood, StepArm, StepAddVIPs,
+		StepSaveServerState, StepSwap, StepReload, StepVerify, StepRemoveVIPs, StepCommit}
+	if !slices.Equal(dr.Steps, want) {
+		t.Errorf("steps %q", dr.Steps)
+	}
+	if len(steps) != len(want)+1 || steps[0] != "lb-a1:connect" {
+		t.Errorf("progress %q", steps)
+	}
+	if got := th.read("etc/haproxy.cfg"); got != string(cfg) {
+		t.Errorf("config on host:\n%s", got)
+	}
+	if !strings.Contains(th.read("addrs"), "203.0.113.10/32 eth0") {
+		t.Errorf("vip not added: %s", th.read("addrs"))
+	}
+	st, err := parseState([]byte(th.read("state/state.json")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Revision != "rev1" || st.ConfigSHA256 != sha256Hex(cfg) || !slices.Equal(st.VIPs, []string{"203.0.113.10/32 dev eth0"}) ||
+		len(st.History) != 1 || st.LBCVersion != "test" {
+		t.Errorf("state %+v", st)
+	}
+	for _, f := range []string{"etc/haproxy.cfg.lbc-new", "state/txn.sh"} {
+		if th.read(f) != "<absent>" {
+			t.Errorf("%s left on the host", f)
+		}
+	}
+	if th.read("state/lock.owner") != "<absent>" {
+		t.Errorf("lock owner left behind: %q", th.read("state/lock.owner"))
+	}
+
+	// Applying the same change again: the plan is empty, apply does nothing.
+	n := len(th.srv.Commands())
+	p2 := th.plan("rev1", cfg, "203.0.113.10")
+	if p2.Devices[0].Status != StatusUnchanged || p2.HasChanges() {
+		t.Fatalf("second plan: %+v", p2.Devices[0])
+	}
+	r2, err := Apply(context.Background(), p2, th.dial, applyOpts("alice"))
+	if err != nil || r2.Devices[0].Outcome != OutcomeUnchanged || r2.ExitCode() != 0 {
+		t.Fatalf("second apply: %+v %v", r2.Devices[0], err)
+	}
+	if got := len(th.srv.Commands()) - n; got != 1 { // the plan's one read
+		t.Errorf("second plan+apply ran %d commands, want 1", got)
+	}
+	if th.read("reloads") != "reload\n" {
+		t.Errorf("reloads: %q", th.read("reloads"))
+	}
+}
+
+func TestPlanShowsDriftAndApplyRestores(t *testing.T) {
+	th := newTestHost(t, "lb-a1")
+	cfg := testConfig(18080, 10)
+	mustApply(t, th, th.plan("rev1", cfg, "203.0.113.10"))
+	th.write("etc/haproxy.cfg", strings.Replace(string(cfg), "weight 10", "weight 99", 1), 0o644)
+	p := th.plan("rev1", cfg, "203.0.113.10")
+	d := p.Devices[0]
+	if d.Status != StatusChanges || !strings.Contains(d.ConfigDiff, "-    server n1 127.0.0.1:9 weight 99 check\n+    server n1 127.0.0.1:9 weight 10 check\n") {
+		t.Fatalf("drift not shown: %s\n%s", d.Status, d.ConfigDiff)
+	}
+	if !strings.Contains(strings.Join(d.Notes, "\n"), "not the one lbc applied last") {
+		t.Errorf("notes %q", d.Notes)
+	}
+	mustApply(t, th, p)
+	if th.read("etc/haproxy.cfg") != string(cfg) {
+		t.Error("drift not repaired")
+	}
+}
+
+func TestVIPsOnlyLBCManagedRemoved(t *testing.T) {
+	th := newTestHost(t, "lb-a1")
+	cfg := testConfig(18080, 10)
+	// 203.0.113.11 is on the host already, not added by lbc.
+	th.write("addrs", "127.0.0.1/8 lo\n203.0.113.11/32 eth0\n", 0o644)
+	p := th.plan("rev1", cfg, "203.0.113.10", "203.0.113.11")
+	if d := p.Devices[0]; !slices.Equal(d.VIPsAdd, []string{"203.0.113.10/32 dev eth0"}) || len(d.Notes) < 1 {
+		t.Fatalf("plan: add %q notes %q", d.VIPsAdd, d.Notes)
+	}
+	mustApply(t, th, p)
+	// Neither is wanted any more: lbc removes only the one it added.
+	p = th.plan("rev2", cfg)
+	if d := p.Devices[0]; !slices.Equal(d.VIPsRemove, []string{"203.0.113.10/32 dev eth0"}) {
+		t.Fatalf("remove %q", d.VIPsRemove)
+	}
+	mustApply(t, th, p)
+	if got := th.read("addrs"); got != "127.0.0.1/8 lo\n203.0.113.11/32 eth0\n" {
+		t.Errorf("addresses after: %q", got)
+	}
+}
+
+func mustApply(t *testing.T, th *testHost, p *Plan) *ApplyResult {
+	t.Helper()
+	r, err := Apply(context.Background(), p, th.dial, applyOpts("test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range r.Devices {
+		if d.Outcome != OutcomeApplied && d.Outcome != OutcomeUnchanged {
+			t.Fatalf("apply %s: %s: %v", d.Device, d.Outcome, d.Err)
+		}
+	}
+	return r
+}
+
+func TestStalePlanRefused(t *testing.T) {
+	th := newTestHost(t, "lb-a1")
+	mustApply(t, th, th.plan("rev1", testConfig(18080, 10), "203.0.113.10"))
+	for _, c := range []struct {
+		name, want string
+		edit       func()
+	}{
+		{"config", th.dev.HAProxy.Config + " changed since the plan", func() { th.write("etc/haproxy.cfg", "# hand edit\n", 0o644) }},
+		{"state", filepath.Join(th.dev.StateDir, "state.json") + " changed since the plan", func() {
+			th.write("state/state.json", strings.Replace(th.read("state/state.json"), "rev1", "rev0", 1), 0o644)
+		}},
+		{"addresses", "the VIP addresses changed since the plan", func() { th.write("addrs", "127.0.0.1/8 lo\n", 0o644) }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := th.plan("rev2", testConfig(18080, 20), "203.0.113.10")
+			before := th.snap()
+			c.edit()
+			edited := th.snap()
+			r, err := Apply(context.Background(), p, th.dial, applyOpts("test"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := r.Devices[0]
+			if d.Outcome != OutcomeFailedBeforeChange || !errors.Is(d.Err, ErrStale) || r.ExitCode() != exitcode.Error {
+				t.Fatalf("outcome %s err %v", d.Outcome, d.Err)
+			}
+			if !strings.Contains(d.Err.Error(), "device lb-a1: "+c.want) {
+				t.Errorf("error %q does not name device and %q", d.Err, c.want)
+			}
+			if th.snap() != edited {
+				t.Error("a stale apply changed the host")
+			}
+			// Put the host back for the next case.
+			th.write("etc/haproxy.cfg", before.config, 0o644)
+			th.write("state/state.json", before.state, 0o644)
+			th.write("addrs", before.addrs, 0o644)
+		})
+	}
+}
+
+func TestConcurrentApplyLocked(t *testing.T) {
+	th := newTestHost(t, "lb-a1")
+	p := th.plan("rev1", testConfig(18080, 10), "203.0.113.10")
+	inReload := make(chan struct{})
+	release := make(chan struct{})
+	var once sync.Once
+	th.setHook(func(cmd string) sshtest.Fault {
+		if strings.HasPrefix(cmd, th.dev.HAProxy.Reload) {
+			once.Do(func() { close(inReload); <-release })
+		}
+		return sshtest.NoFault
+	})
+	var r1 *ApplyResult
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r1, _ = Apply(context.Background(), p, th.dial, applyOpts("alice@ctl pid 1"))
+	}()
+	<-inReload
+	r2, err := Apply(context.Background(), p, th.dial, applyOpts("bob@ctl pid 2"))
+	close(release)
+	<-done
+	if err != nil {
+		t.Fatal(err)
+	}
+	d2 := r2.Devices[0]
+	if d2.Outcome != OutcomeFailedBeforeChange || !errors.Is(d2.Err, ErrLocked) ||
+		!strings.Contains(d2.Err.Error(), "device lb-a1 is locked by alice@ctl pid 1") {
+		t.Errorf("second apply: %s %v", d2.Outcome, d2.Err)
+	}
+	if r1.Devices[0].Outcome != OutcomeApplied {
+		t.Errorf("first apply: %s %v", r1.Devices[0].Outcome, r1.Devices[0].Err)
+	}
+}
+
+// faultCase injects one fault into the first command that matches.
+type faultCase struct {
+	step  string
+	match func(th *testHost, cmd string) bool
+}
+
+func faultCases() []faultCase {
+	has := func(s string) func(*testHost, string) bool {
+		return func(_ *testHost, cmd string) bool { return strings.Contains(cmd, s) }
+	}
+	return []faultCase{
+		{StepLock, has("flock")},
+		{StepStaleCheck, has("==lbc addr")},
+		{StepStage + "/upload", has(".lbc-new.lbc-tmp")},
+		{StepStage + "/check", func(th *testHost, cmd string) bool { return strings.HasPrefix(cmd, th.dev.HAProxy.Check+" ") }},
+		{StepKeepLastGood, has("last-good/haproxy.cfg")},
+		{StepArm, has("txn.sh.lbc-tmp")},
+		{StepAddVIPs, has("addr replace")},
+		{StepSaveServerState, has("show servers state")},
+		{StepSwap, func(_ *testHost, cmd string) bool { return strings.HasPrefix(cmd, "mv -f ") }},
+		{StepReload, func(th *testHost, cmd string) bool { return strings.HasPrefix(cmd, th.dev.HAProxy.Reload) }},
+		{StepVerify, has("# verify")},
+		{StepRemoveVIPs, has("addr del")},
+		{StepCommit, has("state.json.lbc-tmp")},
+	}
+}
+
+// setupForFaults applies rev1 (config weight 10, VIP .10) and plans rev2
+// (weight 20, VIP .11 instead of .10): every step has work to do.
+func stepIndex(step string) int {
+	return slices.IndexFunc(faultCases(), func(f faultCase) bool { return f.step == step })
+}
+
+func setupForFaults(t *testing.T) (*testHost, *Plan, snapshot) {
+	th := newTestHost(t, "lb-a1")
+	mustApply(t, th, th.plan("rev1", testConfig(18080, 10), "203.0.113.10"))
+	p := th.plan("rev2", testConfig(18081, 20), "203.0.113.11")
+	d := p.Devices[0]
+	if d.Status != StatusChanges || len(d.VIPsAdd) != 1 || len(d.VIPsRemove) != 1 {
+		t.Fatalf("setup plan: %+v", d)
+	}
+	return th, p, th.snap()
+}
+
+func armFault(th *testHost, c faultCase, f sshtest.Fault) *bool {
+	var mu sync.Mutex
+	fired := new(bool)
+	th.setHook(func(cmd string) sshtest.Fault {
+		mu.Lock()
+		defer mu.Unlock()
+		if !*fired && c.match(th, cmd) {
+			*fired = true
+			return f
+		}
+		return sshtest.NoFault
+	})
+	return fired
+}
+
+func TestFailExitAtEveryStep(t *testing.T) {
+	for _, c := range faultCases() {
+		t.Run(c.step, func(t *testing.T) {
+			th, p, old := setupForFaults(t)
+			fired := armFault(th, c, sshtest.FailExit(1, "injected failure\n"))
+			r, err := Apply(context.Background(), p, th.dial, applyOpts("test"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !*fired {
+				t.Fatal("fault never fired")
+			}
+			th.setHook(nil)
+			th.waitUnlocked()
+			d := r.Devices[0]
+			t.Logf("%s: %v (steps %q, warnings %q)", d.Outcome, d.Err, d.Steps, d.Warnings)
+			for _, f := range []string{"etc/haproxy.cfg.lbc-new", "state/txn.sh"} {
+				if th.read(f) != "<absent>" {
+					t.Errorf("%s left on the host", f)
+				}
+			}
+			switch {
+			case c.step == StepSaveServerState: // a warning, not a failure
+				if d.Outcome != OutcomeApplied || len(d.Warnings) == 0 {
+					t.Fatalf("outcome %s warnings %q", d.Outcome, d.Warnings)
+				}
+				return
+			case stepIndex(c.step) < stepIndex(StepAddVIPs):
+				if d.Outcome != OutcomeFailedBeforeChange || r.ExitCode() != exitcode.Error {
+					t.Errorf("outcome %s exit %d, want failed-before-change and 1", d.Outcome, r.ExitCode())
+				}
+				if th.snap() != old {
+					t.Errorf("host changed by a failure before any change:\n%+v\nwas\n%+v", th.snap(), old)
+				}
+			default:
+				if d.Outcome != OutcomeRolledBack || r.ExitCode() != exitcode.RolledBack {
+					t.Errorf("outcome %s exit %d, want rolled-back and 3", d.Outcome, r.ExitCode())
+				}
+				if !strings.Contains(d.Err.Error(), "apply lb-a1: "+strings.Split(c.step, "/")[0]+": ") {
+					t.Errorf("error %q does not name the step", d.Err)
+				}
+				if th.snap() != old {
+					t.Errorf("not rolled back to identical bytes:\n%+v\nwas\n%+v", th.snap(), old)
+				}
+			}
+			// The host is as before: planning again shows the same change.
+			p2 := th.plan("rev2", testConfig(18081, 20), "203.0.113.11")
+			if p2.Devices[0].ConfigDiff != p.Devices[0].ConfigDiff {
+				t.Errorf("plan after failure differs")
+			}
+		})
+	}
+}
+
+// TestCutConnectionAtEveryStep cuts the connection before and after each
+// step's command: the host must end old or new, never a mix, the lock must
+// be free, and a new plan must show exactly what remains.
+func TestCutConnectionAtEveryStep(t *testing.T) {
+	for _, c := range faultCases() {
+		for _, f := range []struct {
+			name  string
+			fault sshtest.Fault
+		}{{"before", sshtest.CutBefore}, {"after", sshtest.CutAfter}} {
+			t.Run(c.step+"/"+f.name, func(t *testing.T) {
+				th, p, old := setupForFaults(t)
+				fired := armFault(th, c, f.fault)
+				r, err := Apply(context.Background(), p, th.dial, applyOpts("test"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !*fired {
+					t.Fatal("fault never fired")
+				}
+				th.setHook(nil)
+				th.waitUnlocked()
+				d := r.Devices[0]
+				t.Logf("%s: %v", d.Outcome, d.Err)
+				now := th.snap()
+				p2 := th.plan("rev2", testConfig(18081, 20), "203.0.113.11")
+				d2 := p2.Devices[0]
+				switch {
+				case now == old:
+					if d.Outcome == OutcomeApplied {
+						t.Error("reported applied, host is old")
+					}
+					if d2.Status != StatusChanges || d2.ConfigDiff != p.Devices[0].ConfigDiff ||
+						!slices.Equal(d2.VIPsAdd, p.Devices[0].VIPsAdd) || !slices.Equal(d2.VIPsRemove, p.Devices[0].VIPsRemove) {
+						t.Errorf("host old but plan shows %+v", d2)
+					}
+				case now.config == string(testConfig(18081, 20)) && strings.Contains(now.state, `"rev2"`) &&
+					now.addrs == strings.Replace(old.addrs, "203.0.113.10", "203.0.113.11", 1) && now.running == sha256Hex(testConfig(18081, 20))+"\n":
+					if d2.Status != StatusUnchanged {
+						t.Errorf("host new but plan shows %s %s", d2.Status, d2.ConfigDiff)
+					}
+				default:
+					t.Fatalf("host is a mix:\n%+v\nold:\n%+v\ntxn.log: %s", now, old, th.read("state/txn.log"))
+				}
+				if th.read("state/txn.sh") != "<absent>" {
+					t.Error("txn.sh still armed")
+				}
+				// The lock is free: the next apply takes it and converges.
+				if d2.Status == StatusChanges {
+					mustApply(t, th, p2)
+				}
+			})
+		}
+	}
+}
+
+func TestMaxFailuresSkipsTheRest(t *testing.T) {
+	th := newTestHost(t, "lb-a1")
+	pa := th.plan("rev1", testConfig(18080, 10))
+	th.init("lb-b1") // second device on the same server, own dir
+	pb := th.plan("rev1", testConfig(18080, 10))
+	p := &Plan{Format: PlanFormat, Revision: "rev1", Devices: []DevicePlan{pa.Devices[0], pb.Devices[0]}}
+	th.setHook(func(cmd string) sshtest.Fault {
+		if strings.HasPrefix(cmd, "mv -f ") {
+			return sshtest.FailExit(1, "no\n")
+		}
+		return sshtest.NoFault
+	})
+	o := applyOpts("test")
+	o.Parallelism, o.MaxFailures = 1, 1
+	r, err := Apply(context.Background(), p, th.dial, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := fmt.Sprint(r.Devices[0].Outcome, " ", r.Devices[1].Outcome)
+	if got != "rolled-back skipped" || r.ExitCode() != exitcode.RolledBack {
+		t.Errorf("outcomes %s exit %d", got, r.ExitCode())
+	}
+}
+
+func TestExitCode(t *testing.T) {
+	for _, c := range []struct {
+		outcomes []Outcome
+		want     int
+	}{
+		{nil, 0},
+		{[]Outcome{OutcomeApplied, OutcomeUnchanged}, 0},
+		{[]Outcome{OutcomeFailedBeforeChange, OutcomeUnchanged}, 1},
+		{[]Outcome{OutcomeSkipped}, 1},
+		{[]Outcome{OutcomeRolledBack, OutcomeFailedBeforeChange}, 3},
+		{[]Outcome{OutcomeApplied, OutcomeRolledBack}, 4},
+		{[]Outcome{OutcomeApplied, OutcomeSkipped}, 4},
+		{[]Outcome{OutcomeFailed}, 4},
+	} {
+		r := &ApplyResult{}
+		for _, o := range c.outcomes {
+			r.Devices = append(r.Devices, DeviceResult{Outcome: o})
+		}
+		if got := r.ExitCode(); got != c.want {
+			t.Errorf("%v: exit %d, want %d", c.outcomes, got, c.want)
+		}
+	}
+}
+
+func TestUnreachableReportedNotApplied(t *testing.T) {
+	th := newTestHost(t, "lb-a1")
+	th.dev.SSH.Port = 1 // nothing listens there
+	p := th.plan("rev1", testConfig(18080, 10))
+	d := p.Devices[0]
+	if d.Status != StatusUnreachable || !strings.Contains(d.Error, "plan lb-a1: ") {
+		t.Fatalf("plan: %s %q", d.Status, d.Error)
+	}
+	if p.Summary() != "0 to change, 0 unchanged, 1 unreachable" {
+		t.Errorf("summary %q", p.Summary())
+	}
+	r, _ := Apply(context.Background(), p, th.dial, applyOpts("test"))
+	if r.Devices[0].Outcome != OutcomeSkipped || r.ExitCode() != exitcode.Error {
+		t.Errorf("apply: %s exit %d", r.Devices[0].Outcome, r.ExitCode())
+	}
+}
