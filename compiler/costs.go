@@ -20,8 +20,8 @@ var defaultWeights = [numCosts]float64{1.0, 1.0, 0.5}
 
 const numCosts = 3
 
-// weights reads the cost weights of the spec, defaults filling the gaps.
-func weights(costs map[string]float64) ([numCosts]float64, error) {
+// costWeights reads the cost weights of the spec, defaults filling the gaps.
+func costWeights(costs map[string]float64) ([numCosts]float64, error) {
 	w := defaultWeights
 	names := make([]string, 0, len(costs))
 	for k := range costs {
@@ -47,55 +47,36 @@ func weights(costs map[string]float64) ([numCosts]float64, error) {
 	return w, nil
 }
 
-// rawCosts returns the raw costs of placing b on d now.
-func (s *sched) rawCosts(b *bal, d int32) [numCosts]float64 {
-	dv := &s.devs[d]
-	var r [numCosts]float64
-	r[0] = float64(dv.count)
-	r[1] = float64(dv.committed) * dv.invCapM
-	if b.tenant != nil {
-		r[2] = float64(b.tenant[d])
+// scaling returns the weights, and the offset and factor that scale each
+// cost min-max to [0,1] across the candidates (all equal: factor 0).
+func (s *sched) scaling() (w, lo, scale [numCosts]float64) {
+	for k := range w {
+		w[k], lo[k] = s.w[k], s.lo[k]
+		if s.hi[k] > s.lo[k] {
+			scale[k] = 1 / (s.hi[k] - s.lo[k])
+		}
 	}
-	return r
+	return w, lo, scale
 }
 
-// normalize turns the raw costs of the candidates into totals: each cost is
-// scaled min-max to [0,1] across the candidates (all equal: 0), weighted,
-// and summed in costOrder.
-func (s *sched) normalize() {
-	n := len(s.cand)
-	s.total = s.total[:0]
-	for i := 0; i < n; i++ {
-		s.total = append(s.total, 0)
-	}
-	for k := 0; k < numCosts; k++ {
-		raw := s.raw[k]
-		lo, hi := 0.0, 0.0
-		for i, v := range raw {
-			if i == 0 || v < lo {
-				lo = v
-			}
-			if i == 0 || v > hi {
-				hi = v
-			}
-		}
-		s.lo[k], s.hi[k] = lo, hi
-		if hi == lo || s.w[k] == 0 {
-			continue
-		}
-		scale := 1 / (hi - lo)
-		w := s.w[k]
-		for i, v := range raw {
-			s.total[i] += w * ((v - lo) * scale)
-		}
+// total is Σ weight × normalized cost, summed in costOrder. Both the
+// scheduler's choice (best) and Explain (score) use it.
+func total(w, lo, scale *[numCosts]float64, v0, v1, v2 float64) float64 {
+	return w[0]*((v0-lo[0])*scale[0]) + w[1]*((v1-lo[1])*scale[1]) + w[2]*((v2-lo[2])*scale[2])
+}
+
+// score sets s.total for the candidates.
+func (s *sched) score() {
+	w, lo, scale := s.scaling()
+	for i := range s.n {
+		s.total[i] = total(&w, &lo, &scale, s.raw[0][i], s.raw[1][i], s.raw[2][i])
 	}
 }
 
-// norm returns the normalized value of cost k of candidate i (after normalize).
+// norm returns the normalized value of cost k of candidate i.
 func (s *sched) norm(k, i int) float64 {
-	lo, hi := s.lo[k], s.hi[k]
-	if hi == lo {
-		return 0
+	if s.hi[k] > s.lo[k] {
+		return (s.raw[k][i] - s.lo[k]) * (1 / (s.hi[k] - s.lo[k]))
 	}
-	return (s.raw[k][i] - lo) * (1 / (hi - lo))
+	return 0
 }

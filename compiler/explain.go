@@ -118,8 +118,9 @@ func (x *explainer) decide(s *sched, b *bal, primary int32, lockDevice string) {
 		rc.Primary = s.devs[primary].name
 	}
 	s.candidates(b, primary)
-	slot := make(map[int32]int, len(s.cand))
-	for i, d := range s.cand {
+	s.score()
+	slot := make(map[int32]int, s.n)
+	for i, d := range s.cand[:s.n] {
 		slot[d] = i
 	}
 	for d := range s.devs {
@@ -199,11 +200,11 @@ func (e *Explanation) Write(w io.Writer) error {
 	fmt.Fprintf(&b, "filters: %s\n", strings.Join(e.Filters, " "))
 	ws := make([]string, len(e.Costs))
 	for i, c := range e.Costs {
-		ws[i] = c + " " + num(e.Weights[i])
+		ws[i] = c + " " + fmtNum(e.Weights[i])
 	}
 	fmt.Fprintf(&b, "weights: %s\n", strings.Join(ws, ", "))
 	if e.Previous != nil {
-		fmt.Fprintf(&b, "%s: %s\n", LockFileName, where(*e.Previous))
+		fmt.Fprintf(&b, "%s: %s\n", LockFileName, placementString(*e.Previous))
 	} else {
 		fmt.Fprintf(&b, "%s: not placed\n", LockFileName)
 	}
@@ -211,9 +212,9 @@ func (e *Explanation) Write(w io.Writer) error {
 	case e.Err != nil:
 		fmt.Fprintf(&b, "result: unplaceable: %s\n", e.Err.Error())
 	case e.Kept:
-		fmt.Fprintf(&b, "result: %s (kept from %s)\n", where(e.Placement), LockFileName)
+		fmt.Fprintf(&b, "result: %s (kept from %s)\n", placementString(e.Placement), LockFileName)
 	default:
-		fmt.Fprintf(&b, "result: %s\n", where(e.Placement))
+		fmt.Fprintf(&b, "result: %s\n", placementString(e.Placement))
 	}
 	for _, n := range e.Notes {
 		fmt.Fprintf(&b, "note: %s\n", n)
@@ -269,7 +270,7 @@ func (rc *RoleChoice) write(w io.Writer) error {
 		row := []string{"  " + d.Device, zone}
 		if d.Pass {
 			for _, c := range d.Costs {
-				row = append(row, fmt.Sprintf("%s %.2f ×%s", num(c.Raw), c.Normalized, num(c.Weight)))
+				row = append(row, fmt.Sprintf("%s %.2f ×%s", fmtNum(c.Raw), c.Normalized, fmtNum(c.Weight)))
 			}
 			row = append(row, fmt.Sprintf("%.3f", d.Total))
 			v := "pass"
@@ -300,8 +301,8 @@ func (rc *RoleChoice) write(w io.Writer) error {
 	return tw.Flush()
 }
 
-// num formats a number briefly: 3, 0.5, 0.125.
-func num(v float64) string {
+// fmtNum formats a number briefly: 3, 0.5, 0.125.
+func fmtNum(v float64) string {
 	if v == float64(int64(v)) && v < 1e15 && v > -1e15 {
 		return strconv.FormatInt(int64(v), 10)
 	}

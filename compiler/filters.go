@@ -81,10 +81,8 @@ func (s *sched) pass(f filterID, b *bal, d int32, primary int32) bool {
 	case fVIPNetwork:
 		return s.vipsOK(b, dv.class)
 	case fCapacity:
-		if dv.capB > 0 && dv.count+1 > dv.capB {
-			return false
-		}
-		return dv.capM <= 0 || dv.committed+b.maxconn <= dv.capM
+		l := &s.load[d]
+		return l.count < l.maxCount && l.committed+b.maxconn <= l.maxConn
 	case fHA:
 		if primary == noPrimary {
 			return true
@@ -158,10 +156,11 @@ func (s *sched) why(f filterID, b *bal, d int32, primary int32) string {
 			}
 		}
 	case fCapacity:
-		if dv.capB > 0 && dv.count+1 > dv.capB {
-			return fmt.Sprintf("full: %d/%d balancers", dv.count, dv.capB)
+		l := &s.load[d]
+		if l.count >= l.maxCount {
+			return fmt.Sprintf("full: %d/%d balancers", l.count, l.maxCount)
 		}
-		return fmt.Sprintf("maxconn %d committed + %d > %d", dv.committed, b.maxconn, dv.capM)
+		return fmt.Sprintf("maxconn %d committed + %d > %d", l.committed, b.maxconn, l.maxConn)
 	case fHA:
 		if d == primary {
 			return "is the primary"

@@ -36,7 +36,7 @@ func ParseLock(data []byte) (Lock, error) {
 			return nil, fmt.Errorf("line %d: want \"<balancer> <primary> [<standby>]\", got %d fields", n, len(f))
 		}
 		for j, name := range f {
-			if !validName(name) {
+			if !validLockName(name) {
 				what := [...]string{"balancer", "primary device", "standby device"}[j]
 				return nil, fmt.Errorf("line %d: invalid %s name %q", n, what, name)
 			}
@@ -57,9 +57,9 @@ func ParseLock(data []byte) (Lock, error) {
 	return l, nil
 }
 
-// validName reports whether s is a device or balancer name as the schema
+// validLockName reports whether s is a device or balancer name as the schema
 // allows: ^[a-z0-9][a-z0-9._-]{0,62}$.
-func validName(s string) bool {
+func validLockName(s string) bool {
 	if len(s) == 0 || len(s) > 63 {
 		return false
 	}
@@ -139,17 +139,17 @@ func DiffLocks(old, new Lock) []string {
 		q, inNew := new[n]
 		switch {
 		case !inOld:
-			out = append(out, fmt.Sprintf("%s: new on %s", n, where(q)))
+			out = append(out, fmt.Sprintf("%s: new on %s", n, placementString(q)))
 		case !inNew:
-			out = append(out, fmt.Sprintf("%s: removed from %s", n, where(p)))
+			out = append(out, fmt.Sprintf("%s: removed from %s", n, placementString(p)))
 		case p.Primary != q.Primary || p.Standby != q.Standby:
-			out = append(out, fmt.Sprintf("%s: %s -> %s", n, where(p), where(q)))
+			out = append(out, fmt.Sprintf("%s: %s -> %s", n, placementString(p), placementString(q)))
 		}
 	}
 	return out
 }
 
-func where(p Placement) string {
+func placementString(p Placement) string {
 	if p.Standby == "" {
 		return p.Primary
 	}

@@ -59,7 +59,7 @@ func (e *UnplaceableError) Error() string {
 		b.WriteString(": ")
 	}
 	b.WriteString("balancers.")
-	b.WriteString(label(e.Balancer))
+	b.WriteString(pathLabel(e.Balancer))
 	b.WriteString(": ")
 	what := e.Balancer
 	if e.Role == roleStandby {
@@ -91,9 +91,9 @@ func (e *UnplaceableError) Error() string {
 	return b.String()
 }
 
-// label formats a name as a CUE path element, as schema diagnostics do:
+// pathLabel formats a name as a CUE path element, as schema diagnostics do:
 // identifiers bare, anything else quoted (balancers."shop-web").
-func label(s string) string {
+func pathLabel(s string) string {
 	for i, r := range s {
 		if r == '_' || r == '$' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || i > 0 && r >= '0' && r <= '9' {
 			continue
@@ -113,23 +113,30 @@ const (
 
 const noPin int32 = -1
 
-// device is the scheduler's view of one device: fixed attributes and load.
-type device struct {
+// schedDevice is the scheduler's view of one device: fixed attributes and load.
+type schedDevice struct {
 	name    string
 	d       *schema.Device
 	zone    int32 // index into sched.zoneNames
 	class   int32 // index into sched.classes
-	capB    int64 // 0: unbounded
-	capM    int64 // 0: unbounded
-	invCapM float64
-	// load, updated as balancers are placed
-	count     int64
-	committed int64
 }
 
-// class groups devices with the same zone, tags and vipNetworks: the
+// unboundedConn stands for no maxconn limit; a sum of real maxconns never reaches it.
+const unboundedConn = math.MaxInt64 / 4
+
+// devLoad is what is placed on a device, updated as balancers are placed,
+// kept apart from device for the inner loop's sake.
+type devLoad struct {
+	count     int32
+	maxCount  int32 // capacity.balancers; MaxInt32 when unbounded or not filtered
+	committed int64
+	maxConn   int64   // capacity.maxconn; unboundedConn when unbounded or not filtered
+	ratio     float64 // committed / capacity.maxconn, 0 when unbounded
+}
+
+// devClass groups devices with the same zone, tags and vipNetworks: the
 // static filters give every device of a class the same verdict.
-type class struct {
+type devClass struct {
 	zone int32
 	tags []uint64 // bit set of tag ids
 	nets []netip.Prefix
@@ -151,13 +158,14 @@ type bal struct {
 
 type sched struct {
 	spec      *schema.Spec
-	devs      []device
+	devs      []schedDevice
+	load      []devLoad
 	devIndex  map[string]int32
 	zoneNames []string
 	zoneIndex map[string]int32
 	tagIndex  map[string]int
 	tagWords  int
-	classes   []class
+	classes   []devClass
 	enabled   [numFilters]bool
 	haZones   bool // the ha filter is listed: standby in another zone
 	w         [numCosts]float64
@@ -166,6 +174,7 @@ type sched struct {
 
 	// scratch of one decision, reused
 	classOK []bool
+	n       int // candidates in cand
 	cand    []int32
 	raw     [numCosts][]float64
 	total   []float64
@@ -187,7 +196,7 @@ func newSched(spec *schema.Spec) (*sched, error) {
 	if err := s.setFilters(spec.Scheduler.Filters); err != nil {
 		return nil, err
 	}
-	w, err := weights(spec.Scheduler.Costs)
+	w, err := costWeights(spec.Scheduler.Costs)
 	if err != nil {
 		return nil, err
 	}
@@ -203,7 +212,8 @@ func newSched(spec *schema.Spec) (*sched, error) {
 	}
 	s.tagWords = (len(s.tagIndex) + 63) / 64
 	classIndex := map[string]int32{}
-	s.devs = make([]device, len(names))
+	s.devs = make([]schedDevice, len(names))
+	s.load = make([]devLoad, len(names))
 	for i, n := range names {
 		d := spec.Devices[n]
 		if d == nil {
@@ -223,23 +233,26 @@ func newSched(spec *schema.Spec) (*sched, error) {
 		if !ok {
 			c = int32(len(s.classes))
 			classIndex[key] = c
-			s.classes = append(s.classes, class{zone: z, tags: tags, nets: nets})
+			s.classes = append(s.classes, devClass{zone: z, tags: tags, nets: nets})
 		}
 		s.classes[c].devs = append(s.classes[c].devs, int32(i))
-		dv := device{name: n, d: d, zone: z, class: c,
-			capB: int64(d.Capacity.Balancers), capM: int64(d.Capacity.Maxconn)}
-		if dv.capM > 0 {
-			dv.invCapM = 1 / float64(dv.capM)
+		s.devs[i] = schedDevice{name: n, d: d, zone: z, class: c}
+		l := devLoad{maxCount: math.MaxInt32, maxConn: unboundedConn}
+		if s.enabled[fCapacity] && d.Capacity.Balancers > 0 {
+			l.maxCount = int32(min(d.Capacity.Balancers, math.MaxInt32))
 		}
-		s.devs[i] = dv
+		if s.enabled[fCapacity] && d.Capacity.Maxconn > 0 {
+			l.maxConn = int64(min(d.Capacity.Maxconn, unboundedConn))
+		}
+		s.load[i] = l
 		s.devIndex[n] = int32(i)
 	}
 	s.classOK = make([]bool, len(s.classes))
 	for k := range s.raw {
-		s.raw[k] = make([]float64, 0, len(names))
+		s.raw[k] = make([]float64, len(names))
 	}
-	s.cand = make([]int32, 0, len(names))
-	s.total = make([]float64, 0, len(names))
+	s.cand = make([]int32, len(names))
+	s.total = make([]float64, len(names))
 	return s, nil
 }
 
@@ -337,101 +350,135 @@ func (s *sched) balancer(n string) *bal {
 
 // commit records b as placed on d.
 func (s *sched) commit(b *bal, d int32) {
-	dv := &s.devs[d]
-	dv.count++
-	dv.committed += b.maxconn
+	s.addLoad(b, d, 1)
+}
+
+func (s *sched) addLoad(b *bal, d int32, sign int32) {
+	l := &s.load[d]
+	l.count += sign
+	l.committed += int64(sign) * b.maxconn
+	if c := s.devs[d].d.Capacity.Maxconn; c > 0 {
+		l.ratio = float64(l.committed) / float64(c)
+	}
 	if b.tenant != nil {
-		b.tenant[d]++
+		b.tenant[d] += sign
 	}
 }
 
 // uncommit undoes commit.
 func (s *sched) uncommit(b *bal, d int32) {
-	dv := &s.devs[d]
-	dv.count--
-	dv.committed -= b.maxconn
-	if b.tenant != nil {
-		b.tenant[d]--
-	}
+	s.addLoad(b, d, -1)
 }
 
-// candidates fills s.cand with the devices that pass every enabled filter
-// for b in the given role, and s.raw with their raw costs, then normalizes.
+// candidates fills s.cand[:s.n] with the devices that pass every enabled
+// filter for b in the given role, s.raw with their raw costs and s.lo/s.hi
+// with the range of each cost. It is the inner loop of the scheduler: the
+// static filters are decided once per device class, the rest inline.
 func (s *sched) candidates(b *bal, primary int32) {
-	s.cand = s.cand[:0]
-	for k := range s.raw {
-		s.raw[k] = s.raw[k][:0]
+	s.n = 0
+	for k := range s.lo {
+		s.lo[k], s.hi[k] = math.Inf(1), math.Inf(-1)
 	}
 	if primary == noPrimary && b.pin != noPin {
 		if b.pin >= 0 && s.fits(b, b.pin, primary) {
 			s.addCand(b, b.pin)
 		}
-		s.normalize()
 		return
 	}
-	capOn, haOn := s.enabled[fCapacity], primary != noPrimary
+	standby := primary != noPrimary
 	pz := int32(-1)
-	if haOn && s.haZones {
+	if standby && s.haZones {
 		pz = s.devs[primary].zone
 	}
+	var tenant []int32
+	if b.tenant != nil {
+		tenant = b.tenant[:len(s.load)]
+	}
+	mc := b.maxconn
+	cand, r0, r1, r2 := s.cand[:len(s.load)], s.raw[0][:len(s.load)], s.raw[1][:len(s.load)], s.raw[2][:len(s.load)]
+	lo0, hi0, lo1, hi1, lo2, hi2 := s.lo[0], s.hi[0], s.lo[1], s.hi[1], s.lo[2], s.hi[2]
+	n := 0
 	for c := range s.classes {
 		cl := &s.classes[c]
-		if !s.staticOK(b, int32(c)) || cl.zone == pz {
+		if cl.zone == pz || !s.staticOK(b, int32(c)) {
 			continue
 		}
 		for _, d := range cl.devs {
-			dv := &s.devs[d]
-			if capOn && ((dv.capB > 0 && dv.count >= dv.capB) || (dv.capM > 0 && dv.committed+b.maxconn > dv.capM)) {
+			l := &s.load[d]
+			if l.count >= l.maxCount || l.committed+mc > l.maxConn {
 				continue
 			}
-			if haOn && d == primary {
+			if standby && d == primary {
 				continue
 			}
-			s.addCand(b, d)
+			v0, v1, v2 := float64(l.count), l.ratio, 0.0
+			if tenant != nil {
+				v2 = float64(tenant[d])
+			}
+			cand[n], r0[n], r1[n], r2[n] = d, v0, v1, v2
+			n++
+			// Plain comparisons: costs are never NaN, and the builtin
+			// min/max on floats pay for NaN handling.
+			if v0 < lo0 {
+				lo0 = v0
+			}
+			if v0 > hi0 {
+				hi0 = v0
+			}
+			if v1 < lo1 {
+				lo1 = v1
+			}
+			if v1 > hi1 {
+				hi1 = v1
+			}
+			if v2 < lo2 {
+				lo2 = v2
+			}
+			if v2 > hi2 {
+				hi2 = v2
+			}
 		}
 	}
-	s.normalize()
+	s.n = n
+	s.lo[0], s.hi[0], s.lo[1], s.hi[1], s.lo[2], s.hi[2] = lo0, hi0, lo1, hi1, lo2, hi2
 }
 
 func (s *sched) addCand(b *bal, d int32) {
-	s.cand = append(s.cand, d)
-	dv := &s.devs[d]
-	s.raw[0] = append(s.raw[0], float64(dv.count))
-	s.raw[1] = append(s.raw[1], float64(dv.committed)*dv.invCapM)
-	t := 0.0
+	l := &s.load[d]
+	v := [numCosts]float64{float64(l.count), l.ratio, 0}
 	if b.tenant != nil {
-		t = float64(b.tenant[d])
+		v[2] = float64(b.tenant[d])
 	}
-	s.raw[2] = append(s.raw[2], t)
+	s.cand[s.n] = d
+	for k := range v {
+		s.raw[k][s.n] = v[k]
+		s.lo[k], s.hi[k] = min(s.lo[k], v[k]), max(s.hi[k], v[k])
+	}
+	s.n++
 }
 
-// best returns the candidate with the lowest total (ties: lowest device
-// index, that is first name), restricted to zone pref when any candidate is
-// in it; -1 when there is none. It returns the device and its candidate slot.
-func (s *sched) best(pref int32) (int32, int) {
-	if pref >= 0 {
-		found := false
-		for _, d := range s.cand {
-			if s.devs[d].zone == pref {
-				found = true
-				break
-			}
-		}
-		if !found {
-			pref = -1
-		}
-	}
-	bd, bi, bt := int32(-1), -1, math.Inf(1)
-	for i, d := range s.cand {
-		if pref >= 0 && s.devs[d].zone != pref {
-			continue
-		}
-		t := s.total[i]
+// best scores the candidates (see score) and returns the one with the
+// lowest total, ties going to the lowest device index (the first name),
+// restricted to zone pref when any candidate is in it; -1 when there is none.
+func (s *sched) best(pref int32) int32 {
+	w, lo, scale := s.scaling()
+	n := s.n
+	r0, r1, r2 := s.raw[0][:n], s.raw[1][:n], s.raw[2][:n]
+	bd, bt := int32(-1), math.Inf(1)
+	pd, pt := int32(-1), math.Inf(1)
+	for i, d := range s.cand[:n] {
+		t := total(&w, &lo, &scale, r0[i], r1[i], r2[i])
 		if bd < 0 || t < bt || (t == bt && d < bd) {
-			bd, bi, bt = d, i, t
+			bd, bt = d, t
+		}
+		if pref >= 0 && s.devs[d].zone == pref && (pd < 0 || t < pt || (t == pt && d < pd)) {
+			pd, pt = d, t
 		}
 	}
-	return bd, bi
+	if pd >= 0 {
+		return pd
+	}
+	return bd
 }
 
 // unplaceable builds the error for b in a role, counting for every device
@@ -528,7 +575,7 @@ func (s *sched) run(prev Lock, traced string, trace tracer) (Lock, Stats, []erro
 				trace.decide(s, b, noPrimary, "")
 			}
 			s.candidates(b, noPrimary)
-			d, _ := s.best(b.prefZone)
+			d := s.best(b.prefZone)
 			if d < 0 {
 				uerr = s.unplaceable(b, noPrimary)
 			} else {
@@ -541,7 +588,7 @@ func (s *sched) run(prev Lock, traced string, trace tracer) (Lock, Stats, []erro
 				trace.decide(s, b, primary, "")
 			}
 			s.candidates(b, primary)
-			sd, _ := s.best(-1)
+			sd := s.best(-1)
 			if sd < 0 {
 				uerr = s.unplaceable(b, primary)
 			} else {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -12,7 +13,7 @@ import (
 )
 
 // dev builds a device; opts are applied in order.
-func dev(name, zone string, opts ...func(*schema.Device)) *schema.Device {
+func scDev(name, zone string, opts ...func(*schema.Device)) *schema.Device {
 	d := &schema.Device{Name: name, Zone: zone, Pos: schema.Pos{File: "devices/devices.cue", Line: 1, Col: 1}}
 	for _, o := range opts {
 		o(d)
@@ -20,13 +21,13 @@ func dev(name, zone string, opts ...func(*schema.Device)) *schema.Device {
 	return d
 }
 
-func capacity(b, m int) func(*schema.Device) {
+func scCap(b, m int) func(*schema.Device) {
 	return func(d *schema.Device) { d.Capacity = schema.Capacity{Balancers: b, Maxconn: m} }
 }
 
-func tags(t ...string) func(*schema.Device) { return func(d *schema.Device) { d.Tags = t } }
+func scTags(t ...string) func(*schema.Device) { return func(d *schema.Device) { d.Tags = t } }
 
-func nets(p ...string) func(*schema.Device) {
+func scNets(p ...string) func(*schema.Device) {
 	return func(d *schema.Device) {
 		for _, s := range p {
 			d.VIPNetworks = append(d.VIPNetworks, netip.MustParsePrefix(s))
@@ -35,7 +36,7 @@ func nets(p ...string) func(*schema.Device) {
 }
 
 // lb builds a balancer with one VIP and one node of the given maxconn.
-func lb(name, tenant, vip string, maxconn int, opts ...func(*schema.Balancer)) *schema.Balancer {
+func scLB(name, tenant, vip string, maxconn int, opts ...func(*schema.Balancer)) *schema.Balancer {
 	b := &schema.Balancer{
 		Name: name, Tenant: tenant, Protocol: "http", Algorithm: "roundrobin",
 		Pos:   schema.Pos{File: "balancers/" + tenant + "/b.cue", Line: 3, Col: 12},
@@ -48,14 +49,18 @@ func lb(name, tenant, vip string, maxconn int, opts ...func(*schema.Balancer)) *
 	return b
 }
 
-func zones(z ...string) func(*schema.Balancer) {
+func scZones(z ...string) func(*schema.Balancer) {
 	return func(b *schema.Balancer) { b.Placement.Zones = z }
 }
-func want(t ...string) func(*schema.Balancer) { return func(b *schema.Balancer) { b.Placement.Tags = t } }
-func pin(d string) func(*schema.Balancer)     { return func(b *schema.Balancer) { b.Placement.Device = d } }
-func ha(b *schema.Balancer)                   { b.Placement.HA = true }
+func scWant(t ...string) func(*schema.Balancer) {
+	return func(b *schema.Balancer) { b.Placement.Tags = t }
+}
+func scPin(d string) func(*schema.Balancer) {
+	return func(b *schema.Balancer) { b.Placement.Device = d }
+}
+func scHA(b *schema.Balancer) { b.Placement.HA = true }
 
-func spec(devs []*schema.Device, bals []*schema.Balancer) *schema.Spec {
+func scSpec(devs []*schema.Device, bals []*schema.Balancer) *schema.Spec {
 	s := &schema.Spec{Devices: map[string]*schema.Device{}, Balancers: map[string]*schema.Balancer{}}
 	for _, d := range devs {
 		s.Devices[d.Name] = d
@@ -66,7 +71,7 @@ func spec(devs []*schema.Device, bals []*schema.Balancer) *schema.Spec {
 	return s
 }
 
-func mustSchedule(t *testing.T, s *schema.Spec, prev Lock) (Lock, Stats) {
+func scMustSchedule(t *testing.T, s *schema.Spec, prev Lock) (Lock, Stats) {
 	t.Helper()
 	l, st, err := Schedule(s, prev)
 	if err != nil {
@@ -76,13 +81,13 @@ func mustSchedule(t *testing.T, s *schema.Spec, prev Lock) (Lock, Stats) {
 }
 
 func TestScheduleSpreadsByCount(t *testing.T) {
-	s := spec(
-		[]*schema.Device{dev("lb-a1", "az-a"), dev("lb-b1", "az-b"), dev("lb-c1", "az-c")},
+	s := scSpec(
+		[]*schema.Device{scDev("lb-a1", "az-a"), scDev("lb-b1", "az-b"), scDev("lb-c1", "az-c")},
 		[]*schema.Balancer{
-			lb("b1", "t1", "203.0.113.1", 0), lb("b2", "t2", "203.0.113.2", 0),
-			lb("b3", "t3", "203.0.113.3", 0), lb("b4", "t4", "203.0.113.4", 0),
+			scLB("b1", "t1", "203.0.113.1", 0), scLB("b2", "t2", "203.0.113.2", 0),
+			scLB("b3", "t3", "203.0.113.3", 0), scLB("b4", "t4", "203.0.113.4", 0),
 		})
-	l, st := mustSchedule(t, s, nil)
+	l, st := scMustSchedule(t, s, nil)
 	got := []string{l["b1"].Primary, l["b2"].Primary, l["b3"].Primary, l["b4"].Primary}
 	// Empty devices tie and break by name; then the emptiest wins.
 	if w := []string{"lb-a1", "lb-b1", "lb-c1", "lb-a1"}; fmt.Sprint(got) != fmt.Sprint(w) {
@@ -97,76 +102,76 @@ func TestScheduleSpreadsByCount(t *testing.T) {
 }
 
 func TestFilterZone(t *testing.T) {
-	s := spec(
-		[]*schema.Device{dev("lb-a1", "az-a"), dev("lb-b1", "az-b"), dev("lb-c1", "az-c")},
-		[]*schema.Balancer{lb("b1", "t", "203.0.113.1", 0, zones("az-c", "az-b"))})
-	l, _ := mustSchedule(t, s, nil)
+	s := scSpec(
+		[]*schema.Device{scDev("lb-a1", "az-a"), scDev("lb-b1", "az-b"), scDev("lb-c1", "az-c")},
+		[]*schema.Balancer{scLB("b1", "t", "203.0.113.1", 0, scZones("az-c", "az-b"))})
+	l, _ := scMustSchedule(t, s, nil)
 	if l["b1"].Primary != "lb-b1" {
 		t.Errorf("placed on %s, want lb-b1 (first name in az-b/az-c)", l["b1"].Primary)
 	}
 	s.Balancers["b1"].Placement.Zones = []string{"az-x"}
 	_, _, err := Schedule(s, nil)
-	assertUnplaceable(t, err, "b1", map[string]int{"zone": 3})
+	scAssertUnplaceable(t, err, "b1", map[string]int{"zone": 3})
 	// Not listed: not applied.
 	s.Scheduler.Filters = []string{"capacity"}
-	if l, _ := mustSchedule(t, s, nil); l["b1"].Primary != "lb-a1" {
+	if l, _ := scMustSchedule(t, s, nil); l["b1"].Primary != "lb-a1" {
 		t.Errorf("zone filter off: placed on %s, want lb-a1", l["b1"].Primary)
 	}
 }
 
 func TestFilterTags(t *testing.T) {
-	s := spec(
-		[]*schema.Device{dev("lb-1", "z", tags("public")), dev("lb-2", "z", tags("internal", "ssd")), dev("lb-3", "z", tags("public", "ssd"))},
-		[]*schema.Balancer{lb("b1", "t", "203.0.113.1", 0, want("ssd", "public"))})
-	l, _ := mustSchedule(t, s, nil)
+	s := scSpec(
+		[]*schema.Device{scDev("lb-1", "z", scTags("public")), scDev("lb-2", "z", scTags("internal", "ssd")), scDev("lb-3", "z", scTags("public", "ssd"))},
+		[]*schema.Balancer{scLB("b1", "t", "203.0.113.1", 0, scWant("ssd", "public"))})
+	l, _ := scMustSchedule(t, s, nil)
 	if l["b1"].Primary != "lb-3" {
 		t.Errorf("placed on %s, want lb-3", l["b1"].Primary)
 	}
 	s.Balancers["b1"].Placement.Tags = []string{"public", "gpu"} // no device has gpu
 	_, _, err := Schedule(s, nil)
-	assertUnplaceable(t, err, "b1", map[string]int{"tags": 3})
+	scAssertUnplaceable(t, err, "b1", map[string]int{"tags": 3})
 }
 
 func TestFilterTagsManyWords(t *testing.T) {
 	// More than 64 distinct tags: the bit set spans words.
 	var devs []*schema.Device
 	for i := 0; i < 70; i++ {
-		devs = append(devs, dev(fmt.Sprintf("lb-%02d", i), "z", tags(fmt.Sprintf("t%02d", i), "common")))
+		devs = append(devs, scDev(fmt.Sprintf("lb-%02d", i), "z", scTags(fmt.Sprintf("t%02d", i), "common")))
 	}
-	s := spec(devs, []*schema.Balancer{lb("b1", "t", "203.0.113.1", 0, want("t67", "common"))})
-	if l, _ := mustSchedule(t, s, nil); l["b1"].Primary != "lb-67" {
+	s := scSpec(devs, []*schema.Balancer{scLB("b1", "t", "203.0.113.1", 0, scWant("t67", "common"))})
+	if l, _ := scMustSchedule(t, s, nil); l["b1"].Primary != "lb-67" {
 		t.Errorf("placed on %s, want lb-67", l["b1"].Primary)
 	}
 }
 
 func TestFilterVIPNetwork(t *testing.T) {
-	s := spec(
+	s := scSpec(
 		[]*schema.Device{
-			dev("lb-1", "z", nets("198.51.100.0/24")),
-			dev("lb-2", "z", nets("198.51.100.0/24", "203.0.113.0/25")),
-			dev("lb-3", "z", nets("2001:db8::/32")),
-			dev("lb-4", "z"), // no vipNetworks: any VIP
+			scDev("lb-1", "z", scNets("198.51.100.0/24")),
+			scDev("lb-2", "z", scNets("198.51.100.0/24", "203.0.113.0/25")),
+			scDev("lb-3", "z", scNets("2001:db8::/32")),
+			scDev("lb-4", "z"), // no vipNetworks: any VIP
 		},
-		[]*schema.Balancer{lb("b1", "t", "203.0.113.1", 0, func(b *schema.Balancer) {
+		[]*schema.Balancer{scLB("b1", "t", "203.0.113.1", 0, func(b *schema.Balancer) {
 			b.VIPs = append(b.VIPs, schema.VIP{Address: netip.MustParseAddr("198.51.100.7"), Port: 80})
 		})})
-	l, _ := mustSchedule(t, s, nil)
+	l, _ := scMustSchedule(t, s, nil)
 	if l["b1"].Primary != "lb-2" {
 		t.Errorf("placed on %s, want lb-2 (first device holding both VIPs)", l["b1"].Primary)
 	}
 	s.Devices["lb-2"].VIPNetworks = s.Devices["lb-2"].VIPNetworks[:1]
 	s.Devices["lb-4"].VIPNetworks = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}
 	_, _, err := Schedule(s, nil)
-	assertUnplaceable(t, err, "b1", map[string]int{"vipNetwork": 4})
+	scAssertUnplaceable(t, err, "b1", map[string]int{"vipNetwork": 4})
 }
 
 func TestFilterDevicePinAlwaysApplies(t *testing.T) {
-	s := spec(
-		[]*schema.Device{dev("lb-1", "z"), dev("lb-2", "z"), dev("lb-3", "z")},
-		[]*schema.Balancer{lb("b1", "t", "203.0.113.1", 0, pin("lb-3")), lb("a0", "t", "203.0.113.2", 0)})
+	s := scSpec(
+		[]*schema.Device{scDev("lb-1", "z"), scDev("lb-2", "z"), scDev("lb-3", "z")},
+		[]*schema.Balancer{scLB("b1", "t", "203.0.113.1", 0, scPin("lb-3")), scLB("a0", "t", "203.0.113.2", 0)})
 	for _, filters := range [][]string{nil, {"capacity"}, {}} {
 		s.Scheduler.Filters = filters
-		l, _ := mustSchedule(t, s, nil)
+		l, _ := scMustSchedule(t, s, nil)
 		if l["b1"].Primary != "lb-3" {
 			t.Errorf("filters %v: pinned balancer on %s, want lb-3", filters, l["b1"].Primary)
 		}
@@ -175,22 +180,22 @@ func TestFilterDevicePinAlwaysApplies(t *testing.T) {
 	s.Devices["lb-3"].Capacity.Balancers = 1
 	s.Balancers["a0"].Placement.Device = "lb-3"
 	_, _, err := Schedule(s, nil)
-	assertUnplaceable(t, err, "b1", map[string]int{"device": 2, "capacity": 1})
+	scAssertUnplaceable(t, err, "b1", map[string]int{"device": 2, "capacity": 1})
 	s.Balancers["b1"].Placement.Device = "lb-nope"
 	_, _, err = Schedule(s, nil)
-	assertUnplaceable(t, err, "b1", map[string]int{"device": 3})
+	scAssertUnplaceable(t, err, "b1", map[string]int{"device": 3})
 }
 
 func TestFilterCapacity(t *testing.T) {
-	s := spec(
-		[]*schema.Device{dev("lb-1", "z", capacity(1, 0)), dev("lb-2", "z", capacity(0, 1500)), dev("lb-3", "z", capacity(5, 1000))},
+	s := scSpec(
+		[]*schema.Device{scDev("lb-1", "z", scCap(1, 0)), scDev("lb-2", "z", scCap(0, 1500)), scDev("lb-3", "z", scCap(5, 1000))},
 		[]*schema.Balancer{
-			lb("b1", "t1", "203.0.113.1", 1000),
-			lb("b2", "t2", "203.0.113.2", 1000),
-			lb("b3", "t3", "203.0.113.3", 1000),
-			lb("b4", "t4", "203.0.113.4", 400),
+			scLB("b1", "t1", "203.0.113.1", 1000),
+			scLB("b2", "t2", "203.0.113.2", 1000),
+			scLB("b3", "t3", "203.0.113.3", 1000),
+			scLB("b4", "t4", "203.0.113.4", 400),
 		})
-	l, _ := mustSchedule(t, s, nil)
+	l, _ := scMustSchedule(t, s, nil)
 	// b1 → lb-1 (ties broken by name), b2 → lb-2 (lb-1 full; lb-2 and lb-3
 	// tie at count 0 / maxconn 0), b3 → lb-3 (lb-1 full, lb-2 1000+1000 > 1500),
 	// b4 → lb-2 (lb-3 1000+400 > 1000; lb-2 1400 <= 1500).
@@ -198,9 +203,9 @@ func TestFilterCapacity(t *testing.T) {
 	if !l.Equal(w) {
 		t.Errorf("placement %v, want %v", l, w)
 	}
-	s.Balancers["b5"] = lb("b5", "t5", "203.0.113.5", 200)
+	s.Balancers["b5"] = scLB("b5", "t5", "203.0.113.5", 200)
 	_, _, err := Schedule(s, nil)
-	assertUnplaceable(t, err, "b5", map[string]int{"capacity": 3})
+	scAssertUnplaceable(t, err, "b5", map[string]int{"capacity": 3})
 	// Balancer maxconn overrides the nodes' sum.
 	s.Balancers["b5"].Maxconn = 0
 	s.Balancers["b5"].Nodes[0].Maxconn = 0
@@ -210,11 +215,11 @@ func TestFilterCapacity(t *testing.T) {
 }
 
 func TestCostMaxconnAndSpread(t *testing.T) {
-	devs := []*schema.Device{dev("lb-1", "z", capacity(0, 10000)), dev("lb-2", "z", capacity(0, 100000))}
+	devs := []*schema.Device{scDev("lb-1", "z", scCap(0, 10000)), scDev("lb-2", "z", scCap(0, 100000))}
 	// b1 lands on lb-1 (tie); for b2, counts tie (1 vs 0 → lb-2 cheaper anyway).
-	s := spec(devs, []*schema.Balancer{lb("a1", "t", "203.0.113.1", 5000), lb("a2", "u", "203.0.113.2", 5000), lb("a3", "u", "203.0.113.3", 5000)})
+	s := scSpec(devs, []*schema.Balancer{scLB("a1", "t", "203.0.113.1", 5000), scLB("a2", "u", "203.0.113.2", 5000), scLB("a3", "u", "203.0.113.3", 5000)})
 	s.Scheduler.Costs = map[string]float64{"balancers": 0, "maxconn": 1, "spread": 0}
-	l, _ := mustSchedule(t, s, nil)
+	l, _ := scMustSchedule(t, s, nil)
 	// a1 → lb-1 (tie). a2: lb-1 at 0.5, lb-2 at 0 → lb-2. a3: lb-1 0.5, lb-2 0.05 → lb-2.
 	if l["a1"].Primary != "lb-1" || l["a2"].Primary != "lb-2" || l["a3"].Primary != "lb-2" {
 		t.Errorf("maxconn only: %v", l)
@@ -222,7 +227,7 @@ func TestCostMaxconnAndSpread(t *testing.T) {
 	// Spread only: same tenant goes elsewhere.
 	s.Scheduler.Costs = map[string]float64{"balancers": 0, "maxconn": 0, "spread": 1}
 	s.Balancers["a1"].Tenant = "u"
-	l, _ = mustSchedule(t, s, nil)
+	l, _ = scMustSchedule(t, s, nil)
 	if l["a1"].Primary != "lb-1" || l["a2"].Primary != "lb-2" || l["a3"].Primary != "lb-1" {
 		t.Errorf("spread only: %v", l)
 	}
@@ -242,11 +247,14 @@ func TestCostMaxconnAndSpread(t *testing.T) {
 }
 
 func TestNormalization(t *testing.T) {
-	// Normalized costs lie in [0,1]: a device far more loaded in balancers
-	// but with equal maxconn spread must not swamp the other cost.
-	s := &sched{w: [numCosts]float64{1, 1, 0.5}, cand: []int32{0, 1, 2}}
+	// Each cost is scaled to [0,1] across the candidates before weighting:
+	// a large raw spread in one cost must not swamp another.
+	s := &sched{w: [numCosts]float64{1, 1, 0.5}, n: 3, cand: []int32{0, 1, 2}, total: make([]float64, 3)}
 	s.raw = [numCosts][]float64{{0, 5, 10}, {0.3, 0.3, 0.3}, {4, 2, 0}}
-	s.normalize()
+	for k := range s.raw {
+		s.lo[k], s.hi[k] = slices.Min(s.raw[k]), slices.Max(s.raw[k])
+	}
+	s.score()
 	want := []float64{0.5, 0.5 + 0.25, 1}
 	for i, w := range want {
 		if s.total[i] != w {
@@ -259,13 +267,13 @@ func TestNormalization(t *testing.T) {
 }
 
 func TestHA(t *testing.T) {
-	s := spec(
-		[]*schema.Device{dev("lb-a1", "az-a"), dev("lb-a2", "az-a"), dev("lb-b1", "az-b"), dev("lb-c1", "az-c")},
+	s := scSpec(
+		[]*schema.Device{scDev("lb-a1", "az-a"), scDev("lb-a2", "az-a"), scDev("lb-b1", "az-b"), scDev("lb-c1", "az-c")},
 		[]*schema.Balancer{
-			lb("b1", "t", "203.0.113.1", 0, ha, zones("az-c", "az-a")),
-			lb("b2", "t", "203.0.113.2", 0, ha, zones("az-a", "az-b")),
+			scLB("b1", "t", "203.0.113.1", 0, scHA, scZones("az-c", "az-a")),
+			scLB("b2", "t", "203.0.113.2", 0, scHA, scZones("az-a", "az-b")),
 		})
-	l, _ := mustSchedule(t, s, nil)
+	l, _ := scMustSchedule(t, s, nil)
 	if p := l["b1"]; p.Primary != "lb-c1" || p.Standby != "lb-a1" {
 		t.Errorf("b1 = %+v, want primary lb-c1 (preferred zone) standby lb-a1", p)
 	}
@@ -274,9 +282,9 @@ func TestHA(t *testing.T) {
 	}
 	// Preferred zone full: primary falls back to the other zone.
 	s.Devices["lb-c1"].Capacity.Balancers = 1
-	s.Balancers["a0"] = lb("a0", "t", "203.0.113.3", 0, pin("lb-c1"))
+	s.Balancers["a0"] = scLB("a0", "t", "203.0.113.3", 0, scPin("lb-c1"))
 	s.Balancers["b1"].Placement.Zones = []string{"az-c", "az-a", "az-b"}
-	l, _ = mustSchedule(t, s, nil)
+	l, _ = scMustSchedule(t, s, nil)
 	if p := l["b1"]; p.Primary != "lb-a1" || p.Standby != "lb-b1" {
 		t.Errorf("b1 with az-c full = %+v, want primary lb-a1, standby lb-b1", p)
 	}
@@ -295,23 +303,23 @@ func TestHA(t *testing.T) {
 	}
 	// Without the ha filter, two devices of one zone make a pair.
 	s.Scheduler.Filters = []string{"capacity", "zone"}
-	l, _ = mustSchedule(t, s, nil)
+	l, _ = scMustSchedule(t, s, nil)
 	if p := l["b1"]; p.Primary == p.Standby || p.Standby == "" {
 		t.Errorf("b1 without ha filter = %+v", p)
 	}
 }
 
 func TestHAPinnedPrimary(t *testing.T) {
-	s := spec(
-		[]*schema.Device{dev("lb-a1", "az-a"), dev("lb-a2", "az-a"), dev("lb-b1", "az-b")},
-		[]*schema.Balancer{lb("b1", "t", "203.0.113.1", 0, ha, pin("lb-a2"))})
-	l, _ := mustSchedule(t, s, nil)
+	s := scSpec(
+		[]*schema.Device{scDev("lb-a1", "az-a"), scDev("lb-a2", "az-a"), scDev("lb-b1", "az-b")},
+		[]*schema.Balancer{scLB("b1", "t", "203.0.113.1", 0, scHA, scPin("lb-a2"))})
+	l, _ := scMustSchedule(t, s, nil)
 	if p := l["b1"]; p.Primary != "lb-a2" || p.Standby != "lb-b1" {
 		t.Errorf("pinned HA = %+v", p)
 	}
 }
 
-func assertUnplaceable(t *testing.T, err error, name string, reasons map[string]int) {
+func scAssertUnplaceable(t *testing.T, err error, name string, reasons map[string]int) {
 	t.Helper()
 	var ue *UnplaceableError
 	if !errors.As(err, &ue) {
@@ -330,17 +338,17 @@ func assertUnplaceable(t *testing.T, err error, name string, reasons map[string]
 }
 
 func TestUnplaceableErrorMessage(t *testing.T) {
-	s := spec(
+	s := scSpec(
 		[]*schema.Device{
-			dev("lb-1", "az-b"), dev("lb-2", "az-b"), dev("lb-3", "az-c"),
-			dev("lb-4", "az-a", nets("198.51.100.0/24")),
-			dev("lb-5", "az-a", capacity(1, 0)), dev("lb-6", "az-a", capacity(1, 0)),
+			scDev("lb-1", "az-b"), scDev("lb-2", "az-b"), scDev("lb-3", "az-c"),
+			scDev("lb-4", "az-a", scNets("198.51.100.0/24")),
+			scDev("lb-5", "az-a", scCap(1, 0)), scDev("lb-6", "az-a", scCap(1, 0)),
 		},
 		[]*schema.Balancer{
-			lb("a1", "t", "203.0.113.1", 0, pin("lb-5")),
-			lb("a2", "t", "203.0.113.2", 0, pin("lb-6")),
-			lb("shop-web", "shop", "203.0.113.10", 0, zones("az-a")),
-			lb("shop-api", "shop", "203.0.113.11", 0, zones("az-x")),
+			scLB("a1", "t", "203.0.113.1", 0, scPin("lb-5")),
+			scLB("a2", "t", "203.0.113.2", 0, scPin("lb-6")),
+			scLB("shop-web", "shop", "203.0.113.10", 0, scZones("az-a")),
+			scLB("shop-api", "shop", "203.0.113.11", 0, scZones("az-x")),
 		})
 	_, _, err := Schedule(s, nil)
 	if err == nil {
@@ -357,15 +365,15 @@ func TestUnplaceableErrorMessage(t *testing.T) {
 }
 
 func TestKeepAndStats(t *testing.T) {
-	s := spec(
-		[]*schema.Device{dev("lb-1", "z", capacity(2, 0)), dev("lb-2", "z", capacity(2, 0)), dev("lb-3", "z")},
-		[]*schema.Balancer{lb("b1", "t", "203.0.113.1", 0), lb("b2", "t", "203.0.113.2", 0), lb("b3", "t", "203.0.113.3", 0)})
+	s := scSpec(
+		[]*schema.Device{scDev("lb-1", "z", scCap(2, 0)), scDev("lb-2", "z", scCap(2, 0)), scDev("lb-3", "z")},
+		[]*schema.Balancer{scLB("b1", "t", "203.0.113.1", 0), scLB("b2", "t", "203.0.113.2", 0), scLB("b3", "t", "203.0.113.3", 0)})
 	prev := Lock{
 		"b1":   {"b1", "lb-3", ""},    // kept although lb-1 is emptier
 		"b2":   {"b2", "lb-gone", ""}, // device gone: moved
 		"gone": {"gone", "lb-1", ""},  // removed
 	}
-	l, st := mustSchedule(t, s, prev)
+	l, st := scMustSchedule(t, s, prev)
 	if l["b1"].Primary != "lb-3" {
 		t.Errorf("b1 on %s, want kept on lb-3", l["b1"].Primary)
 	}
@@ -375,7 +383,7 @@ func TestKeepAndStats(t *testing.T) {
 	// Capacity shrinks: balancers kept in name order until full.
 	prev = Lock{"b1": {"b1", "lb-1", ""}, "b2": {"b2", "lb-1", ""}, "b3": {"b3", "lb-1", ""}}
 	s.Devices["lb-1"].Capacity.Balancers = 2
-	l, st = mustSchedule(t, s, prev)
+	l, st = scMustSchedule(t, s, prev)
 	if l["b1"].Primary != "lb-1" || l["b2"].Primary != "lb-1" || l["b3"].Primary == "lb-1" {
 		t.Errorf("shrunk capacity: %v", l)
 	}
@@ -384,20 +392,20 @@ func TestKeepAndStats(t *testing.T) {
 	}
 	// A filter that now rejects moves the balancer.
 	s.Balancers["b1"].Placement.Device = "lb-2"
-	l, _ = mustSchedule(t, s, prev)
+	l, _ = scMustSchedule(t, s, prev)
 	if l["b1"].Primary != "lb-2" {
 		t.Errorf("re-pinned b1 on %s", l["b1"].Primary)
 	}
 }
 
 func TestKeepHA(t *testing.T) {
-	s := spec(
-		[]*schema.Device{dev("lb-a1", "az-a"), dev("lb-b1", "az-b"), dev("lb-b2", "az-b"), dev("lb-c1", "az-c")},
-		[]*schema.Balancer{lb("b1", "t", "203.0.113.1", 0, ha, zones("az-a"))})
+	s := scSpec(
+		[]*schema.Device{scDev("lb-a1", "az-a"), scDev("lb-b1", "az-b"), scDev("lb-b2", "az-b"), scDev("lb-c1", "az-c")},
+		[]*schema.Balancer{scLB("b1", "t", "203.0.113.1", 0, scHA, scZones("az-a"))})
 	s.Balancers["b1"].Placement.Zones = nil
 	// Standby now in the primary's zone → only the standby moves.
 	prev := Lock{"b1": {"b1", "lb-b1", "lb-b2"}}
-	l, st := mustSchedule(t, s, prev)
+	l, st := scMustSchedule(t, s, prev)
 	if p := l["b1"]; p.Primary != "lb-b1" || p.Standby == "lb-b2" || p.Standby == "" {
 		t.Errorf("HA keep = %+v", p)
 	}
@@ -406,14 +414,14 @@ func TestKeepHA(t *testing.T) {
 	}
 	// Was not HA: primary kept, standby added.
 	prev = Lock{"b1": {"b1", "lb-c1", ""}}
-	l, _ = mustSchedule(t, s, prev)
+	l, _ = scMustSchedule(t, s, prev)
 	if p := l["b1"]; p.Primary != "lb-c1" || p.Standby != "lb-a1" {
 		t.Errorf("HA from single = %+v", p)
 	}
 	// No longer HA: primary kept, standby dropped.
 	s.Balancers["b1"].Placement.HA = false
 	prev = Lock{"b1": {"b1", "lb-c1", "lb-a1"}}
-	l, st = mustSchedule(t, s, prev)
+	l, st = scMustSchedule(t, s, prev)
 	if p := l["b1"]; p.Primary != "lb-c1" || p.Standby != "" {
 		t.Errorf("single from HA = %+v", p)
 	}
@@ -426,60 +434,60 @@ func TestScheduleNilSpec(t *testing.T) {
 	if _, _, err := Schedule(nil, nil); err == nil {
 		t.Error("nil spec accepted")
 	}
-	l, st, err := Schedule(spec(nil, nil), Lock{"x": {"x", "lb-1", ""}})
+	l, st, err := Schedule(scSpec(nil, nil), Lock{"x": {"x", "lb-1", ""}})
 	if err != nil || len(l) != 0 || st != (Stats{Removed: 1}) {
 		t.Errorf("empty spec: %v %v %v", l, st, err)
 	}
 }
 
-// randomSpec builds a random tree: a few zones, tags, networks, capacities,
+// scRandomSpec builds a random tree: a few zones, tags, networks, capacities,
 // placement wishes and HA pairs.
-func randomSpec(r *rand.Rand) *schema.Spec {
+func scRandomSpec(r *rand.Rand) *schema.Spec {
 	zs := []string{"az-a", "az-b", "az-c"}
 	nd, nb := 1+r.IntN(12), r.IntN(40)
 	var devs []*schema.Device
 	for i := 0; i < nd; i++ {
 		var opts []func(*schema.Device)
 		if r.IntN(3) > 0 {
-			opts = append(opts, capacity(r.IntN(8), 1000*r.IntN(10)))
+			opts = append(opts, scCap(r.IntN(8), 1000*r.IntN(10)))
 		}
 		if r.IntN(2) == 0 {
-			opts = append(opts, tags("public"))
+			opts = append(opts, scTags("public"))
 		}
 		if r.IntN(4) == 0 {
-			opts = append(opts, nets("198.51.100.0/24"))
+			opts = append(opts, scNets("198.51.100.0/24"))
 		}
-		devs = append(devs, dev(fmt.Sprintf("lb-%02d", i), zs[r.IntN(len(zs))], opts...))
+		devs = append(devs, scDev(fmt.Sprintf("lb-%02d", i), zs[r.IntN(len(zs))], opts...))
 	}
 	var bals []*schema.Balancer
 	for i := 0; i < nb; i++ {
 		var opts []func(*schema.Balancer)
 		switch r.IntN(10) {
 		case 0:
-			opts = append(opts, zones(zs[r.IntN(3)]))
+			opts = append(opts, scZones(zs[r.IntN(3)]))
 		case 1:
-			opts = append(opts, want("public"))
+			opts = append(opts, scWant("public"))
 		case 2:
-			opts = append(opts, pin(fmt.Sprintf("lb-%02d", r.IntN(nd))))
+			opts = append(opts, scPin(fmt.Sprintf("lb-%02d", r.IntN(nd))))
 		case 3, 4:
-			opts = append(opts, ha, zones(zs[r.IntN(3)], zs[r.IntN(3)]))
+			opts = append(opts, scHA, scZones(zs[r.IntN(3)], zs[r.IntN(3)]))
 		}
 		vip := fmt.Sprintf("203.0.113.%d", i+1)
 		if r.IntN(3) == 0 {
 			vip = fmt.Sprintf("198.51.100.%d", i+1)
 		}
-		bals = append(bals, lb(fmt.Sprintf("b%03d", r.IntN(1000)), fmt.Sprintf("t%d", r.IntN(4)), vip, 100*r.IntN(20), opts...))
+		bals = append(bals, scLB(fmt.Sprintf("b%03d", r.IntN(1000)), fmt.Sprintf("t%d", r.IntN(4)), vip, 100*r.IntN(20), opts...))
 	}
-	s := spec(devs, bals)
+	s := scSpec(devs, bals)
 	if r.IntN(4) == 0 {
 		s.Scheduler.Costs = map[string]float64{"balancers": float64(r.IntN(3)), "maxconn": r.Float64(), "spread": float64(r.IntN(2))}
 	}
 	return s
 }
 
-// scheduleAll schedules s, dropping the balancers that cannot be placed (so
+// scScheduleAll schedules s, dropping the balancers that cannot be placed (so
 // the property tests work on trees that fit).
-func scheduleAll(t *testing.T, s *schema.Spec, prev Lock) (Lock, Stats) {
+func scScheduleAll(t *testing.T, s *schema.Spec, prev Lock) (Lock, Stats) {
 	t.Helper()
 	for i := 0; i < 100; i++ {
 		l, st, err := Schedule(s, prev)
@@ -492,11 +500,11 @@ func scheduleAll(t *testing.T, s *schema.Spec, prev Lock) (Lock, Stats) {
 		}
 		delete(s.Balancers, ue.Balancer)
 	}
-	t.Fatal("scheduleAll: no progress")
+	t.Fatal("scScheduleAll: no progress")
 	return nil, Stats{}
 }
 
-func checkCapacity(t *testing.T, s *schema.Spec, l Lock) {
+func scCheckCapacity(t *testing.T, s *schema.Spec, l Lock) {
 	t.Helper()
 	count := map[string]int{}
 	conn := map[string]int{}
@@ -530,30 +538,30 @@ func checkCapacity(t *testing.T, s *schema.Spec, l Lock) {
 func TestScheduleProperties(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	for iter := 0; iter < 200; iter++ {
-		s := randomSpec(r)
-		l, _ := scheduleAll(t, s, nil)
-		checkCapacity(t, s, l)
+		s := scRandomSpec(r)
+		l, _ := scScheduleAll(t, s, nil)
+		scCheckCapacity(t, s, l)
 
 		// Same input twice: same output, and scheduling against its own
 		// lock keeps everything.
-		l2, _ := mustSchedule(t, s, nil)
+		l2, _ := scMustSchedule(t, s, nil)
 		if !l.Equal(l2) {
 			t.Fatalf("iter %d: not deterministic", iter)
 		}
-		l3, st := mustSchedule(t, s, l)
+		l3, st := scMustSchedule(t, s, l)
 		if !l.Equal(l3) || st.Kept != len(l) || st.New+st.Moved+st.Removed != 0 {
 			t.Fatalf("iter %d: rescheduling with own lock changed it: %v", iter, DiffLocks(l, l3))
 		}
 
 		// Add one balancer: no other moves.
-		nb := lb(fmt.Sprintf("n%03d", r.IntN(1000)), "t0", "203.0.113.250", 100*r.IntN(5))
+		nb := scLB(fmt.Sprintf("n%03d", r.IntN(1000)), "t0", "203.0.113.250", 100*r.IntN(5))
 		if r.IntN(3) == 0 {
-			ha(nb)
+			scHA(nb)
 		}
 		s.Balancers[nb.Name] = nb
 		la, st, err := Schedule(s, l)
 		if err == nil {
-			checkCapacity(t, s, la)
+			scCheckCapacity(t, s, la)
 			for n, p := range l {
 				if la[n] != p {
 					t.Fatalf("iter %d: adding %s moved %s: %v -> %v", iter, nb.Name, n, p, la[n])
@@ -576,8 +584,8 @@ func TestScheduleProperties(t *testing.T) {
 			gone := names[r.IntN(len(names))]
 			removed := s.Balancers[gone]
 			delete(s.Balancers, gone)
-			lr, st := mustSchedule(t, s, l)
-			checkCapacity(t, s, lr)
+			lr, st := scMustSchedule(t, s, l)
+			scCheckCapacity(t, s, lr)
 			for n, p := range lr {
 				if l[n] != p {
 					t.Fatalf("iter %d: removing %s moved %s: %v -> %v", iter, gone, n, l[n], p)
@@ -595,7 +603,7 @@ func TestUnplaceableProperties(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	seen := 0
 	for iter := 0; iter < 200; iter++ {
-		s := randomSpec(r)
+		s := scRandomSpec(r)
 		_, _, err := Schedule(s, nil)
 		if err == nil {
 			continue
