@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -499,6 +500,56 @@ func TestSSHCancel(t *testing.T) {
 	}
 }
 
+func TestSSHStreamEndsWithContext(t *testing.T) {
+	srv := sshtest.Start(t, sshtest.Options{})
+	tr := dial(t, srv, reconcile.SSHConfig{})
+	ctx, cancel := context.WithCancel(testCtx(t))
+	st, err := tr.Stream(ctx, "exec cat >/dev/null")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	cancel()
+	within(t, 5*time.Second, "Wait after cancel", func() {
+		if err := st.Wait(); err == nil {
+			t.Errorf("Wait after cancel = nil, want an error")
+		}
+	})
+}
+
+// Dialing, running, streaming, cancelling and closing leave no goroutine
+// behind, on the client or the server.
+func TestSSHNoGoroutineLeak(t *testing.T) {
+	before := runtime.NumGoroutine()
+	t.Run("work", func(t *testing.T) {
+		srv := sshtest.Start(t, sshtest.Options{})
+		tr := dial(t, srv, reconcile.SSHConfig{})
+		ctx := testCtx(t)
+		runMany(t, tr, 10)
+		st, err := tr.Stream(ctx, "exec cat >/dev/null")
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.Close()
+		st.Wait()
+		cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		tr.Run(cctx, "sleep 30", nil)
+		cancel()
+		if err := tr.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	var after int
+	for range 100 {
+		if after = runtime.NumGoroutine(); after <= before {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	buf := make([]byte, 1<<16)
+	t.Errorf("%d goroutines before, %d after:\n%s", before, after, buf[:runtime.Stack(buf, true)])
+}
+
 func BenchmarkDialSSH(b *testing.B) {
 	srv := sshtest.Start(b, sshtest.Options{})
 	ctx := testCtx(b)
@@ -515,6 +566,18 @@ func BenchmarkDialSSH(b *testing.B) {
 
 func BenchmarkRun(b *testing.B) {
 	srv := sshtest.Start(b, sshtest.Options{Hook: func(string) sshtest.Fault { return sshtest.FailExit(0, "") }})
+	tr := dial(b, srv, reconcile.SSHConfig{})
+	ctx := testCtx(b)
+	for b.Loop() {
+		if _, err := tr.Run(ctx, "true", nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRunShell runs a real /bin/sh -c true on the test server.
+func BenchmarkRunShell(b *testing.B) {
+	srv := sshtest.Start(b, sshtest.Options{})
 	tr := dial(b, srv, reconcile.SSHConfig{})
 	ctx := testCtx(b)
 	for b.Loop() {
