@@ -1,0 +1,19 @@
+// Package reconcile reads what each device runs over SSH, plans the
+// difference from what the compiler rendered, and applies it per device as
+// one transaction that rolls itself back; it leaves placement and rendering
+// to the compiler and argument parsing and output choice to the CLI.
+//
+// BuildPlan reads every device in one round trip (config, state.json,
+// keepalived.conf, addresses) and returns a Plan: plain data with unified
+// diffs, the VIPs to add and remove, the fingerprints of what it saw and the
+// files apply would write. WriteText, WriteJSON and WriteMarkdown render a
+// plan; Save and LoadPlan keep it in a file.
+//
+// Apply runs, per device: lock, stale check, stage and check, keep
+// last-known-good, arm the rollback script, add VIPs, save server state,
+// swap, reload, verify, remove VIPs, write state.json (which also disarms).
+// On the host, the lock holder runs the armed rollback script when its
+// session ends, so a controller that dies or loses its connection mid-way
+// leaves the host in its old state, or in the new one if state.json was
+// already written; the next plan shows the whole change, or none of it.
+package reconcile
