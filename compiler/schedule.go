@@ -115,10 +115,10 @@ const noPin int32 = -1
 
 // schedDevice is the scheduler's view of one device: fixed attributes and load.
 type schedDevice struct {
-	name    string
-	d       *schema.Device
-	zone    int32 // index into sched.zoneNames
-	class   int32 // index into sched.classes
+	name  string
+	d     *schema.Device
+	zone  int32 // index into sched.zoneNames
+	class int32 // index into sched.classes
 }
 
 // unboundedConn stands for no maxconn limit; a sum of real maxconns never reaches it.
