@@ -114,6 +114,7 @@ func TestSSHHostKeyUnknown(t *testing.T) {
 		t.Fatalf("DialSSH = %v, want ErrHostKeyUnknown", err)
 	}
 	msg := err.Error()
+	t.Log(msg)
 	for _, want := range []string{"lb-t1", srv.Addr().String(), ssh.FingerprintSHA256(srv.HostKey()), empty, "ssh-keyscan -t ed25519 -p"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("error %q does not mention %q", msg, want)
@@ -137,6 +138,7 @@ func TestSSHHostKeyChanged(t *testing.T) {
 	if !errors.Is(err, reconcile.ErrHostKeyChanged) {
 		t.Fatalf("DialSSH = %v, want ErrHostKeyChanged", err)
 	}
+	t.Log(err)
 	for _, want := range []string{"lb-t1", ssh.FingerprintSHA256(srv.HostKey()), ssh.FingerprintSHA256(other.HostKey()), kh + ":1"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
@@ -171,6 +173,7 @@ func TestSSHWrongClientKey(t *testing.T) {
 	if !errors.Is(err, reconcile.ErrAuth) {
 		t.Fatalf("DialSSH = %v, want ErrAuth", err)
 	}
+	t.Log(err)
 	if !strings.HasPrefix(err.Error(), "connect lb-t1 (127.0.0.1:") {
 		t.Errorf("error %q does not start with the device and address", err)
 	}
