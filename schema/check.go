@@ -154,7 +154,14 @@ func (p *Partial) addBalancer(name string, r *rawBalancer, ep *entityPos, first 
 	}
 
 	hm := r.HealthMonitor
-	b.HealthMonitor = HealthMonitor{Type: hm.Type, Method: hm.Method, Path: hm.Path, Expect: hm.Expect, Rise: hm.Rise, Fall: hm.Fall}
+	b.HealthMonitor = HealthMonitor{Type: hm.Type, Rise: hm.Rise, Fall: hm.Fall}
+	if hm.Type == "http" {
+		b.HealthMonitor.Method, b.HealthMonitor.Path, b.HealthMonitor.Expect = hm.Method, hm.Path, hm.Expect
+	} else {
+		for _, f := range hm.httpSet {
+			bad("healthMonitor."+f, "%s is for health monitors of type http only", f)
+		}
+	}
 	b.HealthMonitor.Interval = duration(hm.Interval, func(msg string) { bad("healthMonitor.interval", "%s", msg) })
 	b.HealthMonitor.Timeout = duration(hm.Timeout, func(msg string) { bad("healthMonitor.timeout", "%s", msg) })
 
@@ -170,7 +177,12 @@ func (p *Partial) addBalancer(name string, r *rawBalancer, ep *entityPos, first 
 		}
 	}
 	if ps := r.Persistence; ps != nil {
-		b.Persistence = &Persistence{Type: ps.Type, Cookie: ps.Cookie}
+		b.Persistence = &Persistence{Type: ps.Type}
+		if ps.Type == "cookie" {
+			b.Persistence.Cookie = ps.Cookie
+		} else if ps.cookieSet {
+			bad("persistence.cookie", "cookie is for persistence of type cookie only")
+		}
 		if ps.Type == "cookie" && r.Protocol != "http" {
 			bad("persistence.type", "cookie persistence needs protocol http")
 		}

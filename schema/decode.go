@@ -1,21 +1,15 @@
 package schema
 
 import (
-	"encoding/json"
 	"strconv"
 	"strings"
+	"sync"
 
 	"cuelang.org/go/cue"
 )
 
-// The raw types mirror the schema; an instance that passed it is exported
-// to JSON once and read into them (much cheaper than walking CUE values).
-type rawSpec struct {
-	Devices   map[string]*rawDevice   `json:"devices"`
-	Balancers map[string]*rawBalancer `json:"balancers"`
-	Scheduler *rawScheduler           `json:"scheduler"`
-}
-
+// The raw types mirror the schema. They start as copies of the schema's
+// defaults (see compileSchema) and take each field the specs set.
 type rawDevice struct {
 	Address string `json:"address"`
 	SSH     struct {
@@ -42,42 +36,54 @@ type rawTool struct {
 	Check  string `json:"check"`
 }
 
+type rawVIP struct {
+	Address string `json:"address"`
+	Port    int    `json:"port"`
+}
+
+type rawNode struct {
+	Address string `json:"address"`
+	Port    int    `json:"port"`
+	Weight  int    `json:"weight"`
+	Maxconn int    `json:"maxconn"`
+	Backup  bool   `json:"backup"`
+}
+
+type rawHealth struct {
+	Type     string `json:"type"`
+	Method   string `json:"method"`
+	Path     string `json:"path"`
+	Expect   int    `json:"expect"`
+	Interval string `json:"interval"`
+	Timeout  string `json:"timeout"`
+	Rise     int    `json:"rise"`
+	Fall     int    `json:"fall"`
+	httpSet  []string // the http-only fields the specs set
+}
+
+type rawPersistence struct {
+	Type      string `json:"type"`
+	Cookie    string `json:"cookie"`
+	cookieSet bool
+}
+
+type rawTimeouts struct {
+	Connect string `json:"connect"`
+	Client  string `json:"client"`
+	Server  string `json:"server"`
+}
+
 type rawBalancer struct {
-	Tenant    string `json:"tenant"`
-	Protocol  string `json:"protocol"`
-	Algorithm string `json:"algorithm"`
-	VIPs      []struct {
-		Address string `json:"address"`
-		Port    int    `json:"port"`
-	} `json:"vips"`
-	Nodes []struct {
-		Address string `json:"address"`
-		Port    int    `json:"port"`
-		Weight  int    `json:"weight"`
-		Maxconn int    `json:"maxconn"`
-		Backup  bool   `json:"backup"`
-	} `json:"nodes"`
-	HealthMonitor struct {
-		Type     string `json:"type"`
-		Method   string `json:"method"`
-		Path     string `json:"path"`
-		Expect   int    `json:"expect"`
-		Interval string `json:"interval"`
-		Timeout  string `json:"timeout"`
-		Rise     int    `json:"rise"`
-		Fall     int    `json:"fall"`
-	} `json:"healthMonitor"`
-	Persistence *struct {
-		Type   string `json:"type"`
-		Cookie string `json:"cookie"`
-	} `json:"persistence"`
-	Timeouts *struct {
-		Connect string `json:"connect"`
-		Client  string `json:"client"`
-		Server  string `json:"server"`
-	} `json:"timeouts"`
-	Maxconn   int `json:"maxconn"`
-	Placement struct {
+	Tenant        string          `json:"tenant"`
+	Protocol      string          `json:"protocol"`
+	Algorithm     string          `json:"algorithm"`
+	VIPs          []rawVIP        `json:"vips"`
+	Nodes         []rawNode       `json:"nodes"`
+	HealthMonitor rawHealth       `json:"healthMonitor"`
+	Persistence   *rawPersistence `json:"persistence"`
+	Timeouts      *rawTimeouts    `json:"timeouts"`
+	Maxconn       int             `json:"maxconn"`
+	Placement     struct {
 		Zones  []string `json:"zones"`
 		Tags   []string `json:"tags"`
 		Device string   `json:"device"`
@@ -94,42 +100,12 @@ type rawScheduler struct {
 // decode reads the unified, validated instance value v into p. diags are
 // the schema errors; the devices and balancers they concern are recorded
 // as rejected and not decoded, the others are.
-func decode(p *Partial, v cue.Value, diags Diagnostics, pos *positions, first Pos) {
+func decode(c *compiled, p *Partial, v cue.Value, diags Diagnostics, pos *positions, first Pos) {
 	p.Diagnostics = append(p.Diagnostics, diags...)
 	bad := map[string]bool{}
 	for _, d := range diags {
 		if k := entityKey(d.Path); k != "" {
 			bad[k] = true
-		}
-	}
-	raw := &rawSpec{}
-	if len(diags) == 0 {
-		b, err := v.MarshalJSON()
-		if err == nil {
-			err = json.Unmarshal(b, raw)
-		}
-		if err != nil {
-			p.Diagnostics = append(p.Diagnostics, errorf(first, "", "decode: %v", err))
-			return
-		}
-	} else {
-		raw.Devices = map[string]*rawDevice{}
-		raw.Balancers = map[string]*rawBalancer{}
-		decodeEach(p, v, "devices", bad, pos.devices, first, func(name string, b []byte) error {
-			r := &rawDevice{}
-			raw.Devices[name] = r
-			return json.Unmarshal(b, r)
-		})
-		decodeEach(p, v, "balancers", bad, pos.balancers, first, func(name string, b []byte) error {
-			r := &rawBalancer{}
-			raw.Balancers[name] = r
-			return json.Unmarshal(b, r)
-		})
-		if s := v.LookupPath(cue.MakePath(cue.Str("scheduler"))); s.Exists() && !bad["scheduler"] {
-			if b, err := s.MarshalJSON(); err == nil {
-				raw.Scheduler = &rawScheduler{}
-				_ = json.Unmarshal(b, raw.Scheduler)
-			}
 		}
 	}
 	for k := range bad {
@@ -144,46 +120,276 @@ func decode(p *Partial, v cue.Value, diags Diagnostics, pos *positions, first Po
 		}
 		p.rejected[k] = ep
 	}
-	for name, r := range raw.Devices {
-		p.addDevice(name, r, pos.devices[name], first)
-	}
-	for name, r := range raw.Balancers {
-		p.addBalancer(name, r, pos.balancers[name], first)
-	}
-	if raw.Scheduler != nil {
+	each(v, "devices", func(name string, x cue.Value) {
+		if bad["devices/"+name] {
+			return
+		}
+		d := &decoder{}
+		r := d.device(c, x)
+		if d.err != nil {
+			p.reject("devices/"+name, entityAt(pos.devices, name, x, first),
+				Diagnostics{errorf(entityAt(pos.devices, name, x, first), devicePath(name), "decode: %v", d.err)})
+			return
+		}
+		p.addDevice(name, r, pos.devices[name], entityAt(pos.devices, name, x, first))
+	})
+	each(v, "balancers", func(name string, x cue.Value) {
+		if bad["balancers/"+name] {
+			return
+		}
+		d := &decoder{}
+		r := d.balancer(c, x)
+		if d.err != nil {
+			p.reject("balancers/"+name, entityAt(pos.balancers, name, x, first),
+				Diagnostics{errorf(entityAt(pos.balancers, name, x, first), balancerPath(name), "decode: %v", d.err)})
+			return
+		}
+		p.addBalancer(name, r, pos.balancers[name], entityAt(pos.balancers, name, x, first))
+	})
+	if s := v.LookupPath(sel("scheduler")); s.Exists() && !bad["scheduler"] {
 		p.SchedulerPos = pos.scheduler
-		p.schedulerFields = pos.schedulerFields
 		if !p.SchedulerPos.IsValid() {
 			p.SchedulerPos = first
 		}
-		p.addScheduler(raw.Scheduler)
+		p.schedulerFields = pos.schedulerFields
+		d := &decoder{}
+		r := d.scheduler(c, s)
+		if d.err != nil {
+			p.reject("scheduler", p.SchedulerPos, Diagnostics{errorf(p.SchedulerPos, "scheduler", "decode: %v", d.err)})
+			return
+		}
+		p.addScheduler(r)
 	}
 }
 
-// decodeEach exports each entity under top that has no schema error.
-func decodeEach(p *Partial, v cue.Value, top string, bad map[string]bool, pos map[string]*entityPos, first Pos, read func(string, []byte) error) {
-	it, err := v.LookupPath(cue.MakePath(cue.Str(top))).Fields()
+// entityAt is the position of an entity: its key in the files, else where
+// CUE says its value comes from, else the instance's first file.
+func entityAt(m map[string]*entityPos, name string, x cue.Value, first Pos) Pos {
+	if e := m[name]; e != nil {
+		return e.pos
+	}
+	if p := posOf(x.Pos(), relName); p.IsValid() {
+		return p
+	}
+	return first
+}
+
+// each calls f for each field of the struct at top.
+func each(v cue.Value, top string, f func(string, cue.Value)) {
+	it, err := v.LookupPath(sel(top)).Fields()
 	if err != nil {
 		return
 	}
 	for it.Next() {
-		name := it.Selector().Unquoted()
-		if bad[top+"/"+name] {
-			continue
+		f(it.Selector().Unquoted(), it.Value())
+	}
+}
+
+var (
+	pathsMu sync.Mutex
+	paths   = map[string]cue.Path{}
+)
+
+// sel returns the path of one field, built once.
+func sel(name string) cue.Path {
+	pathsMu.Lock()
+	defer pathsMu.Unlock()
+	p, ok := paths[name]
+	if !ok {
+		p = cue.MakePath(cue.Str(name))
+		paths[name] = p
+	}
+	return p
+}
+
+// decoder reads fields of validated values by name; it never walks a
+// struct's fields in order (that sorts them, which is slow) and sets only
+// the fields that exist, so defaults already in place stay.
+type decoder struct{ err error }
+
+func (d *decoder) fail(err error) {
+	if d.err == nil {
+		d.err = err
+	}
+}
+
+func (d *decoder) field(v cue.Value, name string) (cue.Value, bool) {
+	f := v.LookupPath(sel(name))
+	return f, f.Exists()
+}
+
+func (d *decoder) str(v cue.Value, name string, dst *string) bool {
+	f, ok := d.field(v, name)
+	if !ok {
+		return false
+	}
+	s, err := f.String()
+	d.fail(err)
+	*dst = s
+	return true
+}
+
+func (d *decoder) int(v cue.Value, name string, dst *int) bool {
+	f, ok := d.field(v, name)
+	if !ok {
+		return false
+	}
+	n, err := f.Int64()
+	d.fail(err)
+	*dst = int(n)
+	return true
+}
+
+func (d *decoder) bool(v cue.Value, name string, dst *bool) {
+	if f, ok := d.field(v, name); ok {
+		b, err := f.Bool()
+		d.fail(err)
+		*dst = b
+	}
+}
+
+func (d *decoder) float(v cue.Value, name string, dst *float64) {
+	if f, ok := d.field(v, name); ok {
+		x, err := f.Float64()
+		d.fail(err)
+		*dst = x
+	}
+}
+
+func (d *decoder) strs(v cue.Value, name string, dst *[]string) {
+	f, ok := d.field(v, name)
+	if !ok {
+		return
+	}
+	var out []string
+	d.list(f, func(x cue.Value) {
+		s, err := x.String()
+		d.fail(err)
+		out = append(out, s)
+	})
+	*dst = out
+}
+
+func (d *decoder) list(v cue.Value, f func(cue.Value)) {
+	it, err := v.List()
+	if err != nil {
+		d.fail(err)
+		return
+	}
+	for it.Next() {
+		f(it.Value())
+	}
+}
+
+func (d *decoder) tool(v cue.Value, name string, t *rawTool) {
+	if x, ok := d.field(v, name); ok {
+		d.str(x, "config", &t.Config)
+		d.str(x, "reload", &t.Reload)
+		d.str(x, "check", &t.Check)
+	}
+}
+
+func (d *decoder) device(c *compiled, v cue.Value) *rawDevice {
+	r := c.device
+	d.str(v, "address", &r.Address)
+	if x, ok := d.field(v, "ssh"); ok {
+		d.str(x, "user", &r.SSH.User)
+		d.int(x, "port", &r.SSH.Port)
+		d.bool(x, "sudo", &r.SSH.Sudo)
+	}
+	d.str(v, "zone", &r.Zone)
+	if x, ok := d.field(v, "capacity"); ok {
+		d.int(x, "balancers", &r.Capacity.Balancers)
+		d.int(x, "maxconn", &r.Capacity.Maxconn)
+	}
+	d.strs(v, "tags", &r.Tags)
+	d.str(v, "vipInterface", &r.VIPInterface)
+	d.strs(v, "vipNetworks", &r.VIPNetworks)
+	d.tool(v, "haproxy", &r.HAProxy)
+	d.tool(v, "keepalived", &r.Keepalived)
+	d.str(v, "stateDir", &r.StateDir)
+	return &r
+}
+
+func (d *decoder) balancer(c *compiled, v cue.Value) *rawBalancer {
+	r := c.balancer
+	d.str(v, "tenant", &r.Tenant)
+	d.str(v, "protocol", &r.Protocol)
+	d.str(v, "algorithm", &r.Algorithm)
+	if x, ok := d.field(v, "vips"); ok {
+		d.list(x, func(e cue.Value) {
+			var vip rawVIP
+			d.str(e, "address", &vip.Address)
+			d.int(e, "port", &vip.Port)
+			r.VIPs = append(r.VIPs, vip)
+		})
+	}
+	if x, ok := d.field(v, "nodes"); ok {
+		d.list(x, func(e cue.Value) {
+			n := c.node
+			d.str(e, "address", &n.Address)
+			d.int(e, "port", &n.Port)
+			d.int(e, "weight", &n.Weight)
+			d.int(e, "maxconn", &n.Maxconn)
+			d.bool(e, "backup", &n.Backup)
+			r.Nodes = append(r.Nodes, n)
+		})
+	}
+	if x, ok := d.field(v, "healthMonitor"); ok {
+		h := &r.HealthMonitor
+		d.str(x, "type", &h.Type)
+		d.str(x, "interval", &h.Interval)
+		d.str(x, "timeout", &h.Timeout)
+		d.int(x, "rise", &h.Rise)
+		d.int(x, "fall", &h.Fall)
+		if d.str(x, "method", &h.Method) {
+			h.httpSet = append(h.httpSet, "method")
 		}
-		b, err := it.Value().MarshalJSON()
-		if err == nil {
-			err = read(name, b)
+		if d.str(x, "path", &h.Path) {
+			h.httpSet = append(h.httpSet, "path")
 		}
-		if err != nil {
-			at := first
-			if e := pos[name]; e != nil {
-				at = e.pos
-			}
-			bad[top+"/"+name] = true
-			p.Diagnostics = append(p.Diagnostics, errorf(at, top+"."+label(name), "%v", err))
+		if d.int(x, "expect", &h.Expect) {
+			h.httpSet = append(h.httpSet, "expect")
 		}
 	}
+	if x, ok := d.field(v, "persistence"); ok {
+		p := &rawPersistence{Cookie: c.cookie}
+		d.str(x, "type", &p.Type)
+		p.cookieSet = d.str(x, "cookie", &p.Cookie)
+		r.Persistence = p
+	}
+	if x, ok := d.field(v, "timeouts"); ok {
+		t := &rawTimeouts{}
+		d.str(x, "connect", &t.Connect)
+		d.str(x, "client", &t.Client)
+		d.str(x, "server", &t.Server)
+		r.Timeouts = t
+	}
+	d.int(v, "maxconn", &r.Maxconn)
+	if x, ok := d.field(v, "placement"); ok {
+		d.strs(x, "zones", &r.Placement.Zones)
+		d.strs(x, "tags", &r.Placement.Tags)
+		d.str(x, "device", &r.Placement.Device)
+		d.bool(x, "ha", &r.Placement.HA)
+	}
+	d.bool(v, "failback", &r.Failback)
+	return &r
+}
+
+func (d *decoder) scheduler(c *compiled, v cue.Value) *rawScheduler {
+	r := &rawScheduler{Filters: c.scheduler.Filters, Costs: map[string]float64{}}
+	for k, x := range c.scheduler.Costs {
+		r.Costs[k] = x
+	}
+	d.strs(v, "filters", &r.Filters)
+	if x, ok := d.field(v, "costs"); ok {
+		for k := range r.Costs {
+			cost := r.Costs[k]
+			d.float(x, k, &cost)
+			r.Costs[k] = cost
+		}
+	}
+	return r
 }
 
 // entityKey returns "devices/NAME", "balancers/NAME" or "scheduler" for a

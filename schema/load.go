@@ -196,16 +196,14 @@ func LoadInstance(fsys fs.FS, dir string) (*Partial, error) {
 		pos.addFile(f)
 	}
 	fallback := func(cuePath []string) Pos { return pos.fallback(cuePath, first) }
-	if err := v.Err(); err != nil {
-		p.Diagnostics = c.fromCUE(err, relName, fallback).sorted()
-		return p, nil
-	}
+	// No v.Err() here: it would evaluate the instance once alone and once
+	// again unified; errors of the instance itself surface in Validate.
 	v = v.Unify(spec)
 	var diags Diagnostics
 	if err := v.Validate(cue.Concrete(true)); err != nil {
 		diags = c.fromCUE(err, relName, fallback)
 	}
-	decode(p, v, diags, pos, first)
+	decode(c, p, v, diags, pos, first)
 	p.Diagnostics = p.Diagnostics.sorted()
 	return p, nil
 }

@@ -28,7 +28,7 @@ func Source() string { return schemaSource }
 // compiled is the schema compiled once, with what the error conversion
 // needs to know about it.
 type compiled struct {
-	file  *ast.File
+	file  *ast.File // the schema as evaluated (defaults removed)
 	value cue.Value // #Spec, in its own context
 
 	// defaults holds the positions of default values (X in *X | Y). A CUE
@@ -38,7 +38,11 @@ type compiled struct {
 	// regexes maps each regular expression of the schema to what it means,
 	// for readable messages.
 	regexes map[string]string
-	// scheduler holds the scheduler defaults, for a tree that sets none.
+	// Templates: the defaults of the schema, filled in after validation.
+	device    rawDevice
+	balancer  rawBalancer
+	node      rawNode
+	cookie    string
 	scheduler rawScheduler
 }
 
@@ -49,46 +53,82 @@ var (
 )
 
 func loadSchema() (*compiled, error) {
-	schemaOnce.Do(func() {
-		f, err := parser.ParseFile(schemaFile, schemaSource)
-		if err != nil {
-			schemaErr = fmt.Errorf("parse embedded schema: %w", err)
-			return
-		}
-		c := &compiled{file: f, regexes: map[string]string{}}
-		ast.Walk(f, func(n ast.Node) bool {
-			if u, ok := n.(*ast.UnaryExpr); ok && u.Op == token.MUL {
-				c.defaults = append(c.defaults, [2]int{u.X.Pos().Offset(), u.X.End().Offset()})
-			}
-			return true
-		}, nil)
-		ctx := cuecontext.New()
-		v := ctx.BuildFile(f)
-		if err := v.Err(); err != nil {
-			schemaErr = fmt.Errorf("compile embedded schema: %w", err)
-			return
-		}
-		c.value = v.LookupPath(cue.ParsePath("#Spec"))
-		for name, desc := range regexNames {
-			re := v.LookupPath(cue.ParsePath(name))
-			src, ok := regexOf(re)
-			if !ok {
-				schemaErr = fmt.Errorf("embedded schema: %s is not a regular expression", name)
-				return
-			}
-			c.regexes[src] = desc
-		}
-		b, err := v.LookupPath(cue.ParsePath("#Scheduler")).MarshalJSON()
-		if err == nil {
-			err = json.Unmarshal(b, &c.scheduler)
-		}
-		if err != nil {
-			schemaErr = fmt.Errorf("embedded schema: scheduler defaults: %w", err)
-			return
-		}
-		theSchema = c
-	})
+	schemaOnce.Do(func() { theSchema, schemaErr = compileSchema() })
 	return theSchema, schemaErr
+}
+
+func compileSchema() (*compiled, error) {
+	// The schema as written, with its defaults: the source of the templates.
+	orig, err := parser.ParseFile(schemaFile, schemaSource)
+	if err != nil {
+		return nil, fmt.Errorf("parse embedded schema: %w", err)
+	}
+	// The schema as evaluated: every "f: *D | T" turned into "f?: T".
+	check, _ := parser.ParseFile(schemaFile, schemaSource)
+	c := &compiled{file: check, regexes: map[string]string{}}
+	ast.Walk(check, func(n ast.Node) bool {
+		f, ok := n.(*ast.Field)
+		if !ok {
+			return true
+		}
+		if or, ok := f.Value.(*ast.BinaryExpr); ok && or.Op == token.OR {
+			if def, ok := or.X.(*ast.UnaryExpr); ok && def.Op == token.MUL {
+				c.defaults = append(c.defaults, [2]int{def.X.Pos().Offset(), def.X.End().Offset()})
+				f.Value = or.Y
+				f.Constraint = token.OPTION
+			}
+		}
+		return true
+	}, nil)
+
+	ctx := cuecontext.New()
+	v := ctx.BuildFile(orig)
+	if err := v.Err(); err != nil {
+		return nil, fmt.Errorf("compile embedded schema: %w", err)
+	}
+	cv := ctx.BuildFile(check)
+	if err := cv.Err(); err != nil {
+		return nil, fmt.Errorf("compile embedded schema: %w", err)
+	}
+	c.value = cv.LookupPath(cue.ParsePath("#Spec"))
+	for name, desc := range regexNames {
+		src, ok := regexOf(v.LookupPath(cue.ParsePath(name)))
+		if !ok {
+			return nil, fmt.Errorf("embedded schema: %s is not a regular expression", name)
+		}
+		c.regexes[src] = desc
+	}
+	// Templates: each definition with its defaults, required fields stubbed.
+	tmpl := func(def, stub string, dst any) error {
+		x := v.LookupPath(cue.ParsePath(def)).Unify(ctx.CompileString(stub))
+		b, err := x.MarshalJSON()
+		if err == nil {
+			err = json.Unmarshal(b, dst)
+		}
+		if err != nil {
+			return fmt.Errorf("embedded schema: defaults of %s: %w", def, err)
+		}
+		return nil
+	}
+	var node rawBalancer
+	var pers rawPersistence
+	for _, t := range []struct {
+		def, stub string
+		dst       any
+	}{
+		{"#Device", `{address: "x"}`, &c.device},
+		{"#Balancer", `{vips: [], nodes: []}`, &c.balancer},
+		{"#Balancer", `{vips: [], nodes: [{address: "::1", port: 1}]}`, &node},
+		{"#Persistence", `{type: "cookie"}`, &pers},
+		{"#Scheduler", `{}`, &c.scheduler},
+	} {
+		if err := tmpl(t.def, t.stub, t.dst); err != nil {
+			return nil, err
+		}
+	}
+	c.node = node.Nodes[0]
+	c.cookie = pers.Cookie
+	return c, nil
 }
 
 // inDefault reports whether p lies inside a default value of the schema.
