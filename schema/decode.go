@@ -50,14 +50,14 @@ type rawNode struct {
 }
 
 type rawHealth struct {
-	Type     string `json:"type"`
-	Method   string `json:"method"`
-	Path     string `json:"path"`
-	Expect   int    `json:"expect"`
-	Interval string `json:"interval"`
-	Timeout  string `json:"timeout"`
-	Rise     int    `json:"rise"`
-	Fall     int    `json:"fall"`
+	Type     string   `json:"type"`
+	Method   string   `json:"method"`
+	Path     string   `json:"path"`
+	Expect   int      `json:"expect"`
+	Interval string   `json:"interval"`
+	Timeout  string   `json:"timeout"`
+	Rise     int      `json:"rise"`
+	Fall     int      `json:"fall"`
 	httpSet  []string // the http-only fields the specs set
 }
 
