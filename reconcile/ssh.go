@@ -201,7 +201,7 @@ func checkHostKey(db ssh.HostKeyCallback, hostname string, remote net.Addr, key 
 		return &hostKeyError{ErrHostKeyUnknown, fmt.Sprintf(
 			"server offered %s, which is not in %s; compare that fingerprint with the host's own "+
 				"(ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub on its console), then add it with: %s "+
-				"and review the added line", offered, file, scan)}
+				"and check that the added line shows the same fingerprint (ssh-keygen -lf %s)", offered, file, scan, shquote.Quote(file))}
 	case errors.As(err, &ke):
 		var known []string
 		for _, k := range ke.Want {
@@ -210,8 +210,8 @@ func checkHostKey(db ssh.HostKeyCallback, hostname string, remote net.Addr, key 
 		return &hostKeyError{ErrHostKeyChanged, fmt.Sprintf(
 			"server offered %s, but %s; this may be an attack, or the host was reinstalled: "+
 				"check the new fingerprint on the host's console before you replace the old line "+
-				"(ssh-keygen -R %s -f %s, then %s, and review)",
-			offered, strings.Join(known, ", "), shquote.Quote(knownhosts.Normalize(net.JoinHostPort(host, port))), shquote.Quote(file), scan)}
+				"(ssh-keygen -R %s -f %s, then %s, and check its fingerprint with ssh-keygen -lf %s)",
+			offered, strings.Join(known, ", "), shquote.Quote(knownhosts.Normalize(net.JoinHostPort(host, port))), shquote.Quote(file), scan, shquote.Quote(file))}
 	}
 	return fmt.Errorf("check host key: %w", err)
 }
