@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -109,7 +110,7 @@ defaults
 func (d *Device) haproxyPidFile() string { return filepath.Join(d.StateDir, "haproxy.pid") }
 
 // startHAProxy starts the device's haproxy in master-worker mode with its
-// current config and waits until its master socket answers.
+// current config and waits until its master socket lists a worker.
 func (l *Lab) startHAProxy(ctx context.Context, d *Device) error {
 	pidFile := d.haproxyPidFile()
 	master := filepath.Join(d.StateDir, "master.sock")
@@ -122,13 +123,46 @@ func (l *Lab) startHAProxy(ctx context.Context, d *Device) error {
 		if _, err := readPid(pidFile); err != nil {
 			return err
 		}
-		c, err := net.DialTimeout("unix", master, time.Second)
-		if err != nil {
-			return err
+		n, err := masterWorkers(master)
+		if err == nil && n == 0 {
+			err = errors.New("master lists no worker yet")
 		}
-		c.Close()
-		return nil
+		return err
 	})
+}
+
+// masterWorkers asks an haproxy master socket "show proc" and counts the
+// workers it lists.
+func masterWorkers(sock string) (int, error) {
+	c, err := net.DialTimeout("unix", sock, time.Second)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Write([]byte("show proc\n")); err != nil {
+		return 0, err
+	}
+	// The master CLI answers once the client has shut its side down.
+	if uc, ok := c.(*net.UnixConn); ok {
+		uc.CloseWrite()
+	}
+	b, err := io.ReadAll(c)
+	if err != nil {
+		return 0, err
+	}
+	n, in := 0, false
+	for _, line := range strings.Split(string(b), "\n") {
+		switch {
+		case strings.HasPrefix(line, "# workers"):
+			in = true
+		case strings.HasPrefix(line, "#"):
+			in = false
+		case in && strings.Contains(line, " worker "):
+			n++
+		}
+	}
+	return n, nil
 }
 
 // StartHAProxy starts device dev's haproxy (1-based) with its current
@@ -152,7 +186,7 @@ func (l *Lab) StopHAProxy(ctx context.Context, dev int) error {
 		return err
 	}
 	pids := l.procsIn(d.NS, func(cmdline string) bool {
-		return strings.Contains(cmdline, "haproxy") && strings.Contains(cmdline, d.Config)
+		return strings.HasPrefix(cmdline, "/usr/sbin/haproxy -W ") && strings.Contains(cmdline, " -f "+d.Config+" ")
 	})
 	if err := stopPids(ctx, pids); err != nil {
 		return fmt.Errorf("lab %s: stop haproxy: %w", d.Name, err)

@@ -189,8 +189,10 @@ func validate(o *Options) error {
 	return nil
 }
 
-// addressing returns the index-th /23 of 198.18.0.0/15, its upper /24 for
-// VIPs, and the bridge's address (.1).
+// addressing returns the index-th /23 of 198.18.0.0/15 (RFC 2544), its
+// upper /24 for VIPs, and the bridge's address (.1). In the /23 (base B):
+// B.1 the bridge in the root namespace, B.(10+i) device i (1..89), B.(100+i)
+// node i (1..99, port 8080); VIP(i) is (B+256).i, i in 1..254.
 func addressing(index int) (prefix, vips netip.Prefix, gw netip.Addr) {
 	base := netip.AddrFrom4([4]byte{198, 18, 0, 0})
 	a := nth(base, index*512).As4()
@@ -252,6 +254,11 @@ func (l *Lab) makeDir(dir string) error {
 	if !pathRE.MatchString(dir) {
 		os.Remove(dir)
 		return fmt.Errorf("lab %s: dir %q: the spec schema does not accept this path", l.Name, dir)
+	}
+	// Unix socket paths (state/haproxy.sock) must stay under 108 bytes.
+	if len(dir) > 70 {
+		os.Remove(dir)
+		return fmt.Errorf("lab %s: dir %q: longer than 70 bytes (unix socket paths below it would be too long)", l.Name, dir)
 	}
 	l.Dir = dir
 	// sshd refuses keys below a group- or world-writable directory unless
