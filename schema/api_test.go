@@ -11,7 +11,6 @@ import (
 	"testing/fstest"
 )
 
-
 // An instance that imports from the tree's module is loaded by CUE's
 // loader; the .cue files of directories above it must not join it (CUE
 // would otherwise unify same-package files of parent directories).
