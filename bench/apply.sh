@@ -1,0 +1,298 @@
+#!/usr/bin/env bash
+# Section "apply": lbc apply across 50 lab devices, side by side in one run
+# with an Ansible playbook doing the same work (template + validate + reload,
+# forks=10) and with the floor, a bare parallel OpenSSH loop doing the same
+# steps without any safety. Targets (DESIGN.md): lbc at least 10x faster than
+# Ansible and within 1.5x of the floor.
+#
+# After every tool the bench checks that the work was really done: every
+# device's config file is the expected one, the running HAProxy serves the
+# expected server weights, and HTTP requests through a few VIPs reach the
+# balancer's own nodes.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+LAB=${BENCH_APPLY_LAB:-bapl}            # lab name (namespaces bapl-d1.., bridge lbcbapl)
+INDEX=${BENCH_APPLY_INDEX:-21}          # lab subnet index: 198.18.42.0/23
+NDEV=${BENCH_APPLY_DEVICES:-50}
+NNODE=6
+NBAL=${BENCH_APPLY_BALANCERS:-100}      # pinned round-robin: every device gets NBAL/NDEV
+NTEN=5                                  # tenant directories
+ARUNS=${BENCH_ANSIBLE_RUNS:-1}          # Ansible is slow: measured runs per case
+LBC=$BIN/lbc
+HERE=$ROOT/bench
+
+need_time
+if ! command -v ansible-playbook >/dev/null; then
+	log "installing ansible-core"
+	apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q ansible-core >&2
+fi
+command -v socat >/dev/null || { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q socat >&2; }
+if [ "$(id -u)" != 0 ]; then
+	echo "== apply: not available (the lab needs root)"
+	exit 0
+fi
+if ! build_lbc; then
+	echo "== apply: not available (lbc does not build)"
+	exit 0
+fi
+
+work=$(mktemp -d /tmp/lbc-bench-apply.XXXXXX)
+labdir=$work/lab
+cleanup() {
+	set +e
+	local s
+	for s in "$work"/cp/*; do
+		[ -S "$s" ] && ssh -F /dev/null -o ControlPath="$s" -O exit x >/dev/null 2>&1
+	done
+	[ -x "$work/labctl" ] && "$work/labctl" down -name "$LAB" -dir "$labdir" >&2 || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+mkdir -p "$work/cp" "$work/logs"
+
+(cd "$ROOT" && go build -o "$work/labctl" ./internal/lab/labctl)
+log "apply: lab $LAB up: $NDEV devices, $NNODE nodes"
+"$work/labctl" up -name "$LAB" -index "$INDEX" -devices "$NDEV" -nodes "$NNODE" \
+	-dir "$labdir" -vips "$NBAL" >"$work/lab.env"
+source "$work/lab.env"
+read -ra DEVS <<<"$LAB_DEVICE_NAMES"
+read -ra NODES <<<"$LAB_NODES"
+read -ra VIPS <<<"$LAB_VIPS"
+
+# devices.tsv: NAME ADDRESS CONFIG RELOAD per device, from the lab's spec.
+awk '
+function val(s) { sub(/^[^"]*"/, "", s); sub(/"[^"]*$/, "", s); return s }
+/^devices: "/         { name = val($0); sect = "" }
+/^\taddress: /        { addr = val($0) }
+/^\thaproxy: \{/      { sect = "haproxy" }
+/^\tkeepalived: \{/   { sect = "keepalived" }
+sect == "haproxy" && /^\t\tconfig: / { cfg = val($0) }
+sect == "haproxy" && /^\t\treload: / { rl = val($0) }
+/^}/                  { print name "\t" addr "\t" cfg "\t" rl }
+' "$LAB_SPEC" >"$work/devices.tsv"
+[ "$(wc -l <"$work/devices.tsv")" = "$NDEV" ] || { log "apply: devices.tsv: want $NDEV devices"; exit 1; }
+
+# Balancer i (1-based): VIP i port 80, pinned to device (i-1)%NDEV, nodes
+# i-1, i, i+1 (mod NNODE) with weights 10 20 30; variant b changes the first
+# weight to 11, so every balancer, and so every device, changes.
+bal_nodes() { local i=$1; echo $(((i - 1) % NNODE)) $((i % NNODE)) $(((i + 1) % NNODE)); }
+gen_spec() {
+	local dir=$1 variant=$2 i t n w0
+	mkdir -p "$dir/devices"
+	cp "$LAB_SPEC" "$dir/devices/devices.cue"
+	w0=10
+	if [ "$variant" = b ]; then w0=11; fi
+	for t in $(seq 1 $NTEN); do
+		mkdir -p "$dir/balancers/t$t"
+		printf 'package spec\n' >"$dir/balancers/t$t/balancers.cue"
+	done
+	for i in $(seq 1 "$NBAL"); do
+		t=$(((i - 1) % NTEN + 1))
+		read -r a b c <<<"$(bal_nodes "$i")"
+		{
+			printf '\nbalancers: "svc-%03d": {\n\ttenant: "t%d"\n' "$i" "$t"
+			if [ $((i % 4)) = 0 ]; then
+				printf '\tprotocol: "tcp"\n\talgorithm: "leastconn"\n'
+				printf '\thealthMonitor: {type: "tcp", interval: "2s", timeout: "1s", rise: 2, fall: 3}\n'
+			else
+				printf '\tprotocol: "http"\n\talgorithm: "roundrobin"\n'
+				printf '\thealthMonitor: {type: "http", path: "/", expect: 200, interval: "2s", timeout: "1s", rise: 2, fall: 3}\n'
+			fi
+			printf '\tvips: [{address: "%s", port: 80}]\n\tnodes: [\n' "${VIPS[i - 1]}"
+			n=0
+			for w in $a:$w0 $b:20 $c:30; do
+				printf '\t\t{address: "%s", port: %s, weight: %s},\n' "${NODES[${w%%:*}]%:*}" "${NODES[${w%%:*}]##*:}" "${w##*:}"
+			done
+			printf '\t]\n\tplacement: device: "%s"\n}\n' "${DEVS[(i - 1) % NDEV]}"
+		} >>"$dir/balancers/t$t/balancers.cue"
+	done
+}
+gen_spec "$work/spec-a" a
+gen_spec "$work/spec-b" b
+for v in a b; do
+	"$LBC" compile "$work/spec-$v" -o "$work/out-$v" >"$work/logs/compile-$v.log" 2>&1 ||
+		{ log "apply: lbc compile spec-$v failed:"; cat "$work/logs/compile-$v.log" >&2; exit 1; }
+	for d in "${DEVS[@]}"; do
+		[ -s "$work/out-$v/$d/haproxy.cfg" ] || { log "apply: lbc compile put no config on $d"; exit 1; }
+	done
+done
+other() { [ "$1" = a ] && echo b || echo a; }
+
+failed=0
+fail() { log "apply: FAILED: $*"; failed=1; }
+
+# timed NAME CMD... runs CMD once under GNU time, output to logs/NAME.N.log,
+# and sets T to its wall seconds; on failure it shows the tail of the output
+# and returns non-zero. (Not in $(...): it records failures globally.)
+declare -A nrun
+T=-
+timed() {
+	local name=$1; shift
+	nrun[$name]=$((${nrun[$name]:-0} + 1))
+	local logf=$work/logs/$name.${nrun[$name]}.log rc=0
+	T=-
+	/usr/bin/time -f '%e' -o "$logf.time" "$@" >"$logf" 2>&1 || rc=$?
+	if [ $rc != 0 ]; then
+		fail "$name: exit $rc: $*"
+		tail -n 25 "$logf" | sed 's/^/    /' >&2
+		return $rc
+	fi
+	T=$(tail -n 1 "$logf.time")
+}
+median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END{if (NR) print a[int((NR+1)/2)]; else print "-"}'; }
+
+# running_weights DEVICE: "backend server weight" lines of the running
+# HAProxy (stats of the first worker, through the master socket).
+running_weights() {
+	echo "@1 show stat" | socat -t 5 stdio "UNIX-CONNECT:$labdir/$1/state/master.sock" |
+		awk -F, '!/^#/ && NF > 18 && $2 != "FRONTEND" && $2 != "BACKEND" { print $1, $2, $19 }' | sort
+}
+# rendered_weights FILE: the same lines from a rendered haproxy.cfg.
+rendered_weights() {
+	awk '
+	$1 == "backend" || $1 == "frontend" || $1 == "listen" || $1 == "defaults" || $1 == "global" { px = ($1 == "backend" || $1 == "listen") ? $2 : "" }
+	px != "" && $1 == "server" { w = 1; for (i = 3; i < NF; i++) if ($i == "weight") w = $(i+1); print px, $2, w }
+	' "$1" | sort
+}
+
+# verify TOOL V: every device runs out-V, and traffic through VIPs of the
+# first, middle and last balancer reaches that balancer's nodes.
+verify() {
+	local tool=$1 v=$2 bad=0 name addr cfg reload i
+	while IFS=$'\t' read -r name addr cfg reload; do
+		cmp -s "$cfg" "$work/out-$v/$name/haproxy.cfg" || bad=$((bad + 1))
+	done <"$work/devices.tsv"
+	[ $bad = 0 ] || fail "$tool: $bad of $NDEV devices do not have the expected haproxy.cfg (spec-$v)"
+	for i in 1 $((NBAL / 2 + 1)) "$NBAL"; do
+		local dev=${DEVS[(i - 1) % NDEV]} want got body
+		want=$(rendered_weights "$work/out-$v/$dev/haproxy.cfg")
+		got=$(running_weights "$dev") || true
+		if [ -z "$want" ] || [ "$want" != "$got" ]; then
+			fail "$tool: $dev: running server weights differ from out-$v/$dev/haproxy.cfg:"$'\n'"  want: ${want//$'\n'/; }"$'\n'"  got:  ${got//$'\n'/; }"
+		fi
+		read -r a b c <<<"$(bal_nodes "$i")"
+		for _ in 1 2 3; do
+			body=$(curl -s --max-time 2 "http://${VIPS[i - 1]}:80/") || { fail "$tool: GET http://${VIPS[i - 1]}/ (svc-$(printf %03d "$i") on $dev): curl exit $?"; break; }
+			case " n$((a + 1)) n$((b + 1)) n$((c + 1)) " in
+			*" $body "*) ;;
+			*) fail "$tool: GET http://${VIPS[i - 1]}/: answered by \"$body\", not one of n$((a + 1)) n$((b + 1)) n$((c + 1))"; break ;;
+			esac
+		done
+	done
+	log "apply: verified $tool (spec-$v): configs on $NDEV devices, running weights and traffic through 3 VIPs"
+}
+
+SSHFLAGS=(--known-hosts "$LAB_KNOWN_HOSTS" --ssh-key "$LAB_KEY" --parallelism 10)
+lbc_apply() { timed "$1" "$LBC" apply "$work/spec-$2" "${SSHFLAGS[@]}"; }
+
+# --- lbc -----------------------------------------------------------------
+log "apply: lbc"
+lbc_apply lbc-first a || true
+t_first=$T
+verify "lbc apply (first)" a
+live=a
+t_change=()
+t_nochange=()
+for r in $(seq 1 "$RUNS"); do
+	v=$(other $live)
+	lbc_apply lbc-change "$v" && t_change+=("$T")
+	live=$v
+done
+verify "lbc apply (change)" $live
+for r in $(seq 1 "$RUNS"); do
+	lbc_apply lbc-nochange $live && t_nochange+=("$T")
+done
+verify "lbc apply (no change)" $live
+lbc_live=$live
+
+# --- Ansible -------------------------------------------------------------
+log "apply: ansible"
+python3 - "$work/devices.tsv" "$LAB_KEY" "$LAB_KNOWN_HOSTS" >"$work/inventory.yml" <<'EOF'
+import json, sys
+tsv, key, known = sys.argv[1:4]
+hosts = {}
+for line in open(tsv):
+    name, addr, cfg, reload = line.rstrip("\n").split("\t")
+    hosts[name] = {
+        "ansible_host": addr, "ansible_user": "root",
+        "ansible_ssh_private_key_file": key,
+        "ansible_ssh_common_args": f"-o UserKnownHostsFile={known} -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes",
+        "haproxy_config": cfg, "haproxy_reload": reload,
+    }
+json.dump({"lab": {"hosts": hosts}}, sys.stdout, indent=1)
+EOF
+export ANSIBLE_CONFIG=$HERE/ansible/ansible.cfg ANSIBLE_HOME=$work/ansible-home \
+	ANSIBLE_LOCAL_TEMP=$work/ansible-tmp ANSIBLE_SSH_CONTROL_PATH_DIR=$work/cp NO_COLOR=1
+playbook() { timed "$1" ansible-playbook -i "$work/inventory.yml" "$HERE/ansible/playbook.yml" -e "out_dir=$work/out-$2"; }
+# recap_changed NAME: how many hosts the last run of NAME changed.
+recap_changed() { grep -c ' changed=[1-9]' "$work/logs/$1.${nrun[$1]}.log" || true; }
+a_change=()
+a_nochange=()
+for r in $(seq 1 "$ARUNS"); do
+	v=$(other $live)
+	if playbook ansible-change "$v"; then
+		a_change+=("$T")
+		c=$(recap_changed ansible-change)
+		[ "$c" = "$NDEV" ] || fail "ansible (change): changed $c hosts, want $NDEV"
+	fi
+	live=$v
+done
+verify "ansible (change)" $live
+for r in $(seq 1 "$ARUNS"); do
+	if playbook ansible-nochange $live; then
+		a_nochange+=("$T")
+		c=$(recap_changed ansible-nochange)
+		[ "$c" = 0 ] || fail "ansible (no change): changed $c hosts, want 0"
+	fi
+done
+verify "ansible (no change)" $live
+
+# --- the floor -----------------------------------------------------------
+log "apply: floor"
+floor() { timed "$1" bash "$HERE/floor/floor.sh" "$work/out-$2" "$LAB_KEY" "$LAB_KNOWN_HOSTS" "$work/devices.tsv"; }
+f_runs=()
+for r in $(seq 1 "$RUNS"); do
+	v=$(other $live)
+	floor floor "$v" && f_runs+=("$T")
+	live=$v
+done
+verify "floor" $live
+
+# The floor and Ansible pushed the very files lbc rendered: once the hosts
+# run lbc's last spec again, lbc must see nothing to do.
+if [ $live != $lbc_live ]; then floor floor-restore $lbc_live || true; fi
+prc=0
+"$LBC" plan "$work/spec-$lbc_live" --known-hosts "$LAB_KNOWN_HOSTS" --ssh-key "$LAB_KEY" --detailed-exitcode >"$work/logs/plan-after.log" 2>&1 || prc=$?
+[ $prc = 0 ] || { fail "lbc plan after the other tools pushed lbc's own files: exit $prc, want 0 (no changes)"; tail -n 20 "$work/logs/plan-after.log" | sed 's/^/    /' >&2; }
+
+# --- table ---------------------------------------------------------------
+L_FIRST=$t_first
+L_CHANGE=$(echo "${t_change[@]}" | median)
+L_NOCHANGE=$(echo "${t_nochange[@]}" | median)
+A_CHANGE=$(echo "${a_change[@]}" | median)
+A_NOCHANGE=$(echo "${a_nochange[@]}" | median)
+F=$(echo "${f_runs[@]}" | median)
+echo "== apply: $NDEV lab devices, $NBAL balancers ($((NBAL / NDEV)) a device), $NNODE nodes; lbc and floor median of $RUNS runs, ansible of $ARUNS; $(nproc) CPUs"
+row() { if [ "$2" = - ]; then printf '%-58s %9s\n' "$1" "failed"; else printf '%-58s %9.2f\n' "$1" "$2"; fi; }
+printf '%-58s %9s\n' "command" "time (s)"
+row "lbc apply, first (configs + $NBAL VIPs added)" "$L_FIRST"
+row "lbc apply, one weight changed in every balancer" "$L_CHANGE"
+row "lbc apply, no change" "$L_NOCHANGE"
+row "ansible-playbook, template+validate+reload, change" "$A_CHANGE"
+row "ansible-playbook, no change" "$A_NOCHANGE"
+row "floor: ssh cat>tmp, haproxy -c, mv, reload (xargs -P 10)" "$F"
+ratio() { # ratio NAME A B TARGET-OP TARGET
+	if [ "$2" = - ] || [ "$3" = - ]; then printf '%-58s %9s\n' "$1" "-"; return; fi
+	awk -v n="$1" -v a="$2" -v b="$3" -v op="$4" -v t="$5" 'BEGIN {
+		r = (b > 0) ? a / b : 0
+		ok = (op == ">=") ? r >= t : r <= t
+		printf "%-58s %9.2f   target %s %s: %s\n", n, r, op, t, ok ? "met" : "MISSED"
+	}'
+}
+ratio "ansible / lbc, change" "$A_CHANGE" "$L_CHANGE" ">=" 10
+ratio "ansible / lbc, no change" "$A_NOCHANGE" "$L_NOCHANGE" ">=" 10
+ratio "lbc / floor, change" "$L_CHANGE" "$F" "<=" 1.5
+ratio "lbc / floor, no change" "$L_NOCHANGE" "$F" "<=" 1.5
+echo "checked after each tool: haproxy.cfg on all $NDEV devices, running weights (master CLI) and HTTP through 3 VIPs; lbc plan after the floor: exit $prc"
+exit $failed
