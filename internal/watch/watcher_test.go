@@ -29,7 +29,9 @@ func start(t *testing.T, opts Options, files map[string]string) *harness {
 		h.write(name, body)
 	}
 	if opts.Debounce == 0 {
-		opts.Debounce = 100 * time.Millisecond
+		// Long enough that a multi-step save on a loaded machine stays
+		// one burst.
+		opts.Debounce = 300 * time.Millisecond
 	}
 	opts.Logf = t.Logf
 	w, err := New(root, opts)
@@ -108,7 +110,7 @@ func (h *harness) quiet(step string) {
 	select {
 	case got := <-h.reports:
 		h.t.Errorf("%s: reported %q, want nothing", step, got)
-	case <-time.After(600 * time.Millisecond):
+	case <-time.After(1200 * time.Millisecond):
 	}
 }
 
