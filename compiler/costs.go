@@ -65,18 +65,20 @@ func total(w, lo, scale *[numCosts]float64, v0, v1, v2 float64) float64 {
 	return w[0]*((v0-lo[0])*scale[0]) + w[1]*((v1-lo[1])*scale[1]) + w[2]*((v2-lo[2])*scale[2])
 }
 
-// score sets s.total for the candidates.
+// score sets s.raw and s.total for the candidates (Explain).
 func (s *sched) score() {
 	w, lo, scale := s.scaling()
-	for i := range s.n {
-		s.total[i] = total(&w, &lo, &scale, s.raw[0][i], s.raw[1][i], s.raw[2][i])
+	for i, d := range s.cand[:s.n] {
+		v0, v1, v2 := costsOf(&s.load[d], s.candTenant, d)
+		s.raw[i] = [numCosts]float64{v0, v1, v2}
+		s.total[i] = total(&w, &lo, &scale, v0, v1, v2)
 	}
 }
 
-// norm returns the normalized value of cost k of candidate i.
+// norm returns the normalized value of cost k of candidate i (after score).
 func (s *sched) norm(k, i int) float64 {
 	if s.hi[k] > s.lo[k] {
-		return (s.raw[k][i] - s.lo[k]) * (1 / (s.hi[k] - s.lo[k]))
+		return (s.raw[i][k] - s.lo[k]) * (1 / (s.hi[k] - s.lo[k]))
 	}
 	return 0
 }

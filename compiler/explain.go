@@ -136,7 +136,7 @@ func (x *explainer) decide(s *sched, b *bal, primary int32, lockDevice string) {
 		if i, ok := slot[int32(d)]; ok {
 			v.Pass = true
 			for k := 0; k < numCosts; k++ {
-				v.Costs = append(v.Costs, CostValue{Cost: costOrder[k], Raw: s.raw[k][i], Normalized: s.norm(k, i), Weight: s.w[k]})
+				v.Costs = append(v.Costs, CostValue{Cost: costOrder[k], Raw: s.raw[i][k], Normalized: s.norm(k, i), Weight: s.w[k]})
 			}
 			v.Total = s.total[i]
 		}

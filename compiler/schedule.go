@@ -173,12 +173,13 @@ type sched struct {
 	bals      map[string]*bal
 
 	// scratch of one decision, reused
-	classOK []bool
-	n       int // candidates in cand
-	cand    []int32
-	raw     [numCosts][]float64
-	total   []float64
-	lo, hi  [numCosts]float64
+	classOK    []bool
+	n          int     // candidates in cand
+	candTenant []int32 // the tenant counts of the balancer of cand
+	cand       []int32
+	raw        [][numCosts]float64 // Explain only: raw costs of cand, by score
+	total      []float64           // Explain only: totals of cand, by score
+	lo, hi     [numCosts]float64
 }
 
 func newSched(spec *schema.Spec) (*sched, error) {
@@ -248,11 +249,9 @@ func newSched(spec *schema.Spec) (*sched, error) {
 		s.devIndex[n] = int32(i)
 	}
 	s.classOK = make([]bool, len(s.classes))
-	for k := range s.raw {
-		s.raw[k] = make([]float64, len(names))
-	}
 	s.cand = make([]int32, len(names))
 	s.total = make([]float64, len(names))
+	s.raw = make([][numCosts]float64, len(names))
 	return s, nil
 }
 
@@ -371,11 +370,12 @@ func (s *sched) uncommit(b *bal, d int32) {
 }
 
 // candidates fills s.cand[:s.n] with the devices that pass every enabled
-// filter for b in the given role, s.raw with their raw costs and s.lo/s.hi
+// filter for b in the given role, and s.lo/s.hi
 // with the range of each cost. It is the inner loop of the scheduler: the
 // static filters are decided once per device class, the rest inline.
 func (s *sched) candidates(b *bal, primary int32) {
 	s.n = 0
+	s.candTenant = b.tenant
 	for k := range s.lo {
 		s.lo[k], s.hi[k] = math.Inf(1), math.Inf(-1)
 	}
@@ -395,7 +395,7 @@ func (s *sched) candidates(b *bal, primary int32) {
 		tenant = b.tenant[:len(s.load)]
 	}
 	mc := b.maxconn
-	cand, r0, r1, r2 := s.cand[:len(s.load)], s.raw[0][:len(s.load)], s.raw[1][:len(s.load)], s.raw[2][:len(s.load)]
+	cand := s.cand[:len(s.load)]
 	lo0, hi0, lo1, hi1, lo2, hi2 := s.lo[0], s.hi[0], s.lo[1], s.hi[1], s.lo[2], s.hi[2]
 	n := 0
 	for c := range s.classes {
@@ -411,11 +411,8 @@ func (s *sched) candidates(b *bal, primary int32) {
 			if standby && d == primary {
 				continue
 			}
-			v0, v1, v2 := float64(l.count), l.ratio, 0.0
-			if tenant != nil {
-				v2 = float64(tenant[d])
-			}
-			cand[n], r0[n], r1[n], r2[n] = d, v0, v1, v2
+			v0, v1, v2 := costsOf(l, tenant, d)
+			cand[n] = d
 			n++
 			// Plain comparisons: costs are never NaN, and the builtin
 			// min/max on floats pay for NaN handling.
@@ -444,17 +441,22 @@ func (s *sched) candidates(b *bal, primary int32) {
 }
 
 func (s *sched) addCand(b *bal, d int32) {
-	l := &s.load[d]
-	v := [numCosts]float64{float64(l.count), l.ratio, 0}
-	if b.tenant != nil {
-		v[2] = float64(b.tenant[d])
-	}
+	v0, v1, v2 := costsOf(&s.load[d], b.tenant, d)
+	v := [numCosts]float64{v0, v1, v2}
 	s.cand[s.n] = d
 	for k := range v {
-		s.raw[k][s.n] = v[k]
 		s.lo[k], s.hi[k] = min(s.lo[k], v[k]), max(s.hi[k], v[k])
 	}
 	s.n++
+}
+
+// costsOf returns the raw costs of placing a balancer of the tenant whose
+// per-device counts are tenant (nil: none) on device d of load l.
+func costsOf(l *devLoad, tenant []int32, d int32) (balancers, maxconn, spread float64) {
+	if tenant != nil {
+		spread = float64(tenant[d])
+	}
+	return float64(l.count), l.ratio, spread
 }
 
 // best scores the candidates (see score) and returns the one with the
@@ -462,12 +464,12 @@ func (s *sched) addCand(b *bal, d int32) {
 // restricted to zone pref when any candidate is in it; -1 when there is none.
 func (s *sched) best(pref int32) int32 {
 	w, lo, scale := s.scaling()
-	n := s.n
-	r0, r1, r2 := s.raw[0][:n], s.raw[1][:n], s.raw[2][:n]
+	tenant := s.candTenant
 	bd, bt := int32(-1), math.Inf(1)
 	pd, pt := int32(-1), math.Inf(1)
-	for i, d := range s.cand[:n] {
-		t := total(&w, &lo, &scale, r0[i], r1[i], r2[i])
+	for _, d := range s.cand[:s.n] {
+		v0, v1, v2 := costsOf(&s.load[d], tenant, d)
+		t := total(&w, &lo, &scale, v0, v1, v2)
 		if bd < 0 || t < bt || (t == bt && d < bd) {
 			bd, bt = d, t
 		}

@@ -249,10 +249,14 @@ func TestCostMaxconnAndSpread(t *testing.T) {
 func TestNormalization(t *testing.T) {
 	// Each cost is scaled to [0,1] across the candidates before weighting:
 	// a large raw spread in one cost must not swamp another.
-	s := &sched{w: [numCosts]float64{1, 1, 0.5}, n: 3, cand: []int32{0, 1, 2}, total: make([]float64, 3)}
-	s.raw = [numCosts][]float64{{0, 5, 10}, {0.3, 0.3, 0.3}, {4, 2, 0}}
-	for k := range s.raw {
-		s.lo[k], s.hi[k] = slices.Min(s.raw[k]), slices.Max(s.raw[k])
+	raw := [numCosts][]float64{{0, 5, 10}, {0.3, 0.3, 0.3}, {4, 2, 0}}
+	s := &sched{w: [numCosts]float64{1, 1, 0.5}, n: 3, cand: []int32{0, 1, 2},
+		total: make([]float64, 3), raw: make([][numCosts]float64, 3), candTenant: []int32{4, 2, 0}}
+	for i := range 3 {
+		s.load = append(s.load, devLoad{count: int32(raw[0][i]), ratio: raw[1][i]})
+	}
+	for k := range raw {
+		s.lo[k], s.hi[k] = slices.Min(raw[k]), slices.Max(raw[k])
 	}
 	s.score()
 	want := []float64{0.5, 0.5 + 0.25, 1}
