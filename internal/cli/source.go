@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 
 	"lbc/compiler"
 	"lbc/internal/gitsrc"
@@ -35,7 +36,7 @@ func (e *env) openSource() (*specSource, error) {
 		if err != nil {
 			return nil, fmt.Errorf("open repository %s: %w", repoPath, err)
 		}
-		sub, err := repo.Rel(s.Dir)
+		sub, err := repoRel(repo, s.Dir)
 		if err != nil {
 			return nil, err
 		}
@@ -102,4 +103,23 @@ func readLock(src *specSource) (compiler.Lock, error) {
 		return nil, fmt.Errorf("%s: %w", path.Join(src.display, compiler.LockFileName), err)
 	}
 	return lock, nil
+}
+
+// repoRel is dir relative to the repository's root, with forward slashes.
+func repoRel(repo *gitsrc.Repo, dir string) (string, error) {
+	if repo.Root() == "" {
+		return ".", nil // a bare repository: DIR names a path inside its trees
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = real
+	}
+	rel, err := filepath.Rel(repo.Root(), abs)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return "", fmt.Errorf("%s is outside the repository %s", dir, repo.Root())
+	}
+	return filepath.ToSlash(rel), nil
 }

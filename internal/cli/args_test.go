@@ -1,0 +1,56 @@
+package cli
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestParseArgs(t *testing.T) {
+	for _, tc := range []struct {
+		cmd  string
+		argv []string
+		want Args
+	}{
+		{"validate", nil, Args{Command: "validate", Source: Source{Dir: "."}, Parallelism: 10}},
+		{"validate", []string{"specs", "--json"}, Args{Command: "validate", Source: Source{Dir: "specs"}, JSON: true, Parallelism: 10}},
+		{"compile", []string{"-o", "build", "specs", "--locked"}, Args{Command: "compile", Source: Source{Dir: "specs"}, Out: "build", Locked: true, Parallelism: 10}},
+		{"explain", []string{"shop-web", "specs", "--git-rev", "HEAD~1"}, Args{Command: "explain", Balancer: "shop-web", Source: Source{Dir: "specs", GitRev: "HEAD~1"}, Parallelism: 10}},
+		{"plan", []string{"--detailed-exitcode", "--markdown", "-out", "p.json", "d"}, Args{Command: "plan", Source: Source{Dir: "d"}, Markdown: true, DetailedExitcode: true, PlanOut: "p.json",
+			SSH: SSHArgs{ConnectTimeout: 10 * time.Second}, Parallelism: 10}},
+		{"apply", []string{"plan.json", "--parallelism", "3", "--lock-timeout", "5s", "--known-hosts", "kh", "--ssh-key", "k"}, Args{Command: "apply", Source: Source{Dir: "plan.json"}, Parallelism: 3, LockTimeout: 5 * time.Second,
+			SSH: SSHArgs{KnownHosts: "kh", KeyFile: "k", ConnectTimeout: 10 * time.Second}}},
+	} {
+		got, err := parseArgs(tc.cmd, tc.argv, &bytes.Buffer{})
+		if err != nil {
+			t.Errorf("%s %q: %v", tc.cmd, tc.argv, err)
+			continue
+		}
+		if diff := cmp.Diff(tc.want, *got); diff != "" {
+			t.Errorf("%s %q (-want +got):\n%s", tc.cmd, tc.argv, diff)
+		}
+	}
+}
+
+func TestParseArgsRejects(t *testing.T) {
+	for _, tc := range []struct {
+		cmd  string
+		argv []string
+		want string
+	}{
+		{"validate", []string{"a", "b"}, "too many arguments"},
+		{"explain", nil, "missing BALANCER"},
+		{"plan", []string{"--json", "--markdown"}, "exclude each other"},
+		{"apply", []string{"--parallelism", "0"}, "at least 1"},
+		{"apply", []string{"--insecure"}, "flag provided but not defined: -insecure"},
+	} {
+		var stderr bytes.Buffer
+		if _, err := parseArgs(tc.cmd, tc.argv, &stderr); err == nil {
+			t.Errorf("%s %q: accepted", tc.cmd, tc.argv)
+		} else if !bytes.Contains(stderr.Bytes(), []byte(tc.want)) {
+			t.Errorf("%s %q: stderr %q, want it to say %q", tc.cmd, tc.argv, stderr.String(), tc.want)
+		}
+	}
+}

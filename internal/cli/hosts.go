@@ -1,0 +1,46 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"lbc/reconcile"
+	"lbc/schema"
+)
+
+// dialer returns the SSH dialer for the connection flags. Host keys are
+// always checked against known_hosts; there is no way around it.
+func (e *env) dialer() (reconcile.Dialer, error) {
+	kh := e.args.SSH.KnownHosts
+	if kh == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return nil, fmt.Errorf("find known_hosts: %w (use --known-hosts)", err)
+		}
+		kh = filepath.Join(home, ".ssh", "known_hosts")
+	}
+	if _, err := os.Stat(kh); err != nil {
+		return nil, fmt.Errorf("known_hosts: %w (hosts are always checked; use --known-hosts FILE)", err)
+	}
+	cfg := reconcile.SSHConfig{KnownHosts: kh, KeyFile: e.args.SSH.KeyFile, ConnectTimeout: e.args.SSH.ConnectTimeout}
+	return func(ctx context.Context, dev *schema.Device) (reconcile.Transport, error) {
+		return reconcile.DialSSH(ctx, dev, cfg)
+	}, nil
+}
+
+// isTerminal reports whether f is a character device (a terminal).
+func isTerminal(w any) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// color reports whether human output to w may use colour.
+func color(w any) bool {
+	return os.Getenv("NO_COLOR") == "" && isTerminal(w)
+}

@@ -1,0 +1,77 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+
+	"lbc/internal/atomicfs"
+	"lbc/internal/exitcode"
+	"lbc/reconcile"
+)
+
+// plan compiles the specs, reads every host and prints what apply would change.
+func (e *env) plan() int {
+	c, err := e.compileSpecs()
+	if err != nil {
+		return e.printLoadError(err)
+	}
+	p, err := e.buildPlan(c)
+	if err != nil {
+		return e.fail(err)
+	}
+	if err := e.writePlan(p); err != nil {
+		return e.fail(err)
+	}
+	if e.args.PlanOut != "" {
+		if err := savePlan(e.args.PlanOut, p); err != nil {
+			return e.fail(err)
+		}
+		fmt.Fprintf(e.stderr, "plan saved to %s\n", e.args.PlanOut)
+	}
+	_, _, unreachable, failed := p.Counts()
+	switch {
+	case unreachable+failed > 0:
+		return exitcode.Error
+	case e.args.DetailedExitcode && p.HasChanges():
+		return exitcode.Changes
+	}
+	return exitcode.OK
+}
+
+// buildPlan reads the hosts of a compiled tree.
+func (e *env) buildPlan(c *compiled) (*reconcile.Plan, error) {
+	dial, err := e.dialer()
+	if err != nil {
+		return nil, err
+	}
+	return reconcile.BuildPlan(e.ctx, c.spec, c.res, dial, reconcile.PlanOptions{Parallelism: e.args.Parallelism})
+}
+
+// writePlan prints p in the requested view.
+func (e *env) writePlan(p *reconcile.Plan) error {
+	switch {
+	case e.args.JSON:
+		return reconcile.WriteJSON(e.stdout, p)
+	case e.args.Markdown:
+		return reconcile.WriteMarkdown(e.stdout, p)
+	}
+	return reconcile.WriteText(e.stdout, p, reconcile.ViewOptions{Color: color(e.stdout)})
+}
+
+func savePlan(path string, p *reconcile.Plan) error {
+	f, err := os.CreateTemp("", "lbc-plan-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if err := p.Save(f); err != nil {
+		f.Close()
+		return fmt.Errorf("save plan: %w", err)
+	}
+	f.Close()
+	data, err := os.ReadFile(f.Name())
+	if err != nil {
+		return err
+	}
+	return atomicfs.WriteFile(path, data, 0o600)
+}

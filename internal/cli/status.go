@@ -1,0 +1,36 @@
+package cli
+
+import (
+	"lbc/internal/exitcode"
+	"lbc/reconcile"
+)
+
+// status prints, per device, what it runs and whether it is in sync.
+func (e *env) status() int {
+	c, err := e.compileSpecs()
+	if err != nil {
+		return e.printLoadError(err)
+	}
+	dial, err := e.dialer()
+	if err != nil {
+		return e.fail(err)
+	}
+	st, err := reconcile.Status(e.ctx, c.spec, c.res, dial, e.args.Parallelism)
+	if err != nil {
+		return e.fail(err)
+	}
+	if e.args.JSON {
+		err = reconcile.WriteStatusJSON(e.stdout, st)
+	} else {
+		err = reconcile.WriteStatusText(e.stdout, st, color(e.stdout))
+	}
+	if err != nil {
+		return e.fail(err)
+	}
+	for _, d := range st {
+		if !d.Reachable {
+			return exitcode.Error
+		}
+	}
+	return exitcode.OK
+}

@@ -1,0 +1,261 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"lbc/compiler"
+	"lbc/internal/atomicfs"
+	"lbc/internal/exitcode"
+	"lbc/internal/version"
+	"lbc/internal/watch"
+	"lbc/reconcile"
+	"lbc/schema"
+)
+
+// rendered is a compile's files: device → file name → content.
+type rendered map[string]map[string][]byte
+
+func renderedOf(res *compiler.Result) rendered {
+	r := rendered{}
+	for name, d := range res.Devices {
+		files := map[string][]byte{"haproxy.cfg": d.HAProxyCfg, "vips.json": d.VIPsJSON}
+		if d.Keepalived != nil {
+			files["keepalived.conf"] = d.Keepalived
+		}
+		r[name] = files
+	}
+	return r
+}
+
+// readRendered reads a compile output directory; a missing one is empty.
+func readRendered(dir string) (rendered, error) {
+	r := rendered{}
+	devs, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return r, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range devs {
+		if !d.IsDir() || strings.HasPrefix(d.Name(), ".") {
+			continue
+		}
+		files := map[string][]byte{}
+		for _, f := range []string{"haproxy.cfg", "vips.json", "keepalived.conf"} {
+			if b, err := os.ReadFile(filepath.Join(dir, d.Name(), f)); err == nil {
+				files[f] = b
+			}
+		}
+		r[d.Name()] = files
+	}
+	return r, nil
+}
+
+// diffRendered prints the unified diffs from old to new and returns how
+// many files changed.
+func diffRendered(w func(string), old, new rendered) int {
+	keys := map[string]bool{}
+	for d, fs := range old {
+		for f := range fs {
+			keys[d+"/"+f] = true
+		}
+	}
+	for d, fs := range new {
+		for f := range fs {
+			keys[d+"/"+f] = true
+		}
+	}
+	names := make([]string, 0, len(keys))
+	for k := range keys {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	n := 0
+	for _, k := range names {
+		dev, file, _ := strings.Cut(k, "/")
+		a, b := old[dev][file], new[dev][file]
+		if string(a) == string(b) {
+			continue
+		}
+		n++
+		w(reconcile.UnifiedDiff("old/"+k, "new/"+k, a, b))
+	}
+	return n
+}
+
+// writeChanged writes the files of new that differ from old into dir, each
+// atomically, and removes devices that are gone.
+func writeChanged(dir string, old, new rendered) error {
+	for dev, files := range new {
+		if err := os.MkdirAll(filepath.Join(dir, dev), 0o755); err != nil {
+			return err
+		}
+		for f, b := range files {
+			if string(old[dev][f]) == string(b) {
+				continue
+			}
+			if err := atomicfs.WriteFile(filepath.Join(dir, dev, f), b, 0o644); err != nil {
+				return err
+			}
+		}
+		for f := range old[dev] {
+			if _, ok := files[f]; !ok {
+				os.Remove(filepath.Join(dir, dev, f))
+			}
+		}
+	}
+	for dev := range old {
+		if _, ok := new[dev]; !ok {
+			os.RemoveAll(filepath.Join(dir, dev))
+		}
+	}
+	return nil
+}
+
+// watch recompiles on every change of the spec tree and prints what would
+// change: the rendered files (offline, the default), the live hosts
+// (--plan), or applies it (--apply). Invalid specs print their errors and
+// the last good result is kept.
+func (e *env) watch() int {
+	dir := e.args.Source.Dir
+	src, err := e.openSource()
+	if err != nil {
+		return e.fail(err)
+	}
+	var dial reconcile.Dialer
+	if e.args.WatchPlan || e.args.WatchApply {
+		if dial, err = e.dialer(); err != nil {
+			return e.fail(err)
+		}
+	}
+	w, err := watch.New(dir, watch.Options{Debounce: e.args.Debounce, Interval: e.args.Interval,
+		Logf: func(f string, a ...any) { fmt.Fprintf(e.stderr, "watch: "+f+"\n", a...) }})
+	if err != nil {
+		return e.fail(err)
+	}
+	loader := watch.NewLoader(dir)
+	var last rendered // the last good compile
+	if e.args.Out != "" {
+		if last, err = readRendered(e.args.Out); err != nil {
+			return e.fail(err)
+		}
+	}
+	out := func(s string) { fmt.Fprint(e.stdout, s) }
+	cycle := func(ctx context.Context, changed []string) error {
+		start := time.Now()
+		spec, err := loader.Load(ctx, changed)
+		if err != nil {
+			e.printWatchError(err)
+			return nil
+		}
+		res, err := e.compileWatched(src, spec)
+		if err != nil {
+			e.printWatchError(err)
+			return nil
+		}
+		took := time.Since(start)
+		if e.args.WatchPlan || e.args.WatchApply {
+			return e.watchHosts(ctx, spec, res, dial, changed)
+		}
+		cur := renderedOf(res)
+		if last == nil {
+			last = cur
+			fmt.Fprintf(e.stdout, "watching %s: %d devices, %d balancers (compiled in %d ms)\n",
+				dir, len(spec.Devices), len(spec.Balancers), took.Milliseconds())
+			if e.args.Out != "" {
+				if err := writeChanged(e.args.Out, rendered{}, cur); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		n := diffRendered(out, last, cur)
+		fmt.Fprintf(e.stdout, "%s %s: %d file(s) changed (reloaded %d instance(s), compiled in %d ms)\n",
+			time.Now().Format("15:04:05.000"), describeChange(changed), n, len(loader.Reloaded), took.Milliseconds())
+		if e.args.Out != "" {
+			if err := writeChanged(e.args.Out, last, cur); err != nil {
+				return err
+			}
+		}
+		last = cur
+		return nil
+	}
+	if err := cycle(e.ctx, nil); err != nil {
+		return e.fail(err)
+	}
+	if err := w.Run(e.ctx, cycle); err != nil && !errors.Is(err, context.Canceled) {
+		return e.fail(err)
+	}
+	fmt.Fprintln(e.stderr, "watch: stopped")
+	return exitcode.OK
+}
+
+func describeChange(changed []string) string {
+	if changed == nil {
+		return "interval"
+	}
+	return "change in " + strings.Join(changed, ", ")
+}
+
+// compileWatched compiles spec with the lock beside the specs (re-read on
+// every cycle: it is not a .cue file, so the watcher does not report it).
+func (e *env) compileWatched(src *specSource, spec *schema.Spec) (*compiler.Result, error) {
+	prev, err := readLock(src)
+	if err != nil {
+		return nil, err
+	}
+	rev := src.revision
+	if src.repo != nil {
+		if r, err := src.repo.Stamp(src.dir); err == nil {
+			rev = r
+		}
+	}
+	return compiler.Compile(spec, prev, compiler.Options{Version: version.Version, Revision: rev})
+}
+
+// watchHosts plans (and with --apply applies) a good compile against the hosts.
+func (e *env) watchHosts(ctx context.Context, spec *schema.Spec, res *compiler.Result, dial reconcile.Dialer, changed []string) error {
+	// An apply that has started finishes (or rolls back) even when a signal
+	// arrives: it runs on a context that the signal does not cancel.
+	actx := context.WithoutCancel(ctx)
+	p, err := reconcile.BuildPlan(actx, spec, res, dial, reconcile.PlanOptions{Parallelism: e.args.Parallelism})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "%s %s\n", time.Now().Format("15:04:05.000"), describeChange(changed))
+	if err := reconcile.WriteText(e.stdout, p, reconcile.ViewOptions{Color: color(e.stdout)}); err != nil {
+		return err
+	}
+	if !e.args.WatchApply || !p.HasChanges() {
+		return nil
+	}
+	r, err := reconcile.Apply(actx, p, dial, reconcile.ApplyOptions{
+		Parallelism: e.args.Parallelism, LBCVersion: version.Version, Waves: reconcile.HAWaves(res)})
+	if err != nil {
+		return err
+	}
+	e.printApply(p, r)
+	return nil
+}
+
+// printWatchError prints spec errors and says the last good result stays.
+func (e *env) printWatchError(err error) {
+	var diags schema.Diagnostics
+	if errors.As(err, &diags) {
+		for _, d := range diags {
+			fmt.Fprintln(e.stdout, d.String())
+		}
+	} else {
+		fmt.Fprintf(e.stdout, "error: %v\n", err)
+	}
+	fmt.Fprintf(e.stdout, "%s invalid specs: keeping the last good result\n", time.Now().Format("15:04:05.000"))
+}
