@@ -2,6 +2,7 @@ package compiler
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -258,5 +259,29 @@ func TestVRIDStableWhenAnotherIsAdded(t *testing.T) {
 	}
 	if moved > 2 {
 		t.Errorf("adding one HA VIP moved %d of 20 virtual_router_ids", moved)
+	}
+}
+
+// TestCompileExamples compiles the example trees through the real loader
+// and checks every file with the real tools.
+func TestCompileExamples(t *testing.T) {
+	for _, dir := range []string{"../examples/basic", "../examples/fleet"} {
+		t.Run(dir, func(t *testing.T) {
+			sp, err := schema.LoadDir(context.Background(), dir)
+			if err != nil {
+				t.Fatalf("load: %v", err)
+			}
+			res, err := Compile(sp, Lock{}, Options{Version: "v0.0.0-test", Revision: "0123456789abcdef0123456789abcdef01234567"})
+			if err != nil {
+				t.Fatalf("compile: %v", err)
+			}
+			for name, d := range res.Devices {
+				checkRendered(t, name+"/haproxy.cfg", d.HAProxyCfg)
+				checkRendered(t, name+"/vips.json", d.VIPsJSON)
+				if d.Keepalived != nil {
+					checkRendered(t, name+"/keepalived.conf", d.Keepalived)
+				}
+			}
+		})
 	}
 }
