@@ -1,0 +1,121 @@
+package reconcile
+
+import (
+	"fmt"
+	"math/rand"
+	"slices"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"lbc/compiler"
+)
+
+func wavesOf(pairs [][2]string, devices ...string) [][]string {
+	res := &compiler.Result{Placement: compiler.Lock{}}
+	for i, p := range pairs {
+		name := fmt.Sprintf("b%d", i)
+		res.Placement[name] = compiler.Placement{Balancer: name, Primary: p[0], Standby: p[1]}
+	}
+	plan := &Plan{}
+	for _, d := range devices {
+		plan.Devices = append(plan.Devices, DevicePlan{Device: d})
+	}
+	return HAWaves(res)(plan)
+}
+
+func TestHAWaves(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		pairs   [][2]string // primary, standby
+		devices []string    // in plan order
+		want    [][]string
+	}{
+		{"no HA", nil, []string{"c", "a", "b"}, [][]string{{"a", "b", "c"}}},
+		{"one pair", [][2]string{{"p", "s"}}, []string{"p", "s", "x"}, [][]string{{"s", "x"}, {"p"}}},
+		{"single balancer beside a pair", [][2]string{{"a", "z"}}, []string{"a", "m", "z"}, [][]string{{"m", "z"}, {"a"}}},
+		{"shared standby", [][2]string{{"p1", "s"}, {"p2", "s"}}, []string{"p1", "p2", "s"}, [][]string{{"s"}, {"p1", "p2"}}},
+		{"chain", [][2]string{{"a", "b"}, {"b", "c"}}, []string{"a", "b", "c"}, [][]string{{"c"}, {"b"}, {"a"}}},
+		{"two-cycle", [][2]string{{"a", "b"}, {"b", "a"}}, []string{"b", "a"}, [][]string{{"a"}, {"b"}}},
+		{"three-cycle and a tail", [][2]string{{"a", "b"}, {"b", "c"}, {"c", "a"}, {"d", "c"}}, []string{"a", "b", "c", "d", "e"},
+			// a goes first (all have one pending standby, a is first by
+			// name); then c (its standby a is placed), then b and d.
+			[][]string{{"a", "e"}, {"c"}, {"b", "d"}}},
+		{"standby not in plan", [][2]string{{"p", "gone"}}, []string{"p"}, [][]string{{"p"}}},
+		{"empty plan", [][2]string{{"p", "s"}}, nil, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := wavesOf(tc.pairs, tc.devices...)
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("waves (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestHAWavesProperties checks random pair sets: every device exactly once,
+// the two devices of a pair never in one wave, a standby before its primary
+// whenever the pairs have no cycle, and the same waves for the same input.
+func TestHAWavesProperties(t *testing.T) {
+	rng := rand.New(rand.NewSource(1))
+	for iter := 0; iter < 300; iter++ {
+		n := 2 + rng.Intn(12)
+		devs := make([]string, n)
+		for i := range devs {
+			devs[i] = fmt.Sprintf("d%02d", i)
+		}
+		acyclic := rng.Intn(2) == 0
+		var pairs [][2]string
+		for k := rng.Intn(2 * n); k > 0; k-- {
+			i, j := rng.Intn(n), rng.Intn(n)
+			if i == j {
+				continue
+			}
+			if acyclic && i < j { // primaries have higher indexes: no cycle
+				i, j = j, i
+			}
+			pairs = append(pairs, [2]string{devs[i], devs[j]})
+		}
+		shuffled := slices.Clone(devs)
+		rng.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+		got := wavesOf(pairs, shuffled...)
+		if again := wavesOf(pairs, devs...); !cmp.Equal(got, again) {
+			t.Fatalf("pairs %v: not deterministic: %v then %v", pairs, got, again)
+		}
+		wave := map[string]int{}
+		for w, ds := range got {
+			if len(ds) == 0 {
+				t.Fatalf("pairs %v: empty wave %d in %v", pairs, w, got)
+			}
+			if !slices.IsSorted(ds) {
+				t.Fatalf("pairs %v: wave %d not sorted: %v", pairs, w, ds)
+			}
+			for _, d := range ds {
+				if _, dup := wave[d]; dup {
+					t.Fatalf("pairs %v: %s twice in %v", pairs, d, got)
+				}
+				wave[d] = w
+			}
+		}
+		if len(wave) != n {
+			t.Fatalf("pairs %v: %d devices in %v, want %d", pairs, len(wave), got, n)
+		}
+		for _, p := range pairs {
+			if wave[p[0]] == wave[p[1]] {
+				t.Fatalf("pairs %v: pair %v in one wave: %v", pairs, p, got)
+			}
+			if acyclic && wave[p[1]] > wave[p[0]] {
+				t.Fatalf("pairs %v: standby %s after primary %s: %v", pairs, p[1], p[0], got)
+			}
+		}
+		inPair := map[string]bool{}
+		for _, p := range pairs {
+			inPair[p[0]], inPair[p[1]] = true, true
+		}
+		for _, d := range devs {
+			if !inPair[d] && wave[d] != 0 {
+				t.Fatalf("pairs %v: %s has no pair but is in wave %d", pairs, d, wave[d])
+			}
+		}
+	}
+}
