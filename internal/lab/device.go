@@ -33,6 +33,9 @@ func (l *Lab) startDevice(ctx context.Context, i int) error {
 	if err := l.startSSHD(ctx, d); err != nil {
 		return fmt.Errorf("lab %s: sshd: %w", d.Name, err)
 	}
+	if err := writeKeepalivedScript(d); err != nil {
+		return fmt.Errorf("lab %s: %w", d.Name, err)
+	}
 	if err := os.WriteFile(d.Config, []byte(initialConfig(d)), 0o644); err != nil {
 		return fmt.Errorf("lab %s: %w", d.Name, err)
 	}

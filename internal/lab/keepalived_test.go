@@ -44,10 +44,17 @@ vrrp_instance lab {
 			t.Fatalf("%s: %v\n%s", d.KeepalivedCheck, err, out)
 		}
 	}
-	for i := range l.Devices {
-		if err := l.StartKeepalived(ctx, i+1); err != nil {
-			t.Fatal(err)
-		}
+	// Device 1 through StartKeepalived; device 2 through its reload
+	// command, as lbc's first apply of an HA config runs it: it must start
+	// keepalived.
+	if err := l.StartKeepalived(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := l.Exec(ctx, 2, "sh", "-c", l.Devices[1].KeepalivedReload); err != nil {
+		t.Fatalf("reload (start): %v\n%s", err, out)
+	}
+	if !l.KeepalivedRunning(2) {
+		t.Fatal("the reload command did not start keepalived")
 	}
 	holder := func() (string, error) {
 		var on []string
@@ -93,4 +100,20 @@ vrrp_instance lab {
 		t.Fatal(err)
 	}
 	waitFor(l.Devices[0].Name)
+	// Without a config (a rolled-back first apply), the reload command
+	// stops keepalived.
+	if err := os.Remove(l.Devices[1].KeepalivedConfig); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := l.Exec(ctx, 2, "sh", "-c", l.Devices[1].KeepalivedReload); err != nil {
+		t.Fatalf("reload (no config): %v\n%s", err, out)
+	}
+	if err := poll(ctx, 5*time.Second, func() error {
+		if l.KeepalivedRunning(2) {
+			return fmt.Errorf("keepalived of %s still runs", l.Devices[1].Name)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -35,7 +35,9 @@ type Options struct {
 	// removes it.
 	Dir string
 	// Keepalived allows StartKeepalived (the HA tests); the devices' spec
-	// always names a keepalived config, reload and check.
+	// always names a keepalived config, reload and check, and the reload
+	// command starts keepalived once lbc has written a config, with or
+	// without this option.
 	Keepalived bool
 }
 
@@ -287,7 +289,10 @@ func (l *Lab) newDevice(i int, zone string) Device {
 		Check:  "haproxy -c -f",
 
 		KeepalivedConfig: filepath.Join(dir, "keepalived.conf"),
-		KeepalivedReload: "xargs kill -HUP < " + filepath.Join(state, "keepalived.pid"),
+		// sh runs the device's keepalived control script: reload, or
+		// start keepalived when the first apply wrote its first config
+		// (see keepalivedScriptText).
+		KeepalivedReload: "sh " + filepath.Join(dir, "keepalived-ctl.sh"),
 		KeepalivedCheck:  "keepalived -t -f",
 	}
 }
