@@ -2,6 +2,7 @@ package gitsrc
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -451,5 +452,35 @@ func TestStamp(t *testing.T) {
 	}
 	if _, err := repo.Stamp(t.TempDir()); err == nil {
 		t.Error("stamp outside the worktree succeeded")
+	}
+}
+
+// schema.Load reads instances in parallel: the FS must allow it.
+func TestFSConcurrentReads(t *testing.T) {
+	r, _, _, _, _ := history(t)
+	fsys, _, err := r.open().FS("HEAD", "specs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := readAll(t, fsys)
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() {
+			for range 20 {
+				for name, body := range want {
+					b, err := fs.ReadFile(fsys, name)
+					if err != nil || string(b) != body {
+						errs <- fmt.Errorf("read %s: %q, %v", name, b, err)
+						return
+					}
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
 	}
 }
