@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -50,7 +51,7 @@ func SummarizeHAVIPs(st []DeviceStatus) []HAVIPSummary {
 	for _, d := range st {
 		for _, v := range d.HAVIPs {
 			s := get(v.VIP)
-			if v.Role != RoleNone && !contains(s.Balancers, v.Balancer) {
+			if v.Role != RoleNone && !slices.Contains(s.Balancers, v.Balancer) {
 				s.Balancers = append(s.Balancers, v.Balancer)
 			}
 			switch v.Role {
@@ -60,7 +61,7 @@ func SummarizeHAVIPs(st []DeviceStatus) []HAVIPSummary {
 				s.Standby = d.Device
 			}
 			if !d.Reachable {
-				if v.Role != RoleNone && !contains(s.Unknown, d.Device) {
+				if v.Role != RoleNone && !slices.Contains(s.Unknown, d.Device) {
 					s.Unknown = append(s.Unknown, d.Device)
 				}
 				continue
@@ -93,22 +94,8 @@ func SummarizeHAVIPs(st []DeviceStatus) []HAVIPSummary {
 	return out
 }
 
-func contains(xs []string, x string) bool {
-	for _, y := range xs {
-		if y == x {
-			return true
-		}
-	}
-	return false
-}
-
 func holds(hs []Holder, dev string) bool {
-	for _, h := range hs {
-		if h.Device == dev {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(hs, func(h Holder) bool { return h.Device == dev })
 }
 
 // Line is the human line of s, e.g.
