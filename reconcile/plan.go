@@ -34,6 +34,9 @@ type Plan struct {
 	Format   int          `json:"format"`
 	Revision string       `json:"revision"`
 	Devices  []DevicePlan `json:"devices"` // sorted by device name
+	// HAPairs are the HA placements of the compile, kept so that a saved
+	// plan is applied in the same order (standby before primary).
+	HAPairs []compiler.Placement `json:"haPairs,omitempty"`
 }
 
 // DevicePlan is the plan for one device.

@@ -76,7 +76,7 @@ func (e *env) apply() int {
 	if res != nil {
 		opts.Waves = reconcile.HAWaves(res)
 	} else {
-		opts.Waves = reconcile.PlanWaves
+		opts.Waves = planWaves(p)
 	}
 	if isTerminal(e.stderr) && !e.args.JSON {
 		var mu sync.Mutex
@@ -160,4 +160,13 @@ func (e *env) printApply(p *reconcile.Plan, r *reconcile.ApplyResult) {
 		return
 	}
 	fmt.Fprintf(e.stdout, "apply: %s (revision %s)\n", sum, orNone(p.Revision))
+}
+
+// planWaves orders a saved plan's devices by the HA pairs it recorded.
+func planWaves(p *reconcile.Plan) func(*reconcile.Plan) [][]string {
+	res := &compiler.Result{Placement: compiler.Lock{}}
+	for _, pl := range p.HAPairs {
+		res.Placement[pl.Balancer] = pl
+	}
+	return reconcile.HAWaves(res)
 }

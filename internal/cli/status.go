@@ -15,7 +15,7 @@ func (e *env) status() int {
 	if err != nil {
 		return e.fail(err)
 	}
-	st, err := reconcile.Status(e.ctx, c.spec, c.res, dial, e.args.Parallelism)
+	st, err := reconcile.ReadStatus(e.ctx, c.spec, c.res, dial, reconcile.StatusOptions{Parallelism: e.args.Parallelism})
 	if err != nil {
 		return e.fail(err)
 	}
