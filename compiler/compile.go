@@ -17,14 +17,16 @@ type Options struct {
 // Compile places the balancers of spec (keeping prev's placement where it
 // still fits, see Schedule) and renders the files of every device of spec,
 // sorted by name, including devices with nothing placed on them. On any
-// error it returns nil and the error; it writes nothing anywhere.
+// error it returns nil and the error; it writes nothing anywhere. A
+// scheduling error is returned as Schedule returns it, unwrapped, so that
+// every line of it starts with the position it names.
 func Compile(spec *schema.Spec, prev Lock, opts Options) (*Result, error) {
 	if spec == nil {
 		return nil, fmt.Errorf("compile: no spec")
 	}
 	lock, stats, err := Schedule(spec, prev)
 	if err != nil {
-		return nil, fmt.Errorf("schedule: %w", err)
+		return nil, err
 	}
 	devs, err := renderAll(spec, lock, opts)
 	if err != nil {

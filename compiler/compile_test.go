@@ -139,6 +139,28 @@ func TestCompileScheduleErrorReturnsNothing(t *testing.T) {
 	}
 }
 
+// The CLI prints err.Error() as is: every line of a scheduling error must
+// start with the position it names, not with a prefix.
+func TestCompileScheduleErrorLinesStartWithPosition(t *testing.T) {
+	var bals []*schema.Balancer
+	for i, n := range []string{"web", "api"} {
+		b := testBalancer(n, fmt.Sprintf("203.0.113.%d", 10+i), 80)
+		b.Placement.Zones = []string{"nowhere"}
+		b.Pos = schema.Pos{File: "balancers/shop/" + n + ".cue", Line: 2 + i, Col: 3}
+		bals = append(bals, b)
+	}
+	sp := testSpec([]*schema.Device{testDevice("lb-a1", "192.0.2.11", "a")}, bals)
+	_, err := Compile(sp, Lock{}, Options{})
+	if err == nil {
+		t.Fatal("no error")
+	}
+	want := "balancers/shop/api.cue:3:3: balancers.api: 0/1 devices fit api: 1 zone\n" +
+		"balancers/shop/web.cue:2:3: balancers.web: 0/1 devices fit web: 1 zone"
+	if err.Error() != want {
+		t.Errorf("error:\n%s\nwant:\n%s", err, want)
+	}
+}
+
 func TestRenderRefusesUnsafeWords(t *testing.T) {
 	cases := map[string]func(d *schema.Device, b *schema.Balancer){
 		"newline in name": func(d *schema.Device, b *schema.Balancer) { b.Name = "web\n    lua-load /tmp/x.lua" },
