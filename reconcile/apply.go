@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"sort"
 	"strings"
 	"sync"
@@ -293,7 +294,7 @@ func (x *tx) run(ctx context.Context) {
 			if rbErr := x.rollback(ctx); rbErr != nil {
 				x.r.Outcome = OutcomeFailed
 				x.r.Err = errors.Join(stepErr, fmt.Errorf("apply %s: rollback: %w (the host runs "+
-					"%s when the lock session ends; see %s)", dev, rbErr, x.h.txnPath(), x.h.txnPath()+".log"))
+					"%s when the lock session ends; see %s)", dev, rbErr, x.h.txnPath(), path.Join(x.h.StateDir, "txn.log")))
 				return
 			}
 			x.r.Steps = append(x.r.Steps, StepRollback)
@@ -520,7 +521,9 @@ func (x *tx) verify(ctx context.Context) error {
 	return x.o.Verifier.After(ctx, x.t, x.h, x.before, []byte(x.dp.Desired.Config))
 }
 
-// removeVIPs removes the addresses lbc added and no longer wants.
+// removeVIPs removes the addresses lbc added and no longer wants, then
+// replaces the wanted ones: deleting the primary address of a subnet makes
+// Linux delete its secondaries too (unless promote_secondaries is set).
 func (x *tx) removeVIPs(ctx context.Context) error {
 	if len(x.dp.VIPsRemove) == 0 {
 		return nil
@@ -528,6 +531,13 @@ func (x *tx) removeVIPs(ctx context.Context) error {
 	cmd, err := delVIPCmd(x.h, x.dp.VIPsRemove)
 	if err != nil {
 		return err
+	}
+	if len(x.dp.Desired.VIPs) > 0 {
+		add, err := addVIPCmd(x.h, x.dp.Desired.VIPs)
+		if err != nil {
+			return err
+		}
+		cmd += " && " + add
 	}
 	_, err = x.t.Run(ctx, cmd, nil)
 	return err
@@ -600,6 +610,22 @@ func rollbackScript(h Host, dp *DevicePlan, live *Live) (string, error) {
 			return "", err
 		}
 		fmt.Fprintf(&b, "%s || rc=1\n", cmd)
+		// Deleting a subnet's primary address deletes its secondaries:
+		// put back every address lbc had before.
+		var old []string
+		isNew := set(dp.VIPsAdd)
+		for _, v := range dp.Desired.VIPs {
+			if !isNew[v] {
+				old = append(old, v)
+			}
+		}
+		if old = append(old, dp.VIPsRemove...); len(old) > 0 {
+			cmd, err := addVIPCmd(h, old)
+			if err != nil {
+				return "", err
+			}
+			fmt.Fprintf(&b, "%s || rc=1\n", cmd)
+		}
 	}
 	b.WriteString("exit $rc\n")
 	return b.String(), nil

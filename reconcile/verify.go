@@ -53,16 +53,17 @@ func (v HAProxyVerifier) After(ctx context.Context, t Transport, h Host, before 
 	if err != nil {
 		return err
 	}
+	desc := configDescription(config)
 	deadline := time.Now().Add(timeout)
 	last := "haproxy did not answer on its stats socket"
 	for {
-		if ok, why := v.check(ctx, t, h, before, binds); ok {
+		if ok, why := v.check(ctx, t, h, before, desc, binds); ok {
 			return nil
 		} else {
 			last = why
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("verify: after %v: %s", timeout, last)
+			return fmt.Errorf("after %v: %s", timeout, last)
 		}
 		select {
 		case <-ctx.Done():
@@ -72,7 +73,7 @@ func (v HAProxyVerifier) After(ctx context.Context, t Transport, h Host, before 
 	}
 }
 
-func (v HAProxyVerifier) check(ctx context.Context, t Transport, h Host, before string, binds []netip.AddrPort) (bool, string) {
+func (v HAProxyVerifier) check(ctx context.Context, t Transport, h Host, before, desc string, binds []netip.AddrPort) (bool, string) {
 	out, err := t.Run(ctx, socatCmd(h, "show info"), nil)
 	if err != nil {
 		return false, "haproxy did not answer on its stats socket: " + err.Error()
@@ -83,6 +84,9 @@ func (v HAProxyVerifier) check(ctx context.Context, t Transport, h Host, before 
 	}
 	if pid == before {
 		return false, "haproxy still runs the old process (pid " + pid + "): the new config was not loaded"
+	}
+	if got := infoField(out, "description"); desc != "" && got != desc {
+		return false, fmt.Sprintf("haproxy runs config %q, not %q", got, desc)
 	}
 	out, err = t.Run(ctx, "ss -Hltn", nil)
 	if err != nil {
@@ -104,6 +108,18 @@ func infoField(out []byte, name string) string {
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), name+": "); ok {
 			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// configDescription returns the global description of a rendered config
+// (the compiler writes "description lbc:<ConfigID>"), or "".
+func configDescription(cfg []byte) string {
+	sc := bufio.NewScanner(bytes.NewReader(cfg))
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) == 2 && f[0] == "description" {
+			return f[1]
 		}
 	}
 	return ""
