@@ -171,7 +171,7 @@ func LoadInstance(fsys fs.FS, dir string) (*Partial, error) {
 	}
 
 	ctx := cuecontext.New()
-	spec := ctx.BuildFile(c.file).LookupPath(cue.MakePath(cue.Def("#Spec")))
+	spec := ctx.BuildFile(c.checkFile(false)).LookupPath(cue.MakePath(cue.Def("#Spec")))
 	var v cue.Value
 	if imports {
 		var inst *build.Instance

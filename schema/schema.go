@@ -28,8 +28,7 @@ func Source() string { return schemaSource }
 // compiled is the schema compiled once, with what the error conversion
 // needs to know about it.
 type compiled struct {
-	file  *ast.File // the schema as evaluated (defaults removed)
-	value cue.Value // #Spec, in its own context
+	value cue.Value // #Spec as evaluated, in its own context
 
 	// defaults holds the positions of default values (X in *X | Y). A CUE
 	// error that points at one is the losing side of a disjunction, always
@@ -63,34 +62,18 @@ func compileSchema() (*compiled, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse embedded schema: %w", err)
 	}
-	// The schema as evaluated: every "f: *D | T" turned into "f?: T".
-	check, _ := parser.ParseFile(schemaFile, schemaSource)
-	c := &compiled{file: check, regexes: map[string]string{}}
-	ast.Walk(check, func(n ast.Node) bool {
-		f, ok := n.(*ast.Field)
-		if !ok {
-			return true
-		}
-		if or, ok := f.Value.(*ast.BinaryExpr); ok && or.Op == token.OR {
-			if def, ok := or.X.(*ast.UnaryExpr); ok && def.Op == token.MUL {
-				c.defaults = append(c.defaults, [2]int{def.X.Pos().Offset(), def.X.End().Offset()})
-				f.Value = or.Y
-				f.Constraint = token.OPTION
-			}
-		}
-		return true
-	}, nil)
-
+	c := &compiled{regexes: map[string]string{}}
+	check := c.checkFile(true)
 	ctx := cuecontext.New()
 	v := ctx.BuildFile(orig)
 	if err := v.Err(); err != nil {
 		return nil, fmt.Errorf("compile embedded schema: %w", err)
 	}
 	cv := ctx.BuildFile(check)
+	c.value = cv.LookupPath(cue.ParsePath("#Spec"))
 	if err := cv.Err(); err != nil {
 		return nil, fmt.Errorf("compile embedded schema: %w", err)
 	}
-	c.value = cv.LookupPath(cue.ParsePath("#Spec"))
 	for name, desc := range regexNames {
 		src, ok := regexOf(v.LookupPath(cue.ParsePath(name)))
 		if !ok {
@@ -129,6 +112,34 @@ func compileSchema() (*compiled, error) {
 	c.node = node.Nodes[0]
 	c.cookie = pers.Cookie
 	return c, nil
+}
+
+// checkFile returns the schema as evaluated: every "f: *D | T" turned into
+// "f?: T". Each CUE context needs its own syntax tree (building one
+// resolves identifiers in place), so every call parses afresh; it costs
+// about as much as parsing one small spec file.
+func (c *compiled) checkFile(record bool) *ast.File {
+	f, err := parser.ParseFile(schemaFile, schemaSource)
+	if err != nil {
+		panic(err) // parsed without error once in compileSchema
+	}
+	ast.Walk(f, func(n ast.Node) bool {
+		fd, ok := n.(*ast.Field)
+		if !ok {
+			return true
+		}
+		if or, ok := fd.Value.(*ast.BinaryExpr); ok && or.Op == token.OR {
+			if def, ok := or.X.(*ast.UnaryExpr); ok && def.Op == token.MUL {
+				if record {
+					c.defaults = append(c.defaults, [2]int{def.X.Pos().Offset(), def.X.End().Offset()})
+				}
+				fd.Value = or.Y
+				fd.Constraint = token.OPTION
+			}
+		}
+		return true
+	}, nil)
+	return f
 }
 
 // inDefault reports whether p lies inside a default value of the schema.
