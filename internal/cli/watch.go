@@ -35,12 +35,12 @@ func renderedOf(res *compiler.Result) rendered {
 	return r
 }
 
-// readRendered reads a compile output directory; a missing one is empty.
+// readRendered reads a compile output directory; a missing one is nil.
 func readRendered(dir string) (rendered, error) {
 	r := rendered{}
 	devs, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
-		return r, nil
+		return nil, nil
 	}
 	if err != nil {
 		return nil, err
