@@ -131,6 +131,10 @@ func renderKeepalived(spec *schema.Spec, dev *schema.Device, hs []*haVIP, opts O
 		w.line("    virtual_router_id %d", h.vrid)
 		w.line("    priority %d", prio)
 		w.line("    advert_int 1")
+		// Without it, removing the first VIP of a subnet from the
+		// interface (a failover of that instance) makes the kernel drop
+		// every other address of the subnet: the VIPs of other instances.
+		w.line("    promote_secondaries")
 		if h.nopreempt {
 			w.line("    nopreempt")
 		}
