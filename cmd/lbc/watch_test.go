@@ -1,0 +1,341 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The watch tests run lbc as a real process (this test binary with
+// LBC_TEST_MAIN=1, see TestMain), make real edits to a spec tree and read
+// what lbc watch prints. Every wait is bounded by waitTimeout; the process
+// is killed at the end whatever happens.
+
+const waitTimeout = 10 * time.Second
+
+const watchDevices = `package spec
+
+devices: "lb-a1": {
+	address:  "192.0.2.11"
+	zone:     "az-a"
+	capacity: {balancers: 10, maxconn: 100000}
+	vipInterface: "eth0"
+	vipNetworks: ["203.0.113.0/24"]
+}
+devices: "lb-b1": {
+	address:  "192.0.2.12"
+	zone:     "az-b"
+	capacity: {balancers: 10, maxconn: 100000}
+	vipInterface: "eth0"
+	vipNetworks: ["203.0.113.0/24"]
+}
+`
+
+// balancerCUE is one balancer pinned to device, with one node of weight.
+func balancerCUE(name, vip, device string, weight int) string {
+	return fmt.Sprintf(`package spec
+
+balancers: %q: {
+	tenant:    "shop"
+	protocol:  "http"
+	algorithm: "roundrobin"
+	vips: [{address: %q, port: 80}]
+	nodes: [{address: "198.51.100.11", port: 8080, weight: %d}]
+	healthMonitor: {type: "tcp", interval: "2s", timeout: "1s", rise: 2, fall: 3}
+	placement: device: %q
+}
+`, name, vip, weight, device)
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and many readers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// watchProc is a running lbc watch.
+type watchProc struct {
+	t       *testing.T
+	cmd     *exec.Cmd
+	stdout  syncBuffer
+	stderr  syncBuffer
+	seen    int // stdout up to here has been matched already
+	done    chan struct{}
+	waitErr error
+}
+
+// startWatch runs `lbc args...` in dir. The process lives at most a minute.
+func startWatch(t *testing.T, dir string, args ...string) *watchProc {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	p := &watchProc{t: t, done: make(chan struct{})}
+	p.cmd = exec.CommandContext(ctx, exe, args...)
+	p.cmd.Dir = dir
+	p.cmd.Env = append(os.Environ(), "LBC_TEST_MAIN=1", "NO_COLOR=1")
+	p.cmd.Stdout = &p.stdout
+	p.cmd.Stderr = &p.stderr
+	if err := p.cmd.Start(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	go func() {
+		p.waitErr = p.cmd.Wait()
+		cancel()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			p.cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("lbc %s stdout:\n%s", strings.Join(args, " "), p.stdout.String())
+			t.Logf("lbc %s stderr:\n%s", strings.Join(args, " "), p.stderr.String())
+		}
+	})
+	return p
+}
+
+// waitFor waits (at most waitTimeout) until the stdout printed since the
+// previous waitFor matches last, then checks that the chunk up to the end of
+// that match also matches every pattern in also. It returns the chunk and
+// moves past it. Patterns are multi-line regular expressions (^ and $ match
+// at line boundaries).
+func (p *watchProc) waitFor(last string, also ...string) string {
+	p.t.Helper()
+	re := regexp.MustCompile("(?m)" + last)
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		out := p.stdout.String()[p.seen:]
+		if loc := re.FindStringIndex(out); loc != nil {
+			chunk := out[:loc[1]]
+			p.seen += loc[1]
+			for _, a := range also {
+				if !regexp.MustCompile("(?m)" + a).MatchString(chunk) {
+					p.t.Errorf("output before %q lacks %q:\n%s", last, a, chunk)
+				}
+			}
+			return chunk
+		}
+		select {
+		case <-p.done:
+			p.t.Fatalf("lbc exited (%v) before printing %q", p.waitErr, last)
+		default:
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("no %q on stdout within %v", last, waitTimeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// stop sends sig and waits for a clean exit with "watch: stopped".
+func (p *watchProc) stop(sig os.Signal) {
+	p.t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		p.t.Fatal(err)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(waitTimeout):
+		p.t.Fatalf("lbc watch still running %v after %v", waitTimeout, sig)
+	}
+	if p.waitErr != nil {
+		p.t.Errorf("lbc watch after %v: %v, want exit 0", sig, p.waitErr)
+	}
+	if !strings.Contains(p.stderr.String(), "watch: stopped\n") {
+		p.t.Errorf("stderr lacks \"watch: stopped\":\n%s", p.stderr.String())
+	}
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitFile waits (at most waitTimeout) until the file at path contains (or,
+// with want false, lacks) substr: lbc watch prints its line first and then
+// writes OUT.
+func waitFile(t *testing.T, path, substr string, want bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		b, err := os.ReadFile(path)
+		if err == nil && strings.Contains(string(b), substr) == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: want contains %q = %v within %v; read: %v\n%s", path, substr, want, waitTimeout, err, b)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// newWatchTree writes a tree: devices/, balancers/shop/{web,api}.cue.
+func newWatchTree(t *testing.T) string {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "specs/devices/devices.cue"), watchDevices)
+	writeFile(t, filepath.Join(dir, "specs/balancers/shop/web.cue"), balancerCUE("web", "203.0.113.10", "lb-a1", 9))
+	writeFile(t, filepath.Join(dir, "specs/balancers/shop/api.cue"), balancerCUE("api", "203.0.113.11", "lb-b1", 3))
+	return dir
+}
+
+const changedLine = `^\d\d:\d\d:\d\d\.\d{3} change in %s: %d file\(s\) changed \(reloaded \d+ instance\(s\), compiled in \d+ ms\)\n`
+
+func TestWatchEdits(t *testing.T) {
+	dir := newWatchTree(t)
+	specs := filepath.Join(dir, "specs")
+	web := filepath.Join(specs, "balancers/shop/web.cue")
+	outA1 := filepath.Join(dir, "out/lb-a1/haproxy.cfg")
+
+	p := startWatch(t, dir, "watch", "specs", "-o", "out")
+	p.waitFor(`^watching specs: 2 devices, 2 balancers \(compiled in \d+ ms\)\n`)
+	waitFile(t, outA1, " weight 9 check\n", true)
+
+	t.Log("write in place: weight 9 → 8")
+	writeFile(t, web, balancerCUE("web", "203.0.113.10", "lb-a1", 8))
+	p.waitFor(fmt.Sprintf(changedLine, "balancers/shop", 1),
+		`^--- old/lb-a1/haproxy.cfg\n\+\+\+ new/lb-a1/haproxy.cfg\n`,
+		`^-    server 198.51.100.11_8080 198.51.100.11:8080 weight 9 check\n`,
+		`^\+    server 198.51.100.11_8080 198.51.100.11:8080 weight 8 check\n`)
+	waitFile(t, outA1, " weight 8 check\n", true)
+
+	t.Log("save by rename: write a temporary file, rename it over web.cue")
+	tmp := filepath.Join(specs, "balancers/shop/web.cue.tmp-save")
+	writeFile(t, tmp, balancerCUE("web", "203.0.113.10", "lb-a1", 7))
+	if err := os.Rename(tmp, web); err != nil {
+		t.Fatal(err)
+	}
+	chunk := p.waitFor(fmt.Sprintf(changedLine, "balancers/shop", 1),
+		`^-    server 198.51.100.11_8080 198.51.100.11:8080 weight 8 check\n`,
+		`^\+    server 198.51.100.11_8080 198.51.100.11:8080 weight 7 check\n`)
+	if strings.Contains(chunk, "lb-b1") {
+		t.Errorf("an edit of web (on lb-a1) changed lb-b1:\n%s", chunk)
+	}
+
+	t.Log("a new tenant directory with a balancer")
+	writeFile(t, filepath.Join(specs, "balancers/blog/blog.cue"), balancerCUE("blog", "203.0.113.40", "lb-b1", 4))
+	p.waitFor(fmt.Sprintf(changedLine, "balancers/blog", 2),
+		`^--- old/lb-b1/haproxy.cfg\n`,
+		`^\+frontend fe_blog_203.0.113.40_80\n`,
+		`^\+backend be_blog\n`,
+		`^--- old/lb-b1/vips.json\n`,
+		`^\+.*"address":"203.0.113.40"`)
+	waitFile(t, filepath.Join(dir, "out/lb-b1/haproxy.cfg"), "backend be_blog\n", true)
+
+	t.Log("a second edit in the new directory: it is watched")
+	writeFile(t, filepath.Join(specs, "balancers/blog/blog.cue"), balancerCUE("blog", "203.0.113.40", "lb-b1", 6))
+	p.waitFor(fmt.Sprintf(changedLine, "balancers/blog", 1),
+		`^\+    server 198.51.100.11_8080 198.51.100.11:8080 weight 6 check\n`)
+
+	t.Log("delete a file")
+	if err := os.Remove(filepath.Join(specs, "balancers/shop/api.cue")); err != nil {
+		t.Fatal(err)
+	}
+	p.waitFor(fmt.Sprintf(changedLine, "balancers/shop", 2),
+		`^-frontend fe_api_203.0.113.11_80\n`,
+		`^-backend be_api\n`)
+	waitFile(t, filepath.Join(dir, "out/lb-b1/haproxy.cfg"), "be_api", false)
+
+	t.Log("an invalid edit: the error with its place, the last good result kept")
+	waitFile(t, outA1, " weight 7 check\n", true)
+	before := readFile(t, outA1)
+	writeFile(t, web, balancerCUE("web", "203.0.113.10", "lb-a1", 999))
+	p.waitFor(`^\d\d:\d\d:\d\d\.\d{3} invalid specs: keeping the last good result\n`,
+		`^(specs/)?balancers/shop/web.cue:8:\d+: balancers\.web\.nodes\[0\]\.weight: invalid value 999: must be <= 256\n`)
+	if got := readFile(t, outA1); got != before {
+		t.Errorf("out/lb-a1/haproxy.cfg changed by an invalid edit:\n%s", got)
+	}
+
+	t.Log("a syntax error, then the fix")
+	writeFile(t, web, "package spec\n\nbalancers: {\n")
+	p.waitFor(`invalid specs: keeping the last good result\n`, `^(specs/)?balancers/shop/web.cue:\d+:\d+: `)
+	writeFile(t, web, balancerCUE("web", "203.0.113.10", "lb-a1", 5))
+	chunk = p.waitFor(fmt.Sprintf(changedLine, "balancers/shop", 1),
+		`^-    server 198.51.100.11_8080 198.51.100.11:8080 weight 7 check\n`,
+		`^\+    server 198.51.100.11_8080 198.51.100.11:8080 weight 5 check\n`)
+	if strings.Contains(chunk, "invalid") {
+		t.Errorf("recovery printed an error:\n%s", chunk)
+	}
+	waitFile(t, outA1, " weight 5 check\n", true)
+
+	p.stop(os.Interrupt)
+	if rest := p.stdout.String()[p.seen:]; rest != "" {
+		t.Errorf("unexpected output at the end:\n%s", rest)
+	}
+}
+
+// TestWatchSignals: SIGTERM and SIGINT both stop lbc watch cleanly (exit 0,
+// "watch: stopped"), also while the specs are invalid.
+func TestWatchSignals(t *testing.T) {
+	for _, sig := range []os.Signal{syscall.SIGTERM, os.Interrupt} {
+		t.Run(sig.String(), func(t *testing.T) {
+			dir := newWatchTree(t)
+			p := startWatch(t, dir, "watch", "specs")
+			p.waitFor(`^watching specs: 2 devices, 2 balancers`)
+			writeFile(t, filepath.Join(dir, "specs/balancers/shop/web.cue"), "package spec\nbalancers: web: 1\n")
+			p.waitFor(`invalid specs: keeping the last good result\n`)
+			p.stop(sig)
+		})
+	}
+}
+
+// TestWatchInvalidAtStart: specs invalid from the start print their errors
+// and keep watching; the first good version is then the baseline.
+func TestWatchInvalidAtStart(t *testing.T) {
+	dir := newWatchTree(t)
+	web := filepath.Join(dir, "specs/balancers/shop/web.cue")
+	writeFile(t, web, balancerCUE("web", "203.0.113.10", "lb-zz", 9))
+	p := startWatch(t, dir, "watch", "specs", "-o", "out")
+	p.waitFor(`invalid specs: keeping the last good result\n`,
+		`^(specs/)?balancers/shop/web.cue:10:\d+: balancers\.web\.placement\.device: unknown device "lb-zz"\n`)
+	if _, err := os.Stat(filepath.Join(dir, "out")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("out written from invalid specs (stat: %v)", err)
+	}
+	writeFile(t, web, balancerCUE("web", "203.0.113.10", "lb-a1", 9))
+	p.waitFor(`^watching specs: 2 devices, 2 balancers`)
+	waitFile(t, filepath.Join(dir, "out/lb-a1/haproxy.cfg"), "backend be_web\n", true)
+	p.stop(syscall.SIGTERM)
+}
