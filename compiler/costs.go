@@ -69,7 +69,7 @@ func total(w, lo, scale *[numCosts]float64, v0, v1, v2 float64) float64 {
 func (s *sched) score() {
 	w, lo, scale := s.scaling()
 	for i, d := range s.cand[:s.n] {
-		v0, v1, v2 := costsOf(&s.load[d], s.candTenant, d)
+		v0, v1, v2 := s.costs(&s.cu, d)
 		s.raw[i] = [numCosts]float64{v0, v1, v2}
 		s.total[i] = total(&w, &lo, &scale, v0, v1, v2)
 	}

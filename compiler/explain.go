@@ -3,6 +3,7 @@ package compiler
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -27,7 +28,10 @@ type Explanation struct {
 	Kept          bool       // Placement is exactly the lock's
 	Notes         []string   // e.g. why the lock's placement was not kept
 	Err           *UnplaceableError
-	Roles         []*RoleChoice // the primary (or only) device, then the standby
+	// Group: the balancers that share VIP addresses with this one (directly
+	// or through each other) and are therefore placed with it, by name.
+	Group []GroupMember
+	Roles []*RoleChoice // the primary (or only) device, then the standby
 }
 
 // RoleChoice is the choice of one device of a balancer.
@@ -36,6 +40,12 @@ type RoleChoice struct {
 	Primary string // standby only: the primary it was chosen against
 	Chosen  string // "" when nothing fits
 	Kept    bool   // Chosen is the lock's device, kept because it still passes
+	// Join: the balancer is new to its group, which stays where the lock
+	// has it; Chosen is the group's device when the balancer fits there.
+	Join bool
+	// With: the other balancers of the group decided together with this
+	// one (the filters and costs are the group's).
+	With    []string
 	Devices []DeviceVerdict
 }
 
@@ -93,8 +103,18 @@ func Explain(spec *schema.Spec, prev Lock, balancer string) (*Explanation, error
 		p.Balancer = balancer
 		e.Previous = &p
 	}
-	x := &explainer{e: e}
-	s.run(prev, balancer, x)
+	x := &explainer{e: e, name: balancer}
+	_, _, errs := s.run(prev, balancer, x)
+	for _, g := range s.gs {
+		if tb := s.bals[balancer]; slices.Contains(g.members, tb) {
+			e.Group = groupOf(g, tb)
+		}
+	}
+	for _, err := range errs {
+		if se, ok := err.(*SharedAddressError); ok && (slices.Contains(se.HA, balancer) || slices.Contains(se.NotHA, balancer)) {
+			e.Notes = append(e.Notes, "not placed: "+se.Error())
+		}
+	}
 	if e.Previous != nil && e.HA && e.Previous.Standby == "" {
 		e.Notes = append(e.Notes, "the lock has no standby: the balancer was not HA")
 	}
@@ -105,19 +125,27 @@ func Explain(spec *schema.Spec, prev Lock, balancer string) (*Explanation, error
 	return e, nil
 }
 
-type explainer struct{ e *Explanation }
+type explainer struct {
+	e    *Explanation
+	name string
+}
 
-func (x *explainer) decide(s *sched, b *bal, primary int32, lockDevice string) {
+func (x *explainer) decide(s *sched, u *unit, primary int32, lockDevice string, join bool) {
 	role := "device"
-	if b.b.Placement.HA {
+	if u.g.ha {
 		role = rolePrimary
 	}
-	rc := &RoleChoice{Role: role}
+	rc := &RoleChoice{Role: role, Join: join}
 	if primary != noPrimary {
 		rc.Role = roleStandby
 		rc.Primary = s.devs[primary].name
 	}
-	s.candidates(b, primary)
+	for _, m := range u.ms {
+		if m.name != x.name {
+			rc.With = append(rc.With, m.name)
+		}
+	}
+	s.candidates(u, primary)
 	s.score()
 	slot := make(map[int32]int, s.n)
 	for i, d := range s.cand[:s.n] {
@@ -130,8 +158,12 @@ func (x *explainer) decide(s *sched, b *bal, primary int32, lockDevice string) {
 			if !s.enabled[f] {
 				continue
 			}
-			ok := s.pass(f, b, int32(d), primary)
-			v.Filters = append(v.Filters, FilterVerdict{Filter: f.String(), Pass: ok, Reason: s.why(f, b, int32(d), primary)})
+			ok := s.pass(f, u, int32(d), primary)
+			v.Filters = append(v.Filters, FilterVerdict{Filter: f.String(), Pass: ok, Reason: s.why(f, u, int32(d), primary)})
+		}
+		if join && dv.name != lockDevice {
+			v.Filters = append(v.Filters, FilterVerdict{Filter: "group", Reason: "its group stays on " + lockDevice})
+			delete(slot, int32(d))
 		}
 		if i, ok := slot[int32(d)]; ok {
 			v.Pass = true
@@ -140,7 +172,7 @@ func (x *explainer) decide(s *sched, b *bal, primary int32, lockDevice string) {
 			}
 			v.Total = s.total[i]
 		}
-		v.Preferred = primary == noPrimary && b.prefZone >= 0 && dv.zone == b.prefZone
+		v.Preferred = primary == noPrimary && u.prefZone >= 0 && dv.zone == u.prefZone
 		rc.Devices = append(rc.Devices, v)
 	}
 	if lockDevice != "" {
@@ -148,14 +180,20 @@ func (x *explainer) decide(s *sched, b *bal, primary int32, lockDevice string) {
 		switch {
 		case !ok:
 			x.e.Notes = append(x.e.Notes, fmt.Sprintf("the lock's %s %s is no longer a device", rc.Role, lockDevice))
-		case !s.fits(b, d, primary):
+		case !s.fits(u, d, primary):
 			var why []string
 			for f := filterID(0); f < numFilters; f++ {
-				if s.enabled[f] && !s.pass(f, b, d, primary) {
-					why = append(why, f.String()+": "+s.why(f, b, d, primary))
+				if s.enabled[f] && !s.pass(f, u, d, primary) {
+					why = append(why, f.String()+": "+s.why(f, u, d, primary))
 				}
 			}
-			x.e.Notes = append(x.e.Notes, fmt.Sprintf("the lock's %s %s no longer passes: %s", rc.Role, lockDevice, strings.Join(why, "; ")))
+			if join {
+				x.e.Notes = append(x.e.Notes, fmt.Sprintf("new to its group, which stays on %s %s, and does not fit there: %s", rc.Role, lockDevice, strings.Join(why, "; ")))
+			} else {
+				x.e.Notes = append(x.e.Notes, fmt.Sprintf("the lock's %s %s no longer passes: %s", rc.Role, lockDevice, strings.Join(why, "; ")))
+			}
+		case join:
+			rc.Chosen = lockDevice
 		default:
 			rc.Kept = true
 			rc.Chosen = lockDevice
@@ -216,6 +254,13 @@ func (e *Explanation) Write(w io.Writer) error {
 	default:
 		fmt.Fprintf(&b, "result: %s\n", placementString(e.Placement))
 	}
+	for _, m := range e.Group {
+		if m.Via != "" {
+			fmt.Fprintf(&b, "placed with %s: shares %s with %s\n", m.Balancer, addrList(m.Shares), m.Via)
+		} else {
+			fmt.Fprintf(&b, "placed with %s: shares %s\n", m.Balancer, addrList(m.Shares))
+		}
+	}
 	for _, n := range e.Notes {
 		fmt.Fprintf(&b, "note: %s\n", n)
 	}
@@ -240,8 +285,13 @@ func (rc *RoleChoice) write(w io.Writer) error {
 		head += ": none fits"
 	case rc.Kept:
 		head += ": " + rc.Chosen + ", kept from " + LockFileName
+	case rc.Join:
+		head += ": " + rc.Chosen + ", with its group"
 	default:
 		head += ": " + rc.Chosen
+	}
+	if len(rc.With) > 0 {
+		head += " (decided together with " + andList(rc.With) + ")"
 	}
 	if _, err := io.WriteString(w, head+"\n"); err != nil {
 		return err

@@ -49,14 +49,36 @@ func (f filterID) static() bool { return f == fZone || f == fTags || f == fVIPNe
 // one (noPrimary), or the standby of an HA pair (the primary's index).
 const noPrimary int32 = -1
 
-// pass reports whether device d passes filter f for balancer b. For the
-// standby, primary is the primary's device; otherwise it is noPrimary.
+// pass reports whether device d passes filter f for every member of u. For
+// the standby, primary is the primary's device; otherwise it is noPrimary.
 // It does not allocate; why gives the reason for a rejection.
-func (s *sched) pass(f filterID, b *bal, d int32, primary int32) bool {
-	dv := &s.devs[d]
+func (s *sched) pass(f filterID, u *unit, d int32, primary int32) bool {
 	switch f {
 	case fDevice:
-		return primary != noPrimary || b.pin == noPin || b.pin == d
+		return primary != noPrimary || u.pin == noPin || u.pin == d
+	case fZone, fTags, fVIPNetwork:
+		for _, b := range u.ms {
+			if !s.passBal(f, b, d) {
+				return false
+			}
+		}
+		return true
+	case fCapacity:
+		l := &s.load[d]
+		return l.count+u.n <= l.maxCount && l.committed+u.maxconn <= l.maxConn
+	case fHA:
+		if primary == noPrimary {
+			return true
+		}
+		return d != primary && (!s.haZones || s.devs[d].zone != s.devs[primary].zone)
+	}
+	return false
+}
+
+// passBal reports whether device d passes the static filter f for b.
+func (s *sched) passBal(f filterID, b *bal, d int32) bool {
+	dv := &s.devs[d]
+	switch f {
 	case fZone:
 		if len(b.zones) == 0 {
 			return true
@@ -80,16 +102,8 @@ func (s *sched) pass(f filterID, b *bal, d int32, primary int32) bool {
 		return true
 	case fVIPNetwork:
 		return s.vipsOK(b, dv.class)
-	case fCapacity:
-		l := &s.load[d]
-		return l.count < l.maxCount && l.committed+b.maxconn <= l.maxConn
-	case fHA:
-		if primary == noPrimary {
-			return true
-		}
-		return d != primary && (!s.haZones || dv.zone != s.devs[primary].zone)
 	}
-	return false
+	return true
 }
 
 // vipsOK reports whether every VIP of b lies in one of the networks of class c.
@@ -113,15 +127,60 @@ func (s *sched) vipsOK(b *bal, c int32) bool {
 	return true
 }
 
-// why explains why device d fails filter f for b ("" when it passes).
-func (s *sched) why(f filterID, b *bal, d int32, primary int32) string {
-	if s.pass(f, b, d, primary) {
+// why explains why device d fails filter f for u ("" when it passes). For
+// a static filter and a unit of several balancers, the reason is the first
+// failing member's, prefixed with its name.
+func (s *sched) why(f filterID, u *unit, d int32, primary int32) string {
+	if s.pass(f, u, d, primary) {
 		return ""
 	}
 	dv := &s.devs[d]
 	switch f {
 	case fDevice:
-		return fmt.Sprintf("placement.device pins %s", b.b.Placement.Device)
+		pins := map[string]bool{}
+		var list []string
+		for _, b := range u.ms {
+			if p := b.b.Placement.Device; p != "" && !pins[p] {
+				pins[p] = true
+				list = append(list, p)
+			}
+		}
+		if len(list) > 1 {
+			return fmt.Sprintf("placement.device pins %s (members disagree)", strings.Join(list, ", "))
+		}
+		return fmt.Sprintf("placement.device pins %s", strings.Join(list, ""))
+	case fZone, fTags, fVIPNetwork:
+		for _, b := range u.ms {
+			if s.passBal(f, b, d) {
+				continue
+			}
+			r := s.whyBal(f, b, dv)
+			if len(u.ms) > 1 {
+				r = b.name + ": " + r
+			}
+			return r
+		}
+	case fCapacity:
+		l := &s.load[d]
+		if l.count+u.n > l.maxCount {
+			if u.n == 1 {
+				return fmt.Sprintf("full: %d/%d balancers", l.count, l.maxCount)
+			}
+			return fmt.Sprintf("%d/%d balancers, no room for %d", l.count, l.maxCount, u.n)
+		}
+		return fmt.Sprintf("maxconn %d committed + %d > %d", l.committed, u.maxconn, l.maxConn)
+	case fHA:
+		if d == primary {
+			return "is the primary"
+		}
+		return fmt.Sprintf("same zone %s as primary %s", s.zoneNames[dv.zone], s.devs[primary].name)
+	}
+	return "rejected"
+}
+
+// whyBal explains why dv fails the static filter f for b.
+func (s *sched) whyBal(f filterID, b *bal, dv *schedDevice) string {
+	switch f {
 	case fZone:
 		if dv.zone < 0 || s.zoneNames[dv.zone] == "" {
 			return fmt.Sprintf("no zone, placement.zones is [%s]", strings.Join(b.b.Placement.Zones, " "))
@@ -155,44 +214,39 @@ func (s *sched) why(f filterID, b *bal, d int32, primary int32) string {
 				return fmt.Sprintf("vip %s outside vipNetworks [%s]", v.Address, strings.Join(nets, " "))
 			}
 		}
-	case fCapacity:
-		l := &s.load[d]
-		if l.count >= l.maxCount {
-			return fmt.Sprintf("full: %d/%d balancers", l.count, l.maxCount)
-		}
-		return fmt.Sprintf("maxconn %d committed + %d > %d", l.committed, b.maxconn, l.maxConn)
-	case fHA:
-		if d == primary {
-			return "is the primary"
-		}
-		return fmt.Sprintf("same zone %s as primary %s", s.zoneNames[dv.zone], s.devs[primary].name)
 	}
 	return "rejected"
 }
 
-// firstFailure returns the first filter, in filterOrder, that d fails for b,
+// firstFailure returns the first filter, in filterOrder, that d fails for u,
 // and false when d passes every enabled filter.
-func (s *sched) firstFailure(b *bal, d int32, primary int32) (filterID, bool) {
+func (s *sched) firstFailure(u *unit, d int32, primary int32) (filterID, bool) {
 	for f := filterID(0); f < numFilters; f++ {
-		if s.enabled[f] && !s.pass(f, b, d, primary) {
+		if s.enabled[f] && !s.pass(f, u, d, primary) {
 			return f, true
 		}
 	}
 	return 0, false
 }
 
-// fits reports whether d passes every enabled filter for b.
-func (s *sched) fits(b *bal, d int32, primary int32) bool {
-	_, failed := s.firstFailure(b, d, primary)
+// fits reports whether d passes every enabled filter for u.
+func (s *sched) fits(u *unit, d int32, primary int32) bool {
+	_, failed := s.firstFailure(u, d, primary)
 	return !failed
 }
 
-// staticOK reports whether devices of class c pass every enabled static filter for b.
-func (s *sched) staticOK(b *bal, c int32) bool {
+// staticOK reports whether devices of class c pass every enabled static
+// filter for every member of u.
+func (s *sched) staticOK(u *unit, c int32) bool {
 	rep := s.classes[c].devs[0]
 	for _, f := range [...]filterID{fZone, fTags, fVIPNetwork} {
-		if s.enabled[f] && !s.pass(f, b, rep, noPrimary) {
-			return false
+		if !s.enabled[f] {
+			continue
+		}
+		for _, b := range u.ms {
+			if !s.passBal(f, b, rep) {
+				return false
+			}
 		}
 	}
 	return true

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -16,18 +17,34 @@ import (
 // balancer), keeping the placement of prev wherever it still passes the
 // filters.
 //
-// It runs in two passes. First it keeps every balancer of prev, in name
-// order, whose device(s) still pass the filters, counting their capacity as
-// it goes. Then it places the others in name order: the devices that pass
-// every filter are scored by Σ weight × cost, each cost normalized min-max
-// across them; the lowest total wins, ties going to the first device name.
-// The primary of an HA balancer prefers placement.zones[0]; its standby is
-// then chosen the same way among the devices in another zone. Capacity is
-// consumed as balancers are placed, so no device is ever overbooked.
-// Adding or removing one balancer therefore never moves another.
+// Balancers that share a VIP address (on different ports) must run on one
+// device or one HA pair, since an address lives on one host: the scheduler
+// places each group — the connected set of balancers linked by shared
+// addresses, most often one balancer alone — as one. The devices must pass
+// every filter for every member, and capacity for the sum of the group;
+// the members must all be HA or all not (else a *SharedAddressError per
+// address, positioned at the first HA member's placement.ha).
 //
-// When some balancers fit no device, the error joins one *UnplaceableError
-// per balancer, sorted by name, and the Lock is nil.
+// It runs in two passes. First it keeps every group of prev, in order of
+// its first member's name, on the device (and standby) where the lock has
+// most of its members, when all the members the lock has still pass the
+// filters there together, counting their capacity as it goes. Then the
+// members new to a kept group join it there, each when it fits (else an
+// error naming why: the group does not move for it), and the other groups
+// are placed in order: the devices that pass every filter are scored by
+// Σ weight × cost, each cost normalized min-max across them; the lowest
+// total wins, ties going to the first device name. The primary of an HA
+// group prefers the placement.zones[0] of its first member that has zones;
+// its standby is then chosen the same way among the devices in another
+// zone. Capacity is consumed as balancers are placed, so no device is ever
+// overbooked. Adding or removing one balancer therefore never moves
+// another, except that a balancer sharing addresses with two groups placed
+// apart merges them.
+//
+// When some balancers cannot be placed, the error joins one
+// *UnplaceableError per unplaceable balancer or group (and one
+// *SharedAddressError per disagreement on HA), sorted by balancer name, and
+// the Lock is nil.
 func Schedule(spec *schema.Spec, prev Lock) (Lock, Stats, error) {
 	s, err := newSched(spec)
 	if err != nil {
@@ -44,12 +61,25 @@ func Schedule(spec *schema.Spec, prev Lock) (Lock, Stats, error) {
 // an HA balancer), and why each device was turned down: Reasons counts, per
 // filter name, the devices whose first failing filter it was, so the counts
 // add up to Total.
+//
+// Balancers that share VIP addresses are placed together (see Schedule):
+// With then names the others placed with Balancer, Shared the addresses.
+// When Balancer is new to a group that stays where the lock has it and does
+// not fit there, Join is that placement, JoinDevice the device it does not
+// fit and Why the reason; Reasons then counts that device under its filter
+// and every other under "group".
 type UnplaceableError struct {
-	Balancer string
-	Pos      schema.Pos
-	Role     string // "standby" for the standby of an HA balancer, else ""
-	Total    int    // devices in the spec
-	Reasons  map[string]int
+	Balancer   string
+	Pos        schema.Pos
+	Role       string // "standby" for the standby of an HA balancer, else ""
+	Total      int    // devices in the spec
+	Reasons    map[string]int
+	With       []string
+	Shared     []netip.Addr
+	Join       *Placement
+	JoinDevice string
+	Why        string
+	Note       string // e.g. that the group's members pin different devices
 }
 
 func (e *UnplaceableError) Error() string {
@@ -61,11 +91,26 @@ func (e *UnplaceableError) Error() string {
 	b.WriteString("balancers.")
 	b.WriteString(pathLabel(e.Balancer))
 	b.WriteString(": ")
+	if e.Join != nil {
+		fmt.Fprintf(&b, "%s shares %s with %s, kept on %s, but does not fit", e.Balancer, addrList(e.Shared), andList(e.With), placementString(*e.Join))
+		if e.Role == roleStandby {
+			fmt.Fprintf(&b, " its standby %s: %s", e.JoinDevice, e.Why)
+		} else {
+			fmt.Fprintf(&b, " %s: %s", e.JoinDevice, e.Why)
+		}
+		return b.String()
+	}
 	what := e.Balancer
+	if len(e.With) > 0 {
+		what = andList(append([]string{e.Balancer}, e.With...))
+	}
 	if e.Role == roleStandby {
-		what = "the standby of " + e.Balancer
+		what = "the standby of " + what
 	}
 	fmt.Fprintf(&b, "0/%d devices fit %s", e.Total, what)
+	if len(e.With) > 0 {
+		fmt.Fprintf(&b, " (together: they share %s)", addrList(e.Shared))
+	}
 	type rc struct {
 		name string
 		n    int
@@ -87,6 +132,10 @@ func (e *UnplaceableError) Error() string {
 			b.WriteString(", ")
 		}
 		fmt.Fprintf(&b, "%d %s", r.n, r.name)
+	}
+	if e.Note != "" {
+		b.WriteString("; ")
+		b.WriteString(e.Note)
 	}
 	return b.String()
 }
@@ -174,12 +223,14 @@ type sched struct {
 
 	// scratch of one decision, reused
 	classOK    []bool
-	n          int     // candidates in cand
-	candTenant []int32 // the tenant counts of the balancer of cand
+	n          int  // candidates in cand
+	cu         unit // the unit of cand
 	cand       []int32
 	raw        [][numCosts]float64 // Explain only: raw costs of cand, by score
 	total      []float64           // Explain only: totals of cand, by score
 	lo, hi     [numCosts]float64
+
+	gs []*group // the groups of the last run
 }
 
 func newSched(spec *schema.Spec) (*sched, error) {
@@ -347,9 +398,11 @@ func (s *sched) balancer(n string) *bal {
 	return b
 }
 
-// commit records b as placed on d.
-func (s *sched) commit(b *bal, d int32) {
-	s.addLoad(b, d, 1)
+// commit records every member of u as placed on d.
+func (s *sched) commit(u *unit, d int32) {
+	for _, b := range u.ms {
+		s.addLoad(b, d, 1)
+	}
 }
 
 func (s *sched) addLoad(b *bal, d int32, sign int32) {
@@ -365,23 +418,25 @@ func (s *sched) addLoad(b *bal, d int32, sign int32) {
 }
 
 // uncommit undoes commit.
-func (s *sched) uncommit(b *bal, d int32) {
-	s.addLoad(b, d, -1)
+func (s *sched) uncommit(u *unit, d int32) {
+	for _, b := range u.ms {
+		s.addLoad(b, d, -1)
+	}
 }
 
 // candidates fills s.cand[:s.n] with the devices that pass every enabled
-// filter for b in the given role, and s.lo/s.hi
-// with the range of each cost. It is the inner loop of the scheduler: the
-// static filters are decided once per device class, the rest inline.
-func (s *sched) candidates(b *bal, primary int32) {
+// filter for u in the given role, and s.lo/s.hi with the range of each
+// cost. It is the inner loop of the scheduler: the static filters are
+// decided once per device class, the rest inline.
+func (s *sched) candidates(u *unit, primary int32) {
 	s.n = 0
-	s.candTenant = b.tenant
+	s.cu = *u
 	for k := range s.lo {
 		s.lo[k], s.hi[k] = math.Inf(1), math.Inf(-1)
 	}
-	if primary == noPrimary && b.pin != noPin {
-		if b.pin >= 0 && s.fits(b, b.pin, primary) {
-			s.addCand(b, b.pin)
+	if primary == noPrimary && u.pin != noPin {
+		if u.pin >= 0 && s.fits(u, u.pin, primary) {
+			s.addCand(u, u.pin)
 		}
 		return
 	}
@@ -391,27 +446,31 @@ func (s *sched) candidates(b *bal, primary int32) {
 		pz = s.devs[primary].zone
 	}
 	var tenant []int32
-	if b.tenant != nil {
-		tenant = b.tenant[:len(s.load)]
+	if u.tenant != nil {
+		tenant = u.tenant[:len(s.load)]
 	}
-	mc := b.maxconn
+	multi := u.tenants != nil
+	mc, cnt := u.maxconn, u.n
 	cand := s.cand[:len(s.load)]
 	lo0, hi0, lo1, hi1, lo2, hi2 := s.lo[0], s.hi[0], s.lo[1], s.hi[1], s.lo[2], s.hi[2]
 	n := 0
 	for c := range s.classes {
 		cl := &s.classes[c]
-		if cl.zone == pz || !s.staticOK(b, int32(c)) {
+		if cl.zone == pz || !s.staticOK(u, int32(c)) {
 			continue
 		}
 		for _, d := range cl.devs {
 			l := &s.load[d]
-			if l.count >= l.maxCount || l.committed+mc > l.maxConn {
+			if l.count+cnt > l.maxCount || l.committed+mc > l.maxConn {
 				continue
 			}
 			if standby && d == primary {
 				continue
 			}
 			v0, v1, v2 := costsOf(l, tenant, d)
+			if multi {
+				v2 = u.spread(d)
+			}
 			cand[n] = d
 			n++
 			// Plain comparisons: costs are never NaN, and the builtin
@@ -440,8 +499,8 @@ func (s *sched) candidates(b *bal, primary int32) {
 	s.lo[0], s.hi[0], s.lo[1], s.hi[1], s.lo[2], s.hi[2] = lo0, hi0, lo1, hi1, lo2, hi2
 }
 
-func (s *sched) addCand(b *bal, d int32) {
-	v0, v1, v2 := costsOf(&s.load[d], b.tenant, d)
+func (s *sched) addCand(u *unit, d int32) {
+	v0, v1, v2 := s.costs(u, d)
 	v := [numCosts]float64{v0, v1, v2}
 	s.cand[s.n] = d
 	for k := range v {
@@ -459,16 +518,26 @@ func costsOf(l *devLoad, tenant []int32, d int32) (balancers, maxconn, spread fl
 	return float64(l.count), l.ratio, spread
 }
 
+// costs returns the raw costs of placing u on device d.
+func (s *sched) costs(u *unit, d int32) (balancers, maxconn, spread float64) {
+	l := &s.load[d]
+	return float64(l.count), l.ratio, u.spread(d)
+}
+
 // best scores the candidates (see score) and returns the one with the
 // lowest total, ties going to the lowest device index (the first name),
 // restricted to zone pref when any candidate is in it; -1 when there is none.
 func (s *sched) best(pref int32) int32 {
 	w, lo, scale := s.scaling()
-	tenant := s.candTenant
+	tenant := s.cu.tenant
+	multi := s.cu.tenants != nil
 	bd, bt := int32(-1), math.Inf(1)
 	pd, pt := int32(-1), math.Inf(1)
 	for _, d := range s.cand[:s.n] {
 		v0, v1, v2 := costsOf(&s.load[d], tenant, d)
+		if multi {
+			v2 = s.cu.spread(d)
+		}
 		t := total(&w, &lo, &scale, v0, v1, v2)
 		if bd < 0 || t < bt || (t == bt && d < bd) {
 			bd, bt = d, t
@@ -483,15 +552,33 @@ func (s *sched) best(pref int32) int32 {
 	return bd
 }
 
-// unplaceable builds the error for b in a role, counting for every device
+// unplaceable builds the error for u in a role, counting for every device
 // the first filter it fails.
-func (s *sched) unplaceable(b *bal, primary int32) *UnplaceableError {
+func (s *sched) unplaceable(u *unit, primary int32) *UnplaceableError {
+	b := u.ms[0]
 	e := &UnplaceableError{Balancer: b.name, Pos: b.b.Pos, Total: len(s.devs), Reasons: map[string]int{}}
 	if primary != noPrimary {
 		e.Role = roleStandby
 	}
+	if len(u.ms) > 1 {
+		for _, m := range u.ms[1:] {
+			e.With = append(e.With, m.name)
+		}
+		e.Shared = u.g.shared
+		if u.pin == -2 && primary == noPrimary {
+			var pins []string
+			for _, m := range u.ms {
+				if p := m.b.Placement.Device; p != "" {
+					pins = append(pins, m.name+" on "+p)
+				}
+			}
+			if len(pins) > 1 {
+				e.Note = "placement.device pins " + andList(pins)
+			}
+		}
+	}
 	for d := range s.devs {
-		f, failed := s.firstFailure(b, int32(d), primary)
+		f, failed := s.firstFailure(u, int32(d), primary)
 		name := f.String()
 		if !failed {
 			name = "unknown" // cannot happen: d would have been a candidate
@@ -501,15 +588,72 @@ func (s *sched) unplaceable(b *bal, primary int32) *UnplaceableError {
 	return e
 }
 
+// joinError builds the error for b, new to group g, which stays on
+// primary (and standby) where the lock has it, when b does not fit there:
+// f failed on device d.
+func (s *sched) joinError(g *group, b *bal, f filterID, d, standby int32, why string) *UnplaceableError {
+	e := &UnplaceableError{Balancer: b.name, Pos: b.b.Pos, Total: len(s.devs), Reasons: map[string]int{f.String(): 1},
+		Join: &Placement{Primary: s.devs[g.primary].name}, JoinDevice: s.devs[d].name, Why: f.String() + ": " + why}
+	if d == standby {
+		e.Role = roleStandby
+	}
+	if standby != noPrimary {
+		e.Join.Standby = s.devs[standby].name
+	}
+	if e.Total > 1 {
+		e.Reasons["group"] = e.Total - 1
+	}
+	for _, m := range g.members {
+		if m != b {
+			e.With = append(e.With, m.name)
+		}
+	}
+	for _, a := range g.shared {
+		if holds(b.b, a) {
+			e.Shared = append(e.Shared, a)
+		}
+	}
+	return e
+}
+
 // tracer is told about the decisions on one balancer (Explain).
 type tracer interface {
-	// decide is called before the device for a role is checked or chosen:
-	// primary is noPrimary, or the primary's device when the standby is
-	// chosen; lockDevice is the device of the lock being checked in the
-	// keep pass, "" when choosing afresh.
-	decide(s *sched, b *bal, primary int32, lockDevice string)
+	// decide is called before the device for a role is checked or chosen
+	// for u, a unit holding the traced balancer: primary is noPrimary, or
+	// the primary's device when the standby is chosen; lockDevice is the
+	// device being checked (the lock's, or the group's when join), ""
+	// when choosing afresh.
+	decide(s *sched, u *unit, primary int32, lockDevice string, join bool)
 	// placed reports the outcome (Primary "" when unplaceable).
 	placed(s *sched, p Placement, err *UnplaceableError)
+}
+
+// mostCommon returns the value of key over ms held by the most members,
+// ties going to the first member's; "" when key gives "" for every member.
+func mostCommon(ms []*bal, key func(*bal) string) string {
+	if len(ms) == 1 {
+		return key(ms[0])
+	}
+	count := map[string]int{}
+	best, bn := "", 0
+	for _, m := range ms {
+		k := key(m)
+		if k == "" {
+			continue
+		}
+		count[k]++
+		if count[k] > bn {
+			best, bn = k, count[k]
+		}
+	}
+	// The first to reach the highest count may not be the first member's;
+	// prefer the first member among those at the highest count.
+	for _, m := range ms {
+		if k := key(m); k != "" && count[k] == bn {
+			return k
+		}
+	}
+	return best
 }
 
 // run schedules every balancer; trace, when not nil, is told about the
@@ -523,98 +667,190 @@ func (s *sched) run(prev Lock, traced string, trace tracer) (Lock, Stats, []erro
 			st.Removed++
 		}
 	}
-
-	// Pass 1: keep what still fits.
-	kept := make(map[string]bool, len(prev))
-	for _, n := range names {
-		p, ok := prev[n]
-		if !ok {
-			continue
-		}
-		b := s.balancer(n)
-		tr := trace != nil && n == traced
-		if tr {
-			trace.decide(s, b, noPrimary, p.Primary)
-		}
-		pd, ok := s.devIndex[p.Primary]
-		if !ok || !s.fits(b, pd, noPrimary) {
-			continue
-		}
-		s.commit(b, pd)
-		np := Placement{Balancer: n, Primary: p.Primary}
-		if b.b.Placement.HA && p.Standby != "" {
-			if tr {
-				trace.decide(s, b, pd, p.Standby)
+	groups, errs := s.groups(names)
+	s.gs = groups
+	var tg *group
+	if trace != nil {
+		tb := s.bals[traced]
+		for _, g := range groups {
+			if slices.Contains(g.members, tb) {
+				tg = g
 			}
-			if sd, ok := s.devIndex[p.Standby]; ok && s.fits(b, sd, pd) {
-				s.commit(b, sd)
-				np.Standby = p.Standby
-			}
-		}
-		out[n] = np
-		kept[n] = !b.b.Placement.HA || np.Standby != ""
-		if tr && kept[n] {
-			trace.placed(s, np, nil)
 		}
 	}
 
-	// Pass 2: place the rest.
-	var errs []error
-	for _, n := range names {
-		if kept[n] {
+	// Pass 1: keep what still fits. A group is kept on the primary (and
+	// standby) where the lock has most of its members, when every member
+	// the lock has fits there together.
+	for _, g := range groups {
+		if g.conflict {
 			continue
 		}
-		b := s.balancer(n)
-		p, half := out[n] // HA balancer whose primary was kept
-		primary := noPrimary
-		if half {
-			primary = s.devIndex[p.Primary]
-		}
-		tr := trace != nil && n == traced
-		var uerr *UnplaceableError
-		if primary == noPrimary {
-			if tr {
-				trace.decide(s, b, noPrimary, "")
+		tr := g == tg
+		locked := g.members
+		if len(g.members) > 1 {
+			locked = nil
+			for _, m := range g.members {
+				if _, ok := prev[m.name]; ok {
+					locked = append(locked, m)
+				}
 			}
-			s.candidates(b, noPrimary)
-			d := s.best(b.prefZone)
-			if d < 0 {
-				uerr = s.unplaceable(b, noPrimary)
+		} else if _, ok := prev[g.members[0].name]; !ok {
+			continue
+		}
+		if len(locked) == 0 {
+			continue
+		}
+		pn := mostCommon(locked, func(m *bal) string {
+			if _, ok := s.devIndex[prev[m.name].Primary]; ok {
+				return prev[m.name].Primary
+			}
+			return ""
+		})
+		if pn == "" {
+			pn = prev[locked[0].name].Primary // gone: explained as such
+		}
+		u := s.unit(g, locked)
+		if tr {
+			trace.decide(s, &u, noPrimary, pn, false)
+		}
+		pd, ok := s.devIndex[pn]
+		if !ok || !s.fits(&u, pd, noPrimary) {
+			continue
+		}
+		s.commit(&u, pd)
+		g.kept, g.locked, g.primary = true, locked, pd
+		if !g.ha {
+			continue
+		}
+		sn := mostCommon(locked, func(m *bal) string {
+			if p := prev[m.name]; p.Primary == pn {
+				return p.Standby
+			}
+			return ""
+		})
+		if sn == "" {
+			continue
+		}
+		if tr {
+			trace.decide(s, &u, pd, sn, false)
+		}
+		if sd, ok := s.devIndex[sn]; ok && s.fits(&u, sd, pd) {
+			s.commit(&u, sd)
+			g.standby = sd
+		}
+	}
+
+	// Pass 2: the members new to a kept group join it where they fit; a
+	// kept HA group without a standby gets one; the others are placed.
+	for _, g := range groups {
+		if g.conflict {
+			continue
+		}
+		tr := g == tg
+		var uerr *UnplaceableError
+		var placed []*bal // members placed on primary (and standby)
+		primary, standby := noPrimary, noPrimary
+		if g.kept {
+			primary, standby = g.primary, g.standby
+			placed = g.locked
+			if len(g.locked) < len(g.members) {
+				placed = append([]*bal(nil), g.locked...)
+				for _, m := range g.members {
+					if slices.Contains(g.locked, m) {
+						continue
+					}
+					ju := s.unit(g, []*bal{m})
+					jt := tr && m.name == traced
+					if jt {
+						trace.decide(s, &ju, noPrimary, s.devs[primary].name, true)
+					}
+					if f, failed := s.firstFailure(&ju, primary, noPrimary); failed {
+						errs = append(errs, s.joinError(g, m, f, primary, standby, s.why(f, &ju, primary, noPrimary)))
+						continue
+					}
+					if standby != noPrimary {
+						if jt {
+							trace.decide(s, &ju, primary, s.devs[standby].name, true)
+						}
+						if f, failed := s.firstFailure(&ju, standby, primary); failed {
+							errs = append(errs, s.joinError(g, m, f, standby, standby, s.why(f, &ju, standby, primary)))
+							continue
+						}
+						s.commit(&ju, standby)
+					}
+					s.commit(&ju, primary)
+					placed = append(placed, m)
+				}
+				slices.SortFunc(placed, func(a, b *bal) int { return strings.Compare(a.name, b.name) })
+			}
+			if g.ha && standby == noPrimary {
+				u := s.unit(g, placed)
+				if tr {
+					trace.decide(s, &u, primary, "", false)
+				}
+				s.candidates(&u, primary)
+				if sd := s.best(-1); sd < 0 {
+					uerr = s.unplaceable(&u, primary)
+					s.uncommit(&u, primary)
+				} else {
+					standby = sd
+					s.commit(&u, sd)
+				}
+			}
+		} else {
+			u := s.unit(g, g.members)
+			placed = g.members
+			if tr {
+				trace.decide(s, &u, noPrimary, "", false)
+			}
+			s.candidates(&u, noPrimary)
+			if d := s.best(u.prefZone); d < 0 {
+				uerr = s.unplaceable(&u, noPrimary)
 			} else {
-				p = Placement{Balancer: n, Primary: s.devs[d].name}
 				primary = d
 			}
-		}
-		if uerr == nil && b.b.Placement.HA {
-			if tr {
-				trace.decide(s, b, primary, "")
+			if uerr == nil && g.ha {
+				if tr {
+					trace.decide(s, &u, primary, "", false)
+				}
+				s.candidates(&u, primary)
+				if sd := s.best(-1); sd < 0 {
+					uerr = s.unplaceable(&u, primary)
+				} else {
+					standby = sd
+					s.commit(&u, sd)
+				}
 			}
-			s.candidates(b, primary)
-			sd := s.best(-1)
-			if sd < 0 {
-				uerr = s.unplaceable(b, primary)
-			} else {
-				p.Standby = s.devs[sd].name
-				s.commit(b, sd)
+			if uerr == nil {
+				s.commit(&u, primary)
 			}
 		}
 		if uerr != nil {
-			if half {
-				s.uncommit(b, primary)
-				delete(out, n)
-			}
 			errs = append(errs, uerr)
 			if tr {
 				trace.placed(s, Placement{}, uerr)
 			}
 			continue
 		}
-		if !half {
-			s.commit(b, primary)
+		for _, m := range placed {
+			p := Placement{Balancer: m.name, Primary: s.devs[primary].name}
+			if standby != noPrimary {
+				p.Standby = s.devs[standby].name
+			}
+			out[m.name] = p
 		}
-		out[n] = p
 		if tr {
-			trace.placed(s, p, nil)
+			p, ok := out[traced]
+			var jerr *UnplaceableError
+			if !ok {
+				for _, e := range errs {
+					if ue, isU := e.(*UnplaceableError); isU && ue.Balancer == traced {
+						jerr = ue
+					}
+				}
+			}
+			trace.placed(s, p, jerr)
 		}
 	}
 
@@ -629,5 +865,17 @@ func (s *sched) run(prev Lock, traced string, trace tracer) (Lock, Stats, []erro
 			st.Moved++
 		}
 	}
+	slices.SortStableFunc(errs, func(a, b error) int { return strings.Compare(errBalancer(a), errBalancer(b)) })
 	return out, st, errs
+}
+
+// errBalancer is the balancer an error of run names.
+func errBalancer(err error) string {
+	switch e := err.(type) {
+	case *UnplaceableError:
+		return e.Balancer
+	case *SharedAddressError:
+		return e.Balancer
+	}
+	return ""
 }

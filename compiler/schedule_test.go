@@ -251,7 +251,7 @@ func TestNormalization(t *testing.T) {
 	// a large raw spread in one cost must not swamp another.
 	raw := [numCosts][]float64{{0, 5, 10}, {0.3, 0.3, 0.3}, {4, 2, 0}}
 	s := &sched{w: [numCosts]float64{1, 1, 0.5}, n: 3, cand: []int32{0, 1, 2},
-		total: make([]float64, 3), raw: make([][numCosts]float64, 3), candTenant: []int32{4, 2, 0}}
+		total: make([]float64, 3), raw: make([][numCosts]float64, 3), cu: unit{tenant: []int32{4, 2, 0}}}
 	for i := range 3 {
 		s.load = append(s.load, devLoad{count: int32(raw[0][i]), ratio: raw[1][i]})
 	}
@@ -480,7 +480,20 @@ func scRandomSpec(r *rand.Rand) *schema.Spec {
 		if r.IntN(3) == 0 {
 			vip = fmt.Sprintf("198.51.100.%d", i+1)
 		}
-		bals = append(bals, scLB(fmt.Sprintf("b%03d", r.IntN(1000)), fmt.Sprintf("t%d", r.IntN(4)), vip, 100*r.IntN(20), opts...))
+		b := scLB(fmt.Sprintf("b%03d", r.IntN(1000)), fmt.Sprintf("t%d", r.IntN(4)), vip, 100*r.IntN(20), opts...)
+		// One in four shares the address of an earlier balancer (another
+		// port), nearly always agreeing with it on HA.
+		if i > 0 && r.IntN(4) == 0 {
+			o := bals[r.IntN(i)]
+			b.VIPs = append(b.VIPs, schema.VIP{Address: o.VIPs[0].Address, Port: 1000 + i})
+			if r.IntN(10) > 0 {
+				b.Placement.HA = o.Placement.HA
+				if b.Placement.HA && len(b.Placement.Zones) == 0 {
+					b.Placement.Zones = o.Placement.Zones
+				}
+			}
+		}
+		bals = append(bals, b)
 	}
 	s := scSpec(devs, bals)
 	if r.IntN(4) == 0 {
@@ -499,10 +512,15 @@ func scScheduleAll(t *testing.T, s *schema.Spec, prev Lock) (Lock, Stats) {
 			return l, st
 		}
 		var ue *UnplaceableError
-		if !errors.As(err, &ue) {
+		var se *SharedAddressError
+		switch {
+		case errors.As(err, &ue):
+			delete(s.Balancers, ue.Balancer)
+		case errors.As(err, &se):
+			delete(s.Balancers, se.Balancer)
+		default:
 			t.Fatalf("Schedule: %v", err)
 		}
-		delete(s.Balancers, ue.Balancer)
 	}
 	t.Fatal("scScheduleAll: no progress")
 	return nil, Stats{}
@@ -529,6 +547,20 @@ func scCheckCapacity(t *testing.T, s *schema.Spec, l Lock) {
 			t.Errorf("%s: standby without HA", n)
 		}
 	}
+	// Balancers that share an address share the placement.
+	holder := map[netip.Addr]string{}
+	for _, n := range l.names() {
+		for _, v := range s.Balancers[n].VIPs {
+			o, ok := holder[v.Address]
+			if !ok {
+				holder[v.Address] = n
+				continue
+			}
+			if p, q := l[o], l[n]; p.Primary != q.Primary || p.Standby != q.Standby {
+				t.Errorf("%s and %s share %s but are placed apart: %+v, %+v", o, n, v.Address, p, q)
+			}
+		}
+	}
 	for n, d := range s.Devices {
 		if c := d.Capacity.Balancers; c > 0 && count[n] > c {
 			t.Errorf("%s: %d balancers > capacity %d", n, count[n], c)
@@ -541,10 +573,23 @@ func scCheckCapacity(t *testing.T, s *schema.Spec, l Lock) {
 
 func TestScheduleProperties(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
+	grouped, joined := 0, 0
+	defer func() {
+		// The property must be exercised on groups, not only singles.
+		if grouped == 0 || joined == 0 {
+			t.Errorf("trees with a placed group: %d, members joining a kept group: %d; want both > 0", grouped, joined)
+		}
+	}()
 	for iter := 0; iter < 200; iter++ {
 		s := scRandomSpec(r)
 		l, _ := scScheduleAll(t, s, nil)
 		scCheckCapacity(t, s, l)
+		for _, n := range l.names() {
+			if len(s.Balancers[n].VIPs) > 1 {
+				grouped++
+				break
+			}
+		}
 
 		// Same input twice: same output, and scheduling against its own
 		// lock keeps everything.
@@ -557,10 +602,17 @@ func TestScheduleProperties(t *testing.T) {
 			t.Fatalf("iter %d: rescheduling with own lock changed it: %v", iter, DiffLocks(l, l3))
 		}
 
-		// Add one balancer: no other moves.
+		// Add one balancer: no other moves. Half the time it shares the
+		// address of a placed one (agreeing on HA), joining its group.
 		nb := scLB(fmt.Sprintf("n%03d", r.IntN(1000)), "t0", "203.0.113.250", 100*r.IntN(5))
 		if r.IntN(3) == 0 {
 			scHA(nb)
+		}
+		if len(l) > 0 && r.IntN(2) == 0 {
+			names := l.names()
+			o := s.Balancers[names[r.IntN(len(names))]]
+			nb.VIPs = append(nb.VIPs, schema.VIP{Address: o.VIPs[0].Address, Port: 2000})
+			nb.Placement.HA = o.Placement.HA
 		}
 		s.Balancers[nb.Name] = nb
 		la, st, err := Schedule(s, l)
@@ -573,6 +625,9 @@ func TestScheduleProperties(t *testing.T) {
 			}
 			if st.New != 1 || st.Kept != len(l) {
 				t.Errorf("iter %d: add stats %+v", iter, st)
+			}
+			if len(nb.VIPs) > 1 {
+				joined++
 			}
 		} else {
 			var ue *UnplaceableError
@@ -620,6 +675,13 @@ func TestUnplaceableProperties(t *testing.T) {
 		}
 		prevName := ""
 		for _, e := range errs {
+			if se, ok := e.(*SharedAddressError); ok {
+				if se.Balancer < prevName || len(se.HA) == 0 || len(se.NotHA) == 0 || !se.Pos.IsValid() {
+					t.Errorf("iter %d: %v", iter, se)
+				}
+				prevName = se.Balancer
+				continue
+			}
 			ue, ok := e.(*UnplaceableError)
 			if !ok {
 				t.Fatalf("iter %d: %T %v", iter, e, e)
@@ -635,7 +697,7 @@ func TestUnplaceableProperties(t *testing.T) {
 			if ue.Reasons["unknown"] != 0 {
 				t.Errorf("iter %d: %s: device passing every filter counted as rejected", iter, ue.Balancer)
 			}
-			if ue.Balancer <= prevName {
+			if ue.Balancer < prevName {
 				t.Errorf("iter %d: errors not sorted: %s after %s", iter, ue.Balancer, prevName)
 			}
 			prevName = ue.Balancer
