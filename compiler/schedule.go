@@ -222,13 +222,13 @@ type sched struct {
 	bals      map[string]*bal
 
 	// scratch of one decision, reused
-	classOK    []bool
-	n          int  // candidates in cand
-	cu         unit // the unit of cand
-	cand       []int32
-	raw        [][numCosts]float64 // Explain only: raw costs of cand, by score
-	total      []float64           // Explain only: totals of cand, by score
-	lo, hi     [numCosts]float64
+	classOK []bool
+	n       int  // candidates in cand
+	cu      unit // the unit of cand
+	cand    []int32
+	raw     [][numCosts]float64 // Explain only: raw costs of cand, by score
+	total   []float64           // Explain only: totals of cand, by score
+	lo, hi  [numCosts]float64
 
 	gs []*group // the groups of the last run
 }
