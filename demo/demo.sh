@@ -8,6 +8,7 @@
 # that nothing is left to do. The lab is torn down at the end, also on
 # failure or Ctrl-C. Any failing step fails the demo (non-zero exit).
 set -euo pipefail
+start=$SECONDS
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LBC=${LBC:-$ROOT/bin/lbc}
@@ -17,7 +18,7 @@ INDEX=7    # lab subnet 198.18.14.0/23, VIPs in 198.18.15.0/24
 export PATH="$PATH:/usr/local/go/bin"
 
 if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then B=$'\033[1m' G=$'\033[32m' R=$'\033[31m' N=$'\033[0m'; else B= G= R= N=; fi
-section() { printf '\n%s== %s%s\n' "$B" "$*" "$N"; }
+section() { printf '\n%s== %s%s  [%ds]\n' "$B" "$*" "$N" $((SECONDS - start)); }
 die() { printf '%sdemo: %s%s\n' "$R" "$*" "$N" >&2; exit 1; }
 # show CMD...: print the command as a user would type it, then run it.
 show() {
@@ -46,7 +47,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-start=$SECONDS
 
 section "1. A lab: 3 HAProxy hosts and 4 backend nodes, each in its own network namespace"
 (cd "$ROOT" && "$GO" build -o "$work/labctl" ./internal/lab/labctl)
