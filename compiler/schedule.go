@@ -226,6 +226,8 @@ type sched struct {
 	n       int  // candidates in cand
 	cu      unit // the unit of cand
 	cand    []int32
+	c0, c1  []float64 // raw costs of cand, by index
+	c2      []float64
 	raw     [][numCosts]float64 // Explain only: raw costs of cand, by score
 	total   []float64           // Explain only: totals of cand, by score
 	lo, hi  [numCosts]float64
@@ -301,6 +303,7 @@ func newSched(spec *schema.Spec) (*sched, error) {
 	}
 	s.classOK = make([]bool, len(s.classes))
 	s.cand = make([]int32, len(names))
+	s.c0, s.c1, s.c2 = make([]float64, len(names)), make([]float64, len(names)), make([]float64, len(names))
 	s.total = make([]float64, len(names))
 	s.raw = make([][numCosts]float64, len(names))
 	return s, nil
@@ -452,6 +455,7 @@ func (s *sched) candidates(u *unit, primary int32) {
 	multi := u.tenants != nil
 	mc, cnt := u.maxconn, u.n
 	cand := s.cand[:len(s.load)]
+	c0, c1, c2 := s.c0[:len(cand)], s.c1[:len(cand)], s.c2[:len(cand)]
 	lo0, hi0, lo1, hi1, lo2, hi2 := s.lo[0], s.hi[0], s.lo[1], s.hi[1], s.lo[2], s.hi[2]
 	n := 0
 	for c := range s.classes {
@@ -472,6 +476,7 @@ func (s *sched) candidates(u *unit, primary int32) {
 				v2 = u.spread(d)
 			}
 			cand[n] = d
+			c0[n], c1[n], c2[n] = v0, v1, v2
 			n++
 			// Plain comparisons: costs are never NaN, and the builtin
 			// min/max on floats pay for NaN handling.
@@ -503,6 +508,7 @@ func (s *sched) addCand(u *unit, d int32) {
 	v0, v1, v2 := s.costs(u, d)
 	v := [numCosts]float64{v0, v1, v2}
 	s.cand[s.n] = d
+	s.c0[s.n], s.c1[s.n], s.c2[s.n] = v0, v1, v2
 	for k := range v {
 		s.lo[k], s.hi[k] = min(s.lo[k], v[k]), max(s.hi[k], v[k])
 	}
@@ -529,16 +535,12 @@ func (s *sched) costs(u *unit, d int32) (balancers, maxconn, spread float64) {
 // restricted to zone pref when any candidate is in it; -1 when there is none.
 func (s *sched) best(pref int32) int32 {
 	w, lo, scale := s.scaling()
-	tenant := s.cu.tenant
-	multi := s.cu.tenants != nil
 	bd, bt := int32(-1), math.Inf(1)
 	pd, pt := int32(-1), math.Inf(1)
-	for _, d := range s.cand[:s.n] {
-		v0, v1, v2 := costsOf(&s.load[d], tenant, d)
-		if multi {
-			v2 = s.cu.spread(d)
-		}
-		t := total(&w, &lo, &scale, v0, v1, v2)
+	cand := s.cand[:s.n]
+	c0, c1, c2 := s.c0[:len(cand)], s.c1[:len(cand)], s.c2[:len(cand)]
+	for i, d := range cand {
+		t := total(&w, &lo, &scale, c0[i], c1[i], c2[i])
 		if bd < 0 || t < bt || (t == bt && d < bd) {
 			bd, bt = d, t
 		}
