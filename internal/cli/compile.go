@@ -28,11 +28,7 @@ type compiled struct {
 // compileSpecs loads, validates and compiles the specs. Spec errors come
 // back as schema.Diagnostics.
 func (e *env) compileSpecs() (*compiled, error) {
-	src, err := e.openSource()
-	if err != nil {
-		return nil, err
-	}
-	spec, err := e.load(src)
+	src, spec, err := e.loadSpecs()
 	if err != nil {
 		return nil, err
 	}

@@ -7,11 +7,7 @@ import (
 
 // explain prints the scheduler's reasoning for one balancer.
 func (e *env) explain() int {
-	src, err := e.openSource()
-	if err != nil {
-		return e.fail(err)
-	}
-	spec, err := e.load(src)
+	src, spec, err := e.loadSpecs()
 	if err != nil {
 		return e.printLoadError(err)
 	}

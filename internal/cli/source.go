@@ -70,6 +70,16 @@ func (e *env) openSource() (*specSource, error) {
 	return src, nil
 }
 
+// loadSpecs opens the spec source of the command line and loads it.
+func (e *env) loadSpecs() (*specSource, *schema.Spec, error) {
+	src, err := e.openSource()
+	if err != nil {
+		return nil, nil, err
+	}
+	spec, err := e.load(src)
+	return src, spec, err
+}
+
 // load loads and validates the spec tree. Diagnostics come back with file
 // names as the user would open them.
 func (e *env) load(src *specSource) (*schema.Spec, error) {

@@ -11,11 +11,7 @@ import (
 
 // validate checks the specs and prints every problem.
 func (e *env) validate() int {
-	src, err := e.openSource()
-	if err != nil {
-		return e.fail(err)
-	}
-	spec, err := e.load(src)
+	_, spec, err := e.loadSpecs()
 	if err != nil {
 		return e.printLoadError(err)
 	}
