@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -97,10 +98,115 @@ type rawScheduler struct {
 	Costs   map[string]float64 `json:"costs"`
 }
 
+// node is a value the decoder reads: a cue.Value of the unified instance
+// (cueNode) or plain data checked by the fast path (*dval).
+type node interface {
+	lookup(name string) (node, bool)
+	each(f func(name string, x node)) // the fields of a struct
+	items() ([]node, error)
+	String() (string, error)
+	Int64() (int64, error)
+	Float64() (float64, error)
+	Bool() (bool, error)
+	pos() Pos
+}
+
+type cueNode struct{ v cue.Value }
+
+func (c cueNode) lookup(name string) (node, bool) {
+	f := c.v.LookupPath(sel(name))
+	return cueNode{f}, f.Exists()
+}
+
+func (c cueNode) each(f func(string, node)) {
+	it, err := c.v.Fields()
+	if err != nil {
+		return
+	}
+	for it.Next() {
+		f(it.Selector().Unquoted(), cueNode{it.Value()})
+	}
+}
+
+func (c cueNode) items() ([]node, error) {
+	it, err := c.v.List()
+	if err != nil {
+		return nil, err
+	}
+	var out []node
+	for it.Next() {
+		out = append(out, cueNode{it.Value()})
+	}
+	return out, nil
+}
+
+func (c cueNode) String() (string, error)   { return c.v.String() }
+func (c cueNode) Int64() (int64, error)     { return c.v.Int64() }
+func (c cueNode) Float64() (float64, error) { return c.v.Float64() }
+func (c cueNode) Bool() (bool, error)       { return c.v.Bool() }
+func (c cueNode) pos() Pos                  { return posOf(c.v.Pos(), relName) }
+
+func (v *dval) lookup(name string) (node, bool) {
+	if f, ok := v.field[name]; ok {
+		return f, true
+	}
+	return nil, false
+}
+
+func (v *dval) each(f func(string, node)) {
+	for _, k := range v.keys {
+		f(k, v.field[k])
+	}
+}
+
+func (v *dval) items() ([]node, error) {
+	if v.kind != dList {
+		return nil, fmt.Errorf("not a list")
+	}
+	out := make([]node, len(v.elems))
+	for i, e := range v.elems {
+		out[i] = e
+	}
+	return out, nil
+}
+
+func (v *dval) String() (string, error) {
+	if v.kind != dString {
+		return "", fmt.Errorf("not a string")
+	}
+	return v.s, nil
+}
+
+func (v *dval) Int64() (int64, error) {
+	if v.kind != dInt {
+		return 0, fmt.Errorf("not an integer")
+	}
+	return v.i, nil
+}
+
+func (v *dval) Float64() (float64, error) {
+	switch v.kind {
+	case dInt:
+		return float64(v.i), nil
+	case dFloat:
+		return v.f, nil
+	}
+	return 0, fmt.Errorf("not a number")
+}
+
+func (v *dval) Bool() (bool, error) {
+	if v.kind != dBool {
+		return false, fmt.Errorf("not a bool")
+	}
+	return v.b, nil
+}
+
+func (v *dval) pos() Pos { return posOf(v.at, relName) }
+
 // decode reads the unified, validated instance value v into p. diags are
 // the schema errors; the devices and balancers they concern are recorded
 // as rejected and not decoded, the others are.
-func decode(c *compiled, p *Partial, v cue.Value, diags Diagnostics, pos *positions, first Pos) {
+func decode(c *compiled, p *Partial, v node, diags Diagnostics, pos *positions, first Pos) {
 	p.Diagnostics = append(p.Diagnostics, diags...)
 	bad := map[string]bool{}
 	for _, d := range diags {
@@ -120,7 +226,7 @@ func decode(c *compiled, p *Partial, v cue.Value, diags Diagnostics, pos *positi
 		}
 		p.rejected[k] = ep
 	}
-	each(v, "devices", func(name string, x cue.Value) {
+	each(v, "devices", func(name string, x node) {
 		if bad["devices/"+name] {
 			return
 		}
@@ -133,7 +239,7 @@ func decode(c *compiled, p *Partial, v cue.Value, diags Diagnostics, pos *positi
 		}
 		p.addDevice(name, r, pos.devices[name], entityAt(pos.devices, name, x, first))
 	})
-	each(v, "balancers", func(name string, x cue.Value) {
+	each(v, "balancers", func(name string, x node) {
 		if bad["balancers/"+name] {
 			return
 		}
@@ -146,7 +252,7 @@ func decode(c *compiled, p *Partial, v cue.Value, diags Diagnostics, pos *positi
 		}
 		p.addBalancer(name, r, pos.balancers[name], entityAt(pos.balancers, name, x, first))
 	})
-	if s := v.LookupPath(sel("scheduler")); s.Exists() && !bad["scheduler"] {
+	if s, ok := v.lookup("scheduler"); ok && !bad["scheduler"] {
 		p.SchedulerPos = pos.scheduler
 		if !p.SchedulerPos.IsValid() {
 			p.SchedulerPos = first
@@ -164,24 +270,20 @@ func decode(c *compiled, p *Partial, v cue.Value, diags Diagnostics, pos *positi
 
 // entityAt is the position of an entity: its key in the files, else where
 // CUE says its value comes from, else the instance's first file.
-func entityAt(m map[string]*entityPos, name string, x cue.Value, first Pos) Pos {
+func entityAt(m map[string]*entityPos, name string, x node, first Pos) Pos {
 	if e := m[name]; e != nil {
 		return e.pos
 	}
-	if p := posOf(x.Pos(), relName); p.IsValid() {
+	if p := x.pos(); p.IsValid() {
 		return p
 	}
 	return first
 }
 
 // each calls f for each field of the struct at top.
-func each(v cue.Value, top string, f func(string, cue.Value)) {
-	it, err := v.LookupPath(sel(top)).Fields()
-	if err != nil {
-		return
-	}
-	for it.Next() {
-		f(it.Selector().Unquoted(), it.Value())
+func each(v node, top string, f func(string, node)) {
+	if x, ok := v.lookup(top); ok {
+		x.each(f)
 	}
 }
 
@@ -213,12 +315,9 @@ func (d *decoder) fail(err error) {
 	}
 }
 
-func (d *decoder) field(v cue.Value, name string) (cue.Value, bool) {
-	f := v.LookupPath(sel(name))
-	return f, f.Exists()
-}
+func (d *decoder) field(v node, name string) (node, bool) { return v.lookup(name) }
 
-func (d *decoder) str(v cue.Value, name string, dst *string) bool {
+func (d *decoder) str(v node, name string, dst *string) bool {
 	f, ok := d.field(v, name)
 	if !ok {
 		return false
@@ -229,7 +328,7 @@ func (d *decoder) str(v cue.Value, name string, dst *string) bool {
 	return true
 }
 
-func (d *decoder) int(v cue.Value, name string, dst *int) bool {
+func (d *decoder) int(v node, name string, dst *int) bool {
 	f, ok := d.field(v, name)
 	if !ok {
 		return false
@@ -240,7 +339,7 @@ func (d *decoder) int(v cue.Value, name string, dst *int) bool {
 	return true
 }
 
-func (d *decoder) bool(v cue.Value, name string, dst *bool) {
+func (d *decoder) bool(v node, name string, dst *bool) {
 	if f, ok := d.field(v, name); ok {
 		b, err := f.Bool()
 		d.fail(err)
@@ -248,7 +347,7 @@ func (d *decoder) bool(v cue.Value, name string, dst *bool) {
 	}
 }
 
-func (d *decoder) float(v cue.Value, name string, dst *float64) {
+func (d *decoder) float(v node, name string, dst *float64) {
 	if f, ok := d.field(v, name); ok {
 		x, err := f.Float64()
 		d.fail(err)
@@ -256,13 +355,13 @@ func (d *decoder) float(v cue.Value, name string, dst *float64) {
 	}
 }
 
-func (d *decoder) strs(v cue.Value, name string, dst *[]string) {
+func (d *decoder) strs(v node, name string, dst *[]string) {
 	f, ok := d.field(v, name)
 	if !ok {
 		return
 	}
 	var out []string
-	d.list(f, func(x cue.Value) {
+	d.list(f, func(x node) {
 		s, err := x.String()
 		d.fail(err)
 		out = append(out, s)
@@ -270,18 +369,18 @@ func (d *decoder) strs(v cue.Value, name string, dst *[]string) {
 	*dst = out
 }
 
-func (d *decoder) list(v cue.Value, f func(cue.Value)) {
-	it, err := v.List()
+func (d *decoder) list(v node, f func(node)) {
+	es, err := v.items()
 	if err != nil {
 		d.fail(err)
 		return
 	}
-	for it.Next() {
-		f(it.Value())
+	for _, e := range es {
+		f(e)
 	}
 }
 
-func (d *decoder) tool(v cue.Value, name string, t *rawTool) {
+func (d *decoder) tool(v node, name string, t *rawTool) {
 	if x, ok := d.field(v, name); ok {
 		d.str(x, "config", &t.Config)
 		d.str(x, "reload", &t.Reload)
@@ -289,7 +388,7 @@ func (d *decoder) tool(v cue.Value, name string, t *rawTool) {
 	}
 }
 
-func (d *decoder) device(c *compiled, v cue.Value) *rawDevice {
+func (d *decoder) device(c *compiled, v node) *rawDevice {
 	r := c.device
 	d.str(v, "address", &r.Address)
 	if x, ok := d.field(v, "ssh"); ok {
@@ -311,13 +410,13 @@ func (d *decoder) device(c *compiled, v cue.Value) *rawDevice {
 	return &r
 }
 
-func (d *decoder) balancer(c *compiled, v cue.Value) *rawBalancer {
+func (d *decoder) balancer(c *compiled, v node) *rawBalancer {
 	r := c.balancer
 	d.str(v, "tenant", &r.Tenant)
 	d.str(v, "protocol", &r.Protocol)
 	d.str(v, "algorithm", &r.Algorithm)
 	if x, ok := d.field(v, "vips"); ok {
-		d.list(x, func(e cue.Value) {
+		d.list(x, func(e node) {
 			var vip rawVIP
 			d.str(e, "address", &vip.Address)
 			d.int(e, "port", &vip.Port)
@@ -325,7 +424,7 @@ func (d *decoder) balancer(c *compiled, v cue.Value) *rawBalancer {
 		})
 	}
 	if x, ok := d.field(v, "nodes"); ok {
-		d.list(x, func(e cue.Value) {
+		d.list(x, func(e node) {
 			n := c.node
 			d.str(e, "address", &n.Address)
 			d.int(e, "port", &n.Port)
@@ -376,7 +475,7 @@ func (d *decoder) balancer(c *compiled, v cue.Value) *rawBalancer {
 	return &r
 }
 
-func (d *decoder) scheduler(c *compiled, v cue.Value) *rawScheduler {
+func (d *decoder) scheduler(c *compiled, v node) *rawScheduler {
 	r := &rawScheduler{Filters: c.scheduler.Filters, Costs: map[string]float64{}}
 	for k, x := range c.scheduler.Costs {
 		r.Costs[k] = x

@@ -2,6 +2,7 @@ package schema
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -124,6 +125,23 @@ func isSpecFile(name string) bool { return strings.HasSuffix(name, ".cue") && !h
 // schema and decodes it. Problems with the specs are in the Partial's
 // Diagnostics; the error is for a tree that cannot be read.
 func LoadInstance(fsys fs.FS, dir string) (*Partial, error) {
+	return loadInstance(fsys, dir, pathAuto)
+}
+
+// How loadInstance evaluates an instance: plain data in Go when it can
+// (pathAuto), always with CUE (pathCUE), or in Go only (pathFast: tests;
+// an instance the fast path does not take returns errNotFast).
+type evalPath int
+
+const (
+	pathAuto evalPath = iota
+	pathCUE
+	pathFast
+)
+
+var errNotFast = errors.New("not taken by the fast path")
+
+func loadInstance(fsys fs.FS, dir string, how evalPath) (*Partial, error) {
 	c, err := loadSchema()
 	if err != nil {
 		return nil, err
@@ -170,6 +188,23 @@ func LoadInstance(fsys fs.FS, dir string) (*Partial, error) {
 		return p, nil
 	}
 
+	pos := newPositions(relName)
+	if !imports && how != pathCUE {
+		if data, ok := dataFiles(files); ok {
+			if ok, _ := c.validator.check(data); ok {
+				for _, f := range files {
+					pos.addFile(f)
+				}
+				decode(c, p, data, nil, pos, first)
+				p.Diagnostics = p.Diagnostics.sorted()
+				return p, nil
+			}
+		}
+	}
+	if how == pathFast {
+		return nil, errNotFast
+	}
+
 	ctx := cuecontext.New()
 	spec := ctx.BuildFile(c.checkFile(false)).LookupPath(cue.MakePath(cue.Def("#Spec")))
 	var v cue.Value
@@ -191,7 +226,6 @@ func LoadInstance(fsys fs.FS, dir string) (*Partial, error) {
 		}
 		v = ctx.BuildInstance(inst)
 	}
-	pos := newPositions(relName)
 	for _, f := range files {
 		pos.addFile(f)
 	}
@@ -203,7 +237,7 @@ func LoadInstance(fsys fs.FS, dir string) (*Partial, error) {
 	if err := v.Validate(cue.Concrete(true)); err != nil {
 		diags = c.fromCUE(err, relName, fallback)
 	}
-	decode(c, p, v, diags, pos, first)
+	decode(c, p, cueNode{v}, diags, pos, first)
 	p.Diagnostics = p.Diagnostics.sorted()
 	return p, nil
 }

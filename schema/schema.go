@@ -4,6 +4,7 @@ import (
 	_ "embed"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"regexp"
 	"strings"
 	"sync"
@@ -43,6 +44,10 @@ type compiled struct {
 	node      rawNode
 	cookie    string
 	scheduler rawScheduler
+
+	// validator checks plain data against #Spec in Go (the fast path).
+	validator *vnode
+	valMu     sync.Mutex // guards the CUE values the validator asks
 }
 
 var (
@@ -109,9 +114,38 @@ func compileSchema() (*compiled, error) {
 			return nil, err
 		}
 	}
+	// The validator, generated from the schema as evaluated, in a context
+	// of its own.
+	vctx := cuecontext.New()
+	vs := vctx.BuildFile(c.checkFile(false)).LookupPath(cue.ParsePath("#Spec"))
+	if err := vs.Err(); err != nil {
+		return nil, fmt.Errorf("compile embedded schema: %w", err)
+	}
+	c.validator = newValidator(vs, &c.valMu, 0)
 	c.node = node.Nodes[0]
+	// A list field of the schema is always present in a unified CUE value,
+	// and the decoder reads an empty one as nil: the templates hold nil too,
+	// so that data the fast path decodes without the field reads the same.
+	nilEmptySlices(reflect.ValueOf(&c.device).Elem())
+	nilEmptySlices(reflect.ValueOf(&c.balancer).Elem())
+	nilEmptySlices(reflect.ValueOf(&c.node).Elem())
 	c.cookie = pers.Cookie
 	return c, nil
+}
+
+// nilEmptySlices sets the empty slices in the struct v, recursively, to nil.
+func nilEmptySlices(v reflect.Value) {
+	for i := range v.NumField() {
+		f := v.Field(i)
+		switch f.Kind() {
+		case reflect.Slice:
+			if f.CanSet() && f.Len() == 0 {
+				f.Set(reflect.Zero(f.Type()))
+			}
+		case reflect.Struct:
+			nilEmptySlices(f)
+		}
+	}
 }
 
 // checkFile returns the schema as evaluated: every "f: *D | T" turned into

@@ -1,0 +1,309 @@
+package schema
+
+import (
+	"regexp"
+	"strconv"
+	"strings"
+
+	"cuelang.org/go/cue/ast"
+	"cuelang.org/go/cue/literal"
+	"cuelang.org/go/cue/token"
+)
+
+// The fast path: an instance whose files are plain data (structs, lists,
+// literals, and [string]: patterns of plain data) is unified here in Go,
+// with CUE's semantics for data, and checked by the validator generated
+// from the compiled schema (validate.go). Anything else, and any instance
+// that the fast path finds a problem in, goes through CUE, which then
+// reports the problems: the fast path never writes a diagnostic of its own
+// about the schema, so both paths report the same.
+
+// dkind is the kind of a data value.
+type dkind uint8
+
+const (
+	dStruct dkind = iota + 1
+	dList
+	dString
+	dInt
+	dFloat
+	dBool
+)
+
+// dval is one plain data value.
+type dval struct {
+	kind  dkind
+	s     string // dString; the literal text for dInt and dFloat
+	i     int64
+	f     float64
+	b     bool
+	at    token.Pos // first place the value (or the field's label) is written
+	keys  []string  // dStruct: field names in order of first appearance
+	field map[string]*dval
+	pats  []*dval // dStruct: values of [string]: patterns, applied to every field
+	elems []*dval // dList
+}
+
+// notData is returned by the conversion for anything that is not plain data.
+type notData struct{}
+
+// dataFiles converts and unifies the files of an instance; ok is false when
+// a file is not plain data or two values conflict.
+func dataFiles(files []*ast.File) (top *dval, ok bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			if _, is := r.(notData); !is {
+				panic(r)
+			}
+			top, ok = nil, false
+		}
+	}()
+	top = &dval{kind: dStruct}
+	for _, f := range files {
+		for _, d := range f.Decls {
+			switch d := d.(type) {
+			case *ast.Package, *ast.CommentGroup:
+			case *ast.Field:
+				addField(top, d)
+			default: // imports, embeddings, let, attributes (@if), comprehensions...
+				panic(notData{})
+			}
+		}
+	}
+	applyPatterns(top)
+	return top, true
+}
+
+// addField unifies the field d into the struct s.
+func addField(s *dval, d *ast.Field) {
+	if d.Constraint != token.ILLEGAL || d.Alias != nil {
+		panic(notData{})
+	}
+	v := toData(d.Value)
+	if l, ok := d.Label.(*ast.ListLit); ok {
+		// A pattern: [string]: V or [_]: V.
+		if len(l.Elts) != 1 {
+			panic(notData{})
+		}
+		id, ok := l.Elts[0].(*ast.Ident)
+		if !ok || (id.Name != "string" && id.Name != "_") {
+			panic(notData{})
+		}
+		s.pats = append(s.pats, v)
+		return
+	}
+	name := dataLabel(d.Label)
+	v.at = d.Label.Pos()
+	if s.field == nil {
+		s.field = map[string]*dval{}
+	}
+	if prev, ok := s.field[name]; ok {
+		unifyData(prev, v)
+		return
+	}
+	s.keys = append(s.keys, name)
+	s.field[name] = v
+}
+
+// dataLabel returns the name of a regular field label. An identifier label
+// named string would be a reference target of [string] patterns: not data.
+func dataLabel(l ast.Label) string {
+	switch l := l.(type) {
+	case *ast.Ident:
+		if l.Name == "" || l.Name[0] == '#' || l.Name[0] == '_' || l.Name == "string" {
+			panic(notData{})
+		}
+		return l.Name
+	case *ast.BasicLit:
+		if l.Kind == token.STRING && !isBytes(l.Value) {
+			if s, err := literal.Unquote(l.Value); err == nil {
+				return s
+			}
+		}
+	}
+	panic(notData{})
+}
+
+func isBytes(lit string) bool { return strings.HasPrefix(strings.TrimLeft(lit, "#"), "'") }
+
+var (
+	intLit   = regexp.MustCompile(`^(0|[1-9][0-9]*)$`)
+	floatLit = regexp.MustCompile(`^(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$`)
+)
+
+// toData converts one value expression.
+func toData(x ast.Expr) *dval {
+	switch x := x.(type) {
+	case *ast.StructLit:
+		s := &dval{kind: dStruct, at: x.Pos()}
+		for _, d := range x.Elts {
+			switch d := d.(type) {
+			case *ast.Field:
+				addField(s, d)
+			case *ast.CommentGroup:
+			default:
+				panic(notData{})
+			}
+		}
+		return s
+	case *ast.ListLit:
+		l := &dval{kind: dList, at: x.Pos(), elems: make([]*dval, 0, len(x.Elts))}
+		for _, e := range x.Elts {
+			l.elems = append(l.elems, toData(e))
+		}
+		return l
+	case *ast.BasicLit:
+		return basic(x, false)
+	case *ast.UnaryExpr:
+		if b, ok := x.X.(*ast.BasicLit); ok && x.Op == token.SUB && (b.Kind == token.INT || b.Kind == token.FLOAT) {
+			v := basic(b, true)
+			v.at = x.Pos()
+			return v
+		}
+	}
+	panic(notData{})
+}
+
+func basic(x *ast.BasicLit, neg bool) *dval {
+	v := &dval{at: x.Pos()}
+	switch x.Kind {
+	case token.STRING:
+		if isBytes(x.Value) {
+			break
+		}
+		s, err := literal.Unquote(x.Value)
+		if err != nil {
+			break
+		}
+		v.kind, v.s = dString, s
+		return v
+	case token.INT:
+		if !intLit.MatchString(x.Value) {
+			break
+		}
+		text := x.Value
+		if neg {
+			text = "-" + text
+		}
+		n, err := strconv.ParseInt(text, 10, 64)
+		if err != nil {
+			break
+		}
+		v.kind, v.i, v.s = dInt, n, text
+		return v
+	case token.FLOAT:
+		if !floatLit.MatchString(x.Value) {
+			break
+		}
+		text := x.Value
+		if neg {
+			text = "-" + text
+		}
+		f, err := strconv.ParseFloat(text, 64)
+		if err != nil {
+			break
+		}
+		v.kind, v.f, v.s = dFloat, f, text
+		return v
+	case token.TRUE, token.FALSE:
+		v.kind, v.b = dBool, x.Kind == token.TRUE
+		return v
+	}
+	panic(notData{})
+}
+
+// unifyData unifies src into dst: structs merge, lists unify element by
+// element (same length), scalars must be equal and of the same kind.
+// src is not kept: its parts are copied where they are taken.
+func unifyData(dst, src *dval) {
+	if dst.kind != src.kind {
+		panic(notData{})
+	}
+	switch dst.kind {
+	case dStruct:
+		for _, k := range src.keys {
+			sv := src.field[k]
+			if dv, ok := dst.field[k]; ok {
+				unifyData(dv, sv)
+				continue
+			}
+			if dst.field == nil {
+				dst.field = map[string]*dval{}
+			}
+			dst.keys = append(dst.keys, k)
+			dst.field[k] = sv.clone()
+		}
+		for _, p := range src.pats {
+			dst.pats = append(dst.pats, p.clone())
+		}
+	case dList:
+		if len(dst.elems) != len(src.elems) {
+			panic(notData{})
+		}
+		for i := range dst.elems {
+			unifyData(dst.elems[i], src.elems[i])
+		}
+	case dString:
+		if dst.s != src.s {
+			panic(notData{})
+		}
+	case dInt:
+		if dst.i != src.i {
+			panic(notData{})
+		}
+	case dFloat:
+		// 1.0 and 1.00 are the same number, but how CUE prints or keeps
+		// the precision of either is its business: only identical text.
+		if dst.s != src.s {
+			panic(notData{})
+		}
+	case dBool:
+		if dst.b != src.b {
+			panic(notData{})
+		}
+	}
+}
+
+// clone copies v deeply (the position of each copy stays the original's).
+func (v *dval) clone() *dval {
+	c := *v
+	if v.field != nil {
+		c.keys = append([]string(nil), v.keys...)
+		c.field = make(map[string]*dval, len(v.field))
+		for k, x := range v.field {
+			c.field[k] = x.clone()
+		}
+	}
+	if v.pats != nil {
+		c.pats = make([]*dval, len(v.pats))
+		for i, p := range v.pats {
+			c.pats[i] = p.clone()
+		}
+	}
+	if v.elems != nil {
+		c.elems = make([]*dval, len(v.elems))
+		for i, e := range v.elems {
+			c.elems[i] = e.clone()
+		}
+	}
+	return &c
+}
+
+// applyPatterns unifies the patterns of each struct into each of its
+// fields, top down.
+func applyPatterns(v *dval) {
+	switch v.kind {
+	case dStruct:
+		for _, k := range v.keys {
+			f := v.field[k]
+			for _, p := range v.pats {
+				unifyData(f, p)
+			}
+			applyPatterns(f)
+		}
+	case dList:
+		for _, e := range v.elems {
+			applyPatterns(e)
+		}
+	}
+}

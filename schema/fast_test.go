@@ -1,0 +1,178 @@
+package schema
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// The validator must model every part of lbc's schema; a part it cannot
+// would send every instance touching it to CUE (correct, but slow).
+func TestValidatorCoversSchema(t *testing.T) {
+	c, err := loadSchema()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var parts []string
+	c.validator.unsupportedParts("#Spec", &parts)
+	if len(parts) > 0 {
+		t.Errorf("parts of the schema the fast path cannot check:\n%s", strings.Join(parts, "\n"))
+	}
+	for _, top := range []string{"devices", "balancers"} {
+		f := c.validator.fields[top]
+		if f == nil || f.node.pattern == nil {
+			t.Fatalf("%s: no pattern found in the schema", top)
+		}
+		if !f.node.allows("lb-a1") || f.node.allows("Lb") || f.node.allows("a b") {
+			t.Errorf("%s: pattern admits wrong names", top)
+		}
+	}
+}
+
+// loadBoth loads every instance of fsys through CUE and through the
+// default path, and fails when the partials differ. It returns how many
+// instances the fast path took, and the default path's spec and error.
+func loadBoth(t *testing.T, fsys fs.FS) (fast int, spec *Spec, err error) {
+	t.Helper()
+	dirs, err := Instances(fsys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var auto []*Partial
+	for _, d := range dirs {
+		viaCUE, err1 := loadInstance(fsys, d, pathCUE)
+		viaAuto, err2 := loadInstance(fsys, d, pathAuto)
+		if err1 != nil || err2 != nil {
+			if fmt.Sprint(err1) != fmt.Sprint(err2) {
+				t.Fatalf("%s: errors differ: CUE %v, auto %v", d, err1, err2)
+			}
+			return 0, nil, err1
+		}
+		if diff := cmp.Diff(viaCUE, viaAuto, cmp.AllowUnexported(Partial{}),
+			cmp.Comparer(func(a, b netip.Addr) bool { return a == b }), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
+			t.Errorf("%s: CUE and default path differ (-CUE +default):\n%s", d, diff)
+		}
+		if _, err := loadInstance(fsys, d, pathFast); err == nil {
+			fast++
+			if len(viaCUE.Diagnostics) > 0 {
+				// Only schema-valid data takes the fast path; what it
+				// reports then comes from the shared Go checks.
+				for _, dg := range viaCUE.Diagnostics {
+					if strings.HasPrefix(dg.Message, "invalid value") || strings.Contains(dg.Message, "conflicting") {
+						t.Errorf("%s: fast path took an instance with schema error %v", d, dg)
+					}
+				}
+			}
+		} else if !errors.Is(err, errNotFast) {
+			t.Fatalf("%s: fast path: %v", d, err)
+		}
+		auto = append(auto, viaAuto)
+	}
+	spec, err = Merge(auto)
+	return fast, spec, err
+}
+
+// Every case of testdata: both paths decode the same partials, and a tree
+// of plain data is decoded by the fast path when CUE finds it valid.
+func TestFastPathMatchesCUE(t *testing.T) {
+	for _, dir := range []string{"good", "bad"} {
+		for _, file := range cases(t, dir) {
+			t.Run(dir+"/"+strings.TrimSuffix(file[strings.LastIndex(file, "/")+1:], ".txtar"), func(t *testing.T) {
+				_, fsys, _ := readCase(t, file)
+				fast, _, _ := loadBoth(t, fsys)
+				if dir == "good" && fast == 0 {
+					t.Errorf("no instance took the fast path")
+				}
+			})
+		}
+	}
+}
+
+// Plain data the fast path must take, and data it must leave to CUE
+// (because it is not plain data or because CUE rejects it).
+func TestFastPathCases(t *testing.T) {
+	const dev = `devices: "lb-a1": {address: "192.0.2.11", vipNetworks: ["203.0.113.0/24"]}` + "\n"
+	const bal = `balancers: web: {vips: [{address: "203.0.113.10", port: 80}], nodes: [{address: "198.51.100.5", port: 8080}]}` + "\n"
+	for _, tc := range []struct {
+		name, src string
+		fast      bool
+	}{
+		{"plain", dev + bal, true},
+		{"pattern", "balancers: [string]: tenant: \"shop\"\n" + bal, true},
+		{"pattern-any", "balancers: [_]: {tenant: \"shop\", maxconn: 10}\n" + bal, true},
+		{"pattern-conflict", "balancers: [string]: tenant: \"shop\"\n" + bal + "balancers: web: tenant: \"blog\"\n", false},
+		{"repeat-equal", bal + bal + "balancers: web: nodes: [{weight: 3}]\n", true},
+		{"list-length", bal + "balancers: web: nodes: [{weight: 3}, {weight: 2}]\n", false},
+		{"scheduler", "scheduler: {filters: [\"zone\"], costs: {spread: 0.25, balancers: 2}}\n", true},
+		{"int-as-float", "scheduler: costs: spread: 1\n", true},
+		{"float-for-int", dev + `devices: "lb-a1": capacity: balancers: 1.0` + "\n", false},
+		{"negative", dev + `devices: "lb-a1": capacity: balancers: -1` + "\n", false},
+		{"hex", dev + `devices: "lb-a1": capacity: balancers: 0x10` + "\n", false},
+		{"raw-string", `devices: "lb-a1": address: #"192.0.2.1"#` + "\n", true},
+		{"multiline-string", "devices: \"lb-a1\": address: \"\"\"\n\t192.0.2.1\n\t\"\"\"\n", true},
+		{"bytes", `devices: "lb-a1": address: '192.0.2.1'` + "\n", false},
+		{"reference", "x: 80\n" + bal, false},
+		{"ref-inside", `balancers: web: {vips: [{address: "203.0.113.10", port: 80}], nodes: [{address: "198.51.100.5", port: vips[0].port}]}`, false},
+		{"interpolation", `devices: "lb-a1": address: "192.0.2.\(1)"`, false},
+		{"optional", `devices: "lb-a1"?: address: "192.0.2.1"`, false},
+		{"definition", "#X: 1\n" + dev, false},
+		{"hidden", "_x: 1\n" + dev, false},
+		{"disjunction", `devices: "lb-a1": address: *"192.0.2.1" | "192.0.2.2"`, false},
+		{"unification", `devices: "lb-a1": address: "192.0.2.1" & string`, false},
+		{"comprehension", `for x in ["a"] {devices: (x): address: "192.0.2.1"}`, false},
+		{"embedding", `devices: {{"lb-a1": address: "192.0.2.1"}}`, false},
+		{"let", "let a = \"192.0.2.1\"\n" + `devices: "lb-a1": address: a`, false},
+		{"import", "import \"strings\"\n" + dev, false},
+		{"attribute", "@if(prod)\n" + dev, false},
+		{"field-attribute", `devices: "lb-a1": address: "192.0.2.1" @doc(x)`, true},
+		{"null", `devices: "lb-a1": zone: null`, false},
+		{"unknown", dev + `devices: "lb-a1": colour: "red"`, false},
+		{"bad-name", `devices: "LB": address: "192.0.2.1"`, false},
+		{"missing-required", `devices: "lb-a1": zone: "a"`, false},
+		{"regex", `devices: "lb-a1": address: "192.0.2.1;x"`, false},
+		{"bound", bal + "balancers: web: nodes: [{weight: 300}]\n", false},
+		{"wrong-kind", bal + "balancers: web: nodes: [{backup: 1}]\n", false},
+		{"string-label", `"string": 1`, false},
+		{"ident-string-label", "string: 1\n", false},
+		{"top-scalar", "devices: 1\n", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fsys := fstest.MapFS{"d/a.cue": {Data: []byte(tc.src)}}
+			_, err := loadInstance(fsys, "d", pathFast)
+			if got := err == nil; got != tc.fast {
+				t.Errorf("fast path taken = %v, want %v (err %v)", got, tc.fast, err)
+			}
+			loadBoth(t, fsys)
+		})
+	}
+}
+
+// The generated tree's shape (a tenant pattern, devices in one struct)
+// takes the fast path, and decodes as CUE does.
+func TestFastPathGeneratedTree(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, 30, 3, 10)
+	fsys := os.DirFS(dir)
+	fast, spec, err := loadBoth(t, fsys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dirs, _ := Instances(fsys)
+	if fast != len(dirs) {
+		t.Errorf("fast path took %d of %d instances", fast, len(dirs))
+	}
+	if len(spec.Balancers) != 30 {
+		t.Errorf("%d balancers", len(spec.Balancers))
+	}
+	if _, err := Load(context.Background(), fsys); err != nil {
+		t.Fatal(err)
+	}
+}
