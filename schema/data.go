@@ -37,11 +37,12 @@ type dval struct {
 	i     int64
 	f     float64
 	b     bool
-	at    token.Pos // first place the value (or the field's label) is written
-	keys  []string  // dStruct: field names in order of first appearance
-	field map[string]*dval
-	pats  []*dval // dStruct: values of [string]: patterns, applied to every field
-	elems []*dval // dList
+	at    token.Pos      // first place the value (or the field's label) is written
+	keys  []string       // dStruct: field names in order of first appearance
+	vals  []*dval        // dStruct: the field values, as keys
+	index map[string]int // dStruct with many fields: keys → position
+	pats  []*dval        // dStruct: values of [string]: patterns, applied to every field
+	elems []*dval        // dList
 }
 
 // notData is returned by the conversion for anything that is not plain data.
@@ -94,15 +95,45 @@ func addField(s *dval, d *ast.Field) {
 	}
 	name := dataLabel(d.Label)
 	v.at = d.Label.Pos()
-	if s.field == nil {
-		s.field = map[string]*dval{}
-	}
-	if prev, ok := s.field[name]; ok {
-		unifyData(prev, v)
+	if prev := s.get(name); prev != nil {
+		unifyData(prev, v, true)
 		return
 	}
-	s.keys = append(s.keys, name)
-	s.field[name] = v
+	s.add(name, v)
+}
+
+// indexAbove is the number of fields above which a struct keeps an index.
+const indexAbove = 8
+
+// get returns the field name of the struct v, or nil.
+func (v *dval) get(name string) *dval {
+	if v.index != nil {
+		if i, ok := v.index[name]; ok {
+			return v.vals[i]
+		}
+		return nil
+	}
+	for i, k := range v.keys {
+		if k == name {
+			return v.vals[i]
+		}
+	}
+	return nil
+}
+
+// add appends a field the struct v does not have.
+func (v *dval) add(name string, x *dval) {
+	v.keys = append(v.keys, name)
+	v.vals = append(v.vals, x)
+	switch {
+	case v.index != nil:
+		v.index[name] = len(v.keys) - 1
+	case len(v.keys) > indexAbove:
+		v.index = make(map[string]int, 2*len(v.keys))
+		for i, k := range v.keys {
+			v.index[k] = i
+		}
+	}
 }
 
 // dataLabel returns the name of a regular field label. An identifier label
@@ -116,12 +147,30 @@ func dataLabel(l ast.Label) string {
 		return l.Name
 	case *ast.BasicLit:
 		if l.Kind == token.STRING && !isBytes(l.Value) {
-			if s, err := literal.Unquote(l.Value); err == nil {
+			if s, err := unquote1(l.Value); err == nil {
 				return s
 			}
 		}
 	}
 	panic(notData{})
+}
+
+// unquote1 returns the value of a string literal: quickly for a plain
+// "..." of printable ASCII without escapes, else as CUE reads it.
+func unquote1(lit string) (string, error) {
+	if n := len(lit); n >= 2 && lit[0] == '"' && lit[n-1] == '"' && !strings.HasPrefix(lit, `"""`) {
+		plain := true
+		for i := 1; i < n-1; i++ {
+			if c := lit[i]; c < 0x20 || c > 0x7e || c == '\\' || c == '"' {
+				plain = false
+				break
+			}
+		}
+		if plain {
+			return lit[1 : n-1], nil
+		}
+	}
+	return literal.Unquote(lit)
 }
 
 func isBytes(lit string) bool { return strings.HasPrefix(strings.TrimLeft(lit, "#"), "'") }
@@ -171,7 +220,7 @@ func basic(x *ast.BasicLit, neg bool) *dval {
 		if isBytes(x.Value) {
 			break
 		}
-		s, err := literal.Unquote(x.Value)
+		s, err := unquote1(x.Value)
 		if err != nil {
 			break
 		}
@@ -214,34 +263,37 @@ func basic(x *ast.BasicLit, neg bool) *dval {
 
 // unifyData unifies src into dst: structs merge, lists unify element by
 // element (same length), scalars must be equal and of the same kind.
-// src is not kept: its parts are copied where they are taken.
-func unifyData(dst, src *dval) {
+// When own is set, src is not used afterwards and its parts move to dst;
+// else they are copied.
+func unifyData(dst, src *dval, own bool) {
 	if dst.kind != src.kind {
 		panic(notData{})
 	}
 	switch dst.kind {
 	case dStruct:
-		for _, k := range src.keys {
-			sv := src.field[k]
-			if dv, ok := dst.field[k]; ok {
-				unifyData(dv, sv)
+		for i, k := range src.keys {
+			sv := src.vals[i]
+			if dv := dst.get(k); dv != nil {
+				unifyData(dv, sv, own)
 				continue
 			}
-			if dst.field == nil {
-				dst.field = map[string]*dval{}
+			if !own {
+				sv = sv.clone()
 			}
-			dst.keys = append(dst.keys, k)
-			dst.field[k] = sv.clone()
+			dst.add(k, sv)
 		}
 		for _, p := range src.pats {
-			dst.pats = append(dst.pats, p.clone())
+			if !own {
+				p = p.clone()
+			}
+			dst.pats = append(dst.pats, p)
 		}
 	case dList:
 		if len(dst.elems) != len(src.elems) {
 			panic(notData{})
 		}
 		for i := range dst.elems {
-			unifyData(dst.elems[i], src.elems[i])
+			unifyData(dst.elems[i], src.elems[i], own)
 		}
 	case dString:
 		if dst.s != src.s {
@@ -267,11 +319,17 @@ func unifyData(dst, src *dval) {
 // clone copies v deeply (the position of each copy stays the original's).
 func (v *dval) clone() *dval {
 	c := *v
-	if v.field != nil {
+	if v.keys != nil {
 		c.keys = append([]string(nil), v.keys...)
-		c.field = make(map[string]*dval, len(v.field))
-		for k, x := range v.field {
-			c.field[k] = x.clone()
+		c.vals = make([]*dval, len(v.vals))
+		for i, x := range v.vals {
+			c.vals[i] = x.clone()
+		}
+		if v.index != nil {
+			c.index = make(map[string]int, len(v.index))
+			for k, i := range v.index {
+				c.index[k] = i
+			}
 		}
 	}
 	if v.pats != nil {
@@ -294,10 +352,9 @@ func (v *dval) clone() *dval {
 func applyPatterns(v *dval) {
 	switch v.kind {
 	case dStruct:
-		for _, k := range v.keys {
-			f := v.field[k]
+		for _, f := range v.vals {
 			for _, p := range v.pats {
-				unifyData(f, p)
+				unifyData(f, p, false)
 			}
 			applyPatterns(f)
 		}

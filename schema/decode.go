@@ -147,15 +147,15 @@ func (c cueNode) Bool() (bool, error)       { return c.v.Bool() }
 func (c cueNode) pos() Pos                  { return posOf(c.v.Pos(), relName) }
 
 func (v *dval) lookup(name string) (node, bool) {
-	if f, ok := v.field[name]; ok {
+	if f := v.get(name); f != nil {
 		return f, true
 	}
 	return nil, false
 }
 
 func (v *dval) each(f func(string, node)) {
-	for _, k := range v.keys {
-		f(k, v.field[k])
+	for i, k := range v.keys {
+		f(k, v.vals[i])
 	}
 }
 

@@ -176,3 +176,28 @@ func TestFastPathGeneratedTree(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// FuzzFastPath: for any file, the default path (fast when it can) decodes
+// the same partial as CUE.
+func FuzzFastPath(f *testing.F) {
+	f.Add(`balancers: [string]: tenant: "t"` + "\n" + `balancers: web: {vips: [{address: "203.0.113.10", port: 80}], nodes: [{address: "198.51.100.5", port: 8080, weight: 0}, {address: "198.51.100.6", port: 1}]}`)
+	f.Add(`devices: "lb-a1": {address: "192.0.2.11", ssh: {user: "x", port: 22, sudo: true}, capacity: {balancers: 1, maxconn: 2}, tags: ["a"], vipNetworks: ["203.0.113.0/24"]}`)
+	f.Add(`scheduler: {filters: ["zone", "ha"], costs: {balancers: 2.5, maxconn: 0, spread: 1e1}}`)
+	f.Add(`balancers: web: {healthMonitor: {type: "http", path: "/x", expect: 200}, persistence: {type: "cookie", cookie: "S"}, timeouts: connect: "1s", placement: {zones: ["a"], ha: true}}`)
+	f.Add(`devices: [_]: {zone: "z", haproxy: {config: "/a/b", reload: "x y", check: "c -f"}}` + "\n" + `devices: "a": address: "h.example"`)
+	f.Fuzz(func(t *testing.T, src string) {
+		fsys := fstest.MapFS{"d/a.cue": {Data: []byte(src)}}
+		viaCUE, err1 := loadInstance(fsys, "d", pathCUE)
+		viaAuto, err2 := loadInstance(fsys, "d", pathAuto)
+		if (err1 == nil) != (err2 == nil) {
+			t.Fatalf("errors differ: CUE %v, default %v", err1, err2)
+		}
+		if err1 != nil {
+			return
+		}
+		if diff := cmp.Diff(viaCUE, viaAuto, cmp.AllowUnexported(Partial{}),
+			cmp.Comparer(func(a, b netip.Addr) bool { return a == b }), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
+			t.Errorf("CUE and default path differ (-CUE +default):\n%s", diff)
+		}
+	})
+}

@@ -251,18 +251,18 @@ func (n *vnode) check(x *dval) (ok bool, why string) {
 			return false, "struct not allowed"
 		}
 		for _, r := range n.required {
-			if _, ok := x.field[r]; !ok {
+			if x.get(r) == nil {
 				return false, "missing " + r
 			}
 		}
-		for _, k := range x.keys {
+		for i, k := range x.keys {
 			sub := n.pattern
 			if f, ok := n.fields[k]; ok {
 				sub = f.node
 			} else if sub == nil || !n.allows(k) {
 				return false, "field not allowed: " + k
 			}
-			if ok, why := sub.check(x.field[k]); !ok {
+			if ok, why := sub.check(x.vals[i]); !ok {
 				return false, k + ": " + why
 			}
 		}
