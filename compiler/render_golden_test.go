@@ -300,7 +300,7 @@ func decodeTestSpec(data []byte) (*schema.Spec, error) {
 			VIPInterface: or(d.VIPInterface, "eth0"),
 			VIPNetworks:  d.VIPNetworks,
 			HAProxy:      schema.HAProxy{Config: "/etc/haproxy/haproxy.cfg", Reload: "systemctl reload haproxy", Check: "haproxy -c -f"},
-			Keepalived:   schema.Keepalived{Config: "/etc/keepalived/keepalived.conf", Reload: "systemctl reload keepalived", Check: "keepalived -t -f"},
+			Keepalived:   schema.Keepalived{Config: "/etc/keepalived/keepalived.conf", Reload: "systemctl reload-or-restart keepalived", Check: "keepalived -t -f"},
 			StateDir:     or(d.StateDir, "/var/lib/lbc"),
 		}
 	}
