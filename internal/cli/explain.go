@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"fmt"
+
 	"lbc/compiler"
 	"lbc/internal/exitcode"
 )
@@ -17,7 +19,8 @@ func (e *env) explain() int {
 	}
 	ex, err := compiler.Explain(spec, prev, e.args.Balancer)
 	if err != nil {
-		return e.fail(err)
+		fmt.Fprintln(e.stderr, "lbc "+err.Error())
+		return exitcode.Error
 	}
 	if err := ex.Write(e.stdout); err != nil {
 		return e.fail(err)

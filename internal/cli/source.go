@@ -96,7 +96,35 @@ func (e *env) load(src *specSource) (*schema.Spec, error) {
 		}
 		return nil, err
 	}
+	if src.display != "" {
+		prefixPositions(spec, src.display)
+	}
 	return spec, nil
+}
+
+// prefixPositions makes the spec's positions name files as the user would
+// open them (relative to the working directory, not to the spec tree), so
+// that errors found after loading (scheduling, explain) point there too.
+func prefixPositions(spec *schema.Spec, prefix string) {
+	fix := func(p schema.Pos) schema.Pos {
+		if p.File != "" {
+			p.File = path.Join(prefix, p.File)
+		}
+		return p
+	}
+	fixAll := func(m map[string]schema.Pos) {
+		for k, p := range m {
+			m[k] = fix(p)
+		}
+	}
+	for _, d := range spec.Devices {
+		d.Pos = fix(d.Pos)
+		fixAll(d.FieldPos)
+	}
+	for _, b := range spec.Balancers {
+		b.Pos = fix(b.Pos)
+		fixAll(b.FieldPos)
+	}
 }
 
 // readLock reads the placement lock beside the specs; a missing one is empty.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"lbc/compiler"
 	"lbc/internal/exitcode"
 	"lbc/schema"
 )
@@ -25,7 +26,17 @@ func (e *env) validate() int {
 // printLoadError prints spec errors one a line (or as JSON diagnostics with
 // --json) and returns exit code 1.
 func (e *env) printLoadError(err error) int {
-	var diags schema.Diagnostics
+	var (
+		diags  schema.Diagnostics
+		unfit  *compiler.UnplaceableError
+		shared *compiler.SharedAddressError
+	)
+	if errors.As(err, &unfit) || errors.As(err, &shared) {
+		// Scheduling errors: one a line, each starting with its position.
+		fmt.Fprintln(e.stderr, err)
+		fmt.Fprintf(e.stderr, "lbc %s: cannot place every balancer; nothing written\n", e.args.Command)
+		return exitcode.Error
+	}
 	if !errors.As(err, &diags) {
 		return e.fail(err)
 	}
