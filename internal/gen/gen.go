@@ -21,8 +21,12 @@ type Config struct {
 // Files maps a slash-separated path relative to the output directory to its content.
 type Files map[string][]byte
 
-// maxBalancers keeps each VIP class within its /17.
-const maxBalancers = 32000
+// maxBalancers keeps each VIP class within its /17, maxDevices the device
+// addresses within theirs.
+const (
+	maxBalancers = 32000
+	maxDevices   = 32000
+)
 
 // module is the CUE module of both generated trees.
 const module = "example.com/gen"
@@ -32,11 +36,16 @@ const module = "example.com/gen"
 // routed, which is what a generated fleet needs: far more unique VIPs than
 // the three /24 documentation ranges hold. VIPs come from 198.18.0.0/16
 // (public from the lower /17, internal from the upper /17), nodes from
-// 198.19.0.0/16. Devices have DNS names under example.net (RFC 2606).
+// 198.19.0.0/17 (handed out in turn, wrapping), device addresses from
+// 198.19.128.0/17. Devices have IPv4 addresses rather than DNS names so that
+// the HA pairs talk unicast VRRP: each pair then has its own 255
+// virtual_router_ids, where multicast instances would all share one set of
+// 255 (see package compiler) and a fleet of this size would not compile.
 var (
 	publicVIPs   = netip.MustParsePrefix("198.18.0.0/17")
 	internalVIPs = netip.MustParsePrefix("198.18.128.0/17")
-	nodeNet      = netip.MustParsePrefix("198.19.0.0/16")
+	nodeNet      = netip.MustParsePrefix("198.19.0.0/17")
+	deviceNet    = netip.MustParsePrefix("198.19.128.0/17")
 	zones        = []string{"az-a", "az-b", "az-c"}
 	algorithms   = []string{"roundrobin", "leastconn", "source", "uri", "static-rr", "first"}
 	tcpPorts     = []int{3306, 5432, 6379, 9000, 9200, 11211}
@@ -53,6 +62,9 @@ func Generate(c Config, schemaSrc []byte) (Files, error) {
 	}
 	if c.Balancers > maxBalancers {
 		return nil, fmt.Errorf("generate: at most %d balancers (one VIP address each, /17 per class)", maxBalancers)
+	}
+	if c.Devices > maxDevices {
+		return nil, fmt.Errorf("generate: at most %d devices (one address each in %s)", maxDevices, deviceNet)
 	}
 	g := &gen{c: c, rnd: rand.New(rand.NewPCG(c.Seed, 0x6c6263))}
 	files := Files{}
@@ -154,7 +166,7 @@ func (g *gen) devices() []byte {
 		// about 3× the average load.
 		capB := 3*(g.c.Balancers+g.c.Devices-1)/g.c.Devices + 10
 		fmt.Fprintf(&b, "\t%q: {\n", name)
-		fmt.Fprintf(&b, "\t\taddress: %q\n", name+".example.net")
+		fmt.Fprintf(&b, "\t\taddress: %q\n", addrAt(deviceNet, i+1)) // skips .0 of the prefix
 		if i%10 == 9 {
 			b.WriteString("\t\tssh: {user: \"lbc\", sudo: true}\n")
 		}
@@ -181,7 +193,8 @@ func (g *gen) nextVIP(internal bool) netip.Addr {
 }
 
 func (g *gen) nextNode() netip.Addr {
-	g.nNode = g.nNode%(1<<16-2) + 1
+	size := 1 << (32 - nodeNet.Bits())
+	g.nNode = g.nNode%(size-2) + 1 // skips the first and the last address
 	return addrAt(nodeNet, g.nNode)
 }
 

@@ -14,6 +14,7 @@ import (
 	"cuelang.org/go/cue/cuecontext"
 	"cuelang.org/go/cue/load"
 
+	"lbc/compiler"
 	"lbc/schema"
 )
 
@@ -242,5 +243,56 @@ func TestLBCTreeLoads(t *testing.T) {
 	}
 	if len(spec.Devices) != small.Devices || len(spec.Balancers) != small.Balancers {
 		t.Errorf("%d devices and %d balancers, want %d and %d", len(spec.Devices), len(spec.Balancers), small.Devices, small.Balancers)
+	}
+	seen := map[string]string{}
+	for name, d := range spec.Devices {
+		a, err := netip.ParseAddr(d.Address)
+		if err != nil || !deviceNet.Contains(a) {
+			t.Errorf("device %s: address %q, want an IPv4 address in %s", name, d.Address, deviceNet)
+		}
+		if other, dup := seen[d.Address]; dup {
+			t.Errorf("devices %s and %s share address %s", name, other, d.Address)
+		}
+		seen[d.Address] = name
+	}
+	for name, b := range spec.Balancers {
+		for _, n := range b.Nodes {
+			if !nodeNet.Contains(n.Address) {
+				t.Errorf("balancer %s: node %s outside %s", name, n.Address, nodeNet)
+			}
+		}
+	}
+}
+
+// TestLBCTreeCompiles compiles the lbc/ variant: every HA VIP must talk
+// unicast VRRP between its two device addresses (multicast instances share
+// one set of 255 virtual_router_ids, which a large tree runs out of).
+func TestLBCTreeCompiles(t *testing.T) {
+	files, err := Generate(small, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := write(dir, files); err != nil {
+		t.Fatal(err)
+	}
+	spec, err := schema.LoadDir(context.Background(), filepath.Join(dir, "lbc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := compiler.Compile(spec, nil, compiler.Options{})
+	if err != nil {
+		t.Fatalf("the generated tree does not compile: %v", err)
+	}
+	instances := 0
+	for name, d := range res.Devices {
+		n := bytes.Count(d.Keepalived, []byte("vrrp_instance "))
+		instances += n
+		if p := bytes.Count(d.Keepalived, []byte("unicast_peer {")); p != n {
+			t.Errorf("%s: %d of %d vrrp_instances have a unicast_peer", name, p, n)
+		}
+	}
+	if instances == 0 {
+		t.Error("no vrrp_instance: the tree has no HA balancer to check")
 	}
 }
