@@ -2,9 +2,11 @@ package reconcile
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path"
 	"sort"
@@ -213,30 +215,37 @@ func applyDevice(ctx context.Context, dp *DevicePlan, rev string, dial Dialer, o
 		return r
 	}
 	defer t.Close()
-	x := &tx{t: t, dp: dp, h: dp.Host, rev: rev, o: o, r: &r, progress: progress}
+	x := &tx{t: t, dp: dp, h: dp.Host, rev: rev, o: o, r: &r, progress: progress, token: newToken(),
+		redial: func(ctx context.Context) (Transport, error) { return dial(ctx, dp.Host.device(dp.Device)) }}
 	x.run(ctx)
 	return r
 }
 
-// tx is one device's transaction. Each step is a method, named after the
-// step, run in this order:
+// tx is one device's transaction. Its steps run in this order, in four
+// remote commands (see script):
 //
-//	lock → staleCheck → stage → keepLastGood → arm     (nothing changed yet)
-//	addVIPs → saveServerState → swap → reload → verify → removeVIPs → commit
+//	lock, stale-check                       the lock holder's session
+//	stage, keep-last-good, arm              one script (nothing changed yet)
+//	add-vips, save-server-state, swap,      one script
+//	  reload, verify
+//	remove-vips, write-state                one script
 //
-// A failure in the first group removes the staged files and reports
-// failed-before-change. A failure in the second runs the rollback script
-// that arm wrote to <stateDir>/txn.sh (restore last-known-good files,
-// re-add removed VIPs, reload, remove added VIPs), verifies the old config
-// runs again, and reports rolled-back.
+// A failure up to arm removes the staged files and reports
+// failed-before-change. A failure after it runs the rollback script that
+// arm wrote to <stateDir>/txn.sh (restore last-known-good files, re-add
+// removed VIPs, reload, remove added VIPs), verifies the old config runs
+// again, and reports rolled-back.
 //
 // The lock holder on the host runs txn.sh itself if its session ends while
 // the script is still armed: when the controller dies or loses the
 // connection mid-transaction, the host goes back to its old state, unless
-// commit (which writes state.json and disarms in one command) already ran.
-// Every file is written beside its target and renamed over it, so each step
-// leaves a file old or new, never half written. The next plan then shows
-// either the whole change again or none of it.
+// write-state (which writes state.json and disarms in one command) already
+// ran. A script that was running when the connection died ends first (the
+// holder waits for the transaction lock); one that starts after the holder
+// ended does nothing. Every file is written beside its target and renamed
+// over it, so each step leaves a file old or new, never half written. The
+// next plan then shows either the whole change again or none of it. After
+// a lost connection, apply reconnects once to tell which it was.
 type tx struct {
 	t        Transport
 	dp       *DevicePlan
@@ -245,89 +254,143 @@ type tx struct {
 	o        *ApplyOptions
 	r        *DeviceResult
 	progress func(string)
+	token    string // the lock session's token
+	redial   func(context.Context) (Transport, error)
 
-	lock   Stream
-	live   *Live
-	before string // verifier snapshot before the reload
+	lock  Stream
+	read  []byte // what the lock holder read under the lock
+	live  *Live
+	state []byte // the state.json write-state writes
 }
 
+// run runs the transaction and sets the result's outcome.
 func (x *tx) run(ctx context.Context) {
-	type step struct {
-		name string
-		fn   func(context.Context) error
-	}
-	prepare := []step{
-		{StepLock, x.lockDevice},
-		{StepStaleCheck, x.staleCheck},
-		{StepStage, x.stage},
-		{StepKeepLastGood, x.keepLastGood},
-		{StepArm, x.arm},
-	}
-	change := []step{
-		{StepAddVIPs, x.addVIPs},
-		{StepSaveServerState, x.saveServerState},
-		{StepSwap, x.swap},
-		{StepReload, x.reload},
-		{StepVerify, x.verify},
-		{StepRemoveVIPs, x.removeVIPs},
-		{StepCommit, x.commit},
-	}
 	defer x.unlock()
 	dev := x.dp.Device
-	for _, s := range prepare {
-		x.progress(s.name)
-		if err := s.fn(ctx); err != nil {
-			x.r.Outcome = OutcomeFailedBeforeChange
-			x.r.Err = fmt.Errorf("apply %s: %s: %w", dev, s.name, err)
-			if x.lock != nil {
-				x.cleanStaged(ctx)
-			}
+	failBefore := func(step string, err error) {
+		x.r.Outcome = OutcomeFailedBeforeChange
+		x.r.Err = fmt.Errorf("apply %s: %s: %w", dev, step, err)
+		if x.lock != nil && !errors.Is(err, ErrConnectionLost) {
+			x.cleanStaged(ctx)
+		}
+	}
+	x.progress(StepLock)
+	if err := x.lockDevice(ctx); err != nil {
+		failBefore(StepLock, err)
+		return
+	}
+	x.r.Steps = append(x.r.Steps, StepLock)
+	x.progress(StepStaleCheck)
+	if err := x.staleCheck(); err != nil {
+		failBefore(StepStaleCheck, err)
+		return
+	}
+	x.r.Steps = append(x.r.Steps, StepStaleCheck)
+	if step, err := x.prepare(ctx); err != nil {
+		failBefore(step, err)
+		return
+	}
+	step, err := x.change(ctx)
+	if err == nil {
+		step, err = x.finish(ctx)
+	}
+	if err == nil {
+		x.r.Outcome = OutcomeApplied
+		return
+	}
+	stepErr := fmt.Errorf("apply %s: %s: %w", dev, step, err)
+	if errors.Is(err, ErrConnectionLost) || errors.Is(err, errSessionEnded) {
+		x.afterCut(ctx, step, stepErr)
+		return
+	}
+	x.progress(StepRollback)
+	if rbErr := x.rollback(ctx); rbErr != nil {
+		if errors.Is(rbErr, ErrConnectionLost) {
+			x.afterCut(ctx, StepRollback, stepErr)
 			return
 		}
-		x.r.Steps = append(x.r.Steps, s.name)
+		x.r.Outcome = OutcomeFailed
+		x.r.Err = errors.Join(stepErr, fmt.Errorf("apply %s: rollback: %w (the host runs "+
+			"%s when the lock session ends; see %s)", dev, rbErr, x.h.txnPath(), path.Join(x.h.StateDir, "txn.log")))
+		return
 	}
-	for _, s := range change {
-		x.progress(s.name)
-		if err := s.fn(ctx); err != nil {
-			stepErr := fmt.Errorf("apply %s: %s: %w", dev, s.name, err)
-			x.progress(StepRollback)
-			if rbErr := x.rollback(ctx); rbErr != nil {
-				x.r.Outcome = OutcomeFailed
-				x.r.Err = errors.Join(stepErr, fmt.Errorf("apply %s: rollback: %w (the host runs "+
-					"%s when the lock session ends; see %s)", dev, rbErr, x.h.txnPath(), path.Join(x.h.StateDir, "txn.log")))
-				return
-			}
-			x.r.Steps = append(x.r.Steps, StepRollback)
-			x.r.Outcome = OutcomeRolledBack
-			x.r.Err = stepErr
-			return
-		}
-		x.r.Steps = append(x.r.Steps, s.name)
+	x.r.Steps = append(x.r.Steps, StepRollback)
+	x.r.Outcome = OutcomeRolledBack
+	x.r.Err = stepErr
+}
+
+// runScript runs s, records its completed steps and warnings, and returns
+// the failed step with its error.
+func (x *tx) runScript(ctx context.Context, s *script, stdin []byte) (*scriptResult, string, error) {
+	var in io.Reader
+	if stdin != nil {
+		in = bytes.NewReader(stdin)
 	}
-	x.r.Outcome = OutcomeApplied
+	res, err := s.run(ctx, x.t, in, x.progress)
+	x.r.Steps = append(x.r.Steps, res.done...)
+	for _, w := range res.warnings {
+		x.r.Warnings = append(x.r.Warnings, w)
+	}
+	return res, res.failed, err
 }
 
 // lockDevice takes <stateDir>/lock with flock, held by a session whose
-// stdin stays open until unlock; the lock ends with the session.
+// stdin stays open until unlock; the lock ends with the session. The holder
+// then reads the device (for staleCheck) in the same round trip.
 func (x *tx) lockDevice(ctx context.Context) error {
-	st, err := x.t.Stream(ctx, lockCmd(x.h, x.o.Owner, x.o.LockTimeout))
+	st, err := x.t.Stream(ctx, lockCmd(x.h, x.o.Owner, x.token, x.o.LockTimeout, x.dp.Desired.ManageKeepalived))
 	if err != nil {
 		return err
 	}
-	line := make(chan string, 1)
+	type line struct {
+		s   string
+		eof bool
+	}
+	lines := make(chan line, 16)
 	go func() {
-		l, _ := bufio.NewReader(st.Stdout()).ReadString('\n')
-		line <- strings.TrimSpace(l)
-	}()
-	wait := x.o.LockTimeout + 10*time.Second
-	select {
-	case l := <-line:
-		if l == "locked" {
-			x.lock = st
-			return nil
+		br := bufio.NewReader(st.Stdout())
+		for {
+			l, err := br.ReadString('\n')
+			if err != nil {
+				lines <- line{eof: true}
+				return
+			}
+			lines <- line{s: strings.TrimSuffix(l, "\n")}
 		}
-	case <-time.After(wait):
-	case <-ctx.Done():
+	}()
+	next := func(wait time.Duration) (line, bool) {
+		select {
+		case l := <-lines:
+			return l, true
+		case <-time.After(wait):
+		case <-ctx.Done():
+		}
+		return line{}, false
+	}
+	l, ok := next(x.o.LockTimeout + 10*time.Second)
+	if ok && l.s == "locked" {
+		x.lock = st
+		// The read, ended by "==lbc read ok" (or failed).
+		var b bytes.Buffer
+		for {
+			l, ok := next(60 * time.Second)
+			switch {
+			case !ok:
+				return fmt.Errorf("%s: no answer", StepStaleCheck)
+			case l.eof:
+				return fmt.Errorf("%s: the lock holder ended: %w", StepStaleCheck, ErrConnectionLost)
+			case l.s == "==lbc step "+StepStaleCheck:
+			case l.s == "==lbc read ok":
+				x.read = b.Bytes()
+				return nil
+			case l.s == "==lbc read failed":
+				x.read = nil
+				return nil
+			default:
+				b.WriteString(l.s)
+				b.WriteByte('\n')
+			}
+		}
 	}
 	st.Close()
 	if ctx.Err() != nil {
@@ -354,8 +417,8 @@ type lockedError struct{ device, owner string }
 func (e *lockedError) Error() string        { return "device " + e.device + " is locked by " + e.owner }
 func (e *lockedError) Is(target error) bool { return target == ErrLocked }
 
-// unlock disarms nothing: it closes the lock session's stdin and waits
-// (bounded) for the holder to end, so the lock is free when Apply returns.
+// unlock closes the lock session's stdin and waits (bounded) for the holder
+// to end, so the lock is free when Apply returns.
 func (x *tx) unlock() {
 	if x.lock == nil {
 		return
@@ -370,13 +433,27 @@ func (x *tx) unlock() {
 	x.lock.Close()
 }
 
-// staleCheck re-reads the device under the lock and refuses the plan when
-// any file or the VIP addresses differ from what the plan saw.
-func (x *tx) staleCheck(ctx context.Context) error {
-	live, err := ReadLive(ctx, x.t, x.h, x.dp.Desired.ManageKeepalived)
+// staleCheck compares what the lock holder read under the lock with what
+// the plan saw, and refuses the plan when any file or the VIP addresses
+// differ.
+func (x *tx) staleCheck() error {
+	if x.read == nil {
+		return errors.New("read live state on the host failed")
+	}
+	live, err := parseLive(x.read)
 	if err != nil {
 		return err
 	}
+	if err := x.sameAsPlan(live); err != nil {
+		return err
+	}
+	x.live = live
+	return nil
+}
+
+// sameAsPlan returns ErrStale, naming what changed, when live differs from
+// what the plan saw.
+func (x *tx) sameAsPlan(live *Live) error {
 	now := map[string]string{
 		x.h.Config:      live.Config.Fingerprint(),
 		x.h.statePath(): live.StateFile.Fingerprint(),
@@ -403,34 +480,144 @@ func (x *tx) staleCheck(ctx context.Context) error {
 			return fmt.Errorf("%w: device %s: %s changed since the plan", ErrStale, x.dp.Device, what)
 		}
 	}
-	x.live = live
 	return nil
 }
 
-// stage uploads the new files beside the live ones and runs the device's
-// check commands on them.
-func (x *tx) stage(ctx context.Context) error {
-	if _, err := x.t.Run(ctx, writeCmd(staged(x.h.Config)), strings.NewReader(x.dp.Desired.Config)); err != nil {
-		return err
+// upload is the one file sent with the prepare script: haproxy.cfg, then
+// keepalived.conf, then the rollback script, split on the host by length.
+func (x *tx) upload() (data []byte, cfgLen, kaLen int, err error) {
+	rb, err := rollbackScript(x.h, x.dp, x.live)
+	if err != nil {
+		return nil, 0, 0, err
 	}
-	if x.h.Check != "" {
-		if _, err := x.t.Run(ctx, checkCmd(x.h.Check, staged(x.h.Config)), nil); err != nil {
-			return fmt.Errorf("check haproxy.cfg: %w", err)
-		}
+	cfg, ka := x.dp.Desired.Config, ""
+	if x.dp.Desired.ManageKeepalived {
+		ka = x.dp.Desired.Keepalived
+	}
+	return []byte(cfg + ka + rb), len(cfg), len(ka), nil
+}
+
+// prepare runs stage (upload the new files beside the live ones, run the
+// device's check commands on them), keep-last-good (copy the live files to
+// <stateDir>/last-good) and arm (install the rollback script
+// <stateDir>/txn.sh) as one script. Nothing the host runs changes.
+func (x *tx) prepare(ctx context.Context) (string, error) {
+	data, cfgLen, kaLen, err := x.upload()
+	if err != nil {
+		return StepStage, err
+	}
+	h, ka := x.h, x.dp.Desired.ManageKeepalived
+	up := x.h.uploadPath()
+	s := newScript(h, x.token, false)
+	stage := []string{fmt.Sprintf("cat > %s", q(up)), fmt.Sprintf("head -c %d %s > %s", cfgLen, q(up), q(staged(h.Config)))}
+	if h.Check != "" {
+		stage = append(stage, fmt.Sprintf("{ %s || { echo 'check haproxy.cfg failed' >&2; false; }; }", checkCmd(h.Check, staged(h.Config))))
 	} else {
 		x.r.Warnings = append(x.r.Warnings, "no haproxy check command: config not checked on the host")
 	}
-	if x.dp.Desired.ManageKeepalived {
-		if _, err := x.t.Run(ctx, writeCmd(staged(x.h.KeepalivedConfig)), strings.NewReader(x.dp.Desired.Keepalived)); err != nil {
-			return err
-		}
-		if x.h.KeepalivedCheck != "" {
-			if _, err := x.t.Run(ctx, checkCmd(x.h.KeepalivedCheck, staged(x.h.KeepalivedConfig)), nil); err != nil {
-				return fmt.Errorf("check keepalived.conf: %w", err)
-			}
+	if ka {
+		stage = append(stage, fmt.Sprintf("tail -c +%d %s | head -c %d > %s", cfgLen+1, q(up), kaLen, q(staged(h.KeepalivedConfig))))
+		if h.KeepalivedCheck != "" {
+			stage = append(stage, fmt.Sprintf("{ %s || { echo 'check keepalived.conf failed' >&2; false; }; }", checkCmd(h.KeepalivedCheck, staged(h.KeepalivedConfig))))
 		}
 	}
-	return nil
+	s.step(StepStage, strings.Join(stage, " &&\n  "))
+	keep := keepLastGoodCmd(h.Config, h.lastGood("haproxy.cfg"))
+	if ka {
+		keep += " &&\n  " + keepLastGoodCmd(h.KeepalivedConfig, h.lastGood("keepalived.conf"))
+	}
+	s.step(StepKeepLastGood, keep)
+	tmp := h.txnPath() + ".lbc-tmp"
+	s.step(StepArm, fmt.Sprintf("tail -c +%d %s > %s && mv -f %s %s && rm -f %s",
+		cfgLen+kaLen+1, q(up), q(tmp), q(tmp), q(h.txnPath()), q(up)))
+	_, step, err := x.runScript(ctx, s, data)
+	return step, err
+}
+
+// change runs add-vips (new addresses first: a config binding an address
+// the host does not have yet fails to load), save-server-state (for the new
+// process; failing is a warning), swap (rename the staged files over the
+// live ones), reload, and verify (wait on the host until the new config
+// runs) as one script, then confirms verify's evidence.
+func (x *tx) change(ctx context.Context) (string, error) {
+	h, ka := x.h, x.dp.Desired.ManageKeepalived
+	s := newScript(h, x.token, true)
+	add := ":"
+	if len(x.dp.VIPsAdd) > 0 {
+		var err error
+		if add, err = addVIPCmd(h, x.dp.VIPsAdd); err != nil {
+			return StepAddVIPs, err
+		}
+	}
+	s.step(StepAddVIPs, add)
+	s.warnStep(StepSaveServerState, saveServerStateCmd(h), "save server state failed (a host whose HAProxy does not run yet has none)")
+	swap := swapCmd(h.Config)
+	if ka {
+		swap += " && " + swapCmd(h.KeepalivedConfig)
+	}
+	s.step(StepSwap, swap)
+	// The reload commands do not inherit the transaction lock (fd 9): a
+	// daemon they start would hold it.
+	reload := x.o.Verifier.Before(h) + "\n  ( " + h.Reload + " ) 9>&-"
+	if ka && h.KeepalivedReload != "" {
+		reload += " && { ( " + h.KeepalivedReload + " ) 9>&- || { echo 'keepalived reload failed' >&2; false; }; }"
+	}
+	s.step(StepReload, reload)
+	after, err := x.o.Verifier.After(h, []byte(x.dp.Desired.Config))
+	if err != nil {
+		return StepVerify, err
+	}
+	s.step(StepVerify, after)
+	res, step, err := x.runScript(ctx, s, nil)
+	if err != nil {
+		return step, err
+	}
+	if err := x.o.Verifier.Confirm(res.output[StepVerify], []byte(x.dp.Desired.Config)); err != nil {
+		x.r.Steps = x.r.Steps[:len(x.r.Steps)-1] // verify did not pass
+		return StepVerify, err
+	}
+	return "", nil
+}
+
+// finish runs remove-vips (the addresses lbc added and no longer wants)
+// and write-state (write state.json and disarm) as one script. Deleting the
+// primary address of a subnet makes Linux delete its secondaries too
+// (unless promote_secondaries is set), so the wanted ones are replaced
+// after it.
+func (x *tx) finish(ctx context.Context) (string, error) {
+	h := x.h
+	s := newScript(h, x.token, true)
+	rm := ":"
+	if len(x.dp.VIPsRemove) > 0 {
+		var err error
+		if rm, err = delVIPCmd(h, x.dp.VIPsRemove); err != nil {
+			return StepRemoveVIPs, err
+		}
+		if len(x.dp.Desired.VIPs) > 0 {
+			add, err := addVIPCmd(h, x.dp.Desired.VIPs)
+			if err != nil {
+				return StepRemoveVIPs, err
+			}
+			rm += " && " + add
+		}
+	}
+	s.step(StepRemoveVIPs, rm)
+	s.step(StepCommit, writeCmd(h.statePath())+" && "+removeCmd(h.txnPath()))
+	_, step, err := x.runScript(ctx, s, x.nextState())
+	return step, err
+}
+
+// nextState is the state.json that write-state writes.
+func (x *tx) nextState() []byte {
+	if x.state == nil {
+		ka := ""
+		if x.dp.Desired.ManageKeepalived {
+			ka = sha256Hex([]byte(x.dp.Desired.Keepalived))
+		}
+		st := x.live.State.next(x.rev, x.o.LBCVersion, x.o.Now(), sha256Hex([]byte(x.dp.Desired.Config)), ka, x.dp.Desired.VIPs)
+		x.state = st.encode()
+	}
+	return x.state
 }
 
 // cleanStaged removes staged files after a failure before any change.
@@ -438,139 +625,84 @@ func (x *tx) cleanStaged(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	if _, err := x.t.Run(ctx, removeCmd(append(stagedList(x.h, x.dp), x.h.txnPath())...), nil); err != nil {
-		x.r.Warnings = append(x.r.Warnings, "remove staged files: "+err.Error())
+		x.r.Warnings = append(x.r.Warnings, "remove staged files: "+shortError("", err).Error())
 	}
-}
-
-// keepLastGood copies the live files to <stateDir>/last-good.
-func (x *tx) keepLastGood(ctx context.Context) error {
-	cmd := keepLastGoodCmd(x.h.Config, x.h.lastGood("haproxy.cfg"))
-	if x.dp.Desired.ManageKeepalived {
-		cmd += " && " + keepLastGoodCmd(x.h.KeepalivedConfig, x.h.lastGood("keepalived.conf"))
-	}
-	_, err := x.t.Run(ctx, cmd, nil)
-	return err
-}
-
-// arm writes the rollback script <stateDir>/txn.sh.
-func (x *tx) arm(ctx context.Context) error {
-	script, err := rollbackScript(x.h, x.dp, x.live)
-	if err != nil {
-		return err
-	}
-	_, err = x.t.Run(ctx, writeCmd(x.h.txnPath()), strings.NewReader(script))
-	return err
-}
-
-// addVIPs adds the new addresses before the reload: a config binding an
-// address the host does not have yet fails to load.
-func (x *tx) addVIPs(ctx context.Context) error {
-	if len(x.dp.VIPsAdd) == 0 {
-		return nil
-	}
-	cmd, err := addVIPCmd(x.h, x.dp.VIPsAdd)
-	if err != nil {
-		return err
-	}
-	_, err = x.t.Run(ctx, cmd, nil)
-	return err
-}
-
-// saveServerState dumps server states for the new process; a host whose
-// HAProxy does not run yet has none (a warning, not a failure).
-func (x *tx) saveServerState(ctx context.Context) error {
-	if _, err := x.t.Run(ctx, saveServerStateCmd(x.h), nil); err != nil {
-		if errors.Is(err, ErrConnectionLost) {
-			return err
-		}
-		x.r.Warnings = append(x.r.Warnings, "save server state: "+err.Error())
-	}
-	return nil
-}
-
-// swap renames the staged files over the live ones.
-func (x *tx) swap(ctx context.Context) error {
-	cmd := swapCmd(x.h.Config)
-	if x.dp.Desired.ManageKeepalived {
-		cmd += " && " + swapCmd(x.h.KeepalivedConfig)
-	}
-	_, err := x.t.Run(ctx, cmd, nil)
-	return err
-}
-
-// reload runs the device's reload commands after recording what runs now.
-func (x *tx) reload(ctx context.Context) error {
-	before, err := x.o.Verifier.Before(ctx, x.t, x.h)
-	if err != nil {
-		return err
-	}
-	x.before = before
-	if _, err := x.t.Run(ctx, x.h.Reload, nil); err != nil {
-		return err
-	}
-	if x.dp.Desired.ManageKeepalived && x.h.KeepalivedReload != "" {
-		if _, err := x.t.Run(ctx, x.h.KeepalivedReload, nil); err != nil {
-			return fmt.Errorf("keepalived: %w", err)
-		}
-	}
-	return nil
-}
-
-// verify confirms the host runs the new config.
-func (x *tx) verify(ctx context.Context) error {
-	return x.o.Verifier.After(ctx, x.t, x.h, x.before, []byte(x.dp.Desired.Config))
-}
-
-// removeVIPs removes the addresses lbc added and no longer wants, then
-// replaces the wanted ones: deleting the primary address of a subnet makes
-// Linux delete its secondaries too (unless promote_secondaries is set).
-func (x *tx) removeVIPs(ctx context.Context) error {
-	if len(x.dp.VIPsRemove) == 0 {
-		return nil
-	}
-	cmd, err := delVIPCmd(x.h, x.dp.VIPsRemove)
-	if err != nil {
-		return err
-	}
-	if len(x.dp.Desired.VIPs) > 0 {
-		add, err := addVIPCmd(x.h, x.dp.Desired.VIPs)
-		if err != nil {
-			return err
-		}
-		cmd += " && " + add
-	}
-	_, err = x.t.Run(ctx, cmd, nil)
-	return err
-}
-
-// commit writes state.json and disarms the rollback script in one command.
-func (x *tx) commit(ctx context.Context) error {
-	ka := ""
-	if x.dp.Desired.ManageKeepalived {
-		ka = sha256Hex([]byte(x.dp.Desired.Keepalived))
-	}
-	st := x.live.State.next(x.rev, x.o.LBCVersion, x.o.Now(), sha256Hex([]byte(x.dp.Desired.Config)), ka, x.dp.Desired.VIPs)
-	cmd := writeCmd(x.h.statePath()) + " && " + removeCmd(x.h.txnPath())
-	_, err := x.t.Run(ctx, cmd, strings.NewReader(string(st.encode())))
-	return err
 }
 
 // rollback runs the armed rollback script, verifies the old config runs
-// again, and disarms. It runs even when ctx is cancelled.
+// again, and disarms, in one script. It runs even when ctx is cancelled.
 func (x *tx) rollback(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
 	defer cancel()
-	before, _ := x.o.Verifier.Before(ctx, x.t, x.h)
-	if _, err := x.t.Run(ctx, "sh "+q(x.h.txnPath()), nil); err != nil {
+	s := newScript(x.h, x.token, true)
+	body := x.o.Verifier.Before(x.h) + "\n  sh " + q(x.h.txnPath()) + " 9>&-"
+	if x.live.Config.Exists {
+		after, err := x.o.Verifier.After(x.h, x.live.Config.Data)
+		if err != nil {
+			return err
+		}
+		body += " &&\n  { " + after + "\n  }"
+	}
+	s.step(StepRollback, body)
+	res, err := s.run(ctx, x.t, nil, func(string) {})
+	if err != nil {
 		return err
 	}
 	if x.live.Config.Exists {
-		if err := x.o.Verifier.After(ctx, x.t, x.h, before, x.live.Config.Data); err != nil {
+		if err := x.o.Verifier.Confirm(res.output[StepRollback], x.live.Config.Data); err != nil {
 			return err
 		}
 	}
-	_, err := x.t.Run(ctx, removeCmd(x.h.txnPath()), nil)
+	_, err = x.t.Run(ctx, removeCmd(x.h.txnPath()), nil)
 	return err
+}
+
+// afterCut finds out, over a new connection, how a transaction whose
+// connection was lost at step ended: the host committed it (applied), or
+// its lock holder rolled it back (rolled back by the host), or neither.
+func (x *tx) afterCut(ctx context.Context, step string, stepErr error) {
+	dev := x.dp.Device
+	x.r.Outcome = OutcomeFailed
+	x.r.Err = stepErr
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 45*time.Second)
+	defer cancel()
+	unknown := func(why string, err error) {
+		x.r.Err = errors.Join(stepErr, fmt.Errorf("apply %s: after the lost connection: %s: %w (the host rolls back by itself "+
+			"unless write-state ran; run lbc plan to see what it runs)", dev, why, err))
+	}
+	t, err := x.redial(ctx)
+	if err != nil {
+		unknown("reconnect", err)
+		return
+	}
+	defer t.Close()
+	// Wait (bounded) for the old lock holder to end: it rolls back first.
+	out, err := t.Run(ctx, fmt.Sprintf("flock -w 30 %s sh -c %s", q(x.h.lockPath()),
+		q(`if [ -f "$1" ]; then echo armed; else echo disarmed; fi`))+" sh "+q(x.h.txnPath()), nil)
+	if err != nil {
+		unknown("wait for the lock", shortError("", err))
+		return
+	}
+	armed := strings.TrimSpace(string(out)) == "armed"
+	live, err := ReadLive(ctx, t, x.h, x.dp.Desired.ManageKeepalived)
+	if err != nil {
+		unknown("read the host", shortError("", err))
+		return
+	}
+	switch {
+	case armed:
+		unknown("the rollback script is still armed", fmt.Errorf("see %s", path.Join(x.h.StateDir, "txn.log")))
+	case live.StateFile.Exists && string(live.StateFile.Data) == string(x.nextState()) &&
+		live.Config.Fingerprint() == sha256Hex([]byte(x.dp.Desired.Config)):
+		x.r.Outcome = OutcomeApplied
+		x.r.Err = nil
+		x.r.Warnings = append(x.r.Warnings, fmt.Sprintf("connection lost at %s; reconnected: the host committed the change", step))
+	case x.sameAsPlan(live) == nil:
+		x.r.Outcome = OutcomeRolledBack
+		x.r.Err = fmt.Errorf("%w (reconnected: rolled back by the host)", stepErr)
+	default:
+		unknown("the host runs neither the old nor the new state", fmt.Errorf("see %s", path.Join(x.h.StateDir, "txn.log")))
+	}
 }
 
 // rollbackScript is the shell script that puts the host back as live found
@@ -632,7 +764,7 @@ func rollbackScript(h Host, dp *DevicePlan, live *Live) (string, error) {
 }
 
 func stagedList(h Host, dp *DevicePlan) []string {
-	fs := []string{staged(h.Config), staged(h.Config) + ".lbc-tmp"}
+	fs := []string{staged(h.Config), staged(h.Config) + ".lbc-tmp", h.uploadPath(), h.txnPath() + ".lbc-tmp"}
 	if dp.Desired.ManageKeepalived {
 		fs = append(fs, staged(h.KeepalivedConfig), staged(h.KeepalivedConfig)+".lbc-tmp")
 	}

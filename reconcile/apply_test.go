@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"lbc/internal/exitcode"
 	"lbc/internal/sshtest"
@@ -190,7 +193,7 @@ func TestConcurrentApplyLocked(t *testing.T) {
 	release := make(chan struct{})
 	var once sync.Once
 	th.setHook(func(cmd string) sshtest.Fault {
-		if strings.HasPrefix(cmd, th.dev.HAProxy.Reload) {
+		if strings.Contains(cmd, "lbc_step "+StepReload+"\n") {
 			once.Do(func() { close(inReload); <-release })
 		}
 		return sshtest.NoFault
@@ -218,39 +221,51 @@ func TestConcurrentApplyLocked(t *testing.T) {
 	}
 }
 
-// faultCase injects one fault into the first command that matches.
+// faultCase is where a fault goes: the lock holder's command (sshtest
+// faults on the whole command), or one step of a script, where the test
+// transport rewrites the script (fail: the step's first command fails;
+// cut: the connection is cut when the script reaches the start or the end
+// of the step, and the script goes on, as a host's would).
 type faultCase struct {
-	step  string
-	match func(th *testHost, cmd string) bool
+	step string
+	// at, when set, is the text whose start fails instead of the step's
+	// first command.
+	at func(th *testHost) string
 }
 
 func faultCases() []faultCase {
-	has := func(s string) func(*testHost, string) bool {
-		return func(_ *testHost, cmd string) bool { return strings.Contains(cmd, s) }
-	}
 	return []faultCase{
-		{StepLock, has("flock")},
-		{StepStaleCheck, has("==lbc addr")},
-		{StepStage + "/upload", has(".lbc-new.lbc-tmp")},
-		{StepStage + "/check", func(th *testHost, cmd string) bool { return strings.HasPrefix(cmd, th.dev.HAProxy.Check+" ") }},
-		{StepKeepLastGood, has("last-good/haproxy.cfg")},
-		{StepArm, has("txn.sh.lbc-tmp")},
-		{StepAddVIPs, has("addr replace")},
-		{StepSaveServerState, has("show servers state")},
-		{StepSwap, func(_ *testHost, cmd string) bool { return strings.HasPrefix(cmd, "mv -f ") }},
-		{StepReload, func(th *testHost, cmd string) bool { return strings.HasPrefix(cmd, th.dev.HAProxy.Reload) }},
-		{StepVerify, has("# verify")},
-		{StepRemoveVIPs, has("addr del")},
-		{StepCommit, has("state.json.lbc-tmp")},
+		{step: StepLock},
+		{step: StepStaleCheck},
+		{step: StepStage},
+		{step: StepStage + "/check", at: func(th *testHost) string { return "{ " + th.dev.HAProxy.Check + " " }},
+		{step: StepKeepLastGood},
+		{step: StepArm},
+		{step: StepAddVIPs},
+		{step: StepSaveServerState},
+		{step: StepSwap},
+		{step: StepReload},
+		{step: StepVerify},
+		{step: StepRemoveVIPs},
+		{step: StepCommit},
 	}
 }
 
-// setupForFaults applies rev1 (config weight 10, VIP .10) and plans rev2
-// (weight 20, VIP .11 instead of .10): every step has work to do.
+type faultKind int
+
+const (
+	faultFail faultKind = iota
+	faultCutBefore
+	faultCutAfter
+)
+
+// stepIndex is the position of step in faultCases.
 func stepIndex(step string) int {
 	return slices.IndexFunc(faultCases(), func(f faultCase) bool { return f.step == step })
 }
 
+// setupForFaults applies rev1 (config weight 10, VIP .10) and plans rev2
+// (weight 20, VIP .11 instead of .10): every step has work to do.
 func setupForFaults(t *testing.T) (*testHost, *Plan, snapshot) {
 	th := newTestHost(t, "lb-a1")
 	mustApply(t, th, th.plan("rev1", testConfig(18080, 10), "203.0.113.10"))
@@ -262,34 +277,88 @@ func setupForFaults(t *testing.T) (*testHost, *Plan, snapshot) {
 	return th, p, th.snap()
 }
 
-func armFault(th *testHost, c faultCase, f sshtest.Fault) *bool {
-	var mu sync.Mutex
-	fired := new(bool)
-	th.setHook(func(cmd string) sshtest.Fault {
-		mu.Lock()
-		defer mu.Unlock()
-		if !*fired && c.match(th, cmd) {
-			*fired = true
-			return f
+// armFault arms one fault of kind at c; the returned flag says whether it
+// fired.
+func armFault(th *testHost, c faultCase, kind faultKind) *atomic.Bool {
+	fired := new(atomic.Bool)
+	step := strings.Split(c.step, "/")[0]
+	if step == StepLock {
+		f := map[faultKind]sshtest.Fault{faultFail: sshtest.FailExit(1, "injected failure\n"),
+			faultCutBefore: sshtest.CutBefore, faultCutAfter: sshtest.CutAfter}[kind]
+		th.setHook(func(cmd string) sshtest.Fault {
+			if strings.Contains(cmd, "echo locked") && fired.CompareAndSwap(false, true) {
+				return f
+			}
+			return sshtest.NoFault
+		})
+		return fired
+	}
+	mark := filepath.Join(th.t.TempDir(), "cut")
+	cut := fmt.Sprintf("\n: > %s; lbc_w=0; while [ ! -e %s.done ] && [ $lbc_w -lt 500 ]; do sleep 0.01; lbc_w=$((lbc_w+1)); done\n", mark, mark)
+	begin, end := "lbc_step "+step+"\n", "# end of step "+step+"\n"
+	f := func(cmd string) string {
+		if !strings.Contains(cmd, begin) || !fired.CompareAndSwap(false, true) {
+			return cmd
 		}
-		return sshtest.NoFault
-	})
+		switch {
+		case kind == faultFail && c.at != nil:
+			at := c.at(th)
+			if !strings.Contains(cmd, at) {
+				th.t.Errorf("%q not in the script of step %s", at, step)
+			}
+			return strings.Replace(cmd, at, at[:2]+"false && "+at[2:], 1)
+		case kind == faultFail:
+			return strings.Replace(cmd, begin+"{ ", begin+"false && { ", 1)
+		case kind == faultCutBefore:
+			return strings.Replace(cmd, begin, begin+cut, 1)
+		default:
+			return strings.Replace(cmd, end, end+cut, 1)
+		}
+	}
+	th.inject.Store(&f)
+	if kind != faultFail {
+		// Cut every connection when the script reaches the mark.
+		stop := make(chan struct{})
+		th.t.Cleanup(func() { close(stop) })
+		go func() {
+			tick := time.NewTicker(2 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+				}
+				if _, err := os.Stat(mark); err == nil {
+					th.srv.CutAll()
+					os.WriteFile(mark+".done", nil, 0o644)
+					return
+				}
+			}
+		}()
+	}
 	return fired
+}
+
+// clearFaults removes every fault hook.
+func (th *testHost) clearFaults() {
+	th.setHook(nil)
+	th.inject.Store(nil)
 }
 
 func TestFailExitAtEveryStep(t *testing.T) {
 	for _, c := range faultCases() {
 		t.Run(c.step, func(t *testing.T) {
 			th, p, old := setupForFaults(t)
-			fired := armFault(th, c, sshtest.FailExit(1, "injected failure\n"))
+			fired := armFault(th, c, faultFail)
 			r, err := Apply(context.Background(), p, th.dial, applyOpts("test"))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !*fired {
+			if !fired.Load() {
 				t.Fatal("fault never fired")
 			}
-			th.setHook(nil)
+			th.clearFaults()
 			th.waitUnlocked()
 			d := r.Devices[0]
 			t.Logf("%s: %v (steps %q, warnings %q)", d.Outcome, d.Err, d.Steps, d.Warnings)
@@ -338,8 +407,8 @@ func TestCutConnectionAtEveryStep(t *testing.T) {
 	for _, c := range faultCases() {
 		for _, f := range []struct {
 			name  string
-			fault sshtest.Fault
-		}{{"before", sshtest.CutBefore}, {"after", sshtest.CutAfter}} {
+			fault faultKind
+		}{{"before", faultCutBefore}, {"after", faultCutAfter}} {
 			t.Run(c.step+"/"+f.name, func(t *testing.T) {
 				th, p, old := setupForFaults(t)
 				fired := armFault(th, c, f.fault)
@@ -347,10 +416,10 @@ func TestCutConnectionAtEveryStep(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if !*fired {
+				if !fired.Load() {
 					t.Fatal("fault never fired")
 				}
-				th.setHook(nil)
+				th.clearFaults()
 				th.waitUnlocked()
 				d := r.Devices[0]
 				t.Logf("%s: %v", d.Outcome, d.Err)
@@ -359,8 +428,12 @@ func TestCutConnectionAtEveryStep(t *testing.T) {
 				d2 := p2.Devices[0]
 				switch {
 				case now == old:
-					if d.Outcome == OutcomeApplied {
-						t.Error("reported applied, host is old")
+					// The real outcome, found over a new connection.
+					if d.Outcome != OutcomeRolledBack && d.Outcome != OutcomeFailedBeforeChange {
+						t.Errorf("host is old, reported %s", d.Outcome)
+					}
+					if stepIndex(c.step) >= stepIndex(StepAddVIPs) && !strings.Contains(fmt.Sprint(d.Err), "rolled back by the host") {
+						t.Errorf("error %q does not say the host rolled back", d.Err)
 					}
 					if d2.Status != StatusChanges || d2.ConfigDiff != p.Devices[0].ConfigDiff ||
 						!slices.Equal(d2.VIPsAdd, p.Devices[0].VIPsAdd) || !slices.Equal(d2.VIPsRemove, p.Devices[0].VIPsRemove) {
@@ -370,6 +443,9 @@ func TestCutConnectionAtEveryStep(t *testing.T) {
 					now.addrs == strings.Replace(old.addrs, "203.0.113.10", "203.0.113.11", 1) && now.running == sha256Hex(testConfig(18081, 20))+"\n":
 					if d2.Status != StatusUnchanged {
 						t.Errorf("host new but plan shows %s %s", d2.Status, d2.ConfigDiff)
+					}
+					if d.Outcome != OutcomeApplied || d.Err != nil {
+						t.Errorf("host is new, reported %s: %v", d.Outcome, d.Err)
 					}
 				default:
 					t.Fatalf("host is a mix:\n%+v\nold:\n%+v\ntxn.log: %s", now, old, th.read("state/txn.log"))
@@ -393,7 +469,7 @@ func TestMaxFailuresSkipsTheRest(t *testing.T) {
 	pb := th.plan("rev1", testConfig(18080, 10))
 	p := &Plan{Format: PlanFormat, Revision: "rev1", Devices: []DevicePlan{pa.Devices[0], pb.Devices[0]}}
 	th.setHook(func(cmd string) sshtest.Fault {
-		if strings.HasPrefix(cmd, "mv -f ") {
+		if strings.Contains(cmd, "lbc_step "+StepSwap+"\n") {
 			return sshtest.FailExit(1, "no\n")
 		}
 		return sshtest.NoFault

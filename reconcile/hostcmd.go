@@ -75,6 +75,9 @@ func (h Host) statePath() string { return path.Join(h.StateDir, StateFile) }
 func (h Host) lockPath() string  { return path.Join(h.StateDir, "lock") }
 func (h Host) ownerPath() string { return path.Join(h.StateDir, "lock.owner") }
 func (h Host) txnPath() string   { return path.Join(h.StateDir, "txn.sh") }
+func (h Host) uploadPath() string {
+	return path.Join(h.StateDir, "upload.lbc-tmp")
+}
 func (h Host) lastGood(f string) string {
 	return path.Join(h.StateDir, "last-good", f)
 }
@@ -99,19 +102,29 @@ func readCmd(h Host, keepalived bool) string {
 }
 
 // lockCmd takes the device lock and holds it while the session's stdin is
-// open. It prints "locked" once held. When stdin closes (the controller
-// finished, died, or lost the connection) and a transaction script is still
-// armed, it runs that script first: the host rolls itself back to the old
-// state instead of staying half changed.
-func lockCmd(h Host, owner string, wait time.Duration) string {
+// open. Once held it writes the owner and the session token, prints
+// "locked", then reads the device as readCmd does (step stale-check, ended
+// by "==lbc read ok" or "==lbc read failed"): the lock and the stale check
+// cost one round trip. When stdin closes (the controller finished, died, or
+// lost the connection) and a transaction script is still armed, it runs
+// that script first, under the transaction lock (after any script still
+// running): the host rolls itself back to the old state instead of staying
+// half changed.
+func lockCmd(h Host, owner, token string, wait time.Duration, keepalived bool) string {
 	mode := "-n"
 	if wait > 0 {
 		mode = "-w " + strconv.Itoa(int(max(wait.Round(time.Second), time.Second)/time.Second))
 	}
-	holder := `printf '%s\n' "$1" > "$2/lock.owner"; echo locked; cat >/dev/null; ` +
-		`if [ -f "$2/txn.sh" ]; then sh "$2/txn.sh" > "$2/txn.log" 2>&1 && rm -f "$2/txn.sh"; fi; rm -f "$2/lock.owner"`
-	return fmt.Sprintf("mkdir -p %s && flock %s %s sh -c %s sh %s %s",
-		q(h.StateDir), mode, q(h.lockPath()), q(holder), q(owner), q(h.StateDir))
+	holder := "trap '' HUP PIPE\n" + stepFunc +
+		`sd=$2; printf '%s\n' "$1" > "$sd/lock.owner"; printf '%s\n' "$3" > "$sd/lock.session"; echo locked` + "\n" +
+		"lbc_step " + StepStaleCheck + "\n{ ( " + readCmd(h, keepalived) + " )\n" +
+		`} && echo "==lbc read ok" || echo "==lbc read failed"` + "\n# end of step " + StepStaleCheck + "\n" +
+		"cat >/dev/null\n" +
+		`exec 9>>"$sd/txn.lock"; flock -w 300 9` + "\n" +
+		`if [ -f "$sd/txn.sh" ]; then sh "$sd/txn.sh" > "$sd/txn.log" 2>&1 9>&- && rm -f "$sd/txn.sh"; fi` + "\n" +
+		`rm -f "$sd/lock.session" "$sd/lock.owner"` + "\n"
+	return fmt.Sprintf("mkdir -p %s && flock %s %s sh -c %s sh %s %s %s",
+		q(h.StateDir), mode, q(h.lockPath()), q(holder), q(owner), q(h.StateDir), q(token))
 }
 
 func ownerCmd(h Host) string { return "cat " + q(h.ownerPath()) + " 2>/dev/null || true" }

@@ -3,6 +3,7 @@ package reconcile
 import (
 	"bytes"
 	"context"
+	"io"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -23,12 +24,15 @@ import (
 // address list in a file; reload records the sha256 of the config it
 // "loaded" in <stateDir>/running, which testVerifier reads.
 type testHost struct {
-	t     *testing.T
-	srv   *sshtest.Server
-	dir   string
-	dev   *schema.Device
-	hook  atomic.Pointer[func(cmd string) sshtest.Fault]
-	ipCmd string
+	t    *testing.T
+	srv  *sshtest.Server
+	dir  string
+	dev  *schema.Device
+	hook atomic.Pointer[func(cmd string) sshtest.Fault]
+	// inject, when set, rewrites every command before it is sent
+	// (faults inside a script's steps).
+	inject atomic.Pointer[func(cmd string) string]
+	ipCmd  string
 }
 
 const fakeIP = `#!/bin/sh
@@ -124,7 +128,32 @@ func (th *testHost) setHook(f func(string) sshtest.Fault) {
 }
 
 func (th *testHost) dial(ctx context.Context, dev *schema.Device) (Transport, error) {
-	return DialSSH(ctx, dev, SSHConfig{KnownHosts: th.srv.KnownHostsFile(), KeyFile: th.srv.KeyFile()})
+	t, err := DialSSH(ctx, dev, SSHConfig{KnownHosts: th.srv.KnownHostsFile(), KeyFile: th.srv.KeyFile()})
+	if err != nil {
+		return nil, err
+	}
+	return &injectTransport{t, th}, nil
+}
+
+// injectTransport passes every command through testHost.inject.
+type injectTransport struct {
+	Transport
+	th *testHost
+}
+
+func (t *injectTransport) rewrite(cmd string) string {
+	if f := t.th.inject.Load(); f != nil {
+		return (*f)(cmd)
+	}
+	return cmd
+}
+
+func (t *injectTransport) Run(ctx context.Context, cmd string, stdin io.Reader) ([]byte, error) {
+	return t.Transport.Run(ctx, t.rewrite(cmd), stdin)
+}
+
+func (t *injectTransport) Stream(ctx context.Context, cmd string) (Stream, error) {
+	return t.Transport.Stream(ctx, t.rewrite(cmd))
 }
 
 // snapshot is every host file apply may touch.
@@ -151,17 +180,17 @@ func (th *testHost) waitUnlocked() {
 // testVerifier reads <stateDir>/running, which the fake reload writes.
 type testVerifier struct{}
 
-func (testVerifier) Before(ctx context.Context, t Transport, h Host) (string, error) {
-	out, _ := t.Run(ctx, "cat "+q(filepath.Join(h.StateDir, "running"))+" 2>/dev/null || true", nil)
-	return strings.TrimSpace(string(out)), nil
+func (testVerifier) Before(h Host) string {
+	return "lbc_before=$(cat " + q(filepath.Join(h.StateDir, "running")) + " 2>/dev/null)"
 }
 
-func (testVerifier) After(ctx context.Context, t Transport, h Host, before string, cfg []byte) error {
-	out, err := t.Run(ctx, "cat "+q(filepath.Join(h.StateDir, "running"))+" # verify", nil)
-	if err != nil {
-		return err
-	}
-	if got := strings.TrimSpace(string(out)); got != sha256Hex(cfg) {
+func (testVerifier) After(h Host, cfg []byte) (string, error) {
+	return "echo \"==lbc running $(cat " + q(filepath.Join(h.StateDir, "running")) + ")\"", nil
+}
+
+func (testVerifier) Confirm(out, cfg []byte) error {
+	got, _ := strings.CutPrefix(strings.TrimSpace(string(out)), "==lbc running ")
+	if got != sha256Hex(cfg) {
 		return &verifyError{got}
 	}
 	return nil

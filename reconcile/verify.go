@@ -3,7 +3,7 @@ package reconcile
 import (
 	"bufio"
 	"bytes"
-	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -12,87 +12,118 @@ import (
 
 // Verifier confirms that a reload took effect. A reload command's exit
 // status proves nothing (Debian's `systemctl reload haproxy` reports
-// success before HAProxy has read the file), so apply asks the host.
+// success before HAProxy has read the file), so apply asks the host. The
+// waiting happens on the host, inside the transaction's script, so that
+// it costs no round trip per poll.
 type Verifier interface {
-	// Before records what runs before the reload ("" when nothing answers).
-	Before(ctx context.Context, t Transport, h Host) (string, error)
-	// After waits, bounded, until the host runs config, a process other
-	// than before, and fails when it does not.
-	After(ctx context.Context, t Transport, h Host, before string, config []byte) error
+	// Before returns shell code that sets the variable lbc_before to what
+	// runs before the reload ("" when nothing answers). It must not fail.
+	Before(h Host) string
+	// After returns shell code that waits, bounded, until the host runs
+	// config in a process other than $lbc_before, and prints what it saw.
+	After(h Host, config []byte) (string, error)
+	// Confirm checks what After printed: nil when the host runs config.
+	Confirm(out, config []byte) error
 }
 
 // HAProxyVerifier checks through the stats socket that the rendered config
-// declares (<stateDir>/haproxy.sock) that a new HAProxy process answers,
-// then with `ss -Hltn` that every bind address of the config is listening.
+// declares (<stateDir>/haproxy.sock) that a new HAProxy process runs the
+// config (its `description lbc:<ConfigID>`), then with `ss -Hltn` that
+// every bind address of the config is listening.
 type HAProxyVerifier struct {
 	Timeout  time.Duration // default 5s
-	Interval time.Duration // default 200ms
+	Interval time.Duration // default 50ms
 }
 
-// Before returns the Pid that `show info` reports, or "" when the socket
-// does not answer (HAProxy not running yet).
-func (v HAProxyVerifier) Before(ctx context.Context, t Transport, h Host) (string, error) {
-	out, err := t.Run(ctx, socatCmd(h, "show info"), nil)
-	if err != nil {
-		return "", nil
-	}
-	return infoField(out, "Pid"), nil
+// Before stores the Pid that `show info` reports.
+func (v HAProxyVerifier) Before(h Host) string {
+	return fmt.Sprintf("lbc_before=$(%s 2>/dev/null | sed -n 's/^Pid: *//p')", socatCmd(h, "show info"))
 }
 
-// After polls until `show info` names a Pid other than before and every
-// bind of config is listening, or the timeout passes.
-func (v HAProxyVerifier) After(ctx context.Context, t Transport, h Host, before string, config []byte) error {
+// After polls `show info` on the host until it names a Pid other than
+// $lbc_before and the config's description, or the timeout passes; then it
+// prints the last answer and `ss -Hltn` for Confirm.
+func (v HAProxyVerifier) After(h Host, config []byte) (string, error) {
 	timeout, interval := v.Timeout, v.Interval
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
 	if interval <= 0 {
-		interval = 200 * time.Millisecond
+		interval = 50 * time.Millisecond
 	}
+	if _, err := configBinds(config); err != nil {
+		return "", err
+	}
+	n := max(int(timeout/interval), 1)
+	desc := configDescription(config)
+	var b strings.Builder
+	fmt.Fprintf(&b, "lbc_i=0; while :; do lbc_info=$(%s 2>/dev/null)\n", socatCmd(h, "show info"))
+	b.WriteString(`lbc_pid=$(printf '%s\n' "$lbc_info" | sed -n 's/^Pid: *//p'); lbc_desc=$(printf '%s\n' "$lbc_info" | sed -n 's/^description: *//p')` + "\n")
+	fmt.Fprintf(&b, `if [ -n "$lbc_pid" ] && [ "$lbc_pid" != "$lbc_before" ] && { [ -z %s ] || [ "$lbc_desc" = %s ]; }; then break; fi`+"\n", q(desc), q(desc))
+	fmt.Fprintf(&b, "lbc_i=$((lbc_i+1)); [ $lbc_i -ge %d ] && break; sleep %.3f; done\n", n, interval.Seconds())
+	fmt.Fprintf(&b, `echo "==lbc waited $lbc_i %s"; echo "==lbc before $lbc_before"; echo "==lbc info"; printf '%%s\n' "$lbc_info"; echo "==lbc ss"; ss -Hltn`, timeout)
+	return b.String(), nil
+}
+
+// Confirm checks the output of After.
+func (v HAProxyVerifier) Confirm(out, config []byte) error {
 	binds, err := configBinds(config)
 	if err != nil {
 		return err
 	}
-	desc := configDescription(config)
-	deadline := time.Now().Add(timeout)
-	last := "haproxy did not answer on its stats socket"
-	for {
-		if ok, why := v.check(ctx, t, h, before, desc, binds); ok {
-			return nil
-		} else {
-			last = why
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("after %v: %s", timeout, last)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(interval):
+	sec := sections(out)
+	var waited string
+	for l := range strings.Lines(string(out)) {
+		if w, ok := strings.CutPrefix(strings.TrimSpace(l), "==lbc waited "); ok {
+			waited = w
 		}
 	}
+	before := ""
+	for l := range strings.Lines(string(out)) {
+		if b, ok := strings.CutPrefix(strings.TrimRight(l, "\n"), "==lbc before "); ok {
+			before = strings.TrimSpace(b)
+		}
+	}
+	if ok, why := checkRunning(sec["info"], sec["ss"], before, configDescription(config), binds); !ok {
+		if f := strings.Fields(waited); len(f) == 2 {
+			return fmt.Errorf("after %s: %s", f[1], why)
+		}
+		return errors.New(why)
+	}
+	return nil
 }
 
-func (v HAProxyVerifier) check(ctx context.Context, t Transport, h Host, before, desc string, binds []netip.AddrPort) (bool, string) {
-	out, err := t.Run(ctx, socatCmd(h, "show info"), nil)
-	if err != nil {
-		return false, "haproxy did not answer on its stats socket: " + err.Error()
+// sections splits output at "==lbc NAME" lines.
+func sections(out []byte) map[string][]byte {
+	m := map[string][]byte{}
+	cur := ""
+	for l := range strings.Lines(string(out)) {
+		if name, ok := strings.CutPrefix(strings.TrimRight(l, "\n"), "==lbc "); ok && !strings.Contains(name, " ") {
+			cur = name
+			continue
+		}
+		if cur != "" {
+			m[cur] = append(m[cur], l...)
+		}
 	}
-	pid := infoField(out, "Pid")
+	return m
+}
+
+// checkRunning says whether info (`show info`) names a process other than
+// before running the config described desc, and ss (`ss -Hltn`) shows
+// every bind listening; else why not.
+func checkRunning(info, ss []byte, before, desc string, binds []netip.AddrPort) (bool, string) {
+	pid := infoField(info, "Pid")
 	if pid == "" {
-		return false, "haproxy's show info named no Pid"
+		return false, "haproxy did not answer on its stats socket"
 	}
 	if pid == before {
 		return false, "haproxy still runs the old process (pid " + pid + "): the new config was not loaded"
 	}
-	if got := infoField(out, "description"); desc != "" && got != desc {
+	if got := infoField(info, "description"); desc != "" && got != desc {
 		return false, fmt.Sprintf("haproxy runs config %q, not %q", got, desc)
 	}
-	out, err = t.Run(ctx, "ss -Hltn", nil)
-	if err != nil {
-		return false, "ss: " + err.Error()
-	}
-	listening := parseSS(out)
+	listening := parseSS(ss)
 	for _, b := range binds {
 		if !listening[b] && !listening[netip.AddrPortFrom(netip.IPv4Unspecified(), b.Port())] &&
 			!listening[netip.AddrPortFrom(netip.IPv6Unspecified(), b.Port())] {

@@ -1,0 +1,184 @@
+package reconcile
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// A script is one remote command made of named steps, so that a
+// transaction costs a few round trips instead of one per step while each
+// step stays a unit that is reported, and that tests can fail or cut.
+//
+// Every step is written as
+//
+//	lbc_step NAME
+//	{ BODY; } || exit 1
+//	# end of step NAME
+//
+// lbc_step prints "==lbc step NAME" before the body runs; the controller
+// reads these markers as the script runs, to report progress and to name
+// the step that failed. A step whose failure is only a warning prints
+// "==lbc warn MESSAGE" instead of ending the script.
+//
+// A script that changes the host first takes <stateDir>/txn.lock (so that
+// it never runs at the same time as the rollback that the lock holder runs
+// when its session ends) and checks that the lock session it belongs to is
+// still alive (<stateDir>/lock.session holds its token): a script that
+// starts after the controller's connection died does nothing. It ignores
+// SIGHUP and SIGPIPE, so a lost connection does not stop it half way: it
+// ends, and the lock holder then rolls the host back if the transaction is
+// still armed.
+type script struct {
+	b     strings.Builder
+	steps []string
+}
+
+// exitSessionEnded is the exit code of a script that found its lock session
+// gone (the host has rolled back, or is about to).
+const exitSessionEnded = 75
+
+const stepFunc = `lbc_step() { echo "==lbc step $1" || :; }` + "\n"
+
+// newScript starts a script that runs under the transaction lock of
+// session token; armed also requires the rollback script to be in place.
+func newScript(h Host, token string, armed bool) *script {
+	s := &script{}
+	s.b.WriteString("trap '' HUP PIPE\n")
+	s.b.WriteString(stepFunc)
+	fmt.Fprintf(&s.b, "sd=%s\n", q(h.StateDir))
+	s.b.WriteString(`exec 9>>"$sd/txn.lock" || exit 1` + "\n")
+	s.b.WriteString(`flock -w 60 9 || { echo "the device's transaction lock is busy" >&2; exit 1; }` + "\n")
+	fmt.Fprintf(&s.b, `[ "$(cat "$sd/lock.session" 2>/dev/null)" = %s ] || { echo "the lock session has ended: the host rolls back by itself" >&2; exit %d; }`+"\n",
+		token, exitSessionEnded)
+	if armed {
+		fmt.Fprintf(&s.b, `[ -f "$sd/txn.sh" ] || { echo "the transaction is not armed any more" >&2; exit %d; }`+"\n", exitSessionEnded)
+	}
+	return s
+}
+
+// step adds a step whose failure ends the script. body is shell code whose
+// exit status is the step's.
+func (s *script) step(name, body string) {
+	fmt.Fprintf(&s.b, "lbc_step %s\n{ %s\n} || exit 1\n# end of step %s\n", name, body, name)
+	s.steps = append(s.steps, name)
+}
+
+// warnStep adds a step whose failure is reported as a warning, with what
+// the body wrote on stderr.
+func (s *script) warnStep(name, body, warning string) {
+	fmt.Fprintf(&s.b, "lbc_step %s\n{ lbc_err=$( { %s\n} 2>&1 >/dev/null )\n} || printf '==lbc warn %%s: %%s\\n' %s \"$(printf '%%s' \"$lbc_err\" | tr '\\n' ' ')\"\n# end of step %s\n",
+		name, body, q(warning), name)
+	s.steps = append(s.steps, name)
+}
+
+func (s *script) String() string { return s.b.String() + "exit 0\n" }
+
+// scriptResult is what a script reported.
+type scriptResult struct {
+	done     []string          // steps that completed, in order
+	failed   string            // the step that failed ("" when none)
+	output   map[string][]byte // stdout of each step, markers removed
+	warnings []string
+}
+
+// run runs the script on t with stdin, calling progress as each step
+// starts. On failure it returns the failed step (the first one when the
+// script failed before any) and an error without the script's text.
+func (s *script) run(ctx context.Context, t Transport, stdin io.Reader, progress func(string)) (*scriptResult, error) {
+	res := &scriptResult{output: map[string][]byte{}}
+	res.failed = s.steps[0]
+	cmd := s.String()
+	st, err := t.Stream(ctx, cmd)
+	if err != nil {
+		return res, shortError(cmd, err)
+	}
+	defer st.Close()
+	go func() {
+		if stdin != nil {
+			io.Copy(st.Stdin(), stdin)
+		}
+		st.Stdin().Close()
+	}()
+	cur := ""
+	sc := bufio.NewScanner(st.Stdout())
+	sc.Buffer(make([]byte, 64*1024), 16*1024*1024)
+	for sc.Scan() {
+		line := sc.Text()
+		if name, ok := strings.CutPrefix(line, "==lbc step "); ok {
+			if cur != "" {
+				res.done = append(res.done, cur)
+			}
+			cur = name
+			res.failed = name
+			progress(name)
+			continue
+		}
+		if w, ok := strings.CutPrefix(line, "==lbc warn "); ok {
+			res.warnings = append(res.warnings, w)
+			continue
+		}
+		if cur != "" {
+			res.output[cur] = append(append(res.output[cur], line...), '\n')
+		}
+	}
+	io.Copy(io.Discard, st.Stdout())
+	if err := st.Wait(); err != nil {
+		return res, shortError(cmd, err)
+	}
+	if cur != "" {
+		res.done = append(res.done, cur)
+	}
+	if len(res.done) != len(s.steps) {
+		return res, fmt.Errorf("script ended after %d of %d steps", len(res.done), len(s.steps))
+	}
+	res.failed = ""
+	return res, nil
+}
+
+// errSessionEnded is a script that found its lock session gone.
+var errSessionEnded = errors.New("the lock session has ended")
+
+// shortError drops the script text from an error: it says the exit status
+// and what the script wrote on stderr.
+func shortError(cmd string, err error) error {
+	var ee *ExitError
+	if errors.As(err, &ee) {
+		msg := strings.TrimSpace(ee.Stderr)
+		if ee.Code == exitSessionEnded {
+			return fmt.Errorf("%w: %s", errSessionEnded, msg)
+		}
+		if msg == "" {
+			return fmt.Errorf("exit status %d", ee.Code)
+		}
+		return fmt.Errorf("exit status %d: %s", ee.Code, msg)
+	}
+	if errors.Is(err, ErrConnectionLost) {
+		return ErrConnectionLost
+	}
+	if msg, ok := strings.CutPrefix(err.Error(), cmd+": "); ok {
+		return &trimmedError{msg, err}
+	}
+	return err
+}
+
+// trimmedError is err with a shorter message.
+type trimmedError struct {
+	msg string
+	err error
+}
+
+func (e *trimmedError) Error() string { return e.msg }
+func (e *trimmedError) Unwrap() error { return e.err }
+
+// newToken returns a random session token (hex).
+func newToken() string {
+	b := make([]byte, 12)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
