@@ -20,9 +20,13 @@
 //     "lbc:<ConfigID>", which `show info` on that socket reports, so the
 //     reconciler can confirm that the running HAProxy loaded this file.
 //   - vips.json: the VIP plan, a JSON array of VIP sorted by address then
-//     balancer, "[]" when empty, ending in a newline. A VIP's prefix comes
-//     from the longest of the device's vipNetworks that contains it, else
-//     /32 or /128. Role "single" VIPs are added by the reconciler with ip(8);
+//     balancer, "[]" when empty, ending in a newline. A VIP's prefix is
+//     always /32 (IPv4) or /128 (IPv6), whatever the device's vipNetworks
+//     (which only say which VIPs a device may carry): each VIP is then its
+//     own primary address on the interface, so removing one never makes
+//     Linux delete others (deleting a subnet's primary address deletes its
+//     secondaries). keepalived.conf's virtual_ipaddress uses the same
+//     prefix. Role "single" VIPs are added by the reconciler with ip(8);
 //     "primary" and "standby" VIPs belong to keepalived and must never be
 //     added by hand.
 //   - keepalived.conf: only on a device that carries an HA balancer (nil

@@ -131,9 +131,9 @@ func renderKeepalived(spec *schema.Spec, dev *schema.Device, hs []*haVIP, opts O
 		w.line("    virtual_router_id %d", h.vrid)
 		w.line("    priority %d", prio)
 		w.line("    advert_int 1")
-		// Without it, removing the first VIP of a subnet from the
-		// interface (a failover of that instance) makes the kernel drop
-		// every other address of the subnet: the VIPs of other instances.
+		// VIPs are /32 or /128, so none is a secondary of another; this
+		// still keeps a host's own address of the VIP's subnet, should it
+		// be a secondary of one, when an instance drops its VIP.
 		w.line("    promote_secondaries")
 		if h.nopreempt {
 			w.line("    nopreempt")
@@ -147,7 +147,7 @@ func renderKeepalived(spec *schema.Spec, dev *schema.Device, hs []*haVIP, opts O
 			w.line("    }")
 		}
 		w.line("    virtual_ipaddress {")
-		w.line("        %s/%d dev %s", h.addr, vipPrefix(dev, schema.VIP{Address: h.addr}), dev.VIPInterface)
+		w.line("        %s/%d dev %s", h.addr, vipPrefix(h.addr), dev.VIPInterface)
 		w.line("    }")
 		w.line("    track_script {")
 		w.line("        chk_haproxy")

@@ -3,6 +3,7 @@ package compiler
 import (
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"sort"
 
 	"lbc/schema"
@@ -37,7 +38,7 @@ func vipPlan(dev *schema.Device, placed []*schema.Balancer, roles map[string]str
 			seen[k] = true
 			vips = append(vips, VIP{
 				Address:   v.Address,
-				Prefix:    vipPrefix(dev, v),
+				Prefix:    vipPrefix(v.Address),
 				Interface: dev.VIPInterface,
 				Balancer:  b.Name,
 				Role:      role,
@@ -53,20 +54,12 @@ func vipPlan(dev *schema.Device, placed []*schema.Balancer, roles map[string]str
 	return vips, nil
 }
 
-// vipPrefix is the length of the longest of dev's vipNetworks holding v,
-// else the address's full length (32 or 128).
-func vipPrefix(dev *schema.Device, v schema.VIP) int {
-	best := -1
-	for _, n := range dev.VIPNetworks {
-		if n.Contains(v.Address) && n.Bits() > best {
-			best = n.Bits()
-		}
-	}
-	if best < 0 {
-		return v.Address.BitLen()
-	}
-	return best
-}
+// vipPrefix is the prefix length of a VIP on its interface: always the
+// full length (/32, /128). Each VIP is then its own primary address:
+// with the prefix of a vipNetwork, the first VIP of a subnet became its
+// primary, and deleting it made Linux delete every other address of the
+// subnet with it (its secondaries), VIPs and the host's own addresses alike.
+func vipPrefix(a netip.Addr) int { return a.BitLen() }
 
 // marshalVIPs renders vips.json: a JSON array, one VIP a line, "[]" when
 // empty, ending in a newline.

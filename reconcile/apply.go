@@ -580,10 +580,11 @@ func (x *tx) change(ctx context.Context) (string, error) {
 }
 
 // finish runs remove-vips (the addresses lbc added and no longer wants)
-// and write-state (write state.json and disarm) as one script. Deleting the
-// primary address of a subnet makes Linux delete its secondaries too
-// (unless promote_secondaries is set), so the wanted ones are replaced
-// after it.
+// and write-state (write state.json and disarm) as one script. VIPs are
+// /32 or /128 (compiler), each its own primary address; but when a removed
+// one has a subnet's prefix (added by an older lbc), deleting it may delete
+// the subnet's secondaries too (unless promote_secondaries is set), so the
+// wanted ones are replaced after it.
 func (x *tx) finish(ctx context.Context) (string, error) {
 	h := x.h
 	s := newScript(h, x.token, true)
@@ -593,7 +594,7 @@ func (x *tx) finish(ctx context.Context) (string, error) {
 		if rm, err = delVIPCmd(h, x.dp.VIPsRemove); err != nil {
 			return StepRemoveVIPs, err
 		}
-		if len(x.dp.Desired.VIPs) > 0 {
+		if len(x.dp.Desired.VIPs) > 0 && subnetSized(x.dp.VIPsRemove) {
 			add, err := addVIPCmd(h, x.dp.Desired.VIPs)
 			if err != nil {
 				return StepRemoveVIPs, err
@@ -743,7 +744,8 @@ func rollbackScript(h Host, dp *DevicePlan, live *Live) (string, error) {
 		}
 		fmt.Fprintf(&b, "%s || rc=1\n", cmd)
 		// Deleting a subnet's primary address deletes its secondaries:
-		// put back every address lbc had before.
+		// put back every address lbc had before (only VIPs with a subnet's
+		// prefix, added by an older lbc, can be one).
 		var old []string
 		isNew := set(dp.VIPsAdd)
 		for _, v := range dp.Desired.VIPs {
@@ -751,7 +753,7 @@ func rollbackScript(h Host, dp *DevicePlan, live *Live) (string, error) {
 				old = append(old, v)
 			}
 		}
-		if old = append(old, dp.VIPsRemove...); len(old) > 0 {
+		if old = append(old, dp.VIPsRemove...); len(old) > 0 && subnetSized(dp.VIPsAdd) {
 			cmd, err := addVIPCmd(h, old)
 			if err != nil {
 				return "", err
@@ -761,6 +763,17 @@ func rollbackScript(h Host, dp *DevicePlan, live *Live) (string, error) {
 	}
 	b.WriteString("exit $rc\n")
 	return b.String(), nil
+}
+
+// subnetSized reports whether any of vips has a prefix shorter than its
+// address: deleting such an address may delete others of its subnet.
+func subnetSized(vips []string) bool {
+	for _, s := range vips {
+		if v, err := parseVIP(s); err != nil || v.prefix.Bits() < v.prefix.Addr().BitLen() {
+			return true
+		}
+	}
+	return false
 }
 
 func stagedList(h Host, dp *DevicePlan) []string {

@@ -230,10 +230,10 @@ func TestStatusLifecycle(t *testing.T) {
 
 	// Someone removed the VIP lbc added on lb-a1.
 	addrs := a.read("addrs")
-	a.write("addrs", strings.Replace(addrs, singleVIP+"/24 eth0\n", "", 1), 0o644)
+	a.write("addrs", strings.Replace(addrs, singleVIP+"/32 eth0\n", "", 1), 0o644)
 	st = l.status(spec, res)
 	wantSync(t, st, map[string]string{"lb-a1": SyncDrifted})
-	wantNote(t, st["lb-a1"], "vip "+singleVIP+"/24 dev eth0 that lbc added is gone")
+	wantNote(t, st["lb-a1"], "vip "+singleVIP+"/32 dev eth0 that lbc added is gone")
 	a.write("addrs", addrs, 0o644)
 	wantSync(t, l.status(spec, res), map[string]string{"lb-a1": SyncInSync, "lb-b1": SyncInSync})
 
