@@ -83,6 +83,9 @@ func WriteText(w io.Writer, p *Plan, o ViewOptions) error {
 			fmt.Fprintf(bw, "  note: %s\n", n)
 		}
 	}
+	for _, n := range p.Notes {
+		fmt.Fprintf(bw, "note: %s\n", n)
+	}
 	fmt.Fprintf(bw, "\nPlan (revision %s): %s.\n", orDash(p.Revision), p.Summary())
 	return bw.Flush()
 }

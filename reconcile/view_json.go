@@ -29,6 +29,8 @@ type jsonSummary struct {
 	Unchanged   int    `json:"unchanged"`
 	Unreachable int    `json:"unreachable"`
 	Failed      int    `json:"failed"`
+	// Notes are the plan's own notes (devices that left the spec).
+	Notes []string `json:"notes,omitempty"`
 }
 
 // WriteJSON writes one JSON object a line: one per device (type "device"),
@@ -46,5 +48,5 @@ func WriteJSON(w io.Writer, p *Plan) error {
 		}
 	}
 	c, u, un, f := p.Counts()
-	return enc.Encode(jsonSummary{Type: "summary", Revision: p.Revision, Changes: c, Unchanged: u, Unreachable: un, Failed: f})
+	return enc.Encode(jsonSummary{Type: "summary", Revision: p.Revision, Changes: c, Unchanged: u, Unreachable: un, Failed: f, Notes: p.Notes})
 }

@@ -47,6 +47,12 @@ func WriteMarkdown(w io.Writer, p *Plan) error {
 	if len(same) > 0 {
 		fmt.Fprintf(bw, "\nUnchanged: %s\n", strings.Join(same, ", "))
 	}
+	if len(p.Notes) > 0 {
+		bw.WriteString("\n")
+		for _, n := range p.Notes {
+			fmt.Fprintf(bw, "- %s\n", htmlEscape(n))
+		}
+	}
 	return bw.Flush()
 }
 

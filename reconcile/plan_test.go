@@ -1,0 +1,86 @@
+package reconcile
+
+import (
+	"context"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"lbc/compiler"
+	"lbc/schema"
+)
+
+// TestNoMoreHAEmptiesKeepalived: a device that carried HA balancers and
+// carries none now gets a keepalived.conf without instances (its old
+// instances would keep claiming VIPs HAProxy no longer serves there), and
+// the plan after that apply is empty.
+func TestNoMoreHAEmptiesKeepalived(t *testing.T) {
+	th := newTestHost(t, "lb-a1")
+	th.dev.Keepalived = schema.Keepalived{Config: filepath.Join(th.dir, "etc/keepalived.conf"), Check: "test -s"}
+	cfg := testConfig(18080, 10)
+	ka := "vrrp_instance vi_203.0.113.20 {\n    virtual_router_id 7\n}\n"
+	plan := func(rev string, ka string) *Plan {
+		spec, res := th.result(rev, cfg)
+		if ka != "" {
+			res.Devices[th.dev.Name].Keepalived = []byte(ka)
+		}
+		p, err := BuildPlan(context.Background(), spec, res, th.dial, PlanOptions{IPCommand: th.ipCmd})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	mustApply(t, th, plan("rev1", ka))
+	if th.read("etc/keepalived.conf") != ka {
+		t.Fatalf("keepalived.conf: %q", th.read("etc/keepalived.conf"))
+	}
+	p := plan("rev2", "")
+	d := p.Devices[0]
+	if d.Status != StatusChanges || !d.Desired.ManageKeepalived || !strings.Contains(d.KeepalivedDiff, "-vrrp_instance vi_203.0.113.20 {") ||
+		!strings.Contains(strings.Join(d.Notes, "\n"), "no HA balancer on this device any more") {
+		t.Fatalf("plan: %s manage %v notes %q\n%s", d.Status, d.Desired.ManageKeepalived, d.Notes, d.KeepalivedDiff)
+	}
+	mustApply(t, th, p)
+	if got := th.read("etc/keepalived.conf"); strings.Contains(got, "vrrp_instance") || !strings.Contains(got, "no HA balancer") {
+		t.Errorf("keepalived.conf after: %q", got)
+	}
+	if d := plan("rev2", "").Devices[0]; d.Status != StatusUnchanged || len(d.Notes) != 0 {
+		t.Errorf("plan after apply: %s %q %s", d.Status, d.Notes, d.KeepalivedDiff)
+	}
+	// A device that never had lbc's keepalived.conf is left alone.
+	th.init("lb-b1")
+	th.dev.Keepalived = schema.Keepalived{Config: filepath.Join(th.dir, "etc/keepalived.conf")}
+	if d := plan("rev1", "").Devices[0]; d.Desired.ManageKeepalived || d.KeepalivedDiff != "" {
+		t.Errorf("never-HA device: manage %v diff %q", d.Desired.ManageKeepalived, d.KeepalivedDiff)
+	}
+}
+
+func TestGoneDevicesNoted(t *testing.T) {
+	th := newTestHost(t, "lb-a1")
+	spec, res := th.result("rev1", testConfig(18080, 10))
+	prev := compiler.Lock{
+		"web": {Balancer: "web", Primary: "lb-a1"},
+		"old": {Balancer: "old", Primary: "lb-gone", Standby: "lb-gone2"},
+		"ha":  {Balancer: "ha", Primary: "lb-a1", Standby: "lb-gone"},
+	}
+	p, err := BuildPlan(context.Background(), spec, res, th.dial, PlanOptions{IPCommand: th.ipCmd, Previous: prev})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"device lb-gone not in the spec any more: not touched (its HAProxy, VIPs and state stay as they are)",
+		"device lb-gone2 not in the spec any more: not touched (its HAProxy, VIPs and state stay as they are)",
+	}
+	if !slices.Equal(p.Notes, want) {
+		t.Errorf("notes %q", p.Notes)
+	}
+	var b strings.Builder
+	if err := WriteText(&b, p, ViewOptions{}); err != nil || !strings.Contains(b.String(), "note: "+want[0]) {
+		t.Errorf("text view does not show the note (%v):\n%s", err, b.String())
+	}
+	b.Reset()
+	if err := WriteJSON(&b, p); err != nil || !strings.Contains(b.String(), `"notes":["device lb-gone not in the spec`) {
+		t.Errorf("json view does not show the note (%v):\n%s", err, b.String())
+	}
+}
