@@ -509,7 +509,10 @@ func (x *tx) prepare(ctx context.Context) (string, error) {
 	h, ka := x.h, x.dp.Desired.ManageKeepalived
 	up := x.h.uploadPath()
 	s := newScript(h, x.token, false)
-	stage := []string{fmt.Sprintf("cat > %s", q(up)), fmt.Sprintf("head -c %d %s > %s", cfgLen, q(up), q(staged(h.Config)))}
+	// A cut connection ends stdin early: refuse a short upload.
+	stage := []string{fmt.Sprintf("cat > %s", q(up)),
+		fmt.Sprintf(`{ [ "$(wc -c < %s)" -eq %d ] || { echo 'upload cut short' >&2; false; }; }`, q(up), len(data)),
+		fmt.Sprintf("head -c %d %s > %s", cfgLen, q(up), q(staged(h.Config)))}
 	if h.Check != "" {
 		stage = append(stage, fmt.Sprintf("{ %s || { echo 'check haproxy.cfg failed' >&2; false; }; }", checkCmd(h.Check, staged(h.Config))))
 	} else {

@@ -84,3 +84,43 @@ func TestGoneDevicesNoted(t *testing.T) {
 		t.Errorf("json view does not show the note (%v):\n%s", err, b.String())
 	}
 }
+
+// TestSubnetVIPRemovalReaddsWanted: a VIP an older lbc added with a
+// subnet's prefix may be a subnet's primary, whose deletion deletes the
+// secondaries: remove-vips then puts the wanted VIPs back. With /32 VIPs
+// only, it does not.
+func TestSubnetVIPRemovalReaddsWanted(t *testing.T) {
+	th := newTestHost(t, "lb-a1")
+	cfg := testConfig(18080, 10)
+	mustApply(t, th, th.plan("rev1", cfg, "203.0.113.10", "203.0.113.12"))
+	finish := func() string {
+		t.Helper()
+		cmds := th.srv.Commands()
+		for i := len(cmds) - 1; i >= 0; i-- {
+			if strings.Contains(cmds[i], "lbc_step "+StepRemoveVIPs+"\n") {
+				return cmds[i]
+			}
+		}
+		t.Fatal("no remove-vips script")
+		return ""
+	}
+	// /32 only: .12 goes, nothing is re-added.
+	mustApply(t, th, th.plan("rev2", cfg, "203.0.113.10"))
+	if f := finish(); !strings.Contains(f, "addr del 203.0.113.12/32") || strings.Contains(f, "addr replace") {
+		t.Errorf("remove-vips of a /32:\n%s", f)
+	}
+	// state.json as an older lbc wrote it: .10 as a /24.
+	th.write("addrs", "127.0.0.1/8 lo\n192.0.2.99/24 eth0\n203.0.113.10/24 eth0\n", 0o644)
+	th.write("state/state.json", strings.Replace(th.read("state/state.json"), "203.0.113.10/32", "203.0.113.10/24", 1), 0o644)
+	p := th.plan("rev3", cfg, "203.0.113.10", "203.0.113.11")
+	if d := p.Devices[0]; !slices.Equal(d.VIPsRemove, []string{"203.0.113.10/24 dev eth0"}) {
+		t.Fatalf("remove %q add %q", d.VIPsRemove, d.VIPsAdd)
+	}
+	mustApply(t, th, p)
+	if f := finish(); !strings.Contains(f, "addr del 203.0.113.10/24") || !strings.Contains(f, "addr replace 203.0.113.10/32") {
+		t.Errorf("remove-vips of a /24 does not re-add the wanted VIPs:\n%s", f)
+	}
+	if got := th.read("addrs"); !strings.Contains(got, "203.0.113.10/32 eth0") || !strings.Contains(got, "203.0.113.11/32 eth0") || strings.Contains(got, "203.0.113.10/24") {
+		t.Errorf("addresses: %q", got)
+	}
+}
