@@ -255,5 +255,6 @@ func posOf(p token.Pos, rel func(string) string) Pos {
 	if !p.IsValid() || p.Filename() == schemaFile {
 		return Pos{}
 	}
-	return Pos{File: rel(p.Filename()), Line: p.Line(), Col: p.Column()}
+	pp := p.Position() // one line table lookup for both line and column
+	return Pos{File: rel(pp.Filename), Line: pp.Line, Col: pp.Column}
 }
