@@ -124,6 +124,12 @@ func isSpecFile(name string) bool { return strings.HasSuffix(name, ".cue") && !h
 // LoadInstance evaluates the instance in directory dir of fsys against the
 // schema and decodes it. Problems with the specs are in the Partial's
 // Diagnostics; the error is for a tree that cannot be read.
+//
+// An instance whose files are plain data (see data.go) that the validator
+// generated from the schema accepts is unified and decoded in Go, without
+// CUE's evaluator (about ten times cheaper); every other instance, and every
+// instance with a problem, is evaluated by CUE, which reports the problems.
+// Both give the same Partial.
 func LoadInstance(fsys fs.FS, dir string) (*Partial, error) {
 	return loadInstance(fsys, dir, pathAuto)
 }
