@@ -45,11 +45,19 @@ cleanup() {
 		[ -S "$s" ] && ssh -F /dev/null -o ControlPath="$s" -O exit x >/dev/null 2>&1
 	done
 	[ -x "$work/labctl" ] && "$work/labctl" down -name "$LAB" -dir "$labdir" >&2 || true
+	if [ "${failed:-0}" != 0 ] && [ -d "$work/logs" ]; then
+		local keep; keep=$(mktemp -d /tmp/lbc-bench-apply-logs.XXXXXX)
+		cp -r "$work/logs" "$work/inventory.yml" "$keep/" 2>/dev/null
+		log "apply: logs of the failed run kept in $keep"
+	fi
 	rm -rf "$work"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 mkdir -p "$work/cp" "$work/logs"
+# A private copy: bin/lbc may be rebuilt by someone else during the run.
+cp "$BIN/lbc" "$work/lbc"
+LBC=$work/lbc
 
 (cd "$ROOT" && go build -o "$work/labctl" ./internal/lab/labctl)
 log "apply: lab $LAB up: $NDEV devices, $NNODE nodes"
