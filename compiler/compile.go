@@ -28,15 +28,25 @@ func Compile(spec *schema.Spec, prev Lock, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	devs, err := renderAll(spec, lock, opts)
+	devs, lay, err := renderAll(spec, lock, opts)
 	if err != nil {
 		return nil, err
 	}
-	return &Result{Devices: devs, Placement: lock, Stats: stats, Revision: opts.Revision}, nil
+	return &Result{Devices: devs, Placement: lock, Stats: stats, Revision: opts.Revision,
+		in: lay.inputs(spec, prev, opts)}, nil
 }
 
-// renderAll renders the files of every device for a placement.
-func renderAll(spec *schema.Spec, lock Lock, opts Options) (map[string]*DeviceArtifacts, error) {
+// layout is a placement seen from the devices, with everything rendering
+// needs beyond the device and balancer values.
+type layout struct {
+	placed  map[string][]*schema.Balancer // device → balancers placed on it, by name
+	roles   map[string]map[string]string  // device → balancer → VIP role
+	haByDev map[string][]*haVIP           // device → the HA VIP addresses it shares, by address
+}
+
+// layoutOf checks a placement of spec and inverts it (see devicePlacement),
+// and numbers the HA VIPs (see assignVRIDs).
+func layoutOf(spec *schema.Spec, lock Lock) (*layout, error) {
 	placed, roles, err := devicePlacement(spec, lock)
 	if err != nil {
 		return nil, fmt.Errorf("compile: %w", err)
@@ -56,15 +66,31 @@ func renderAll(spec *schema.Spec, lock Lock, opts Options) (map[string]*DeviceAr
 		haByDev[h.primary] = append(haByDev[h.primary], h)
 		haByDev[h.standby] = append(haByDev[h.standby], h)
 	}
+	return &layout{placed: placed, roles: roles, haByDev: haByDev}, nil
+}
+
+// render renders the files of the device name of spec.
+func (l *layout) render(spec *schema.Spec, name string, opts Options) (*DeviceArtifacts, error) {
+	a, err := renderDevice(spec, spec.Devices[name], l.placed[name], l.roles[name], l.haByDev[name], opts)
+	if err != nil {
+		return nil, fmt.Errorf("render %s: %w", name, err)
+	}
+	return a, nil
+}
+
+// renderAll renders the files of every device for a placement.
+func renderAll(spec *schema.Spec, lock Lock, opts Options) (map[string]*DeviceArtifacts, *layout, error) {
+	lay, err := layoutOf(spec, lock)
+	if err != nil {
+		return nil, nil, err
+	}
 	devs := make(map[string]*DeviceArtifacts, len(spec.Devices))
 	for _, name := range spec.DeviceNames() {
-		a, err := renderDevice(spec, spec.Devices[name], placed[name], roles[name], haByDev[name], opts)
-		if err != nil {
-			return nil, fmt.Errorf("render %s: %w", name, err)
+		if devs[name], err = lay.render(spec, name, opts); err != nil {
+			return nil, nil, err
 		}
-		devs[name] = a
 	}
-	return devs, nil
+	return devs, lay, nil
 }
 
 // renderDevice renders the three files of one device.

@@ -50,7 +50,7 @@ func BenchmarkRender(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		devs, err := renderAll(sp, lock, Options{Version: "v1", Revision: "r1"})
+		devs, _, err := renderAll(sp, lock, Options{Version: "v1", Revision: "r1"})
 		if err != nil {
 			b.Fatal(err)
 		}

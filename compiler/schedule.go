@@ -45,6 +45,9 @@ import (
 // *UnplaceableError per unplaceable balancer or group (and one
 // *SharedAddressError per disagreement on HA), sorted by balancer name, and
 // the Lock is nil.
+//
+// Recompile reuses a placement when what sameForScheduling compares is
+// unchanged: a scheduler that reads more of a balancer must compare it there.
 func Schedule(spec *schema.Spec, prev Lock) (Lock, Stats, error) {
 	s, err := newSched(spec)
 	if err != nil {

@@ -46,4 +46,6 @@ type Result struct {
 	Placement Lock
 	Stats     Stats
 	Revision  string
+
+	in *inputs // what Compile or Recompile made it from, for Recompile
 }
