@@ -186,21 +186,14 @@ func writeFile(t *testing.T, path, content string) {
 	}
 }
 
-// waitFile waits (at most waitTimeout) until the file at path contains (or,
-// with want false, lacks) substr: lbc watch prints its line first and then
-// writes OUT.
-func waitFile(t *testing.T, path, substr string, want bool) {
+// checkFile checks that the file at path contains (or, with want false,
+// lacks) substr. lbc watch writes OUT before it prints its line, so once
+// the line is read the file must be there, without waiting.
+func checkFile(t *testing.T, path, substr string, want bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for {
-		b, err := os.ReadFile(path)
-		if err == nil && strings.Contains(string(b), substr) == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: want contains %q = %v within %v; read: %v\n%s", path, substr, want, waitTimeout, err, b)
-		}
-		time.Sleep(10 * time.Millisecond)
+	b, err := os.ReadFile(path)
+	if err != nil || strings.Contains(string(b), substr) != want {
+		t.Fatalf("%s: want contains %q = %v once the line is printed; read: %v\n%s", path, substr, want, err, b)
 	}
 }
 
@@ -232,7 +225,7 @@ func TestWatchEdits(t *testing.T) {
 
 	p := startWatch(t, dir, "watch", "specs", "-o", "out")
 	p.waitFor(`^watching specs: 2 devices, 2 balancers \(compiled in \d+ ms\)\n`)
-	waitFile(t, outA1, " weight 9 check\n", true)
+	checkFile(t, outA1, " weight 9 check\n", true)
 
 	t.Log("write in place: weight 9 → 8")
 	writeFile(t, web, balancerCUE("web", "203.0.113.10", "lb-a1", 8))
@@ -240,7 +233,7 @@ func TestWatchEdits(t *testing.T) {
 		`^--- old/lb-a1/haproxy.cfg\n\+\+\+ new/lb-a1/haproxy.cfg\n`,
 		`^-    server 198.51.100.11_8080 198.51.100.11:8080 weight 9 check\n`,
 		`^\+    server 198.51.100.11_8080 198.51.100.11:8080 weight 8 check\n`)
-	waitFile(t, outA1, " weight 8 check\n", true)
+	checkFile(t, outA1, " weight 8 check\n", true)
 
 	t.Log("save by rename: write a temporary file, rename it over web.cue")
 	tmp := filepath.Join(specs, "balancers/shop/web.cue.tmp-save")
@@ -263,7 +256,7 @@ func TestWatchEdits(t *testing.T) {
 		`^\+backend be_blog\n`,
 		`^--- old/lb-b1/vips.json\n`,
 		`^\+.*"address":"203.0.113.40"`)
-	waitFile(t, filepath.Join(dir, "out/lb-b1/haproxy.cfg"), "backend be_blog\n", true)
+	checkFile(t, filepath.Join(dir, "out/lb-b1/haproxy.cfg"), "backend be_blog\n", true)
 
 	t.Log("a second edit in the new directory: it is watched")
 	writeFile(t, filepath.Join(specs, "balancers/blog/blog.cue"), balancerCUE("blog", "203.0.113.40", "lb-b1", 6))
@@ -277,10 +270,10 @@ func TestWatchEdits(t *testing.T) {
 	p.waitFor(fmt.Sprintf(changedLine, "balancers/shop", 2),
 		`^-frontend fe_api_203.0.113.11_80\n`,
 		`^-backend be_api\n`)
-	waitFile(t, filepath.Join(dir, "out/lb-b1/haproxy.cfg"), "be_api", false)
+	checkFile(t, filepath.Join(dir, "out/lb-b1/haproxy.cfg"), "be_api", false)
 
 	t.Log("an invalid edit: the error with its place, the last good result kept")
-	waitFile(t, outA1, " weight 7 check\n", true)
+	checkFile(t, outA1, " weight 7 check\n", true)
 	before := readFile(t, outA1)
 	writeFile(t, web, balancerCUE("web", "203.0.113.10", "lb-a1", 999))
 	p.waitFor(`^\d\d:\d\d:\d\d\.\d{3} invalid specs: keeping the last good result\n`,
@@ -299,11 +292,39 @@ func TestWatchEdits(t *testing.T) {
 	if strings.Contains(chunk, "invalid") {
 		t.Errorf("recovery printed an error:\n%s", chunk)
 	}
-	waitFile(t, outA1, " weight 5 check\n", true)
+	checkFile(t, outA1, " weight 5 check\n", true)
 
 	p.stop(os.Interrupt)
 	if rest := p.stdout.String()[p.seen:]; rest != "" {
 		t.Errorf("unexpected output at the end:\n%s", rest)
+	}
+}
+
+// TestWatchExistingOut: watch -o into an OUT that an earlier run left
+// behind prints the watching line (not a diff against OUT), and brings OUT
+// up to date before it prints it: files changed since, devices gone.
+func TestWatchExistingOut(t *testing.T) {
+	dir := newWatchTree(t)
+	outA1 := filepath.Join(dir, "out/lb-a1/haproxy.cfg")
+	p := startWatch(t, dir, "watch", "specs", "-o", "out")
+	p.waitFor(`^watching specs: 2 devices, 2 balancers \(compiled in \d+ ms\)\n`)
+	checkFile(t, outA1, " weight 9 check\n", true)
+	p.stop(os.Interrupt)
+
+	writeFile(t, filepath.Join(dir, "specs/balancers/shop/web.cue"), balancerCUE("web", "203.0.113.10", "lb-a1", 4))
+	writeFile(t, filepath.Join(dir, "out/lb-gone/haproxy.cfg"), "# a device no longer in the specs\n")
+	p = startWatch(t, dir, "watch", "specs", "-o", "out")
+	chunk := p.waitFor(`^watching specs: 2 devices, 2 balancers \(compiled in \d+ ms\)\n`)
+	if !strings.HasPrefix(chunk, "watching ") {
+		t.Errorf("printed before the watching line:\n%s", chunk)
+	}
+	checkFile(t, outA1, " weight 4 check\n", true)
+	if _, err := os.Stat(filepath.Join(dir, "out/lb-gone")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("out/lb-gone still there (stat: %v)", err)
+	}
+	p.stop(os.Interrupt)
+	if rest := p.stdout.String()[p.seen:]; rest != "" {
+		t.Errorf("unexpected output:\n%s", rest)
 	}
 }
 
@@ -336,6 +357,6 @@ func TestWatchInvalidAtStart(t *testing.T) {
 	}
 	writeFile(t, web, balancerCUE("web", "203.0.113.10", "lb-a1", 9))
 	p.waitFor(`^watching specs: 2 devices, 2 balancers`)
-	waitFile(t, filepath.Join(dir, "out/lb-a1/haproxy.cfg"), "backend be_web\n", true)
+	checkFile(t, filepath.Join(dir, "out/lb-a1/haproxy.cfg"), "backend be_web\n", true)
 	p.stop(syscall.SIGTERM)
 }

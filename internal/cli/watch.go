@@ -26,13 +26,39 @@ type rendered map[string]map[string][]byte
 func renderedOf(res *compiler.Result) rendered {
 	r := rendered{}
 	for name, d := range res.Devices {
-		files := map[string][]byte{"haproxy.cfg": d.HAProxyCfg, "vips.json": d.VIPsJSON}
-		if d.Keepalived != nil {
-			files["keepalived.conf"] = d.Keepalived
-		}
-		r[name] = files
+		r[name] = filesOf(d)
 	}
 	return r
+}
+
+func filesOf(d *compiler.DeviceArtifacts) map[string][]byte {
+	files := map[string][]byte{"haproxy.cfg": d.HAProxyCfg, "vips.json": d.VIPsJSON}
+	if d.Keepalived != nil {
+		files["keepalived.conf"] = d.Keepalived
+	}
+	return files
+}
+
+// changedDevices returns the files of the devices whose artifacts differ
+// between a and b, as they were in a and as they are in b. Artifacts are
+// compared by pointer: Recompile keeps the artifacts of a device it did not
+// render again, so the devices it did not touch are left out unread.
+func changedDevices(a, b *compiler.Result) (old, new rendered) {
+	old, new = rendered{}, rendered{}
+	for name, d := range b.Devices {
+		if p := a.Devices[name]; p != d {
+			new[name] = filesOf(d)
+			if p != nil {
+				old[name] = filesOf(p)
+			}
+		}
+	}
+	for name, p := range a.Devices {
+		if _, ok := b.Devices[name]; !ok {
+			old[name] = filesOf(p)
+		}
+	}
+	return old, new
 }
 
 // readRendered reads a compile output directory; a missing one is nil.
@@ -143,12 +169,8 @@ func (e *env) watch() int {
 		return e.fail(err)
 	}
 	loader := watch.NewLoader(dir)
-	var last rendered // the last good compile
-	if e.args.Out != "" {
-		if last, err = readRendered(e.args.Out); err != nil {
-			return e.fail(err)
-		}
-	}
+	var last *compiler.Result // the last good compile
+	first := true             // no good compile yet
 	out := func(s string) { fmt.Fprint(e.stdout, s) }
 	cycle := func(ctx context.Context, changed []string) error {
 		start := time.Now()
@@ -157,36 +179,43 @@ func (e *env) watch() int {
 			e.printWatchError(err)
 			return nil
 		}
-		res, err := e.compileWatched(src, spec)
+		res, err := e.compileWatched(src, spec, last)
 		if err != nil {
 			e.printWatchError(err)
 			return nil
 		}
 		took := time.Since(start)
+		prev := last
+		last = res
 		if e.args.WatchPlan || e.args.WatchApply {
 			return e.watchHosts(ctx, spec, res, dial, changed)
 		}
-		cur := renderedOf(res)
-		if last == nil {
-			last = cur
-			fmt.Fprintf(e.stdout, "watching %s: %d devices, %d balancers (compiled in %d ms)\n",
-				dir, len(spec.Devices), len(spec.Balancers), took.Milliseconds())
+		if first {
+			// OUT may hold an earlier compile: bring it up to date, then
+			// say what is watched (no diff against what OUT held).
+			first = false
 			if e.args.Out != "" {
-				if err := writeChanged(e.args.Out, rendered{}, cur); err != nil {
+				old, err := readRendered(e.args.Out)
+				if err != nil {
+					return err
+				}
+				if err := writeChanged(e.args.Out, old, renderedOf(res)); err != nil {
 					return err
 				}
 			}
+			fmt.Fprintf(e.stdout, "watching %s: %d devices, %d balancers (compiled in %d ms)\n",
+				dir, len(spec.Devices), len(spec.Balancers), took.Milliseconds())
 			return nil
 		}
-		n := diffRendered(out, last, cur)
-		fmt.Fprintf(e.stdout, "%s %s: %d file(s) changed (reloaded %d instance(s), compiled in %d ms)\n",
-			time.Now().Format("15:04:05.000"), describeChange(changed), n, len(loader.Reloaded), took.Milliseconds())
+		old, cur := changedDevices(prev, res)
 		if e.args.Out != "" {
-			if err := writeChanged(e.args.Out, last, cur); err != nil {
+			if err := writeChanged(e.args.Out, old, cur); err != nil {
 				return err
 			}
 		}
-		last = cur
+		n := diffRendered(out, old, cur)
+		fmt.Fprintf(e.stdout, "%s %s: %d file(s) changed (reloaded %d instance(s), compiled in %d ms)\n",
+			time.Now().Format("15:04:05.000"), describeChange(changed), n, len(loader.Reloaded), took.Milliseconds())
 		return nil
 	}
 	if err := cycle(e.ctx, nil); err != nil {
@@ -207,9 +236,11 @@ func describeChange(changed []string) string {
 }
 
 // compileWatched compiles spec with the lock beside the specs (re-read on
-// every cycle: it is not a .cue file, so the watcher does not report it).
-func (e *env) compileWatched(src *specSource, spec *schema.Spec) (*compiler.Result, error) {
-	prev, err := readLock(src)
+// every cycle: it is not a .cue file, so the watcher does not report it),
+// as lbc compile would; from prev, the last good compile, it does only the
+// work the changes need (see compiler.Recompile).
+func (e *env) compileWatched(src *specSource, spec *schema.Spec, prev *compiler.Result) (*compiler.Result, error) {
+	lock, err := readLock(src)
 	if err != nil {
 		return nil, err
 	}
@@ -219,7 +250,7 @@ func (e *env) compileWatched(src *specSource, spec *schema.Spec) (*compiler.Resu
 			rev = r
 		}
 	}
-	return compiler.Compile(spec, prev, compiler.Options{Version: version.Version, Revision: rev})
+	return compiler.Recompile(spec, lock, prev, compiler.Options{Version: version.Version, Revision: rev})
 }
 
 // watchHosts plans (and with --apply applies) a good compile against the hosts.
