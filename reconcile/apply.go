@@ -164,19 +164,26 @@ func Apply(ctx context.Context, plan *Plan, dial Dialer, opts ApplyOptions) (*Ap
 				mu.Lock()
 				stop := opts.MaxFailures > 0 && failures >= opts.MaxFailures
 				mu.Unlock()
+				mu.Lock()
+				standby := failedStandby(plan, res, index, done, dp.Device)
+				mu.Unlock()
 				var r DeviceResult
-				if stop {
+				switch {
+				case stop:
 					r = DeviceResult{Device: dp.Device, Outcome: OutcomeSkipped,
 						Err: fmt.Errorf("apply %s: not started: %d devices failed (max failures %d)", dp.Device, opts.MaxFailures, opts.MaxFailures)}
-				} else {
+				case standby != "":
+					r = DeviceResult{Device: dp.Device, Outcome: OutcomeSkipped,
+						Err: fmt.Errorf("apply %s: not started: its HA standby %s failed, so the primary keeps the config that serves", dp.Device, standby)}
+				default:
 					r = applyDevice(ctx, dp, plan.Revision, dial, &opts)
 				}
 				mu.Lock()
 				if r.Outcome != OutcomeApplied && r.Outcome != OutcomeUnchanged && r.Outcome != OutcomeSkipped {
 					failures++
 				}
-				mu.Unlock()
 				res.Devices[i] = r
+				mu.Unlock()
 			}()
 		}
 		wg.Wait()
@@ -188,6 +195,28 @@ func Apply(ctx context.Context, plan *Plan, dial Dialer, opts ApplyOptions) (*Ap
 		}
 	}
 	return res, nil
+}
+
+// failedStandby returns the standby of an HA pair whose primary is dev when
+// that standby was applied earlier in this run and did not end applied or
+// unchanged: a pair is changed standby first, and a change that broke the
+// standby must not reach the primary. Call with the result lock held.
+func failedStandby(plan *Plan, res *ApplyResult, index map[string]int, done map[string]bool, dev string) string {
+	for _, pl := range plan.HAPairs {
+		if pl.Primary != dev || pl.Standby == "" || !done[pl.Standby] {
+			continue
+		}
+		i, ok := index[pl.Standby]
+		if !ok {
+			continue
+		}
+		switch res.Devices[i].Outcome {
+		case OutcomeApplied, OutcomeUnchanged, "":
+		default:
+			return pl.Standby
+		}
+	}
+	return ""
 }
 
 func applyDevice(ctx context.Context, dp *DevicePlan, rev string, dial Dialer, o *ApplyOptions) DeviceResult {

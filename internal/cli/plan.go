@@ -45,7 +45,7 @@ func (e *env) buildPlan(c *compiled) (*reconcile.Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := reconcile.BuildPlan(e.ctx, c.spec, c.res, dial, reconcile.PlanOptions{Parallelism: e.args.Parallelism})
+	p, err := reconcile.BuildPlan(e.ctx, c.spec, c.res, dial, reconcile.PlanOptions{Parallelism: e.args.Parallelism, Previous: c.prev})
 	if err != nil {
 		return nil, err
 	}
