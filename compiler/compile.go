@@ -39,6 +39,8 @@ func Compile(spec *schema.Spec, prev Lock, opts Options) (*Result, error) {
 // layout is a placement seen from the devices, with everything rendering
 // needs beyond the device and balancer values.
 type layout struct {
+	names   []string                      // the balancers, sorted
+	haNames []string                      // the HA balancers, sorted
 	placed  map[string][]*schema.Balancer // device → balancers placed on it, by name
 	roles   map[string]map[string]string  // device → balancer → VIP role
 	haByDev map[string][]*haVIP           // device → the HA VIP addresses it shares, by address
@@ -47,26 +49,43 @@ type layout struct {
 // layoutOf checks a placement of spec and inverts it (see devicePlacement),
 // and numbers the HA VIPs (see assignVRIDs).
 func layoutOf(spec *schema.Spec, lock Lock) (*layout, error) {
-	placed, roles, err := devicePlacement(spec, lock)
+	names := spec.BalancerNames()
+	placed, roles, err := devicePlacement(spec, lock, names)
 	if err != nil {
 		return nil, fmt.Errorf("compile: %w", err)
 	}
-	if err := checkSharedAddresses(spec, lock); err != nil {
+	if err := checkSharedAddresses(spec, lock, names); err != nil {
 		return nil, fmt.Errorf("compile: %w", err)
 	}
-	hs, err := haVIPs(spec, lock)
+	var haNames []string
+	for _, n := range names {
+		if spec.Balancers[n].Placement.HA {
+			haNames = append(haNames, n)
+		}
+	}
+	lay := &layout{names: names, haNames: haNames, placed: placed, roles: roles}
+	if err := lay.numberHA(spec, lock); err != nil {
+		return nil, err
+	}
+	return lay, nil
+}
+
+// numberHA collects the HA VIPs of the placement and gives each its
+// virtual_router_id.
+func (l *layout) numberHA(spec *schema.Spec, lock Lock) error {
+	hs, err := haVIPs(spec, lock, l.haNames)
 	if err != nil {
-		return nil, fmt.Errorf("compile: %w", err)
+		return fmt.Errorf("compile: %w", err)
 	}
 	if err := assignVRIDs(spec, hs); err != nil {
-		return nil, fmt.Errorf("compile: %w", err)
+		return fmt.Errorf("compile: %w", err)
 	}
-	haByDev := map[string][]*haVIP{}
+	l.haByDev = map[string][]*haVIP{}
 	for _, h := range hs {
-		haByDev[h.primary] = append(haByDev[h.primary], h)
-		haByDev[h.standby] = append(haByDev[h.standby], h)
+		l.haByDev[h.primary] = append(l.haByDev[h.primary], h)
+		l.haByDev[h.standby] = append(l.haByDev[h.standby], h)
 	}
-	return &layout{placed: placed, roles: roles, haByDev: haByDev}, nil
+	return nil
 }
 
 // render renders the files of the device name of spec.
@@ -119,7 +138,7 @@ func renderDevice(spec *schema.Spec, dev *schema.Device, placed []*schema.Balanc
 
 // devicePlacement inverts the lock: per device, the balancers placed on it
 // (sorted by name) and the role of each.
-func devicePlacement(spec *schema.Spec, lock Lock) (map[string][]*schema.Balancer, map[string]map[string]string, error) {
+func devicePlacement(spec *schema.Spec, lock Lock, names []string) (map[string][]*schema.Balancer, map[string]map[string]string, error) {
 	placed := map[string][]*schema.Balancer{}
 	roles := map[string]map[string]string{}
 	put := func(dev string, b *schema.Balancer, role string) error {
@@ -133,7 +152,7 @@ func devicePlacement(spec *schema.Spec, lock Lock) (map[string][]*schema.Balance
 		roles[dev][b.Name] = role
 		return nil
 	}
-	for _, name := range spec.BalancerNames() {
+	for _, name := range names {
 		b := spec.Balancers[name]
 		p, ok := lock[name]
 		if !ok {
@@ -163,10 +182,10 @@ func devicePlacement(spec *schema.Spec, lock Lock) (map[string][]*schema.Balance
 // checkSharedAddresses refuses a VIP address carried by two holders: balancers
 // may share an address (on different ports) only when they are placed on the
 // same device, or on the same HA pair, since an address lives on one host.
-func checkSharedAddresses(spec *schema.Spec, lock Lock) error {
+func checkSharedAddresses(spec *schema.Spec, lock Lock, names []string) error {
 	type holder struct{ where, balancer string }
 	held := map[netip.Addr]holder{}
-	for _, name := range spec.BalancerNames() {
+	for _, name := range names {
 		b, p := spec.Balancers[name], lock[name]
 		where := "device " + p.Primary
 		if b.Placement.HA {

@@ -15,13 +15,16 @@ type inputs struct {
 	spec    *schema.Spec
 	lock    Lock // the lock given to the scheduler
 	opts    Options
+	names   []string // the balancers, sorted
+	haNames []string // the HA balancers, sorted
 	placed  map[string][]*schema.Balancer
 	roles   map[string]map[string]string
 	haByDev map[string][]haVIP // copies: the values rendered
 }
 
 func (l *layout) inputs(spec *schema.Spec, lock Lock, opts Options) *inputs {
-	in := &inputs{spec: spec, lock: maps.Clone(lock), opts: opts, placed: l.placed, roles: l.roles,
+	in := &inputs{spec: spec, lock: maps.Clone(lock), opts: opts, names: l.names, haNames: l.haNames,
+		placed: l.placed, roles: l.roles,
 		haByDev: make(map[string][]haVIP, len(l.haByDev))}
 	for dev, hs := range l.haByDev {
 		cp := make([]haVIP, len(hs))
@@ -63,17 +66,19 @@ func Recompile(spec *schema.Spec, lock Lock, prev *Result, opts Options) (*Resul
 		return nil, fmt.Errorf("compile: no spec")
 	}
 	old := prev.in
+	var lay *layout
 	var placement Lock
 	var stats Stats
+	var err error
 	if lock.Equal(old.lock) && sameForScheduling(old.spec, spec) {
 		placement, stats = maps.Clone(prev.Placement), prev.Stats
+		lay, err = old.relayout(spec, placement)
 	} else {
-		var err error
 		if placement, stats, err = Schedule(spec, lock); err != nil {
 			return nil, err
 		}
+		lay, err = layoutOf(spec, placement)
 	}
-	lay, err := layoutOf(spec, placement)
 	if err != nil {
 		return nil, err
 	}
@@ -89,6 +94,29 @@ func Recompile(spec *schema.Spec, lock Lock, prev *Result, opts Options) (*Resul
 	}
 	return &Result{Devices: devs, Placement: placement, Stats: stats, Revision: opts.Revision,
 		in: lay.inputs(spec, lock, opts)}, nil
+}
+
+// relayout is layoutOf(spec, placement) for a spec that is the same as
+// old's for scheduling (see sameForScheduling) and old's placement: the
+// balancers, their roles and addresses are where they were and passed
+// layoutOf's checks there. Only the balancer values are spec's, and the
+// HA VIPs are collected again (failback may have changed).
+func (old *inputs) relayout(spec *schema.Spec, placement Lock) (*layout, error) {
+	placed := make(map[string][]*schema.Balancer, len(old.placed))
+	for dev, bs := range old.placed {
+		nb := make([]*schema.Balancer, len(bs))
+		for i, b := range bs {
+			if nb[i] = spec.Balancers[b.Name]; nb[i] == nil {
+				return nil, fmt.Errorf("compile: balancer %s: not in the spec", b.Name) // not when sameForScheduling
+			}
+		}
+		placed[dev] = nb
+	}
+	lay := &layout{names: old.names, haNames: old.haNames, placed: placed, roles: old.roles}
+	if err := lay.numberHA(spec, placement); err != nil {
+		return nil, err
+	}
+	return lay, nil
 }
 
 // sameForScheduling reports whether the scheduler reads the same values

@@ -160,11 +160,12 @@ func renderKeepalived(spec *schema.Spec, dev *schema.Device, hs []*haVIP, opts O
 	return withHeader(w.buf.Bytes(), opts)
 }
 
-// haVIPs collects the HA VIP addresses of the placement, sorted by address.
+// haVIPs collects the HA VIP addresses of the placement, sorted by address,
+// from the balancers names (sorted; others than the HA ones are skipped).
 // An address shared by several HA balancers must be on the same pair.
-func haVIPs(spec *schema.Spec, lock Lock) ([]*haVIP, error) {
+func haVIPs(spec *schema.Spec, lock Lock, names []string) ([]*haVIP, error) {
 	byAddr := map[netip.Addr]*haVIP{}
-	for _, name := range spec.BalancerNames() {
+	for _, name := range names {
 		b := spec.Balancers[name]
 		p, ok := lock[name]
 		if !b.Placement.HA || !ok {
