@@ -86,7 +86,11 @@ func WriteText(w io.Writer, p *Plan, o ViewOptions) error {
 	for _, n := range p.Notes {
 		fmt.Fprintf(bw, "note: %s\n", n)
 	}
-	fmt.Fprintf(bw, "\nPlan (revision %s): %s.\n", orDash(p.Revision), p.Summary())
+	rev := p.Revision
+	if rev == "" {
+		rev = "none" // as compile and apply say it
+	}
+	fmt.Fprintf(bw, "\nPlan (revision %s): %s.\n", rev, p.Summary())
 	return bw.Flush()
 }
 
