@@ -64,6 +64,8 @@ func TestLab(t *testing.T) {
 		}
 	}
 
+	checkSkipsBashrc(ctx, t, l)
+
 	// A host key that is not the device's is refused.
 	other := filepath.Join(t.TempDir(), "known_hosts")
 	kh, _ := os.ReadFile(l.KnownHosts)
@@ -185,5 +187,65 @@ func TestLab(t *testing.T) {
 	}
 	if out, err := exec.Command("ip", "link", "show", l.Bridge).CombinedOutput(); err == nil {
 		t.Errorf("bridge %s still there after Close:\n%s", l.Bridge, out)
+	}
+}
+
+// checkSkipsBashrc checks that a command run through a lab device's sshd
+// by root's bash does not read ~/.bashrc (sshd_config SetEnv SHLVL=1): bash
+// counts itself a nested shell (SHLVL 2), and nothing that ~/.bashrc adds
+// to PATH, found by running bash here the way sshd would, is there.
+func checkSkipsBashrc(ctx context.Context, t *testing.T, l *Lab) {
+	t.Helper()
+	passwd, _ := os.ReadFile("/etc/passwd")
+	shell, home := "", ""
+	for _, line := range strings.Split(string(passwd), "\n") {
+		if f := strings.Split(line, ":"); len(f) == 7 && f[0] == "root" {
+			home, shell = f[5], f[6]
+		}
+	}
+	if filepath.Base(shell) != "bash" {
+		t.Logf("root's shell is %q, not bash: no ~/.bashrc to skip", shell)
+		return
+	}
+	out, err := exec.CommandContext(ctx, "ssh", "-F", "/dev/null",
+		"-o", "UserKnownHostsFile="+l.KnownHosts, "-o", "StrictHostKeyChecking=yes",
+		"-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
+		"-i", l.KeyFile, "root@"+l.Devices[0].Address.String(), `printf '%s\n' "$SHLVL" "$PATH"`).Output()
+	if err != nil {
+		t.Fatalf("ssh: %v\n%s", err, out)
+	}
+	got := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(got) != 2 || got[0] != "2" {
+		t.Fatalf("ssh: SHLVL, PATH = %q, want SHLVL 2 (bash started with SHLVL=1 skips ~/.bashrc)", got)
+	}
+	// What ~/.bashrc does to PATH when bash reads it (SSH_CLIENT set,
+	// SHLVL unset), against the same bash with SHLVL=1.
+	path := func(shlvl ...string) map[string]bool {
+		env := append([]string{"HOME=" + home, "PATH=/usr/bin:/bin", "SSH_CLIENT=198.18.0.1 40000 22"}, shlvl...)
+		cmd := exec.CommandContext(ctx, shell, "-c", `printf '%s' "$PATH"`)
+		cmd.Env = env
+		b, _ := cmd.Output()
+		m := map[string]bool{}
+		for _, p := range strings.Split(string(b), ":") {
+			m[p] = true
+		}
+		return m
+	}
+	withRC, without := path(), path("SHLVL=1")
+	var added []string
+	for p := range withRC {
+		if !without[p] {
+			added = append(added, p)
+		}
+	}
+	if len(added) == 0 {
+		t.Logf("~/.bashrc adds nothing to PATH here: only SHLVL checked")
+	}
+	for _, p := range strings.Split(got[1], ":") {
+		for _, a := range added {
+			if p == a {
+				t.Errorf("ssh: PATH %s has %s, which ~/.bashrc adds: bash read it", got[1], a)
+			}
+		}
 	}
 }
