@@ -46,7 +46,8 @@ const (
 //	          bind (transparent for an HA VIP), mode, option httplog|tcplog,
 //	          maxconn, timeout client, default_backend
 //	backend be_<balancer>: mode, balance, option httpchk + http-check send
-//	          + http-check expect status (http monitor), timeout connect,
+//	          + http-check expect status (http monitor) or
+//	          load-server-state-from-file none (monitor none), timeout connect,
 //	          timeout server, timeout check, default-server inter/fall/rise
 //	          (monitor not none), cookie or stick-table + stick on src
 //	          (persistence), then one server line per node in spec order:
@@ -302,6 +303,9 @@ func (w *cfgWriter) balancer(b *schema.Balancer, role string) {
 		w.line("    http-check expect status %d", expect)
 	case "tcp":
 	case "none":
+		// No check to bring a server back: a server the state file
+		// says is DOWN (checked before this apply) would stay DOWN.
+		w.line("    load-server-state-from-file none")
 		check = false
 	default:
 		w.fail("balancer %s: unknown health monitor type %q", b.Name, hm.Type)

@@ -635,7 +635,7 @@ func (x *tx) finish(ctx context.Context) (string, error) {
 		}
 	}
 	s.step(StepRemoveVIPs, rm)
-	s.step(StepCommit, writeCmd(h.statePath())+" && "+removeCmd(h.txnPath()))
+	s.step(StepCommit, writeCmd(h.statePath())+" && "+removeCmd(h.txnPath())+" && "+clearServerStateCmd(h))
 	_, step, err := x.runScript(ctx, s, x.nextState())
 	return step, err
 }

@@ -209,10 +209,3 @@ func delVIPCmd(h Host, vips []string) (string, error) {
 func socatCmd(h Host, cmd string) string {
 	return fmt.Sprintf("echo %s | socat -t 2 stdio UNIX-CONNECT:%s", q(cmd), q(h.socketPath()))
 }
-
-// saveServerStateCmd dumps server state for the new process to load
-// (the rendered config names it in server-state-file).
-func saveServerStateCmd(h Host) string {
-	tmp := h.serverStatePath() + ".lbc-tmp"
-	return fmt.Sprintf("%s > %s && mv -f %s %s", socatCmd(h, "show servers state"), q(tmp), q(tmp), q(h.serverStatePath()))
-}

@@ -1,0 +1,53 @@
+package reconcile
+
+import "fmt"
+
+// HAProxy's server-state file (<stateDir>/server-state, named by the
+// rendered config's server-state-file and loaded by every backend through
+// load-server-state-from-file global) carries the servers' health across
+// a reload: without it a new process starts every server UP, and sends
+// requests to a dead node until `fall` checks have failed.
+//
+// HAProxy loads the file at every start and reload, whoever triggers it,
+// and matches its lines by backend and server name (2.4 and later); a
+// server it loads as DOWN needs `rise` good checks in the new process
+// before it gets traffic again. So the file must hold the state of the
+// process running just before lbc's reload, and nothing older:
+//
+//   - save-server-state writes a fresh dump, or, when the dump fails,
+//     leaves only the version line: a reload must never load the states of
+//     an earlier apply (a node DOWN then, healthy now, would be kept out of
+//     the backend until its checks rise again, and be the only one there
+//     after an apply that leaves it alone: 503 for every request);
+//   - write-state, once the new process is verified, leaves only the
+//     version line too, so that a reload lbc does not make (systemctl
+//     reload or restart, a reboot) starts from the config, as HAProxy does
+//     without a file, instead of from states hours old.
+//
+// A rollback reloads with the dump of its own transaction, which describes
+// the config being restored.
+
+// serverStateEmpty is a server-state file with its version line only:
+// HAProxy loads no state from it and, unlike a missing or empty file,
+// prints no notice.
+const serverStateEmpty = `1\n`
+
+// saveServerStateCmd dumps `show servers state` into the server-state file
+// for the process the reload starts (through a temporary file and a
+// rename). When the dump fails or does not start with the version line, it
+// leaves the version-only file and fails, so the step's warning is shown.
+func saveServerStateCmd(h Host) string {
+	f := h.serverStatePath()
+	tmp := f + ".lbc-tmp"
+	return fmt.Sprintf("{ %s > %s && [ \"$(head -n 1 %s)\" = 1 ] && mv -f %s %s; } || { %s; false; }",
+		socatCmd(h, "show servers state"), q(tmp), q(tmp), q(tmp), q(f), clearServerStateCmd(h))
+}
+
+// clearServerStateCmd replaces the server-state file by the version-only
+// one; it never fails (at worst it removes the file).
+func clearServerStateCmd(h Host) string {
+	f := h.serverStatePath()
+	tmp := f + ".lbc-tmp"
+	return fmt.Sprintf("{ printf '%s' > %s && mv -f %s %s; } 2>/dev/null || rm -f %s %s || :",
+		serverStateEmpty, q(tmp), q(tmp), q(f), q(tmp), q(f))
+}
