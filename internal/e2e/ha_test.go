@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -158,11 +157,13 @@ type haFailVerify struct {
 	failed  atomic.Bool
 }
 
-func (v *haFailVerify) After(ctx context.Context, t reconcile.Transport, h reconcile.Host, before string, config []byte) error {
+func (v *haFailVerify) After(h reconcile.Host, config []byte) (string, error) {
 	if h.Address == v.address && !v.failed.Swap(true) {
-		return errors.New("injected by the test: the new config does not run")
+		// No process answers in what Confirm reads: verification fails
+		// after the swap and the reload, as for a config that did not load.
+		return `echo "==lbc info"; echo "injected by the test: the new config does not run"`, nil
 	}
-	return v.HAProxyVerifier.After(ctx, t, h, before, config)
+	return v.HAProxyVerifier.After(h, config)
 }
 
 // devIndex returns the 1-based lab index of the device named name.
