@@ -3,7 +3,10 @@ package compiler
 import (
 	"fmt"
 	"net/netip"
+	"runtime"
 	"sort"
+	"sync"
+	"sync/atomic"
 
 	"lbc/schema"
 )
@@ -28,11 +31,23 @@ func Compile(spec *schema.Spec, prev Lock, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	devs, lay, err := renderAll(spec, lock, opts)
+	return Render(spec, prev, lock, stats, opts)
+}
+
+// Render is the second half of Compile: given placement and stats, what
+// Schedule(spec, prev) returned, it renders the files of every device of
+// spec and returns what Compile(spec, prev, opts) returns. Compile is
+// Schedule then Render; the two are exported apart so that a caller can
+// time them.
+func Render(spec *schema.Spec, prev, placement Lock, stats Stats, opts Options) (*Result, error) {
+	if spec == nil {
+		return nil, fmt.Errorf("compile: no spec")
+	}
+	devs, lay, err := renderAll(spec, placement, opts)
 	if err != nil {
 		return nil, err
 	}
-	return &Result{Devices: devs, Placement: lock, Stats: stats, Revision: opts.Revision,
+	return &Result{Devices: devs, Placement: placement, Stats: stats, Revision: opts.Revision,
 		in: lay.inputs(spec, prev, opts)}, nil
 }
 
@@ -104,12 +119,48 @@ func renderAll(spec *schema.Spec, lock Lock, opts Options) (map[string]*DeviceAr
 		return nil, nil, err
 	}
 	devs := make(map[string]*DeviceArtifacts, len(spec.Devices))
-	for _, name := range spec.DeviceNames() {
-		if devs[name], err = lay.render(spec, name, opts); err != nil {
-			return nil, nil, err
-		}
+	if err := lay.renderDevices(spec, spec.DeviceNames(), opts, devs); err != nil {
+		return nil, nil, err
 	}
 	return devs, lay, nil
+}
+
+// renderDevices renders the devices names into devs, in parallel (one
+// worker per CPU Go may use). The devices are rendered independently from
+// values no worker writes, so the files are the same as one by one. On
+// error it returns the error of the first failing device in names' order,
+// as rendering them one by one would, and leaves devs unchanged.
+func (l *layout) renderDevices(spec *schema.Spec, names []string, opts Options, devs map[string]*DeviceArtifacts) error {
+	out := make([]*DeviceArtifacts, len(names))
+	errs := make([]error, len(names))
+	var next atomic.Int64
+	var failed atomic.Bool
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(names)) {
+		wg.Go(func() {
+			for !failed.Load() {
+				i := int(next.Add(1)) - 1
+				if i >= len(names) {
+					return
+				}
+				if out[i], errs[i] = l.render(spec, names[i], opts); errs[i] != nil {
+					failed.Store(true)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	// Devices are taken in order and a worker finishes the one it took:
+	// when one failed, every device before it was rendered.
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	for i, name := range names {
+		devs[name] = out[i]
+	}
+	return nil
 }
 
 // renderDevice renders the three files of one device.

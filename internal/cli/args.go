@@ -40,6 +40,7 @@ type Args struct {
 	Out          string
 	NoLockUpdate bool
 	Locked       bool
+	Timings      bool
 
 	// explain
 	Balancer string
@@ -89,6 +90,7 @@ func parseArgs(cmd string, argv []string, stderr io.Writer) (*Args, error) {
 		fs.StringVar(&a.Out, "o", "out", "output directory")
 		fs.BoolVar(&a.NoLockUpdate, "no-lock-update", false, "do not update the lock file")
 		fs.BoolVar(&a.Locked, "locked", false, "fail when the placement would change")
+		fs.BoolVar(&a.Timings, "timings", false, "print the time of each phase (load, schedule, render, write) to stderr")
 	case "explain":
 		source()
 		npos = 2

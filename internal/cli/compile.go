@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
 
 	"lbc/compiler"
 	"lbc/internal/atomicfs"
@@ -23,11 +25,15 @@ type compiled struct {
 	spec *schema.Spec
 	prev compiler.Lock
 	res  *compiler.Result
+
+	// how long loading (with reading the lock), scheduling and rendering took
+	load, schedule, render time.Duration
 }
 
 // compileSpecs loads, validates and compiles the specs. Spec errors come
 // back as schema.Diagnostics.
 func (e *env) compileSpecs() (*compiled, error) {
+	t0 := time.Now()
 	src, spec, err := e.loadSpecs()
 	if err != nil {
 		return nil, err
@@ -36,11 +42,19 @@ func (e *env) compileSpecs() (*compiled, error) {
 	if err != nil {
 		return nil, err
 	}
-	res, err := compiler.Compile(spec, prev, compiler.Options{Version: version.Version, Revision: src.revision})
+	t1 := time.Now()
+	// compiler.Compile in its two steps, timed apart (--timings).
+	placement, stats, err := compiler.Schedule(spec, prev)
 	if err != nil {
 		return nil, err
 	}
-	c := &compiled{src: src, spec: spec, prev: prev, res: res}
+	t2 := time.Now()
+	res, err := compiler.Render(spec, prev, placement, stats, compiler.Options{Version: version.Version, Revision: src.revision})
+	if err != nil {
+		return nil, err
+	}
+	t3 := time.Now()
+	c := &compiled{src: src, spec: spec, prev: prev, res: res, load: t1.Sub(t0), schedule: t2.Sub(t1), render: t3.Sub(t2)}
 	if e.args.Locked && !prev.Equal(res.Placement) {
 		return nil, fmt.Errorf("%w:\n  %s", errPlacementChanged, strings.Join(compiler.DiffLocks(prev, res.Placement), "\n  "))
 	}
@@ -57,13 +71,16 @@ func (e *env) updateLock(c *compiled) error {
 
 // compile writes OUT/<device>/{haproxy.cfg,vips.json,keepalived.conf}.
 func (e *env) compile() int {
+	start := time.Now()
 	c, err := e.compileSpecs()
 	if err != nil {
 		return e.printLoadError(err)
 	}
+	tw := time.Now()
 	if err := writeArtifacts(e.args.Out, c.res); err != nil {
 		return e.fail(err)
 	}
+	write := time.Since(tw)
 	if err := e.updateLock(c); err != nil {
 		return e.fail(err)
 	}
@@ -71,7 +88,18 @@ func (e *env) compile() int {
 	fmt.Fprintf(e.stdout, "compiled %d devices, %d balancers into %s (revision %s)\n",
 		len(c.res.Devices), len(c.spec.Balancers), e.args.Out, orNone(c.src.revision))
 	fmt.Fprintf(e.stdout, "placements: %d new, %d kept, %d moved, %d removed\n", st.New, st.Kept, st.Moved, st.Removed)
+	if e.args.Timings {
+		// total: from the start of the command (after argument parsing) to
+		// here, so it includes the lock update.
+		fmt.Fprintf(e.stderr, "timings: load %s, schedule %s, render %s, write %s, total %s\n",
+			ms(c.load), ms(c.schedule), ms(c.render), ms(write), ms(time.Since(start)))
+	}
 	return exitcode.OK
+}
+
+// ms prints d in milliseconds with one decimal: "12.3 ms".
+func ms(d time.Duration) string {
+	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 1, 64) + " ms"
 }
 
 // writeArtifacts replaces dir with the compiled files, atomically as a whole.
