@@ -83,7 +83,10 @@ func assignVRIDs(spec *schema.Spec, hs []*haVIP) error {
 // renderKeepalived renders keepalived.conf for dev, one vrrp_instance per
 // HA VIP address dev shares (hs, sorted by address).
 func renderKeepalived(spec *schema.Spec, dev *schema.Device, hs []*haVIP, opts Options) ([]byte, error) {
-	w := &cfgWriter{}
+	w, err := newCfgWriter(opts, 600+700*len(hs))
+	if err != nil {
+		return nil, err
+	}
 	kw := func(s, what string) {
 		if err := checkWord(s, true); err != nil {
 			w.fail("%s: %w", what, err)
@@ -157,7 +160,7 @@ func renderKeepalived(spec *schema.Spec, dev *schema.Device, hs []*haVIP, opts O
 	if w.err != nil {
 		return nil, fmt.Errorf("render keepalived.conf: %w", w.err)
 	}
-	return withHeader(w.buf.Bytes(), opts)
+	return w.finish(), nil
 }
 
 // haVIPs collects the HA VIP addresses of the placement, sorted by address,

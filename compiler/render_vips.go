@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
+	"strconv"
 
 	"lbc/schema"
 )
@@ -14,11 +15,15 @@ import (
 // ports of one address gives one entry), sorted by address then balancer.
 func vipPlan(dev *schema.Device, placed []*schema.Balancer, roles map[string]string) ([]VIP, error) {
 	type key struct {
-		addr string
+		addr netip.Addr
 		bal  string
 	}
-	seen := map[key]bool{}
-	vips := []VIP{}
+	n := 0
+	for _, b := range placed {
+		n += len(b.VIPs)
+	}
+	seen := make(map[key]bool, n)
+	vips := make([]VIP, 0, n)
 	if err := checkWord(dev.VIPInterface, true); err != nil {
 		return nil, fmt.Errorf("vipInterface: %w", err)
 	}
@@ -31,7 +36,7 @@ func vipPlan(dev *schema.Device, placed []*schema.Balancer, roles map[string]str
 			if !v.Address.IsValid() || v.Address.Zone() != "" {
 				return nil, fmt.Errorf("balancer %s: invalid VIP %s", b.Name, v.Address)
 			}
-			k := key{v.Address.String(), b.Name}
+			k := key{v.Address, b.Name}
 			if seen[k] {
 				continue
 			}
@@ -67,18 +72,49 @@ func marshalVIPs(vips []VIP) ([]byte, error) {
 	if len(vips) == 0 {
 		return []byte("[]\n"), nil
 	}
-	out := []byte("[\n")
+	out := make([]byte, 0, 4+len(vips)*(len(`  {"address":"","prefix":128,"interface":"","balancer":"","role":"standby"},`)+80))
+	out = append(out, "[\n"...)
 	for i, v := range vips {
-		b, err := json.Marshal(v)
-		if err != nil {
+		var err error
+		if out, err = appendVIPJSON(out, v); err != nil {
 			return nil, fmt.Errorf("render vips.json: %w", err)
 		}
-		out = append(out, "  "...)
-		out = append(out, b...)
 		if i < len(vips)-1 {
 			out = append(out, ',')
 		}
 		out = append(out, '\n')
 	}
 	return append(out, "]\n"...), nil
+}
+
+// appendVIPJSON appends "  " and what json.Marshal(v) returns, byte for
+// byte, without its reflection for the common case.
+func appendVIPJSON(out []byte, v VIP) ([]byte, error) {
+	if !plainJSON(v.Interface) || !plainJSON(v.Balancer) || !plainJSON(v.Role) {
+		b, err := json.Marshal(v)
+		return append(append(out, "  "...), b...), err
+	}
+	out = append(out, `  {"address":"`...)
+	out = v.Address.AppendTo(out)
+	out = append(out, `","prefix":`...)
+	out = strconv.AppendInt(out, int64(v.Prefix), 10)
+	out = append(out, `,"interface":"`...)
+	out = append(out, v.Interface...)
+	out = append(out, `","balancer":"`...)
+	out = append(out, v.Balancer...)
+	out = append(out, `","role":"`...)
+	out = append(out, v.Role...)
+	return append(out, `"}`...), nil
+}
+
+// plainJSON reports whether json.Marshal writes s as is between quotes:
+// printable ASCII without '"', '\\' and the characters it escapes for
+// HTML ('<', '>', '&').
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
 }
