@@ -105,7 +105,15 @@ func RenderHAProxy(dev *schema.Device, placed []*schema.Balancer, roles map[stri
 	if w.err != nil {
 		return nil, fmt.Errorf("render haproxy.cfg: %w", w.err)
 	}
-	copy(w.buf[desc:], ConfigID(w.body()))
+	// ConfigID of the body, which has one description line (no other
+	// rendered line starts with "    description"): the bytes around it.
+	body := w.body()
+	hdr := len(w.buf) - len(body)
+	h := sha256.New()
+	h.Write(body[:desc-len(descriptionPrefix)-hdr])
+	h.Write(body[desc+16+1-hdr:])
+	var sum [sha256.Size]byte
+	hex.Encode(w.buf[desc:desc+16], h.Sum(sum[:0])[:8])
 	return w.finish(), nil
 }
 

@@ -126,14 +126,21 @@ func renderKeepalived(spec *schema.Spec, dev *schema.Device, hs []*haVIP, opts O
 		for _, b := range h.balancers {
 			kw(b, "balancer name")
 		}
-		w.line("")
-		w.line("# balancers %s", strings.Join(h.balancers, " "))
-		w.line("vrrp_instance vi_%s {", strings.ReplaceAll(h.addr.String(), ":", "-"))
-		w.line("    state BACKUP")
-		w.line("    interface %s", dev.VIPInterface)
-		w.line("    virtual_router_id %d", h.vrid)
-		w.line("    priority %d", prio)
-		w.line("    advert_int 1")
+		w.s("\n# balancers")
+		for _, b := range h.balancers {
+			w.s(" ", b)
+		}
+		w.s("\nvrrp_instance vi_")
+		if h.addr.Is4() {
+			w.addr(h.addr)
+		} else {
+			w.s(strings.ReplaceAll(h.addr.String(), ":", "-"))
+		}
+		w.s(" {\n    state BACKUP\n    interface ", dev.VIPInterface, "\n    virtual_router_id ")
+		w.i(h.vrid)
+		w.s("\n    priority ")
+		w.i(prio)
+		w.s("\n    advert_int 1\n")
 		// VIPs are /32 or /128, so none is a secondary of another; this
 		// still keeps a host's own address of the VIP's subnet, should it
 		// be a secondary of one, when an instance drops its VIP.
@@ -144,18 +151,18 @@ func renderKeepalived(spec *schema.Spec, dev *schema.Device, hs []*haVIP, opts O
 		if !h.multicast {
 			src, _ := unicastAddr(dev, h.addr)
 			dst, _ := unicastAddr(peer, h.addr)
-			w.line("    unicast_src_ip %s", src)
-			w.line("    unicast_peer {")
-			w.line("        %s", dst)
-			w.line("    }")
+			w.s("    unicast_src_ip ")
+			w.addr(src)
+			w.s("\n    unicast_peer {\n        ")
+			w.addr(dst)
+			w.s("\n    }\n")
 		}
-		w.line("    virtual_ipaddress {")
-		w.line("        %s/%d dev %s", h.addr, vipPrefix(h.addr), dev.VIPInterface)
-		w.line("    }")
-		w.line("    track_script {")
-		w.line("        chk_haproxy")
-		w.line("    }")
-		w.line("}")
+		w.s("    virtual_ipaddress {\n        ")
+		w.addr(h.addr)
+		w.s("/")
+		w.i(vipPrefix(h.addr))
+		w.s(" dev ", dev.VIPInterface, "\n    }\n")
+		w.s("    track_script {\n        chk_haproxy\n    }\n}\n")
 	}
 	if w.err != nil {
 		return nil, fmt.Errorf("render keepalived.conf: %w", w.err)
