@@ -232,12 +232,15 @@ func applyDevice(ctx context.Context, dp *DevicePlan, rev string, dial Dialer, o
 		return r
 	}
 	progress := func(step string) {
+		trace(dp.Device, step)
 		if o.Progress != nil {
 			o.Progress(dp.Device, step)
 		}
 	}
+	defer func() { trace(dp.Device, "end "+string(r.Outcome)) }()
 	progress(StepConnect)
 	t, err := dial(ctx, dp.Host.device(dp.Device))
+	trace(dp.Device, "connected")
 	if err != nil {
 		r.Outcome = OutcomeFailedBeforeChange
 		r.Err = fmt.Errorf("apply %s: connect: %w", dp.Device, err)
@@ -250,13 +253,13 @@ func applyDevice(ctx context.Context, dp *DevicePlan, rev string, dial Dialer, o
 	return r
 }
 
-// tx is one device's transaction. Its steps run in this order, in four
+// tx is one device's transaction. Its steps run in this order, in three
 // remote commands (see script):
 //
 //	lock, stale-check                       the lock holder's session
-//	stage, keep-last-good, arm              one script (nothing changed yet)
-//	add-vips, save-server-state, swap,      one script
-//	  reload, verify
+//	stage, keep-last-good, arm,             one script: nothing changes on
+//	  add-vips, save-server-state, swap,    the host before add-vips, which
+//	  reload, verify                        runs only while the lock session lives
 //	remove-vips, write-state                one script
 //
 // A failure up to arm removes the staged files and reports
@@ -315,20 +318,22 @@ func (x *tx) run(ctx context.Context) {
 		return
 	}
 	x.r.Steps = append(x.r.Steps, StepStaleCheck)
-	if step, err := x.prepare(ctx); err != nil {
+	step, err := x.change(ctx)
+	cut := errors.Is(err, ErrConnectionLost) || errors.Is(err, errSessionEnded)
+	if err != nil && beforeChange(step) && !cut {
 		failBefore(step, err)
 		return
 	}
-	step, err := x.change(ctx)
 	if err == nil {
 		step, err = x.finish(ctx)
+		cut = errors.Is(err, ErrConnectionLost) || errors.Is(err, errSessionEnded)
 	}
 	if err == nil {
 		x.r.Outcome = OutcomeApplied
 		return
 	}
 	stepErr := fmt.Errorf("apply %s: %s: %w", dev, step, err)
-	if errors.Is(err, ErrConnectionLost) || errors.Is(err, errSessionEnded) {
+	if cut {
 		x.afterCut(ctx, step, stepErr)
 		return
 	}
@@ -356,6 +361,7 @@ func (x *tx) runScript(ctx context.Context, s *script, stdin []byte) (*scriptRes
 		in = bytes.NewReader(stdin)
 	}
 	res, err := s.run(ctx, x.t, in, x.progress)
+	trace(x.dp.Device, "script end")
 	x.r.Steps = append(x.r.Steps, res.done...)
 	for _, w := range res.warnings {
 		x.r.Warnings = append(x.r.Warnings, w)
@@ -459,6 +465,7 @@ func (x *tx) unlock() {
 	case <-done:
 	case <-time.After(30 * time.Second): // a rollback run by the holder may take a while
 	}
+	trace(x.dp.Device, "unlocked")
 	x.lock.Close()
 }
 
@@ -512,7 +519,7 @@ func (x *tx) sameAsPlan(live *Live) error {
 	return nil
 }
 
-// upload is the one file sent with the prepare script: haproxy.cfg, then
+// upload is the one file sent with the change script: haproxy.cfg, then
 // keepalived.conf, then the rollback script, split on the host by length.
 func (x *tx) upload() (data []byte, cfgLen, kaLen int, err error) {
 	rb, err := rollbackScript(x.h, x.dp, x.live)
@@ -526,16 +533,33 @@ func (x *tx) upload() (data []byte, cfgLen, kaLen int, err error) {
 	return []byte(cfg + ka + rb), len(cfg), len(ka), nil
 }
 
-// prepare runs stage (upload the new files beside the live ones, run the
-// device's check commands on them), keep-last-good (copy the live files to
-// <stateDir>/last-good) and arm (install the rollback script
-// <stateDir>/txn.sh) as one script. Nothing the host runs changes.
-func (x *tx) prepare(ctx context.Context) (string, error) {
+// change runs, as one script, stage (upload the new files beside the live
+// ones, run the device's check commands on them), keep-last-good (copy the
+// live files to <stateDir>/last-good) and arm (install the rollback script
+// <stateDir>/txn.sh), which change nothing the host runs; then, once the
+// lock session is seen alive (a connection cut during the first three
+// steps leaves the host as it was, but for the armed rollback that the
+// lock holder runs), add-vips (new addresses first: a config binding an
+// address the host does not have yet fails to load), save-server-state
+// (for the new process; failing is a warning), swap (rename the staged
+// files over the live ones), reload, and verify (wait on the host until
+// the new config runs). Then it confirms verify's evidence.
+func (x *tx) change(ctx context.Context) (string, error) {
 	data, cfgLen, kaLen, err := x.upload()
 	if err != nil {
 		return StepStage, err
 	}
 	h, ka := x.h, x.dp.Desired.ManageKeepalived
+	add := ":"
+	if len(x.dp.VIPsAdd) > 0 {
+		if add, err = addVIPCmd(h, x.dp.VIPsAdd); err != nil {
+			return StepStage, err
+		}
+	}
+	after, err := x.o.Verifier.After(h, []byte(x.dp.Desired.Config))
+	if err != nil {
+		return StepStage, err
+	}
 	up := x.h.uploadPath()
 	s := newScript(h, x.token, false)
 	// A cut connection ends stdin early: refuse a short upload.
@@ -562,25 +586,10 @@ func (x *tx) prepare(ctx context.Context) (string, error) {
 	tmp := h.txnPath() + ".lbc-tmp"
 	s.step(StepArm, fmt.Sprintf("tail -c +%d %s > %s && mv -f %s %s && rm -f %s",
 		cfgLen+kaLen+1, q(up), q(tmp), q(tmp), q(h.txnPath()), q(up)))
-	_, step, err := x.runScript(ctx, s, data)
-	return step, err
-}
-
-// change runs add-vips (new addresses first: a config binding an address
-// the host does not have yet fails to load), save-server-state (for the new
-// process; failing is a warning), swap (rename the staged files over the
-// live ones), reload, and verify (wait on the host until the new config
-// runs) as one script, then confirms verify's evidence.
-func (x *tx) change(ctx context.Context) (string, error) {
-	h, ka := x.h, x.dp.Desired.ManageKeepalived
-	s := newScript(h, x.token, true)
-	add := ":"
-	if len(x.dp.VIPsAdd) > 0 {
-		var err error
-		if add, err = addVIPCmd(h, x.dp.VIPsAdd); err != nil {
-			return StepAddVIPs, err
-		}
-	}
+	// Nothing changed yet: a script whose lock session ended here disarms
+	// and removes what it staged, instead of leaving the holder a
+	// rollback (and a reload) to run.
+	s.sessionCheck(x.token, removeCmd(append(stagedList(h, x.dp), h.txnPath())...))
 	s.step(StepAddVIPs, add)
 	s.warnStep(StepSaveServerState, saveServerStateCmd(h), "save server state failed (a host whose HAProxy does not run yet has none)")
 	swap := swapCmd(h.Config)
@@ -595,12 +604,8 @@ func (x *tx) change(ctx context.Context) (string, error) {
 		reload += " && { ( " + h.KeepalivedReload + " ) 9>&- || { echo 'keepalived reload failed' >&2; false; }; }"
 	}
 	s.step(StepReload, reload)
-	after, err := x.o.Verifier.After(h, []byte(x.dp.Desired.Config))
-	if err != nil {
-		return StepVerify, err
-	}
 	s.step(StepVerify, after)
-	res, step, err := x.runScript(ctx, s, nil)
+	res, step, err := x.runScript(ctx, s, data)
 	if err != nil {
 		return step, err
 	}
@@ -609,6 +614,16 @@ func (x *tx) change(ctx context.Context) (string, error) {
 		return StepVerify, err
 	}
 	return "", nil
+}
+
+// beforeChange reports whether a failure at step left the host as it was:
+// the steps up to arm change nothing the host runs.
+func beforeChange(step string) bool {
+	switch step {
+	case StepStage, StepKeepLastGood, StepArm:
+		return true
+	}
+	return false
 }
 
 // finish runs remove-vips (the addresses lbc added and no longer wants)
@@ -730,6 +745,11 @@ func (x *tx) afterCut(ctx context.Context, step string, stepErr error) {
 		x.r.Outcome = OutcomeApplied
 		x.r.Err = nil
 		x.r.Warnings = append(x.r.Warnings, fmt.Sprintf("connection lost at %s; reconnected: the host committed the change", step))
+	case x.sameAsPlan(live) == nil && beforeChange(step):
+		// The script stops before add-vips once the lock session is gone
+		// (and if it raced past that check, the host has rolled back).
+		x.r.Outcome = OutcomeFailedBeforeChange
+		x.r.Err = fmt.Errorf("%w (reconnected: the host runs its old state)", stepErr)
 	case x.sameAsPlan(live) == nil:
 		x.r.Outcome = OutcomeRolledBack
 		x.r.Err = fmt.Errorf("%w (reconnected: rolled back by the host)", stepErr)
@@ -814,4 +834,21 @@ func stagedList(h Host, dp *DevicePlan) []string {
 		fs = append(fs, staged(h.KeepalivedConfig), staged(h.KeepalivedConfig)+".lbc-tmp")
 	}
 	return fs
+}
+
+// traceOn (env LBC_TRACE set) prints a timestamped line to stderr at each
+// step of plan and apply, to see where the time goes.
+var (
+	traceOn    = os.Getenv("LBC_TRACE") != ""
+	traceStart = time.Now()
+	traceMu    sync.Mutex
+)
+
+func trace(dev, what string) {
+	if !traceOn {
+		return
+	}
+	traceMu.Lock()
+	defer traceMu.Unlock()
+	fmt.Fprintf(os.Stderr, "trace %7.3fs %s: %s\n", time.Since(traceStart).Seconds(), dev, what)
 }

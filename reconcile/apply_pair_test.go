@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"lbc/compiler"
-	"lbc/internal/sshtest"
 )
 
 // A pair is changed standby first; when the standby's change fails, the
@@ -20,12 +19,14 @@ func TestFailedStandbyStopsItsPrimary(t *testing.T) {
 	primaryBefore := th.snap()
 	p := &Plan{Format: PlanFormat, Revision: "rev1", Devices: []DevicePlan{ps.Devices[0], pp.Devices[0]},
 		HAPairs: []compiler.Placement{{Balancer: "web", Primary: "lb-b1", Standby: "lb-a1"}}}
-	th.setHook(func(cmd string) sshtest.Fault {
-		if strings.Contains(cmd, "lbc_step "+StepSwap+"\n") && strings.Contains(cmd, standbyState) {
-			return sshtest.FailExit(1, "disk full\n")
+	// The standby's swap step fails (after its script staged and armed).
+	f := func(cmd string) string {
+		if !strings.Contains(cmd, standbyState) {
+			return cmd
 		}
-		return sshtest.NoFault
-	})
+		return strings.Replace(cmd, "lbc_step "+StepSwap+"\n{ ", "lbc_step "+StepSwap+"\n{ echo 'disk full' >&2; false; } && { ", 1)
+	}
+	th.inject.Store(&f)
 	o := applyOpts("test")
 	o.Waves = HAWaves(&compiler.Result{Placement: compiler.Lock{"web": p.HAPairs[0]}})
 	r, err := Apply(context.Background(), p, th.dial, o)

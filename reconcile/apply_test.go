@@ -468,12 +468,11 @@ func TestMaxFailuresSkipsTheRest(t *testing.T) {
 	th.init("lb-b1") // second device on the same server, own dir
 	pb := th.plan("rev1", testConfig(18080, 10))
 	p := &Plan{Format: PlanFormat, Revision: "rev1", Devices: []DevicePlan{pa.Devices[0], pb.Devices[0]}}
-	th.setHook(func(cmd string) sshtest.Fault {
-		if strings.Contains(cmd, "lbc_step "+StepSwap+"\n") {
-			return sshtest.FailExit(1, "no\n")
-		}
-		return sshtest.NoFault
-	})
+	// The swap step fails (after the script has staged and armed).
+	f := func(cmd string) string {
+		return strings.Replace(cmd, "lbc_step "+StepSwap+"\n{ ", "lbc_step "+StepSwap+"\nfalse && { ", 1)
+	}
+	th.inject.Store(&f)
 	o := applyOpts("test")
 	o.Parallelism, o.MaxFailures = 1, 1
 	r, err := Apply(context.Background(), p, th.dial, o)

@@ -106,10 +106,11 @@ func readCmd(h Host, keepalived bool) string {
 // "locked", then reads the device as readCmd does (step stale-check, ended
 // by "==lbc read ok" or "==lbc read failed"): the lock and the stale check
 // cost one round trip. When stdin closes (the controller finished, died, or
-// lost the connection) and a transaction script is still armed, it runs
-// that script first, under the transaction lock (after any script still
-// running): the host rolls itself back to the old state instead of staying
-// half changed.
+// lost the connection) it removes the session token at once (a script that
+// checks it stops before it changes anything), and when a transaction
+// script is still armed, it runs that script, under the transaction lock
+// (after any script still running): the host rolls itself back to the old
+// state instead of staying half changed.
 func lockCmd(h Host, owner, token string, wait time.Duration, keepalived bool) string {
 	mode := "-n"
 	if wait > 0 {
@@ -120,11 +121,12 @@ func lockCmd(h Host, owner, token string, wait time.Duration, keepalived bool) s
 		"lbc_step " + StepStaleCheck + "\n{ ( " + readCmd(h, keepalived) + " )\n" +
 		`} && echo "==lbc read ok" || echo "==lbc read failed"` + "\n# end of step " + StepStaleCheck + "\n" +
 		"cat >/dev/null\n" +
+		`rm -f "$sd/lock.session"` + "\n" +
 		`exec 9>>"$sd/txn.lock"; flock -w 300 9` + "\n" +
 		`if [ -f "$sd/txn.sh" ]; then sh "$sd/txn.sh" > "$sd/txn.log" 2>&1 9>&- && rm -f "$sd/txn.sh"; fi` + "\n" +
-		`rm -f "$sd/lock.session" "$sd/lock.owner"` + "\n"
-	return fmt.Sprintf("mkdir -p %s && flock %s %s sh -c %s sh %s %s %s",
-		q(h.StateDir), mode, q(h.lockPath()), q(holder), q(owner), q(h.StateDir), q(token))
+		`rm -f "$sd/lock.owner"` + "\n"
+	return fmt.Sprintf("%s && flock %s %s sh -c %s sh %s %s %s",
+		mkdirCmd(h.StateDir), mode, q(h.lockPath()), q(holder), q(owner), q(h.StateDir), q(token))
 }
 
 func ownerCmd(h Host) string { return "cat " + q(h.ownerPath()) + " 2>/dev/null || true" }
@@ -133,8 +135,12 @@ func ownerCmd(h Host) string { return "cat " + q(h.ownerPath()) + " 2>/dev/null 
 // either absent, old or complete.
 func writeCmd(p string) string {
 	tmp := p + ".lbc-tmp"
-	return fmt.Sprintf("mkdir -p %s && cat > %s && mv -f %s %s", q(path.Dir(p)), q(tmp), q(tmp), q(p))
+	return fmt.Sprintf("%s && cat > %s && mv -f %s %s", mkdirCmd(path.Dir(p)), q(tmp), q(tmp), q(p))
 }
+
+// mkdirCmd makes directory d (and its parents) unless it exists; the test
+// is a builtin, so the common case runs no process.
+func mkdirCmd(d string) string { return fmt.Sprintf("{ [ -d %s ] || mkdir -p %s; }", q(d), q(d)) }
 
 // checkCmd runs a device's check command with the file appended, quoted.
 // The command itself comes from the validated spec.
@@ -144,8 +150,8 @@ func checkCmd(check, file string) string { return check + " " + q(file) }
 // removes a stale last-good copy when the live file is absent.
 func keepLastGoodCmd(live, good string) string {
 	tmp := good + ".lbc-tmp"
-	return fmt.Sprintf("mkdir -p %s && if [ -e %s ]; then cp %s %s && mv -f %s %s; else rm -f %s; fi",
-		q(path.Dir(good)), q(live), q(live), q(tmp), q(tmp), q(good), q(good))
+	return fmt.Sprintf("%s && if [ -e %s ]; then cp %s %s && mv -f %s %s; else rm -f %s; fi",
+		mkdirCmd(path.Dir(good)), q(live), q(live), q(tmp), q(tmp), q(good), q(good))
 }
 
 func swapCmd(p string) string { return fmt.Sprintf("mv -f %s %s", q(staged(p)), q(p)) }

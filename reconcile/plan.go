@@ -161,12 +161,15 @@ func planDevice(ctx context.Context, dev *schema.Device, art *compiler.DeviceArt
 		}
 		dp.Desired.ManageKeepalived, dp.Desired.Keepalived = true, string(art.Keepalived)
 	}
+	trace(dev.Name, "plan: connect")
 	t, err := dial(ctx, dev)
 	if err != nil {
 		return fail(StatusUnreachable, err)
 	}
 	defer t.Close()
+	trace(dev.Name, "plan: read")
 	live, err := ReadLive(ctx, t, h, h.KeepalivedConfig != "")
+	trace(dev.Name, "plan: read done")
 	if err != nil {
 		return fail(StatusError, fmt.Errorf("read live state: %w", err))
 	}

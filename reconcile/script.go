@@ -54,12 +54,23 @@ func newScript(h Host, token string, armed bool) *script {
 	fmt.Fprintf(&s.b, "sd=%s\n", q(h.StateDir))
 	s.b.WriteString(`exec 9>>"$sd/txn.lock" || exit 1` + "\n")
 	s.b.WriteString(`flock -w 60 9 || { echo "the device's transaction lock is busy" >&2; exit 1; }` + "\n")
-	fmt.Fprintf(&s.b, `[ "$(cat "$sd/lock.session" 2>/dev/null)" = %s ] || { echo "the lock session has ended: the host rolls back by itself" >&2; exit %d; }`+"\n",
-		token, exitSessionEnded)
+	s.sessionCheck(token, "")
 	if armed {
 		fmt.Fprintf(&s.b, `[ -f "$sd/txn.sh" ] || { echo "the transaction is not armed any more" >&2; exit %d; }`+"\n", exitSessionEnded)
 	}
 	return s
+}
+
+// sessionCheck adds a check that the lock session the script belongs to
+// is still alive (its holder removes the token as soon as its stdin
+// ends); when not, the script runs cleanup (shell code, may be empty) and
+// ends with exitSessionEnded.
+func (s *script) sessionCheck(token, cleanup string) {
+	if cleanup != "" {
+		cleanup += "; "
+	}
+	fmt.Fprintf(&s.b, `lbc_tok=; { read -r lbc_tok < "$sd/lock.session"; } 2>/dev/null; [ "$lbc_tok" = %s ] || { %secho "the lock session has ended: the host rolls back by itself" >&2; exit %d; }`+"\n",
+		token, cleanup, exitSessionEnded)
 }
 
 // step adds a step whose failure ends the script. body is shell code whose

@@ -35,9 +35,22 @@ type HAProxyVerifier struct {
 	Interval time.Duration // default 50ms
 }
 
+// infoFunc defines lbc_info_get, which asks the stats socket `show info`
+// into lbc_info and sets lbc_pid and lbc_desc from it with shell builtins
+// only (the verify loop runs it every interval: one process a poll).
+const infoFunc = `lbc_info_get() { lbc_info=$(%s 2>/dev/null); lbc_pid=; lbc_desc=
+while IFS= read -r lbc_l; do case $lbc_l in
+"Pid:"*) lbc_pid=${lbc_l#Pid:}; lbc_pid=${lbc_pid#"${lbc_pid%%%%[! ]*}"} ;;
+"description:"*) lbc_desc=${lbc_l#description:}; lbc_desc=${lbc_desc#"${lbc_desc%%%%[! ]*}"} ;;
+esac; done <<LBC_INFO_END
+$lbc_info
+LBC_INFO_END
+}
+`
+
 // Before stores the Pid that `show info` reports.
 func (v HAProxyVerifier) Before(h Host) string {
-	return fmt.Sprintf("lbc_before=$(%s 2>/dev/null | sed -n 's/^Pid: *//p')", socatCmd(h, "show info"))
+	return fmt.Sprintf(infoFunc, socatCmd(h, "show info")) + "  lbc_info_get; lbc_before=$lbc_pid"
 }
 
 // After polls `show info` on the host until it names a Pid other than
@@ -57,8 +70,8 @@ func (v HAProxyVerifier) After(h Host, config []byte) (string, error) {
 	n := max(int(timeout/interval), 1)
 	desc := configDescription(config)
 	var b strings.Builder
-	fmt.Fprintf(&b, "lbc_i=0; while :; do lbc_info=$(%s 2>/dev/null)\n", socatCmd(h, "show info"))
-	b.WriteString(`lbc_pid=$(printf '%s\n' "$lbc_info" | sed -n 's/^Pid: *//p'); lbc_desc=$(printf '%s\n' "$lbc_info" | sed -n 's/^description: *//p')` + "\n")
+	fmt.Fprintf(&b, infoFunc, socatCmd(h, "show info"))
+	b.WriteString("  lbc_i=0; while :; do lbc_info_get\n")
 	fmt.Fprintf(&b, `if [ -n "$lbc_pid" ] && [ "$lbc_pid" != "$lbc_before" ] && { [ -z %s ] || [ "$lbc_desc" = %s ]; }; then break; fi`+"\n", q(desc), q(desc))
 	fmt.Fprintf(&b, "lbc_i=$((lbc_i+1)); [ $lbc_i -ge %d ] && break; sleep %.3f; done\n", n, interval.Seconds())
 	fmt.Fprintf(&b, `echo "==lbc waited $lbc_i %s"; echo "==lbc before $lbc_before"; echo "==lbc info"; printf '%%s\n' "$lbc_info"; echo "==lbc ss"; ss -Hltn`, timeout)
