@@ -34,10 +34,10 @@ type unit struct {
 	maxconn  int64 // Σ maxconn
 	pin      int32 // the pin the members agree on: noPin, a device, or -2 (unknown device, or pins disagree)
 	prefZone int32 // HA: zone id of the first member's placement.zones[0] that has one, or -1
-	tenant   []int32
+	tenant   *tenantLoad
 	// tenants: when members belong to several tenants, the per-device
 	// counts of each distinct one (tenant is then nil); spread sums them.
-	tenants [][]int32
+	tenants []*tenantLoad
 }
 
 // unit sums the demands of ms, members of g.
@@ -65,9 +65,9 @@ func (s *sched) unit(g *group, ms []*bal) unit {
 		if u.tenants == nil {
 			u.tenant = nil
 			if ms[0].tenant != nil {
-				u.tenants = [][]int32{ms[0].tenant}
+				u.tenants = []*tenantLoad{ms[0].tenant}
 			} else {
-				u.tenants = [][]int32{}
+				u.tenants = []*tenantLoad{}
 			}
 		}
 		if b.tenant != nil && !slices.ContainsFunc(ms[:i], func(o *bal) bool { return o.b.Tenant == b.b.Tenant }) {
@@ -80,11 +80,11 @@ func (s *sched) unit(g *group, ms []*bal) unit {
 // spread is the spread cost of u on device d.
 func (u *unit) spread(d int32) float64 {
 	if u.tenant != nil {
-		return float64(u.tenant[d])
+		return float64(u.tenant.n[d])
 	}
 	var v int32
 	for _, t := range u.tenants {
-		v += t[d]
+		v += t.n[d]
 	}
 	return float64(v)
 }

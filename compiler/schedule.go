@@ -204,8 +204,8 @@ type bal struct {
 	unknownTag bool
 	pin        int32 // noPin, a device index, or -2 for an unknown device
 	maxconn    int64
-	tenant     []int32 // balancers of the tenant per device
-	prefZone   int32   // HA: zone id of placement.zones[0], or -1
+	tenant     *tenantLoad // the balancer's tenant; nil when it has none
+	prefZone   int32       // HA: zone id of placement.zones[0], or -1
 }
 
 type sched struct {
@@ -221,7 +221,10 @@ type sched struct {
 	enabled   [numFilters]bool
 	haZones   bool // the ha filter is listed: standby in another zone
 	w         [numCosts]float64
-	tenants   map[string][]int32
+	tenants   map[string]*tenantLoad
+	index     []classIndex // by class: the devices by load (see choose)
+	noFast    bool         // choose always scans (the reference, in tests)
+	fastN     int          // decisions choose took without scanning (tests)
 	bals      map[string]*bal
 
 	// scratch of one decision, reused
@@ -247,7 +250,7 @@ func newSched(spec *schema.Spec) (*sched, error) {
 		devIndex:  make(map[string]int32, len(spec.Devices)),
 		zoneIndex: map[string]int32{},
 		tagIndex:  map[string]int{},
-		tenants:   map[string][]int32{},
+		tenants:   map[string]*tenantLoad{},
 		bals:      make(map[string]*bal, len(spec.Balancers)),
 	}
 	if err := s.setFilters(spec.Scheduler.Filters); err != nil {
@@ -305,6 +308,7 @@ func newSched(spec *schema.Spec) (*sched, error) {
 		s.devIndex[n] = int32(i)
 	}
 	s.classOK = make([]bool, len(s.classes))
+	s.initIndex()
 	s.cand = make([]int32, len(names))
 	s.c0, s.c1, s.c2 = make([]float64, len(names)), make([]float64, len(names)), make([]float64, len(names))
 	s.total = make([]float64, len(names))
@@ -395,7 +399,7 @@ func (s *sched) balancer(n string) *bal {
 	if sb.Tenant != "" {
 		t := s.tenants[sb.Tenant]
 		if t == nil {
-			t = make([]int32, len(s.devs))
+			t = &tenantLoad{n: make([]int32, len(s.devs))}
 			s.tenants[sb.Tenant] = t
 		}
 		b.tenant = t
@@ -413,13 +417,22 @@ func (s *sched) commit(u *unit, d int32) {
 
 func (s *sched) addLoad(b *bal, d int32, sign int32) {
 	l := &s.load[d]
+	ci := &s.index[s.devs[d].class]
+	ci.remove(d, l.count)
 	l.count += sign
 	l.committed += int64(sign) * b.maxconn
 	if c := s.devs[d].d.Capacity.Maxconn; c > 0 {
 		l.ratio = float64(l.committed) / float64(c)
 	}
+	ci.insert(s.load, d)
+	if sign > 0 {
+		ci.slackN = min(ci.slackN, l.maxCount-l.count)
+		ci.slackC = min(ci.slackC, l.maxConn-l.committed)
+	} else {
+		ci.slackDirty = true
+	}
 	if b.tenant != nil {
-		b.tenant[d] += sign
+		b.tenant.add(d, sign)
 	}
 }
 
@@ -453,7 +466,7 @@ func (s *sched) candidates(u *unit, primary int32) {
 	}
 	var tenant []int32
 	if u.tenant != nil {
-		tenant = u.tenant[:len(s.load)]
+		tenant = u.tenant.n[:len(s.load)]
 	}
 	multi := u.tenants != nil
 	mc, cnt := u.maxconn, u.n
@@ -794,8 +807,7 @@ func (s *sched) run(prev Lock, traced string, trace tracer) (Lock, Stats, []erro
 				if tr {
 					trace.decide(s, &u, primary, "", false)
 				}
-				s.candidates(&u, primary)
-				if sd := s.best(-1); sd < 0 {
+				if sd := s.choose(&u, primary, -1); sd < 0 {
 					uerr = s.unplaceable(&u, primary)
 					s.uncommit(&u, primary)
 				} else {
@@ -809,8 +821,7 @@ func (s *sched) run(prev Lock, traced string, trace tracer) (Lock, Stats, []erro
 			if tr {
 				trace.decide(s, &u, noPrimary, "", false)
 			}
-			s.candidates(&u, noPrimary)
-			if d := s.best(u.prefZone); d < 0 {
+			if d := s.choose(&u, noPrimary, u.prefZone); d < 0 {
 				uerr = s.unplaceable(&u, noPrimary)
 			} else {
 				primary = d
@@ -819,8 +830,7 @@ func (s *sched) run(prev Lock, traced string, trace tracer) (Lock, Stats, []erro
 				if tr {
 					trace.decide(s, &u, primary, "", false)
 				}
-				s.candidates(&u, primary)
-				if sd := s.best(-1); sd < 0 {
+				if sd := s.choose(&u, primary, -1); sd < 0 {
 					uerr = s.unplaceable(&u, primary)
 				} else {
 					standby = sd

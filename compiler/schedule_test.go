@@ -251,7 +251,7 @@ func TestNormalization(t *testing.T) {
 	// a large raw spread in one cost must not swamp another.
 	raw := [numCosts][]float64{{0, 5, 10}, {0.3, 0.3, 0.3}, {4, 2, 0}}
 	s := &sched{w: [numCosts]float64{1, 1, 0.5}, n: 3, cand: []int32{0, 1, 2},
-		total: make([]float64, 3), raw: make([][numCosts]float64, 3), cu: unit{tenant: []int32{4, 2, 0}}}
+		total: make([]float64, 3), raw: make([][numCosts]float64, 3), cu: unit{tenant: &tenantLoad{n: []int32{4, 2, 0}}}}
 	for i := range 3 {
 		s.load = append(s.load, devLoad{count: int32(raw[0][i]), ratio: raw[1][i]})
 	}
