@@ -115,6 +115,8 @@ type classIndex struct {
 	slackN     int32 // min over the devices of maxCount - count
 	slackC     int64 // min over the devices of maxConn - committed
 	slackDirty bool  // a device was unloaded: recompute the slacks
+	rlo, rhi   float64
+	ratioDirty bool // a device moved: recompute rlo and rhi
 }
 
 func (s *sched) initIndex() {
@@ -123,7 +125,7 @@ func (s *sched) initIndex() {
 		ci := &s.index[c]
 		ci.byCount = [][]int32{append([]int32(nil), s.classes[c].devs...)}
 		ci.size = int32(len(s.classes[c].devs))
-		ci.slackDirty = true
+		ci.slackDirty, ci.ratioDirty = true, true
 	}
 }
 
@@ -152,6 +154,7 @@ func (ci *classIndex) insert(load []devLoad, d int32) {
 		return int(e - d)
 	})
 	ci.byCount[c] = slices.Insert(b, i, d)
+	ci.ratioDirty = true
 	ci.lo, ci.hi = min(ci.lo, c), max(ci.hi, c)
 	for len(ci.byCount[ci.lo]) == 0 {
 		ci.lo++
@@ -220,16 +223,21 @@ func (s *sched) choose(u *unit, primary, pref int32) int32 {
 		ci := &s.index[c]
 		n += ci.size
 		lo[0], hi[0] = min(lo[0], float64(ci.lo)), max(hi[0], float64(ci.hi))
-		for k := ci.lo; k <= ci.hi; k++ {
-			if b := ci.byCount[k]; len(b) > 0 {
-				r0, r1 := s.load[b[0]].ratio, s.load[b[len(b)-1]].ratio
-				if r0 < lo[1] {
-					lo[1] = r0
-				}
-				if r1 > hi[1] {
-					hi[1] = r1
+		if ci.ratioDirty {
+			ci.rlo, ci.rhi = math.Inf(1), math.Inf(-1)
+			for k := ci.lo; k <= ci.hi; k++ {
+				if b := ci.byCount[k]; len(b) > 0 {
+					ci.rlo = min(ci.rlo, s.load[b[0]].ratio)
+					ci.rhi = max(ci.rhi, s.load[b[len(b)-1]].ratio)
 				}
 			}
+			ci.ratioDirty = false
+		}
+		if ci.rlo < lo[1] {
+			lo[1] = ci.rlo
+		}
+		if ci.rhi > hi[1] {
+			hi[1] = ci.rhi
 		}
 	}
 	if n == 0 {
@@ -239,22 +247,24 @@ func (s *sched) choose(u *unit, primary, pref int32) int32 {
 	lo[2], hi[2] = 0, 0
 	if u.tenant != nil {
 		tn = u.tenant.n
-		k := int32(0)
+		k, tlo, thi := int32(0), int32(math.MaxInt32), int32(0)
 		for _, d := range u.tenant.nz {
 			if !s.classOK[s.devs[d].class] {
 				continue
 			}
-			v := float64(tn[d])
-			if k == 0 {
-				lo[2], hi[2] = v, v
-			} else {
-				lo[2], hi[2] = min(lo[2], v), max(hi[2], v)
+			v := tn[d]
+			if v < tlo {
+				tlo = v
+			}
+			if v > thi {
+				thi = v
 			}
 			k++
 		}
 		if k < n {
-			lo[2] = 0
+			tlo = 0
 		}
+		lo[2], hi[2] = float64(tlo), float64(thi)
 	}
 	s.lo, s.hi = lo, hi
 	s.fastN++

@@ -112,6 +112,15 @@ func (s *sched) vipsOK(b *bal, c int32) bool {
 	if len(nets) == 0 {
 		return true
 	}
+	if b.vipNets != nil {
+		m := s.classes[c].netMask
+		for _, v := range b.vipNets {
+			if v&m == 0 {
+				return false
+			}
+		}
+		return true
+	}
 	for _, v := range b.b.VIPs {
 		ok := false
 		for _, p := range nets {

@@ -93,10 +93,12 @@ func (u *unit) spread(d int32) float64 {
 // and returns the groups in order of their first member, and one
 // *SharedAddressError per shared address whose holders disagree on
 // placement.ha.
-func (s *sched) groups(names []string) ([]*group, []error) {
+func (s *sched) groups(names []string, specs []*schema.Balancer) ([]*group, []error) {
 	bals := make([]*bal, len(names))
 	parent := make([]int32, len(names))
-	first := make(map[netip.Addr]int32, len(names))
+	// first holder of each address: IPv4 ones keyed cheaper
+	first4 := make(map[uint32]int32, len(names))
+	var first6 map[netip.Addr]int32
 	var shared map[netip.Addr]bool
 	find := func(i int32) int32 {
 		for parent[i] != i {
@@ -105,13 +107,29 @@ func (s *sched) groups(names []string) ([]*group, []error) {
 		}
 		return i
 	}
+	store := make([]bal, len(names))
 	for i, n := range names {
-		bals[i] = s.balancer(n)
+		bals[i] = &store[i]
+		s.balancer(n, specs[i], bals[i])
 		parent[i] = int32(i)
 		for _, v := range bals[i].b.VIPs {
-			j, ok := first[v.Address]
+			var j int32
+			var ok bool
+			if v.Address.Is4() {
+				a4 := v.Address.As4()
+				k := uint32(a4[0])<<24 | uint32(a4[1])<<16 | uint32(a4[2])<<8 | uint32(a4[3])
+				if j, ok = first4[k]; !ok {
+					first4[k] = int32(i)
+				}
+			} else {
+				if first6 == nil {
+					first6 = map[netip.Addr]int32{}
+				}
+				if j, ok = first6[v.Address]; !ok {
+					first6[v.Address] = int32(i)
+				}
+			}
 			if !ok {
-				first[v.Address] = int32(i)
 				continue
 			}
 			if shared == nil {
@@ -131,14 +149,14 @@ func (s *sched) groups(names []string) ([]*group, []error) {
 	}
 	var gs []*group
 	buf := make([]*bal, len(names))
-	store := make([]group, 0, len(names))
+	gstore := make([]group, 0, len(names))
 	off := int32(0)
 	for i := range names {
 		if parent[i] != int32(i) {
 			continue
 		}
-		store = append(store, group{members: buf[off : off : off+size[i]], ha: bals[i].b.Placement.HA, primary: noPrimary, standby: noPrimary})
-		gs = append(gs, &store[len(store)-1])
+		gstore = append(gstore, group{members: buf[off : off : off+size[i]], ha: bals[i].b.Placement.HA, primary: noPrimary, standby: noPrimary})
+		gs = append(gs, &gstore[len(gstore)-1])
 		off += size[i]
 	}
 	gi := make([]int32, len(names)) // root -> index in gs

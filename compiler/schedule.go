@@ -192,7 +192,9 @@ type devClass struct {
 	zone int32
 	tags []uint64 // bit set of tag ids
 	nets []netip.Prefix
-	devs []int32 // ascending
+	// netMask: the bits of nets in sched.prefixes (when that is not nil)
+	netMask uint64
+	devs    []int32 // ascending
 }
 
 // bal is the scheduler's view of one balancer.
@@ -206,6 +208,10 @@ type bal struct {
 	maxconn    int64
 	tenant     *tenantLoad // the balancer's tenant; nil when it has none
 	prefZone   int32       // HA: zone id of placement.zones[0], or -1
+	// vipNets: per VIP, the bits of sched.prefixes that hold it (nil when
+	// sched.prefixes is)
+	vipNets []uint64
+	vipNet1 [1]uint64 // vipNets' storage for one VIP
 }
 
 type sched struct {
@@ -222,10 +228,16 @@ type sched struct {
 	haZones   bool // the ha filter is listed: standby in another zone
 	w         [numCosts]float64
 	tenants   map[string]*tenantLoad
-	index     []classIndex // by class: the devices by load (see choose)
-	noFast    bool         // choose always scans (the reference, in tests)
-	fastN     int          // decisions choose took without scanning (tests)
-	bals      map[string]*bal
+	// the tenant balancer looked up last (names of one tenant often follow each other)
+	lastTenant string
+	lastLoad   *tenantLoad
+	index      []classIndex    // by class: the devices by load (see choose)
+	noFast     bool            // choose always scans (the reference, in tests)
+	fastN      int             // decisions choose took without scanning (tests)
+	bals       map[string]*bal // filled by run only when it traces (Explain)
+	noTags     []uint64        // the tag set of a balancer wishing none
+	// prefixes: every device's vipNetworks, each once; nil when more than 64
+	prefixes []netip.Prefix
 
 	// scratch of one decision, reused
 	classOK []bool
@@ -251,7 +263,7 @@ func newSched(spec *schema.Spec) (*sched, error) {
 		zoneIndex: map[string]int32{},
 		tagIndex:  map[string]int{},
 		tenants:   map[string]*tenantLoad{},
-		bals:      make(map[string]*bal, len(spec.Balancers)),
+		bals:      map[string]*bal{},
 	}
 	if err := s.setFilters(spec.Scheduler.Filters); err != nil {
 		return nil, err
@@ -306,6 +318,25 @@ func newSched(spec *schema.Spec) (*sched, error) {
 		}
 		s.load[i] = l
 		s.devIndex[n] = int32(i)
+	}
+	s.prefixes = []netip.Prefix{}
+	pi := map[netip.Prefix]int{}
+	for c := range s.classes {
+		cl := &s.classes[c]
+		for _, p := range cl.nets {
+			i, ok := pi[p]
+			if !ok {
+				i = len(s.prefixes)
+				pi[p] = i
+				s.prefixes = append(s.prefixes, p)
+			}
+			if i < 64 {
+				cl.netMask |= 1 << i
+			}
+		}
+	}
+	if len(s.prefixes) > 64 {
+		s.prefixes = nil // vipsOK compares addresses with networks
 	}
 	s.classOK = make([]bool, len(s.classes))
 	s.initIndex()
@@ -366,13 +397,29 @@ func (s *sched) setFilters(list []string) error {
 	return nil
 }
 
-// balancer returns the scheduler's view of the balancer named n.
-func (s *sched) balancer(n string) *bal {
-	if b, ok := s.bals[n]; ok {
-		return b
+// balancerList returns the names of the spec's balancers, sorted, and the
+// balancers in the same order.
+func (s *sched) balancerList() ([]string, []*schema.Balancer) {
+	type nb struct {
+		n string
+		b *schema.Balancer
 	}
-	sb := s.spec.Balancers[n]
-	b := &bal{name: n, b: sb, pin: noPin, prefZone: -1, maxconn: int64(sb.TotalMaxconn())}
+	list := make([]nb, 0, len(s.spec.Balancers))
+	for n, b := range s.spec.Balancers {
+		list = append(list, nb{n, b})
+	}
+	slices.SortFunc(list, func(x, y nb) int { return strings.Compare(x.n, y.n) })
+	names := make([]string, len(list))
+	bs := make([]*schema.Balancer, len(list))
+	for i, e := range list {
+		names[i], bs[i] = e.n, e.b
+	}
+	return names, bs
+}
+
+// balancer fills b with the scheduler's view of sb, the balancer named n.
+func (s *sched) balancer(n string, sb *schema.Balancer, b *bal) {
+	*b = bal{name: n, b: sb, pin: noPin, prefZone: -1, maxconn: int64(sb.TotalMaxconn())}
 	for _, z := range sb.Placement.Zones {
 		id, ok := s.zoneIndex[z]
 		if !ok {
@@ -388,7 +435,27 @@ func (s *sched) balancer(n string) *bal {
 			b.unknownTag = true
 		}
 	}
-	b.tags = s.tagSet(sb.Placement.Tags)
+	if s.prefixes != nil {
+		b.vipNets = b.vipNet1[:]
+		if len(sb.VIPs) != 1 {
+			b.vipNets = make([]uint64, len(sb.VIPs))
+		}
+		for i, v := range sb.VIPs {
+			for j, p := range s.prefixes {
+				if p.Contains(v.Address) {
+					b.vipNets[i] |= 1 << j
+				}
+			}
+		}
+	}
+	if len(sb.Placement.Tags) == 0 {
+		if s.noTags == nil {
+			s.noTags = make([]uint64, s.tagWords)
+		}
+		b.tags = s.noTags // shared, never written
+	} else {
+		b.tags = s.tagSet(sb.Placement.Tags)
+	}
 	if sb.Placement.Device != "" {
 		if d, ok := s.devIndex[sb.Placement.Device]; ok {
 			b.pin = d
@@ -397,15 +464,16 @@ func (s *sched) balancer(n string) *bal {
 		}
 	}
 	if sb.Tenant != "" {
-		t := s.tenants[sb.Tenant]
-		if t == nil {
-			t = &tenantLoad{n: make([]int32, len(s.devs))}
-			s.tenants[sb.Tenant] = t
+		if sb.Tenant != s.lastTenant {
+			t := s.tenants[sb.Tenant]
+			if t == nil {
+				t = &tenantLoad{n: make([]int32, len(s.devs))}
+				s.tenants[sb.Tenant] = t
+			}
+			s.lastTenant, s.lastLoad = sb.Tenant, t
 		}
-		b.tenant = t
+		b.tenant = s.lastLoad
 	}
-	s.bals[n] = b
-	return b
 }
 
 // commit records every member of u as placed on d.
@@ -677,7 +745,7 @@ func mostCommon(ms []*bal, key func(*bal) string) string {
 // run schedules every balancer; trace, when not nil, is told about the
 // balancer named traced.
 func (s *sched) run(prev Lock, traced string, trace tracer) (Lock, Stats, []error) {
-	names := s.spec.BalancerNames()
+	names, specs := s.balancerList()
 	out := make(Lock, len(names))
 	var st Stats
 	for n := range prev {
@@ -685,10 +753,15 @@ func (s *sched) run(prev Lock, traced string, trace tracer) (Lock, Stats, []erro
 			st.Removed++
 		}
 	}
-	groups, errs := s.groups(names)
+	groups, errs := s.groups(names, specs)
 	s.gs = groups
 	var tg *group
 	if trace != nil {
+		for _, g := range groups {
+			for _, m := range g.members {
+				s.bals[m.name] = m
+			}
+		}
 		tb := s.bals[traced]
 		for _, g := range groups {
 			if slices.Contains(g.members, tb) {
