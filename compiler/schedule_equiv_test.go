@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"reflect"
 	"testing"
 
@@ -35,6 +36,11 @@ func scEquivSpec(r *rand.Rand) *schema.Spec {
 	tagSets := [][]string{nil, {"public"}, {"internal"}, {"public", "internal"}, {"edge", "public"}}
 	netSets := [][]string{nil, {"198.51.100.0/24"}, {"203.0.113.0/24"}, {"198.51.100.0/24", "203.0.113.0/24"}}
 	nd := 1 + r.IntN(60)
+	// Now and then more distinct vipNetworks than the bit masks hold.
+	manyNets := r.IntN(8) == 0
+	if manyNets {
+		nd = 70 + r.IntN(30)
+	}
 	nb := r.IntN(250)
 	tight := r.IntN(3) == 0
 	var devs []*schema.Device
@@ -56,6 +62,13 @@ func scEquivSpec(r *rand.Rand) *schema.Spec {
 			opts = append(opts, scCap(b, m))
 		}
 		opts = append(opts, scTags(tagSets[r.IntN(len(tagSets))]...), scNets(netSets[r.IntN(len(netSets))]...))
+		if manyNets {
+			opts = append(opts, func(d *schema.Device) {
+				if len(d.VIPNetworks) > 0 {
+					d.VIPNetworks = append(d.VIPNetworks, netip.PrefixFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}), 32))
+				}
+			})
+		}
 		devs = append(devs, scDev(fmt.Sprintf("lb-%03d", r.IntN(1000)), zs[r.IntN(len(zs))], opts...))
 	}
 	var bals []*schema.Balancer
@@ -158,7 +171,7 @@ func scEquivLock(r *rand.Rand, s *schema.Spec) Lock {
 
 func TestScheduleMatchesReference(t *testing.T) {
 	r := rand.New(rand.NewPCG(11, 12))
-	var placed, failed, locked, fast int
+	var placed, failed, locked, fast, noMasks int
 	for iter := 0; iter < 400; iter++ {
 		s := scEquivSpec(r)
 		var prev Lock
@@ -174,6 +187,9 @@ func TestScheduleMatchesReference(t *testing.T) {
 			if sc, err := newSched(s); err == nil {
 				sc.run(prev, "", nil)
 				fast += sc.fastN
+				if sc.prefixes == nil {
+					noMasks++
+				}
 			}
 			if string(got.Marshal()) != string(want.Marshal()) || gst != wst {
 				t.Fatalf("iter %d round %d: lock differs from the reference: %v (stats %+v, want %+v)", iter, round, DiffLocks(want, got), gst, wst)
@@ -191,9 +207,9 @@ func TestScheduleMatchesReference(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("placed %d balancers, %d runs with errors, %d with a lock, %d decisions by the fast path", placed, failed, locked, fast)
-	if failed == 0 || placed == 0 || fast < placed/4 {
-		t.Errorf("placed %d, runs with errors %d, fast decisions %d: want all > 0, fast >= placed/4", placed, failed, fast)
+	t.Logf("placed %d balancers, %d runs with errors, %d with a lock, %d decisions by the fast path, %d runs with > 64 vipNetworks", placed, failed, locked, fast, noMasks)
+	if failed == 0 || placed == 0 || fast < placed/4 || noMasks == 0 {
+		t.Errorf("placed %d, runs with errors %d, fast decisions %d, runs with > 64 vipNetworks %d: want all > 0, fast >= placed/4", placed, failed, fast, noMasks)
 	}
 }
 
