@@ -698,11 +698,31 @@ func (x *tx) rollback(ctx context.Context) error {
 	}
 	if x.live.Config.Exists {
 		if err := x.o.Verifier.Confirm(res.output[StepRollback], x.live.Config.Data); err != nil {
-			return err
+			// A reload signalled while the one before it is still under
+			// way can be lost (HAProxy's master re-executes itself on
+			// each): signal once more and look again before giving up.
+			if err2 := x.reloadAgain(ctx); err2 != nil {
+				return fmt.Errorf("%w; reloaded once more: %w", err, err2)
+			}
 		}
 	}
 	_, err = x.t.Run(ctx, removeCmd(x.h.txnPath()), nil)
 	return err
+}
+
+// reloadAgain reloads the restored config once more and verifies it.
+func (x *tx) reloadAgain(ctx context.Context) error {
+	after, err := x.o.Verifier.After(x.h, x.live.Config.Data)
+	if err != nil {
+		return err
+	}
+	s := newScript(x.h, x.token, true)
+	s.step(StepRollback, x.o.Verifier.Before(x.h)+"\n  ( "+x.h.Reload+" ) &&\n  { "+after+"\n  }")
+	res, err := s.run(ctx, x.t, nil, func(string) {})
+	if err != nil {
+		return err
+	}
+	return x.o.Verifier.Confirm(res.output[StepRollback], x.live.Config.Data)
 }
 
 // afterCut finds out, over a new connection, how a transaction whose
