@@ -249,7 +249,7 @@ func (s *sched) choose(u *unit, primary, pref int32) int32 {
 		tn = u.tenant.n
 		k, tlo, thi := int32(0), int32(math.MaxInt32), int32(0)
 		for _, d := range u.tenant.nz {
-			if !s.classOK[s.devs[d].class] {
+			if !s.classOK[s.classOf[d]] {
 				continue
 			}
 			v := tn[d]

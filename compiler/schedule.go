@@ -232,6 +232,7 @@ type sched struct {
 	lastTenant string
 	lastLoad   *tenantLoad
 	index      []classIndex    // by class: the devices by load (see choose)
+	classOf    []int32         // by device: its class, packed for choose
 	noFast     bool            // choose always scans (the reference, in tests)
 	fastN      int             // decisions choose took without scanning (tests)
 	bals       map[string]*bal // filled by run only when it traces (Explain)
@@ -309,6 +310,7 @@ func newSched(spec *schema.Spec) (*sched, error) {
 		}
 		s.classes[c].devs = append(s.classes[c].devs, int32(i))
 		s.devs[i] = schedDevice{name: n, d: d, zone: z, class: c}
+		s.classOf = append(s.classOf, c)
 		l := devLoad{maxCount: math.MaxInt32, maxConn: unboundedConn}
 		if s.enabled[fCapacity] && d.Capacity.Balancers > 0 {
 			l.maxCount = int32(min(d.Capacity.Balancers, math.MaxInt32))
