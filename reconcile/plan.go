@@ -9,7 +9,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 
 	"lbc/compiler"
 	"lbc/schema"
@@ -97,33 +96,19 @@ func BuildPlan(ctx context.Context, spec *schema.Spec, res *compiler.Result, dia
 	if spec == nil || res == nil {
 		return nil, errors.New("plan: no spec or compile result")
 	}
-	names := make([]string, 0, len(res.Devices))
-	for name := range res.Devices {
-		names = append(names, name)
-	}
-	sort.Strings(names)
+	names := deviceNames(res)
 	p := &Plan{Format: PlanFormat, Revision: res.Revision, Devices: make([]DevicePlan, len(names))}
-	par := opts.Parallelism
-	if par <= 0 {
-		par = 10
-	}
-	sem := make(chan struct{}, par)
-	var wg sync.WaitGroup
-	for i, name := range names {
+	eachDevice(ctx, len(names), opts.Parallelism, func(i int) {
+		name := names[i]
 		dev := spec.Devices[name]
 		if dev == nil {
 			p.Devices[i] = DevicePlan{Device: name, Status: StatusError, Error: fmt.Sprintf("plan %s: device not in spec", name)}
-			continue
+			return
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			p.Devices[i] = planDevice(ctx, dev, res.Devices[name], dial, opts.IPCommand)
-		}()
-	}
-	wg.Wait()
+		p.Devices[i] = planDevice(ctx, dev, res.Devices[name], dial, opts.IPCommand)
+	}, func(i int) {
+		p.Devices[i] = DevicePlan{Device: names[i], Status: StatusError, Error: fmt.Sprintf("plan %s: %v", names[i], ctx.Err())}
+	})
 	p.Notes = goneDevices(spec, opts.Previous)
 	return p, ctx.Err()
 }

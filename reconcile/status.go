@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
-	"sync"
 	"time"
 
 	"lbc/compiler"
@@ -79,40 +78,24 @@ func ReadStatus(ctx context.Context, spec *schema.Spec, res *compiler.Result, di
 	if spec == nil || res == nil {
 		return nil, errors.New("status: no spec or compile result")
 	}
-	names := make([]string, 0, len(res.Devices))
-	for name := range res.Devices {
-		names = append(names, name)
-	}
-	sort.Strings(names)
+	names := deviceNames(res)
 	ha := haAddresses(res)
 	out := make([]DeviceStatus, len(names))
-	par := opts.Parallelism
-	if par <= 0 {
-		par = 10
-	}
-	sem := make(chan struct{}, par)
-	var wg sync.WaitGroup
-	for i, name := range names {
+	eachDevice(ctx, len(names), opts.Parallelism, func(i int) {
+		name := names[i]
 		dev, art := spec.Devices[name], res.Devices[name]
 		if dev == nil || art == nil {
 			out[i] = DeviceStatus{Device: name, Sync: SyncError, Error: fmt.Sprintf("status %s: device not in spec", name)}
-			continue
+			return
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				out[i] = DeviceStatus{Device: name, Address: dev.Address, Sync: SyncUnreachable,
-					Error: fmt.Sprintf("status %s: %v", name, ctx.Err()), Balancers: art.Balancers, HAVIPs: compiledHAVIPs(art)}
-				return
-			}
-			defer func() { <-sem }()
-			out[i] = deviceStatus(ctx, dev, art, ha, dial, opts.IPCommand)
-		}()
-	}
-	wg.Wait()
+		out[i] = deviceStatus(ctx, dev, art, ha, dial, opts.IPCommand)
+	}, func(i int) {
+		name := names[i]
+		out[i] = DeviceStatus{Device: name, Sync: SyncUnreachable, Error: fmt.Sprintf("status %s: %v", name, ctx.Err())}
+		if dev, art := spec.Devices[name], res.Devices[name]; dev != nil && art != nil {
+			out[i].Address, out[i].Balancers, out[i].HAVIPs = dev.Address, art.Balancers, compiledHAVIPs(art)
+		}
+	})
 	return out, ctx.Err()
 }
 
