@@ -110,6 +110,7 @@ func BuildPlan(ctx context.Context, spec *schema.Spec, res *compiler.Result, dia
 		p.Devices[i] = DevicePlan{Device: names[i], Status: StatusError, Error: fmt.Sprintf("plan %s: %v", names[i], ctx.Err())}
 	})
 	p.Notes = goneDevices(spec, opts.Previous)
+	p.HAPairs = haPairs(res.Placement)
 	return p, ctx.Err()
 }
 
@@ -348,4 +349,17 @@ func LoadPlan(r io.Reader) (*Plan, error) {
 		}
 	}
 	return &p, nil
+}
+
+// haPairs lists the HA placements of a compile, sorted by balancer, for
+// the plan: apply orders a pair standby first and stops at a failed standby.
+func haPairs(placement compiler.Lock) []compiler.Placement {
+	var pairs []compiler.Placement
+	for _, pl := range placement {
+		if pl.Standby != "" {
+			pairs = append(pairs, pl)
+		}
+	}
+	sort.Slice(pairs, func(i, j int) bool { return pairs[i].Balancer < pairs[j].Balancer })
+	return pairs
 }

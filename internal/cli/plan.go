@@ -3,7 +3,6 @@ package cli
 import (
 	"fmt"
 	"os"
-	"sort"
 
 	"lbc/internal/atomicfs"
 	"lbc/internal/exitcode"
@@ -45,25 +44,7 @@ func (e *env) buildPlan(c *compiled) (*reconcile.Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := reconcile.BuildPlan(e.ctx, c.spec, c.res, dial, reconcile.PlanOptions{Parallelism: e.args.Parallelism, Previous: c.prev})
-	if err != nil {
-		return nil, err
-	}
-	for _, name := range sortedKeys(c.res.Placement) {
-		if pl := c.res.Placement[name]; pl.Standby != "" {
-			p.HAPairs = append(p.HAPairs, pl)
-		}
-	}
-	return p, nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
+	return reconcile.BuildPlan(e.ctx, c.spec, c.res, dial, reconcile.PlanOptions{Parallelism: e.args.Parallelism, Previous: c.prev})
 }
 
 // writePlan prints p in the requested view.
