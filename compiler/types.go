@@ -35,6 +35,20 @@ type DeviceArtifacts struct {
 	Balancers  []string
 }
 
+// FileNames are the names of a device's files under OUT/<device>/, in the
+// order they are written.
+var FileNames = []string{"haproxy.cfg", "vips.json", "keepalived.conf"}
+
+// Files returns the device's files by name (see FileNames); keepalived.conf
+// only when the device carries an HA balancer.
+func (d *DeviceArtifacts) Files() map[string][]byte {
+	files := map[string][]byte{"haproxy.cfg": d.HAProxyCfg, "vips.json": d.VIPsJSON}
+	if d.Keepalived != nil {
+		files["keepalived.conf"] = d.Keepalived
+	}
+	return files
+}
+
 // Stats counts what the scheduler did relative to the lock.
 type Stats struct {
 	New, Kept, Moved, Removed int

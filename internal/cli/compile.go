@@ -166,15 +166,13 @@ func writeDevice(dir, name string, d *compiler.DeviceArtifacts) error {
 	if err := os.Mkdir(dd, 0o755); err != nil {
 		return fmt.Errorf("write %s: %w", name, err)
 	}
-	files := [...]struct {
-		name string
-		data []byte
-	}{{"haproxy.cfg", d.HAProxyCfg}, {"vips.json", d.VIPsJSON}, {"keepalived.conf", d.Keepalived}}
-	for _, f := range files {
-		if f.data == nil && f.name == "keepalived.conf" {
+	files := d.Files()
+	for _, f := range compiler.FileNames {
+		data, ok := files[f]
+		if !ok {
 			continue
 		}
-		if err := os.WriteFile(filepath.Join(dd, f.name), f.data, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dd, f), data, 0o644); err != nil {
 			return fmt.Errorf("write %s: %w", name, err)
 		}
 	}

@@ -26,17 +26,9 @@ type rendered map[string]map[string][]byte
 func renderedOf(res *compiler.Result) rendered {
 	r := rendered{}
 	for name, d := range res.Devices {
-		r[name] = filesOf(d)
+		r[name] = d.Files()
 	}
 	return r
-}
-
-func filesOf(d *compiler.DeviceArtifacts) map[string][]byte {
-	files := map[string][]byte{"haproxy.cfg": d.HAProxyCfg, "vips.json": d.VIPsJSON}
-	if d.Keepalived != nil {
-		files["keepalived.conf"] = d.Keepalived
-	}
-	return files
 }
 
 // changedDevices returns the files of the devices whose artifacts differ
@@ -47,15 +39,15 @@ func changedDevices(a, b *compiler.Result) (old, new rendered) {
 	old, new = rendered{}, rendered{}
 	for name, d := range b.Devices {
 		if p := a.Devices[name]; p != d {
-			new[name] = filesOf(d)
+			new[name] = d.Files()
 			if p != nil {
-				old[name] = filesOf(p)
+				old[name] = p.Files()
 			}
 		}
 	}
 	for name, p := range a.Devices {
 		if _, ok := b.Devices[name]; !ok {
-			old[name] = filesOf(p)
+			old[name] = p.Files()
 		}
 	}
 	return old, new
@@ -76,7 +68,7 @@ func readRendered(dir string) (rendered, error) {
 			continue
 		}
 		files := map[string][]byte{}
-		for _, f := range []string{"haproxy.cfg", "vips.json", "keepalived.conf"} {
+		for _, f := range compiler.FileNames {
 			if b, err := os.ReadFile(filepath.Join(dir, d.Name(), f)); err == nil {
 				files[f] = b
 			}
