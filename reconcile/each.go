@@ -3,9 +3,9 @@ package reconcile
 import (
 	"context"
 	"sort"
-	"sync"
 
 	"lbc/compiler"
+	"lbc/internal/par"
 )
 
 // deviceNames returns the names of the devices of res, sorted.
@@ -18,28 +18,22 @@ func deviceNames(res *compiler.Result) []string {
 	return names
 }
 
-// eachDevice calls f(i) for every i in [0, n), at most par at a time (10
-// when par <= 0), and waits for them all. Once ctx is done, the calls not
-// yet started get skip(i) instead.
-func eachDevice(ctx context.Context, n, par int, f, skip func(i int)) {
-	if par <= 0 {
-		par = 10
+// eachDevice calls f(i) for every i in [0, n), at most workers at a time
+// (10 when workers <= 0), and waits for them all. Once ctx is done, the
+// calls not yet started get skip(i) instead.
+func eachDevice(ctx context.Context, n, workers int, f, skip func(i int)) {
+	if workers <= 0 {
+		workers = 10
 	}
-	sem := make(chan struct{}, par)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				skip(i)
-				return
-			}
-			defer func() { <-sem }()
-			f(i)
-		}()
+	started := make([]bool, n)
+	par.Do(ctx, n, workers, func(i int) error {
+		started[i] = true
+		f(i)
+		return nil
+	})
+	for i, ok := range started {
+		if !ok {
+			skip(i)
+		}
 	}
-	wg.Wait()
 }

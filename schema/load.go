@@ -7,10 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"path"
-	"runtime"
 	"sort"
 	"strings"
-	"sync"
 
 	"cuelang.org/go/cue"
 	"cuelang.org/go/cue/ast"
@@ -18,6 +16,8 @@ import (
 	"cuelang.org/go/cue/cuecontext"
 	"cuelang.org/go/cue/load"
 	"cuelang.org/go/cue/parser"
+
+	"lbc/internal/par"
 )
 
 // Partial is what one instance (one directory of the tree) defines, checked
@@ -56,34 +56,15 @@ func Load(ctx context.Context, fsys fs.FS) (*Spec, error) {
 		return nil, err
 	}
 	parts := make([]*Partial, len(dirs))
-	errs := make([]error, len(dirs))
-	workers := min(runtime.GOMAXPROCS(0), len(dirs))
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for i := range next {
-				parts[i], errs[i] = LoadInstance(fsys, dirs[i])
-			}
-		})
+	err = par.Do(ctx, len(dirs), 0, func(i int) (err error) {
+		parts[i], err = LoadInstance(fsys, dirs[i])
+		return err
+	})
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("load specs: %w", ctx.Err())
 	}
-feed:
-	for i := range dirs {
-		select {
-		case next <- i:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(next)
-	wg.Wait()
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("load specs: %w", err)
-	}
-	for _, err := range errs {
-		if err != nil {
-			return nil, err
-		}
+	if err != nil {
+		return nil, err
 	}
 	return Merge(parts)
 }

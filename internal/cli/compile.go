@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -8,13 +9,12 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"lbc/compiler"
 	"lbc/internal/atomicfs"
 	"lbc/internal/exitcode"
+	"lbc/internal/par"
 	"lbc/internal/version"
 	"lbc/schema"
 )
@@ -127,30 +127,9 @@ func writeArtifacts(dir string, res *compiler.Result) (files time.Duration, err 
 	err = atomicfs.ReplaceDir(dir, func(tmp string) error {
 		start := time.Now()
 		defer func() { files = time.Since(start) }()
-		errs := make([]error, len(names))
-		var next atomic.Int64
-		var failed atomic.Bool
-		var wg sync.WaitGroup
-		for range min(writeWorkers, len(names)) {
-			wg.Go(func() {
-				for !failed.Load() {
-					i := int(next.Add(1)) - 1
-					if i >= len(names) {
-						return
-					}
-					if errs[i] = writeDevice(tmp, names[i], res.Devices[names[i]]); errs[i] != nil {
-						failed.Store(true)
-					}
-				}
-			})
-		}
-		wg.Wait()
-		for _, err := range errs {
-			if err != nil {
-				return err
-			}
-		}
-		return nil
+		return par.Do(context.Background(), len(names), writeWorkers, func(i int) error {
+			return writeDevice(tmp, names[i], res.Devices[names[i]])
+		})
 	})
 	return files, err
 }

@@ -1,16 +1,15 @@
 package gitsrc
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
@@ -18,6 +17,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/format/index"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/storage/filesystem"
+
+	"lbc/internal/par"
 )
 
 // DirtySuffix marks a revision whose spec tree differs from the commit.
@@ -242,47 +243,35 @@ func differs(root string, want map[string]blobRef, cache *statCache) (bool, erro
 		return false, nil
 	}
 
-	var dirty atomic.Bool
-	var firstErr error
+	// A file that differs settles it: errDirty stops the others. A file that
+	// cannot be read counts only when no file differs.
+	errDirty := errors.New("dirty")
+	var readErr error
 	var errOnce sync.Once
-	next := make(chan job)
-	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), len(jobs)) {
-		wg.Go(func() {
-			for j := range next {
-				var data []byte
-				var err error
-				if j.mode == filemode.Symlink {
-					var target string
-					target, err = os.Readlink(j.full)
-					data = []byte(filepath.ToSlash(target))
-				} else {
-					data, err = os.ReadFile(j.full)
-				}
-				if err != nil {
-					if errors.Is(err, fs.ErrNotExist) {
-						dirty.Store(true) // removed while we looked
-						continue
-					}
-					errOnce.Do(func() { firstErr = err })
-					continue
-				}
-				if plumbing.ComputeHash(plumbing.BlobObject, data) != want[j.rel].hash {
-					dirty.Store(true)
-				}
-			}
-		})
-	}
-	for _, j := range jobs {
-		if dirty.Load() {
-			break
+	err = par.Do(context.Background(), len(jobs), 0, func(i int) error {
+		j := jobs[i]
+		var data []byte
+		var err error
+		if j.mode == filemode.Symlink {
+			var target string
+			target, err = os.Readlink(j.full)
+			data = []byte(filepath.ToSlash(target))
+		} else {
+			data, err = os.ReadFile(j.full)
 		}
-		next <- j
-	}
-	close(next)
-	wg.Wait()
-	if dirty.Load() {
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return errDirty // removed while we looked
+		case err != nil:
+			errOnce.Do(func() { readErr = err })
+			return nil
+		case plumbing.ComputeHash(plumbing.BlobObject, data) != want[j.rel].hash:
+			return errDirty
+		}
+		return nil
+	})
+	if err == errDirty {
 		return true, nil
 	}
-	return false, firstErr
+	return false, readErr
 }

@@ -15,6 +15,8 @@ import (
 	"regexp"
 	"sync"
 	"time"
+
+	"lbc/internal/par"
 )
 
 // Options say what lab to build.
@@ -322,34 +324,25 @@ func (l *Lab) Close() error {
 }
 
 // parallel runs f for 0..n-1 with at most 8 at a time and returns the
-// first error; on error it cancels the others.
+// first error; on error it cancels the others (their "context canceled" is
+// not the error returned).
 func parallel(ctx context.Context, n int, f func(ctx context.Context, i int) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	sem := make(chan struct{}, 8)
-	errc := make(chan error, n)
-	var wg sync.WaitGroup
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			if err := f(ctx, i); err != nil {
-				errc <- err
-				cancel()
-			}
-		}()
-	}
-	wg.Wait()
-	close(errc)
-	var first error
-	for err := range errc {
-		if first == nil || errors.Is(first, context.Canceled) && !errors.Is(err, context.Canceled) {
-			first = err
+	var cause error
+	var once sync.Once
+	err := par.Do(ctx, n, 8, func(i int) error {
+		err := f(ctx, i)
+		if err != nil {
+			once.Do(func() { cause = err })
+			cancel()
 		}
+		return err
+	})
+	if cause != nil {
+		return cause
 	}
-	return first
+	return err
 }
 
 // poll calls f every 20ms until it returns nil or the timeout passes.

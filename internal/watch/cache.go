@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,6 +12,8 @@ import (
 
 	"cuelang.org/go/cue/ast"
 	"cuelang.org/go/cue/parser"
+
+	"lbc/internal/par"
 )
 
 // Cache keeps one loaded result per instance directory of a spec tree. On
@@ -108,29 +109,16 @@ func (c *Cache[T]) Update(ctx context.Context, fsys fs.FS, dirs, changed []strin
 		err     error
 	}
 	outs := make([]outcome, len(reload))
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), len(reload)) {
-		wg.Go(func() {
-			for i := range next {
-				d := reload[i]
-				outs[i].res, outs[i].err = load(ctx, d)
-				if outs[i].err == nil {
-					outs[i].imports = treeImports(fsys, d, c.module)
-				}
-			}
-		})
-	}
-feed:
-	for i := range reload {
-		select {
-		case next <- i:
-		case <-ctx.Done():
-			break feed
+	// Every instance is tried (f keeps its error in outs): the cache is
+	// updated for all that load, and the first error is returned below.
+	par.Do(ctx, len(reload), 0, func(i int) error {
+		d := reload[i]
+		outs[i].res, outs[i].err = load(ctx, d)
+		if outs[i].err == nil {
+			outs[i].imports = treeImports(fsys, d, c.module)
 		}
-	}
-	close(next)
-	wg.Wait()
+		return nil
+	})
 	c.loaded = true
 	if err := ctx.Err(); err != nil {
 		for _, d := range reload {
