@@ -249,13 +249,7 @@ type SharedAddressError struct {
 
 func (e *SharedAddressError) Error() string {
 	var b strings.Builder
-	if e.Pos.IsValid() {
-		b.WriteString(e.Pos.String())
-		b.WriteString(": ")
-	}
-	b.WriteString("balancers.")
-	b.WriteString(pathLabel(e.Balancer))
-	b.WriteString(".placement.ha: ")
+	writeBalancerPrefix(&b, e.Pos, e.Balancer, ".placement.ha")
 	all := append(append([]string(nil), e.HA...), e.NotHA...)
 	slices.Sort(all)
 	b.WriteString(andList(all))

@@ -185,19 +185,16 @@ func sameDeviceInputs(old *inputs, spec *schema.Spec, lay *layout, name string) 
 
 // sameBalancer reports whether x and y are equal but for positions.
 func sameBalancer(x, y *schema.Balancer) bool {
-	if x == y {
-		return true
-	}
-	if x == nil || y == nil {
-		return false
-	}
-	a, b := *x, *y
-	a.Pos, b.Pos, a.FieldPos, b.FieldPos = schema.Pos{}, schema.Pos{}, nil, nil
-	return reflect.DeepEqual(a, b)
+	return equalButPositions(x, y, func(v *schema.Balancer) { v.Pos, v.FieldPos = schema.Pos{}, nil })
 }
 
 // sameDevice reports whether x and y are equal but for positions.
 func sameDevice(x, y *schema.Device) bool {
+	return equalButPositions(x, y, func(v *schema.Device) { v.Pos, v.FieldPos = schema.Pos{}, nil })
+}
+
+// equalButPositions compares copies of *x and *y with clear applied to both.
+func equalButPositions[T any](x, y *T, clear func(*T)) bool {
 	if x == y {
 		return true
 	}
@@ -205,6 +202,7 @@ func sameDevice(x, y *schema.Device) bool {
 		return false
 	}
 	a, b := *x, *y
-	a.Pos, b.Pos, a.FieldPos, b.FieldPos = schema.Pos{}, schema.Pos{}, nil, nil
+	clear(&a)
+	clear(&b)
 	return reflect.DeepEqual(a, b)
 }

@@ -85,15 +85,22 @@ type UnplaceableError struct {
 	Note       string // e.g. that the group's members pin different devices
 }
 
-func (e *UnplaceableError) Error() string {
-	var b strings.Builder
-	if e.Pos.IsValid() {
-		b.WriteString(e.Pos.String())
+// writeBalancerPrefix starts an error about a balancer the way the schema's
+// diagnostics do: "file:line:col: balancers.NAME[.field]: ".
+func writeBalancerPrefix(b *strings.Builder, pos schema.Pos, name, field string) {
+	if pos.IsValid() {
+		b.WriteString(pos.String())
 		b.WriteString(": ")
 	}
 	b.WriteString("balancers.")
-	b.WriteString(pathLabel(e.Balancer))
+	b.WriteString(pathLabel(name))
+	b.WriteString(field)
 	b.WriteString(": ")
+}
+
+func (e *UnplaceableError) Error() string {
+	var b strings.Builder
+	writeBalancerPrefix(&b, e.Pos, e.Balancer, "")
 	if e.Join != nil {
 		fmt.Fprintf(&b, "%s shares %s with %s, kept on %s, but does not fit", e.Balancer, addrList(e.Shared), andList(e.With), placementString(*e.Join))
 		if e.Role == roleStandby {

@@ -177,28 +177,28 @@ func CheckRevision(r *Repo, hostRev, newRev string, allowDowngrade, force bool) 
 	if !r.Known(next) {
 		return refuse(ErrUnknownRevision, "the revision being applied is not in this repository")
 	}
-	forward, err := r.IsAncestor(host, next)
-	if errors.Is(err, ErrIncompleteHistory) {
-		if force {
-			return nil
+	// ancestor answers whether a is an ancestor of b; settled means the
+	// check ends here with err (a shallow history too short to answer is
+	// allowed by force, refused otherwise).
+	ancestor := func(a, b string) (yes, settled bool, err error) {
+		yes, err = r.IsAncestor(a, b)
+		switch {
+		case errors.Is(err, ErrIncompleteHistory):
+			if force {
+				return false, true, nil
+			}
+			return false, true, refuse(ErrIncompleteHistory, "fetch the full history (git fetch --unshallow; fetch-depth: 0 in CI), or pass --force")
+		case err != nil:
+			return false, true, fmt.Errorf("check revision: %w", err)
 		}
-		return refuse(ErrIncompleteHistory, "fetch the full history (git fetch --unshallow; fetch-depth: 0 in CI), or pass --force")
+		return yes, false, nil
 	}
-	if err != nil {
-		return fmt.Errorf("check revision: %w", err)
+	if forward, settled, err := ancestor(host, next); settled || forward {
+		return err
 	}
-	if forward {
-		return nil
-	}
-	backward, err := r.IsAncestor(next, host)
-	if errors.Is(err, ErrIncompleteHistory) {
-		if force {
-			return nil
-		}
-		return refuse(ErrIncompleteHistory, "fetch the full history (git fetch --unshallow; fetch-depth: 0 in CI), or pass --force")
-	}
-	if err != nil {
-		return fmt.Errorf("check revision: %w", err)
+	backward, settled, err := ancestor(next, host)
+	if settled {
+		return err
 	}
 	if backward {
 		if allowDowngrade {
