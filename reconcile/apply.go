@@ -65,7 +65,7 @@ type ApplyOptions struct {
 	// Verifier confirms a reload; HAProxyVerifier{} when nil.
 	Verifier Verifier
 	// Waves splits the devices to change into groups applied one after
-	// another (e.g. HA primaries after standbys); nil: one group.
+	// another; nil: PairWaves, from the HA pairs the plan records.
 	Waves func(p *Plan) [][]string
 }
 
@@ -132,13 +132,10 @@ func Apply(ctx context.Context, plan *Plan, dial Dialer, opts ApplyOptions) (*Ap
 	for i, d := range plan.Devices {
 		index[d.Device] = i
 	}
-	waves := [][]string{nil}
-	for _, d := range plan.Devices {
-		waves[0] = append(waves[0], d.Device)
+	if opts.Waves == nil {
+		opts.Waves = PairWaves
 	}
-	if opts.Waves != nil {
-		waves = opts.Waves(plan)
-	}
+	waves := opts.Waves(plan)
 	var (
 		mu       sync.Mutex
 		failures int

@@ -53,6 +53,16 @@ func HAWaves(res *compiler.Result) func(p *Plan) [][]string {
 	}
 }
 
+// PairWaves orders p's devices by the HA pairs p records (p.HAPairs), as
+// HAWaves does for a compile result; a plan without pairs is one wave.
+func PairWaves(p *Plan) [][]string {
+	res := &compiler.Result{Placement: make(compiler.Lock, len(p.HAPairs))}
+	for _, pl := range p.HAPairs {
+		res.Placement[pl.Balancer] = pl
+	}
+	return HAWaves(res)(p)
+}
+
 // layer puts names into waves as HAWaves describes. Pairs whose devices
 // are not both in names constrain nothing.
 func layer(names []string, before, after map[string]map[string]bool) [][]string {

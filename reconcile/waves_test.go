@@ -119,3 +119,16 @@ func TestHAWavesProperties(t *testing.T) {
 		}
 	}
 }
+
+func TestPairWavesFromThePlan(t *testing.T) {
+	p := &Plan{Devices: []DevicePlan{{Device: "a"}, {Device: "b"}, {Device: "c"}},
+		HAPairs: []compiler.Placement{{Balancer: "web", Primary: "a", Standby: "b"}}}
+	got := fmt.Sprint(PairWaves(p))
+	if want := "[[b c] [a]]"; got != want {
+		t.Errorf("waves %s, want %s (standby b before primary a)", got, want)
+	}
+	p.HAPairs = nil
+	if got := fmt.Sprint(PairWaves(p)); got != "[[a b c]]" {
+		t.Errorf("no pairs: waves %s, want one", got)
+	}
+}

@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"lbc/compiler"
 	"lbc/internal/exitcode"
 	"lbc/internal/gitsrc"
 	"lbc/internal/version"
@@ -19,7 +18,6 @@ func (e *env) apply() int {
 	var (
 		p    *reconcile.Plan
 		repo *gitsrc.Repo
-		res  *compiler.Result
 		c    *compiled
 	)
 	if st, err := os.Stat(e.args.Source.Dir); err == nil && !st.IsDir() && e.args.Source.GitRev == "" {
@@ -41,7 +39,7 @@ func (e *env) apply() int {
 		if err != nil {
 			return e.printLoadError(err)
 		}
-		res, repo = c.res, c.src.repo
+		repo = c.src.repo
 		if p, err = e.buildPlan(c); err != nil {
 			return e.fail(err)
 		}
@@ -72,11 +70,6 @@ func (e *env) apply() int {
 		MaxFailures: e.args.MaxFailures,
 		LockTimeout: e.args.LockTimeout,
 		LBCVersion:  version.Version,
-	}
-	if res != nil {
-		opts.Waves = reconcile.HAWaves(res)
-	} else {
-		opts.Waves = planWaves(p)
 	}
 	if isTerminal(e.stderr) && !e.args.JSON {
 		var mu sync.Mutex
@@ -160,13 +153,4 @@ func (e *env) printApply(p *reconcile.Plan, r *reconcile.ApplyResult) {
 		return
 	}
 	fmt.Fprintf(e.stdout, "apply: %s (revision %s)\n", sum, orNone(p.Revision))
-}
-
-// planWaves orders a saved plan's devices by the HA pairs it recorded.
-func planWaves(p *reconcile.Plan) func(*reconcile.Plan) [][]string {
-	res := &compiler.Result{Placement: compiler.Lock{}}
-	for _, pl := range p.HAPairs {
-		res.Placement[pl.Balancer] = pl
-	}
-	return reconcile.HAWaves(res)
 }

@@ -262,7 +262,7 @@ func (e *env) watchHosts(ctx context.Context, spec *schema.Spec, res *compiler.R
 		return nil
 	}
 	r, err := reconcile.Apply(actx, p, dial, reconcile.ApplyOptions{
-		Parallelism: e.args.Parallelism, LBCVersion: version.Version, Waves: reconcile.HAWaves(res)})
+		Parallelism: e.args.Parallelism, LBCVersion: version.Version})
 	if err != nil {
 		return err
 	}
