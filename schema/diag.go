@@ -70,15 +70,8 @@ func (ds Diagnostics) HasErrors() bool {
 func (ds Diagnostics) sorted() Diagnostics {
 	sort.SliceStable(ds, func(i, j int) bool {
 		a, b := ds[i], ds[j]
-		switch {
-		case a.File != b.File:
-			return a.File < b.File
-		case a.Line != b.Line:
-			return a.Line < b.Line
-		case a.Col != b.Col:
-			return a.Col < b.Col
-		case a.Path != b.Path:
-			return a.Path < b.Path
+		if a.Pos != b.Pos || a.Path != b.Path {
+			return less(a.Pos, b.Pos, a.Path, b.Path)
 		}
 		return a.Message < b.Message
 	})
