@@ -130,25 +130,45 @@ other() { [ "$1" = a ] && echo b || echo a; }
 failed=0
 fail() { log "apply: FAILED: $*"; failed=1; }
 
+# busy_jiffies: machine-wide busy CPU time so far, in clock ticks, from
+# /proc/stat (user+nice+system+irq+softirq of all CPUs). It counts every
+# process: the controller, the lab's sshd and haproxy, and anyone else.
+CLK_TCK=$(getconf CLK_TCK)
+busy_jiffies() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8; exit }' /proc/stat; }
+# cpu_secs BEFORE AFTER: busy CPU seconds between two busy_jiffies readings.
+cpu_secs() { awk -v a="$1" -v b="$2" -v hz="$CLK_TCK" 'BEGIN { printf "%.3f", (b - a) * 1000 / hz / 1000 }'; }
+
 # timed NAME CMD... runs CMD once under GNU time, output to logs/NAME.N.log,
-# and sets T to its wall seconds; on failure it shows the tail of the output
-# and returns non-zero. (Not in $(...): it records failures globally.)
+# and sets T to its wall seconds and C to the machine-wide busy CPU seconds
+# during the run; on failure it shows the tail of the output and returns
+# non-zero. (Not in $(...): it records failures globally.)
 declare -A nrun
 T=-
+C=-
 timed() {
 	local name=$1; shift
 	nrun[$name]=$((${nrun[$name]:-0} + 1))
-	local logf=$work/logs/$name.${nrun[$name]}.log rc=0
+	local logf=$work/logs/$name.${nrun[$name]}.log rc=0 j0 j1
 	T=-
+	C=-
+	j0=$(busy_jiffies)
 	/usr/bin/time -f '%e' -o "$logf.time" "$@" >"$logf" 2>&1 || rc=$?
+	j1=$(busy_jiffies)
 	if [ $rc != 0 ]; then
 		fail "$name: exit $rc: $*"
 		tail -n 25 "$logf" | sed 's/^/    /' >&2
 		return $rc
 	fi
 	T=$(tail -n 1 "$logf.time")
+	C=$(cpu_secs "$j0" "$j1")
 }
 median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END{if (NR) print a[int((NR+1)/2)]; else print "-"}'; }
+# median_run "T:C"...: "T C" of the run with the median wall time (the same
+# run median picks), or "- -" when there is none.
+median_run() {
+	printf '%s\n' "$@" | grep . | sort -t: -k1,1g |
+		awk -F: '{t[NR]=$1; c[NR]=$2} END{if (NR) print t[int((NR+1)/2)], c[int((NR+1)/2)]; else print "-", "-"}'
+}
 
 # running_weights DEVICE: "backend server weight" lines of the running
 # HAProxy (stats of the first worker, through the master socket).
@@ -202,22 +222,34 @@ verify() {
 SSHFLAGS=(--known-hosts "$LAB_KNOWN_HOSTS" --ssh-key "$LAB_KEY" --parallelism 10)
 lbc_apply() { timed "$1" "$LBC" apply "$work/spec-$2" "${SSHFLAGS[@]}"; }
 
+# --- idle background ------------------------------------------------------
+# Busy CPU of the machine while no tool runs (the lab's HAProxy health checks
+# and whatever else runs here), so a reader can subtract it from the CPU
+# column.
+IDLE_SECS=2
+j0=$(busy_jiffies)
+sleep "$IDLE_SECS"
+j1=$(busy_jiffies)
+IDLE_MS_PER_S=$(awk -v a="$j0" -v b="$j1" -v hz="$CLK_TCK" -v s="$IDLE_SECS" 'BEGIN { printf "%.0f", (b - a) * 1000 / hz / s }')
+log "apply: idle background: $IDLE_MS_PER_S ms of CPU per second over ${IDLE_SECS} s"
+
 # --- lbc -----------------------------------------------------------------
 log "apply: lbc"
-lbc_apply lbc-first a || true
-t_first=$T
+t_first=-
+c_first=-
+lbc_apply lbc-first a && { t_first=$T; c_first=$C; }
 verify "lbc apply (first)" a
 live=a
 t_change=()
 t_nochange=()
 for r in $(seq 1 "$RUNS"); do
 	v=$(other $live)
-	lbc_apply lbc-change "$v" && t_change+=("$T")
+	lbc_apply lbc-change "$v" && t_change+=("$T:$C")
 	live=$v
 done
 verify "lbc apply (change)" $live
 for r in $(seq 1 "$RUNS"); do
-	lbc_apply lbc-nochange $live && t_nochange+=("$T")
+	lbc_apply lbc-nochange $live && t_nochange+=("$T:$C")
 done
 verify "lbc apply (no change)" $live
 lbc_live=$live
@@ -248,7 +280,7 @@ a_nochange=()
 for r in $(seq 1 "$ARUNS"); do
 	v=$(other $live)
 	if playbook ansible-change "$v"; then
-		a_change+=("$T")
+		a_change+=("$T:$C")
 		c=$(recap_changed ansible-change)
 		[ "$c" = "$NDEV" ] || fail "ansible (change): changed $c hosts, want $NDEV"
 	fi
@@ -257,7 +289,7 @@ done
 verify "ansible (change)" $live
 for r in $(seq 1 "$ARUNS"); do
 	if playbook ansible-nochange $live; then
-		a_nochange+=("$T")
+		a_nochange+=("$T:$C")
 		c=$(recap_changed ansible-nochange)
 		[ "$c" = 0 ] || fail "ansible (no change): changed $c hosts, want 0"
 	fi
@@ -270,7 +302,7 @@ floor() { timed "$1" bash "$HERE/floor/floor.sh" "$work/out-$2" "$LAB_KEY" "$LAB
 f_runs=()
 for r in $(seq 1 "$RUNS"); do
 	v=$(other $live)
-	floor floor "$v" && f_runs+=("$T")
+	floor floor "$v" && f_runs+=("$T:$C")
 	live=$v
 done
 verify "floor" $live
@@ -284,20 +316,25 @@ prc=0
 
 # --- table ---------------------------------------------------------------
 L_FIRST=$t_first
-L_CHANGE=$(echo "${t_change[@]}" | median)
-L_NOCHANGE=$(echo "${t_nochange[@]}" | median)
-A_CHANGE=$(echo "${a_change[@]}" | median)
-A_NOCHANGE=$(echo "${a_nochange[@]}" | median)
-F=$(echo "${f_runs[@]}" | median)
+LC_FIRST=$c_first
+read -r L_CHANGE LC_CHANGE < <(median_run "${t_change[@]}")
+read -r L_NOCHANGE LC_NOCHANGE < <(median_run "${t_nochange[@]}")
+read -r A_CHANGE AC_CHANGE < <(median_run "${a_change[@]}")
+read -r A_NOCHANGE AC_NOCHANGE < <(median_run "${a_nochange[@]}")
+read -r F FC < <(median_run "${f_runs[@]}")
 echo "== apply: $NDEV lab devices, $NBAL balancers ($((NBAL / NDEV)) a device), $NNODE nodes; lbc and floor median of $RUNS runs, ansible of $ARUNS; $(nproc) CPUs"
-row() { if [ "$2" = - ]; then printf '%-58s %9s\n' "$1" "failed"; else printf '%-58s %9.2f\n' "$1" "$2"; fi; }
-printf '%-58s %9s\n' "command" "time (s)"
-row "lbc apply, first (configs + $NBAL VIPs added)" "$L_FIRST"
-row "lbc apply, one weight changed in every balancer" "$L_CHANGE"
-row "lbc apply, no change" "$L_NOCHANGE"
-row "ansible-playbook, template+validate+reload, change" "$A_CHANGE"
-row "ansible-playbook, no change" "$A_NOCHANGE"
-row "floor: ssh cat>tmp, haproxy -c, mv, reload (xargs -P 10)" "$F"
+echo "CPU: machine-wide busy time from /proc/stat during the run (every process: controller, lab sshd/haproxy, anything else); idle background $IDLE_MS_PER_S ms/s"
+row() { # row NAME WALL CPU
+	if [ "$2" = - ]; then printf '%-58s %9s\n' "$1" "failed"; return; fi
+	awk -v n="$1" -v t="$2" -v c="$3" -v d="$NDEV" 'BEGIN { printf "%-58s %9.2f %9.2f %12.1f\n", n, t, c, c * 1000 / d }'
+}
+printf '%-58s %9s %9s %12s\n' "command" "time (s)" "CPU (s)" "CPU ms/dev"
+row "lbc apply, first (configs + $NBAL VIPs added)" "$L_FIRST" "$LC_FIRST"
+row "lbc apply, one weight changed in every balancer" "$L_CHANGE" "$LC_CHANGE"
+row "lbc apply, no change" "$L_NOCHANGE" "$LC_NOCHANGE"
+row "ansible-playbook, template+validate+reload, change" "$A_CHANGE" "$AC_CHANGE"
+row "ansible-playbook, no change" "$A_NOCHANGE" "$AC_NOCHANGE"
+row "floor: ssh cat>tmp, haproxy -c, mv, reload (xargs -P 10)" "$F" "$FC"
 ratio() { # ratio NAME A B TARGET-OP TARGET
 	if [ "$2" = - ] || [ "$3" = - ]; then printf '%-58s %9s\n' "$1" "-"; return; fi
 	awk -v n="$1" -v a="$2" -v b="$3" -v op="$4" -v t="$5" 'BEGIN {
