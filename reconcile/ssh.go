@@ -347,6 +347,30 @@ func (t *sshTransport) keepAlive() {
 	}
 }
 
+// Alive reports whether the connection is open and the server answers a
+// keepalive request within aliveTimeout.
+func (t *sshTransport) Alive(ctx context.Context) bool {
+	select {
+	case <-t.dead:
+		return false
+	case <-t.done:
+		return false
+	default:
+	}
+	reply := make(chan error, 1)
+	go func() {
+		_, _, err := t.client.SendRequest("keepalive@openssh.com", true, nil)
+		reply <- err
+	}()
+	select {
+	case err := <-reply:
+		return err == nil
+	case <-time.After(aliveTimeout):
+	case <-ctx.Done():
+	}
+	return false
+}
+
 // session takes a slot of the semaphore and opens a session, retrying with
 // backoff while the server refuses it (sshd's MaxSessions). release gives
 // the slot back; call it once the session is closed.

@@ -20,6 +20,20 @@ func (e *env) apply() int {
 		repo *gitsrc.Repo
 		c    *compiled
 	)
+	// The plan's connections stay open for the transactions.
+	var pool *reconcile.Pool
+	defer func() {
+		if pool != nil {
+			pool.Close()
+		}
+	}()
+	openPool := func() error {
+		dial, err := e.dialer()
+		if err == nil && pool == nil {
+			pool = reconcile.NewPool(dial)
+		}
+		return err
+	}
 	if st, err := os.Stat(e.args.Source.Dir); err == nil && !st.IsDir() && e.args.Source.GitRev == "" {
 		f, err := os.Open(e.args.Source.Dir)
 		if err != nil {
@@ -40,7 +54,10 @@ func (e *env) apply() int {
 			return e.printLoadError(err)
 		}
 		repo = c.src.repo
-		if p, err = e.buildPlan(c); err != nil {
+		if err := openPool(); err != nil {
+			return e.fail(err)
+		}
+		if p, err = e.buildPlan(c, pool.Dial); err != nil {
 			return e.fail(err)
 		}
 		if err := reconcile.WriteText(e.stdout, p, reconcile.ViewOptions{Color: color(e.stdout)}); err != nil {
@@ -61,8 +78,7 @@ func (e *env) apply() int {
 		}
 		return exitcode.OK
 	}
-	dial, err := e.dialer()
-	if err != nil {
+	if err := openPool(); err != nil {
 		return e.fail(err)
 	}
 	opts := reconcile.ApplyOptions{
@@ -80,7 +96,7 @@ func (e *env) apply() int {
 			fmt.Fprintf(e.stderr, "%6.2fs %s: %s\n", time.Since(start).Seconds(), dev, step)
 		}
 	}
-	r, err := reconcile.Apply(e.ctx, p, dial, opts)
+	r, err := reconcile.Apply(e.ctx, p, pool.Dial, opts)
 	if err != nil {
 		return e.fail(err)
 	}

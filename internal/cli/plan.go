@@ -15,7 +15,11 @@ func (e *env) plan() int {
 	if err != nil {
 		return e.printLoadError(err)
 	}
-	p, err := e.buildPlan(c)
+	dial, err := e.dialer()
+	if err != nil {
+		return e.fail(err)
+	}
+	p, err := e.buildPlan(c, dial)
 	if err != nil {
 		return e.fail(err)
 	}
@@ -39,11 +43,7 @@ func (e *env) plan() int {
 }
 
 // buildPlan reads the hosts of a compiled tree.
-func (e *env) buildPlan(c *compiled) (*reconcile.Plan, error) {
-	dial, err := e.dialer()
-	if err != nil {
-		return nil, err
-	}
+func (e *env) buildPlan(c *compiled, dial reconcile.Dialer) (*reconcile.Plan, error) {
 	return reconcile.BuildPlan(e.ctx, c.spec, c.res, dial, reconcile.PlanOptions{Parallelism: e.args.Parallelism, Previous: c.prev})
 }
 

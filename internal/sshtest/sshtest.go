@@ -99,6 +99,7 @@ type Server struct {
 	open     int
 	peak     int
 	refused  int
+	accepted int
 }
 
 // Start starts a server on 127.0.0.1:0 with a fresh ed25519 host key that
@@ -226,6 +227,13 @@ func (s *Server) Commands() []string {
 	return append([]string(nil), s.commands...)
 }
 
+// Connections is the number of TCP connections accepted so far.
+func (s *Server) Connections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.accepted
+}
+
 // Sessions is the number of session channels open now.
 func (s *Server) Sessions() int {
 	s.mu.Lock()
@@ -290,6 +298,7 @@ func (s *Server) accept() {
 			return
 		}
 		s.conns[c] = struct{}{}
+		s.accepted++
 		s.wg.Add(1)
 		s.mu.Unlock()
 		go s.serveConn(c)
