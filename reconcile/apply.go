@@ -322,10 +322,6 @@ func (x *tx) run(ctx context.Context) {
 		return
 	}
 	if err == nil {
-		step, err = x.finish(ctx)
-		cut = errors.Is(err, ErrConnectionLost) || errors.Is(err, errSessionEnded)
-	}
-	if err == nil {
 		x.r.Outcome = OutcomeApplied
 		return
 	}
@@ -516,63 +512,111 @@ func (x *tx) sameAsPlan(live *Live) error {
 	return nil
 }
 
-// upload is the one file sent with the change script: haproxy.cfg, then
-// keepalived.conf, then the rollback script, split on the host by length.
-func (x *tx) upload() (data []byte, cfgLen, kaLen int, err error) {
+// uploadEnd ends the stream a change script reads: a stream cut short,
+// or split wrongly, does not end with it.
+const uploadEnd = "==lbc upload end"
+
+// upload is what the change script reads on stdin, in order: haproxy.cfg,
+// keepalived.conf (when managed), the rollback script and the next
+// state.json, each split off by its length, then the line uploadEnd.
+func (x *tx) upload() (data []byte, lens []int, err error) {
 	rb, err := rollbackScript(x.h, x.dp, x.live)
 	if err != nil {
-		return nil, 0, 0, err
+		return nil, nil, err
 	}
-	cfg, ka := x.dp.Desired.Config, ""
+	parts := []string{x.dp.Desired.Config}
 	if x.dp.Desired.ManageKeepalived {
-		ka = x.dp.Desired.Keepalived
+		parts = append(parts, x.dp.Desired.Keepalived)
 	}
-	return []byte(cfg + ka + rb), len(cfg), len(ka), nil
+	parts = append(parts, rb, string(x.nextState()))
+	for _, p := range parts {
+		data = append(data, p...)
+		lens = append(lens, len(p))
+	}
+	return append(data, uploadEnd+"\n"...), lens, nil
 }
 
-// change runs, as one script, stage (upload the new files beside the live
-// ones, run the device's check commands on them), keep-last-good (copy the
-// live files to <stateDir>/last-good) and arm (install the rollback script
-// <stateDir>/txn.sh), which change nothing the host runs; then, once the
-// lock session is seen alive (a connection cut during the first three
-// steps leaves the host as it was, but for the armed rollback that the
-// lock holder runs), add-vips (new addresses first: a config binding an
-// address the host does not have yet fails to load), save-server-state
-// (for the new process; failing is a warning), swap (rename the staged
-// files over the live ones), reload, and verify (wait on the host until
-// the new config runs). Then it confirms verify's evidence.
+// change runs the whole transaction after the lock as one script (one
+// remote command), whose stdin is the upload:
+//
+//   - stage: split the upload into the new files beside the live ones, the
+//     rollback script and the next state.json (in the state directory),
+//     and run the device's check commands on the new files;
+//   - keep-last-good: keep the live files in <stateDir>/last-good;
+//   - arm: install the rollback script as <stateDir>/txn.sh;
+//
+// which change nothing the host runs; then, once the lock session is seen
+// alive (a connection cut during the first three steps leaves the host as
+// it was, but for the armed rollback that the lock holder runs):
+//
+//   - add-vips: new addresses first (a config binding an address the host
+//     does not have yet fails to load);
+//   - save-server-state: for the new process (failing is a warning);
+//   - swap: rename the staged files over the live ones;
+//   - reload, and verify: wait on the host until the new config runs with
+//     every frontend bound, or fail;
+//   - remove-vips: the addresses lbc added and no longer wants;
+//   - write-state: rename the next state.json into place and disarm.
+//
+// VIPs are /32 or /128 (compiler), each its own primary address; but when
+// a removed one has a subnet's prefix (added by an older lbc), deleting it
+// may delete the subnet's secondaries too (unless promote_secondaries is
+// set), so the wanted ones are replaced after it.
+//
+// Once past the session check the script runs to its end even if the
+// connection is cut (it ignores SIGHUP and SIGPIPE): it commits, or it
+// fails and the lock holder rolls back what it armed.
 func (x *tx) change(ctx context.Context) (string, error) {
-	data, cfgLen, kaLen, err := x.upload()
+	data, lens, err := x.upload()
 	if err != nil {
 		return StepStage, err
 	}
 	h, ka := x.h, x.dp.Desired.ManageKeepalived
-	add := ":"
+	add, rm := ":", ":"
 	if len(x.dp.VIPsAdd) > 0 {
 		if add, err = addVIPCmd(h, x.dp.VIPsAdd); err != nil {
 			return StepStage, err
+		}
+	}
+	if len(x.dp.VIPsRemove) > 0 {
+		if rm, err = delVIPCmd(h, x.dp.VIPsRemove); err != nil {
+			return StepStage, err
+		}
+		if len(x.dp.Desired.VIPs) > 0 && subnetSized(x.dp.VIPsRemove) {
+			again, err := addVIPCmd(h, x.dp.Desired.VIPs)
+			if err != nil {
+				return StepStage, err
+			}
+			rm += " && " + again
 		}
 	}
 	after, err := x.o.Verifier.After(h, []byte(x.dp.Desired.Config))
 	if err != nil {
 		return StepStage, err
 	}
-	up := x.h.uploadPath()
 	s := newScript(h, x.token, false)
-	// A cut connection ends stdin early: refuse a short upload.
-	stage := []string{fmt.Sprintf("cat > %s", q(up)),
-		fmt.Sprintf(`{ [ "$(wc -c < %s)" -eq %d ] || { echo 'upload cut short' >&2; false; }; }`, q(up), len(data)),
-		fmt.Sprintf("head -c %d %s > %s", cfgLen, q(up), q(staged(h.Config)))}
+	s.hold = true
+	// Each part is read with head -c, which reads no further than it is
+	// asked to; then the stream moves to fd 8 (verify waits on it) and
+	// stdin becomes /dev/null for the commands that follow.
+	targets := []string{staged(h.Config)}
+	if ka {
+		targets = append(targets, staged(h.KeepalivedConfig))
+	}
+	targets = append(targets, h.txnPath()+".lbc-tmp", stateTmp(h))
+	var stage []string
+	for i, t := range targets {
+		stage = append(stage, fmt.Sprintf("head -c %d > %s", lens[i], q(t)))
+	}
+	stage = append(stage, fmt.Sprintf(`read -r lbc_end && [ "$lbc_end" = %s ]`, q(uploadEnd)))
+	stage = []string{"{ " + strings.Join(stage, " && ") + " || { echo 'upload cut short' >&2; false; }; } && exec 8<&0 0</dev/null"}
 	if h.Check != "" {
 		stage = append(stage, fmt.Sprintf("{ %s || { echo 'check haproxy.cfg failed' >&2; false; }; }", checkCmd(h.Check, staged(h.Config))))
 	} else {
 		x.r.Warnings = append(x.r.Warnings, "no haproxy check command: config not checked on the host")
 	}
-	if ka {
-		stage = append(stage, fmt.Sprintf("tail -c +%d %s | head -c %d > %s", cfgLen+1, q(up), kaLen, q(staged(h.KeepalivedConfig))))
-		if h.KeepalivedCheck != "" {
-			stage = append(stage, fmt.Sprintf("{ %s || { echo 'check keepalived.conf failed' >&2; false; }; }", checkCmd(h.KeepalivedCheck, staged(h.KeepalivedConfig))))
-		}
+	if ka && h.KeepalivedCheck != "" {
+		stage = append(stage, fmt.Sprintf("{ %s || { echo 'check keepalived.conf failed' >&2; false; }; }", checkCmd(h.KeepalivedCheck, staged(h.KeepalivedConfig))))
 	}
 	s.step(StepStage, strings.Join(stage, " &&\n  "))
 	keep := keepLastGoodCmd(h.Config, h.lastGood("haproxy.cfg"))
@@ -580,9 +624,7 @@ func (x *tx) change(ctx context.Context) (string, error) {
 		keep += " &&\n  " + keepLastGoodCmd(h.KeepalivedConfig, h.lastGood("keepalived.conf"))
 	}
 	s.step(StepKeepLastGood, keep)
-	tmp := h.txnPath() + ".lbc-tmp"
-	s.step(StepArm, fmt.Sprintf("tail -c +%d %s > %s && mv -f %s %s && rm -f %s",
-		cfgLen+kaLen+1, q(up), q(tmp), q(tmp), q(h.txnPath()), q(up)))
+	s.step(StepArm, fmt.Sprintf("mv -f %s %s", q(h.txnPath()+".lbc-tmp"), q(h.txnPath())))
 	// Nothing changed yet: a script whose lock session ended here disarms
 	// and removes what it staged, instead of leaving the holder a
 	// rollback (and a reload) to run.
@@ -594,24 +636,22 @@ func (x *tx) change(ctx context.Context) (string, error) {
 		swap += " && " + swapCmd(h.KeepalivedConfig)
 	}
 	s.step(StepSwap, swap)
-	// The reload commands do not inherit the transaction lock (fd 9): a
-	// daemon they start would hold it.
-	reload := x.o.Verifier.Before(h) + "\n  ( " + h.Reload + " ) 9>&-"
+	// The reload commands inherit neither the transaction lock (fd 9: a
+	// daemon they start would hold it) nor the controller's stream (fd 8).
+	reload := x.o.Verifier.Before(h) + "\n  ( " + h.Reload + " ) 9>&- 8<&-"
 	if ka && h.KeepalivedReload != "" {
-		reload += " && { ( " + h.KeepalivedReload + " ) 9>&- || { echo 'keepalived reload failed' >&2; false; }; }"
+		reload += " && { ( " + h.KeepalivedReload + " ) 9>&- 8<&- || { echo 'keepalived reload failed' >&2; false; }; }"
 	}
 	s.step(StepReload, reload)
 	s.step(StepVerify, after)
-	res, step, err := x.runScript(ctx, s, data)
-	if err != nil {
-		return step, err
-	}
-	if err := x.o.Verifier.Confirm(res.output[StepVerify], []byte(x.dp.Desired.Config)); err != nil {
-		x.r.Steps = x.r.Steps[:len(x.r.Steps)-1] // verify did not pass
-		return StepVerify, err
-	}
-	return "", nil
+	s.step(StepRemoveVIPs, rm)
+	s.step(StepCommit, fmt.Sprintf("mv -f %s %s && %s && %s", q(stateTmp(h)), q(h.statePath()), removeCmd(h.txnPath()), clearServerStateCmd(h)))
+	_, step, err := x.runScript(ctx, s, data)
+	return step, err
 }
+
+// stateTmp is where stage puts the next state.json until write-state.
+func stateTmp(h Host) string { return h.statePath() + ".lbc-tmp" }
 
 // beforeChange reports whether a failure at step left the host as it was:
 // the steps up to arm change nothing the host runs.
@@ -621,35 +661,6 @@ func beforeChange(step string) bool {
 		return true
 	}
 	return false
-}
-
-// finish runs remove-vips (the addresses lbc added and no longer wants)
-// and write-state (write state.json and disarm) as one script. VIPs are
-// /32 or /128 (compiler), each its own primary address; but when a removed
-// one has a subnet's prefix (added by an older lbc), deleting it may delete
-// the subnet's secondaries too (unless promote_secondaries is set), so the
-// wanted ones are replaced after it.
-func (x *tx) finish(ctx context.Context) (string, error) {
-	h := x.h
-	s := newScript(h, x.token, true)
-	rm := ":"
-	if len(x.dp.VIPsRemove) > 0 {
-		var err error
-		if rm, err = delVIPCmd(h, x.dp.VIPsRemove); err != nil {
-			return StepRemoveVIPs, err
-		}
-		if len(x.dp.Desired.VIPs) > 0 && subnetSized(x.dp.VIPsRemove) {
-			add, err := addVIPCmd(h, x.dp.Desired.VIPs)
-			if err != nil {
-				return StepRemoveVIPs, err
-			}
-			rm += " && " + add
-		}
-	}
-	s.step(StepRemoveVIPs, rm)
-	s.step(StepCommit, writeCmd(h.statePath())+" && "+removeCmd(h.txnPath())+" && "+clearServerStateCmd(h))
-	_, step, err := x.runScript(ctx, s, x.nextState())
-	return step, err
 }
 
 // nextState is the state.json that write-state writes.
@@ -674,52 +685,51 @@ func (x *tx) cleanStaged(ctx context.Context) {
 	}
 }
 
+// stepRollbackVerify is the part of a rollback script that waits for the
+// old config to run again (and disarms once it does).
+const stepRollbackVerify = "rollback-verify"
+
 // rollback runs the armed rollback script, verifies the old config runs
 // again, and disarms, in one script. It runs even when ctx is cancelled.
 func (x *tx) rollback(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
 	defer cancel()
 	s := newScript(x.h, x.token, true)
-	body := x.o.Verifier.Before(x.h) + "\n  sh " + q(x.h.txnPath()) + " 9>&-"
+	s.step(StepRollback, x.o.Verifier.Before(x.h)+"\n  sh "+q(x.h.txnPath())+" 9>&-")
+	disarm := removeCmd(x.h.txnPath())
 	if x.live.Config.Exists {
 		after, err := x.o.Verifier.After(x.h, x.live.Config.Data)
 		if err != nil {
 			return err
 		}
-		body += " &&\n  { " + after + "\n  }"
+		s.step(stepRollbackVerify, "{ "+after+"\n  } && "+disarm)
+	} else {
+		s.step(stepRollbackVerify, disarm)
 	}
-	s.step(StepRollback, body)
 	res, err := s.run(ctx, x.t, nil, func(string) {})
-	if err != nil {
-		return err
-	}
-	if x.live.Config.Exists {
-		if err := x.o.Verifier.Confirm(res.output[StepRollback], x.live.Config.Data); err != nil {
-			// A reload signalled while the one before it is still under
-			// way can be lost (HAProxy's master re-executes itself on
-			// each): signal once more and look again before giving up.
-			if err2 := x.reloadAgain(ctx); err2 != nil {
-				return fmt.Errorf("%w; reloaded once more: %w", err, err2)
-			}
+	if err != nil && res.failed == stepRollbackVerify && x.live.Config.Exists {
+		// A reload signalled while the one before it is still under
+		// way can be lost (HAProxy's master re-executes itself on
+		// each): signal once more and look again before giving up.
+		if err2 := x.reloadAgain(ctx); err2 != nil {
+			return fmt.Errorf("%w; reloaded once more: %w", err, err2)
 		}
+		return nil
 	}
-	_, err = x.t.Run(ctx, removeCmd(x.h.txnPath()), nil)
 	return err
 }
 
-// reloadAgain reloads the restored config once more and verifies it.
+// reloadAgain reloads the restored config once more, verifies it and
+// disarms.
 func (x *tx) reloadAgain(ctx context.Context) error {
 	after, err := x.o.Verifier.After(x.h, x.live.Config.Data)
 	if err != nil {
 		return err
 	}
 	s := newScript(x.h, x.token, true)
-	s.step(StepRollback, x.o.Verifier.Before(x.h)+"\n  ( "+x.h.Reload+" ) &&\n  { "+after+"\n  }")
-	res, err := s.run(ctx, x.t, nil, func(string) {})
-	if err != nil {
-		return err
-	}
-	return x.o.Verifier.Confirm(res.output[StepRollback], x.live.Config.Data)
+	s.step(StepRollback, x.o.Verifier.Before(x.h)+"\n  ( "+x.h.Reload+" ) 9>&- &&\n  { "+after+"\n  } && "+removeCmd(x.h.txnPath()))
+	_, err = s.run(ctx, x.t, nil, func(string) {})
+	return err
 }
 
 // afterCut finds out, over a new connection, how a transaction whose
@@ -846,7 +856,7 @@ func subnetSized(vips []string) bool {
 }
 
 func stagedList(h Host, dp *DevicePlan) []string {
-	fs := []string{staged(h.Config), staged(h.Config) + ".lbc-tmp", h.uploadPath(), h.txnPath() + ".lbc-tmp"}
+	fs := []string{staged(h.Config), staged(h.Config) + ".lbc-tmp", h.uploadPath(), h.txnPath() + ".lbc-tmp", stateTmp(h)}
 	if dp.Desired.ManageKeepalived {
 		fs = append(fs, staged(h.KeepalivedConfig), staged(h.KeepalivedConfig)+".lbc-tmp")
 	}

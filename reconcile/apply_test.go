@@ -65,12 +65,12 @@ func TestApplyFreshThenNoop(t *testing.T) {
 		len(st.History) != 1 || st.LBCVersion != "test" {
 		t.Errorf("state %+v", st)
 	}
-	for _, f := range []string{"etc/haproxy.cfg.lbc-new", "state/txn.sh"} {
+	for _, f := range []string{"etc/haproxy.cfg.lbc-new", "state/txn.sh", "state/state.json.lbc-tmp", "state/txn.sh.lbc-tmp"} {
 		if th.read(f) != "<absent>" {
 			t.Errorf("%s left on the host", f)
 		}
 	}
-	if th.read("state/lock.owner") != "<absent>" {
+	if o := th.read("state/lock.owner"); o != "<absent>" && o != "" {
 		t.Errorf("lock owner left behind: %q", th.read("state/lock.owner"))
 	}
 
@@ -362,7 +362,7 @@ func TestFailExitAtEveryStep(t *testing.T) {
 			th.waitUnlocked()
 			d := r.Devices[0]
 			t.Logf("%s: %v (steps %q, warnings %q)", d.Outcome, d.Err, d.Steps, d.Warnings)
-			for _, f := range []string{"etc/haproxy.cfg.lbc-new", "state/txn.sh"} {
+			for _, f := range []string{"etc/haproxy.cfg.lbc-new", "state/txn.sh", "state/state.json.lbc-tmp", "state/txn.sh.lbc-tmp"} {
 				if th.read(f) != "<absent>" {
 					t.Errorf("%s left on the host", f)
 				}
@@ -523,5 +523,54 @@ func TestUnreachableReportedNotApplied(t *testing.T) {
 	r, _ := Apply(context.Background(), p, th.dial, applyOpts("test"))
 	if r.Devices[0].Outcome != OutcomeSkipped || r.ExitCode() != exitcode.Error {
 		t.Errorf("apply: %s exit %d", r.Devices[0].Outcome, r.ExitCode())
+	}
+}
+
+// When the connection is cut and the script then fails after it armed the
+// rollback (here: the reload fails), nobody is left to roll back but the
+// lock holder on the host: it runs the armed script, and the host ends
+// exactly as before.
+func TestHostRollsBackAfterCutAndFailure(t *testing.T) {
+	th, p, old := setupForFaults(t)
+	mark := filepath.Join(t.TempDir(), "cut")
+	cut := fmt.Sprintf("\n: > %s; lbc_w=0; while [ ! -e %s.done ] && [ $lbc_w -lt 500 ]; do sleep 0.01; lbc_w=$((lbc_w+1)); done\n", mark, mark)
+	begin := "lbc_step " + StepReload + "\n"
+	var fired atomic.Bool
+	f := func(cmd string) string {
+		if !strings.Contains(cmd, begin) || !fired.CompareAndSwap(false, true) {
+			return cmd
+		}
+		return strings.Replace(cmd, begin+"{ ", begin+cut+"false && { ", 1)
+	}
+	th.inject.Store(&f)
+	go func() {
+		for i := 0; i < 2500; i++ {
+			if _, err := os.Stat(mark); err == nil {
+				th.srv.CutAll()
+				os.WriteFile(mark+".done", nil, 0o644)
+				return
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	r, err := Apply(context.Background(), p, th.dial, applyOpts("test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	th.clearFaults()
+	th.waitUnlocked()
+	d := r.Devices[0]
+	t.Logf("%s: %v", d.Outcome, d.Err)
+	if !fired.Load() {
+		t.Fatal("fault never fired")
+	}
+	if d.Outcome != OutcomeRolledBack || !strings.Contains(fmt.Sprint(d.Err), "rolled back by the host") {
+		t.Errorf("outcome %s %v, want rolled back by the host", d.Outcome, d.Err)
+	}
+	if th.snap() != old {
+		t.Errorf("host not as before:\n%+v\nwas\n%+v\ntxn.log: %s", th.snap(), old, th.read("state/txn.log"))
+	}
+	if th.read("state/txn.sh") != "<absent>" {
+		t.Error("txn.sh still armed")
 	}
 }

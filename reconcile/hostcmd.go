@@ -106,25 +106,31 @@ func readCmd(h Host, keepalived bool) string {
 // "locked", then reads the device as readCmd does (step stale-check, ended
 // by "==lbc read ok" or "==lbc read failed"): the lock and the stale check
 // cost one round trip. When stdin closes (the controller finished, died, or
-// lost the connection) it removes the session token at once (a script that
+// lost the connection) it empties the session token at once (a script that
 // checks it stops before it changes anything), and when a transaction
 // script is still armed, it runs that script, under the transaction lock
 // (after any script still running): the host rolls itself back to the old
-// state instead of staying half changed.
+// state instead of staying half changed. Then it empties lock.owner (a
+// redirection, no process).
 func lockCmd(h Host, owner, token string, wait time.Duration, keepalived bool) string {
 	mode := "-n"
 	if wait > 0 {
 		mode = "-w " + strconv.Itoa(int(max(wait.Round(time.Second), time.Second)/time.Second))
 	}
+	// Waiting for stdin to end costs no process: read gets nothing but
+	// the end. Emptying lock.session (a redirection, no process) stops any
+	// script that has not passed its session check yet; txn.lock is taken
+	// only when a rollback script is armed, to wait for a script still
+	// running before it rolls back.
 	holder := "trap '' HUP PIPE\n" + stepFunc +
 		`sd=$2; printf '%s\n' "$1" > "$sd/lock.owner"; printf '%s\n' "$3" > "$sd/lock.session"; echo locked` + "\n" +
 		"lbc_step " + StepStaleCheck + "\n{ ( " + readCmd(h, keepalived) + " )\n" +
 		`} && echo "==lbc read ok" || echo "==lbc read failed"` + "\n# end of step " + StepStaleCheck + "\n" +
-		"cat >/dev/null\n" +
-		`rm -f "$sd/lock.session"` + "\n" +
-		`exec 9>>"$sd/txn.lock"; flock -w 300 9` + "\n" +
-		`if [ -f "$sd/txn.sh" ]; then sh "$sd/txn.sh" > "$sd/txn.log" 2>&1 9>&- && rm -f "$sd/txn.sh"; fi` + "\n" +
-		`rm -f "$sd/lock.owner"` + "\n"
+		"while read -r lbc_x; do :; done\n" +
+		`: > "$sd/lock.session"` + "\n" +
+		`if [ -f "$sd/txn.sh" ]; then exec 9>>"$sd/txn.lock"; flock -w 300 9` + "\n" +
+		`if [ -f "$sd/txn.sh" ]; then sh "$sd/txn.sh" > "$sd/txn.log" 2>&1 9>&- && rm -f "$sd/txn.sh"; fi; fi` + "\n" +
+		`: > "$sd/lock.owner"` + "\n"
 	return fmt.Sprintf("%s && flock %s %s sh -c %s sh %s %s %s",
 		mkdirCmd(h.StateDir), mode, q(h.lockPath()), q(holder), q(owner), q(h.StateDir), q(token))
 }
@@ -146,12 +152,15 @@ func mkdirCmd(d string) string { return fmt.Sprintf("{ [ -d %s ] || mkdir -p %s;
 // The command itself comes from the validated spec.
 func checkCmd(check, file string) string { return check + " " + q(file) }
 
-// keepLastGoodCmd copies the live file to last-good (through a rename), or
-// removes a stale last-good copy when the live file is absent.
+// keepLastGoodCmd keeps the live file as last-good, or removes a stale
+// last-good copy when the live file is absent. A hard link costs one
+// process and no copy; the swap then renames the new file over the live
+// name, so last-good keeps the old bytes. Where the state directory is on
+// another file system, it copies (through a rename).
 func keepLastGoodCmd(live, good string) string {
 	tmp := good + ".lbc-tmp"
-	return fmt.Sprintf("%s && if [ -e %s ]; then cp %s %s && mv -f %s %s; else rm -f %s; fi",
-		mkdirCmd(path.Dir(good)), q(live), q(live), q(tmp), q(tmp), q(good), q(good))
+	return fmt.Sprintf("%s && if [ -e %s ]; then ln -f %s %s 2>/dev/null || { cp %s %s && mv -f %s %s; }; else rm -f %s; fi",
+		mkdirCmd(path.Dir(good)), q(live), q(live), q(good), q(live), q(tmp), q(tmp), q(good), q(good))
 }
 
 func swapCmd(p string) string { return fmt.Sprintf("mv -f %s %s", q(staged(p)), q(p)) }

@@ -2,7 +2,6 @@ package reconcile
 
 import (
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,18 +9,18 @@ import (
 	"testing"
 )
 
-// failFirstConfirm fails the first verification, as a config that loads but
+// failFirstVerify fails the first verification, as a config that loads but
 // does not run as it should: apply must roll back.
-type failFirstConfirm struct {
+type failFirstVerify struct {
 	testVerifier
 	failed atomic.Bool
 }
 
-func (v *failFirstConfirm) Confirm(out, cfg []byte) error {
+func (v *failFirstVerify) After(h Host, cfg []byte) (string, error) {
 	if !v.failed.Swap(true) {
-		return errors.New("injected: the new config does not run")
+		return "echo 'injected: the new config does not run' >&2; false", nil
 	}
-	return v.testVerifier.Confirm(out, cfg)
+	return v.testVerifier.After(h, cfg)
 }
 
 // A rollback whose reload signal is lost (HAProxy's master was still
@@ -41,7 +40,7 @@ n=$(cat "$d/reload-count" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "$d/relo
 sha256sum < "$d/etc/haproxy.cfg" | cut -c1-64 > "$d/state/running.tmp" && mv -f "$d/state/running.tmp" "$d/state/running"
 `, 0o755)
 	o := applyOpts("test")
-	o.Verifier = &failFirstConfirm{}
+	o.Verifier = &failFirstVerify{}
 	r, err := Apply(context.Background(), th.plan("rev2", testConfig(18080, 20)), th.dial, o)
 	if err != nil {
 		t.Fatal(err)

@@ -37,6 +37,9 @@ import (
 type script struct {
 	b     strings.Builder
 	steps []string
+	// hold keeps the script's stdin open, and silent once the data is
+	// sent, until the script ends (a change script waits on it).
+	hold bool
 }
 
 // exitSessionEnded is the exit code of a script that found its lock session
@@ -114,7 +117,9 @@ func (s *script) run(ctx context.Context, t Transport, stdin io.Reader, progress
 		if stdin != nil {
 			io.Copy(st.Stdin(), stdin)
 		}
-		st.Stdin().Close()
+		if !s.hold {
+			st.Stdin().Close()
+		}
 	}()
 	cur := ""
 	sc := bufio.NewScanner(st.Stdout())

@@ -36,18 +36,18 @@ const serverStateEmpty = `1\n`
 // for the process the reload starts (through a temporary file and a
 // rename). When the dump fails or does not start with the version line, it
 // leaves the version-only file and fails, so the step's warning is shown.
+// The version line is checked with the shell's read: no process.
 func saveServerStateCmd(h Host) string {
 	f := h.serverStatePath()
 	tmp := f + ".lbc-tmp"
-	return fmt.Sprintf("{ %s > %s && [ \"$(head -n 1 %s)\" = 1 ] && mv -f %s %s; } || { %s; false; }",
+	return fmt.Sprintf("{ %s > %s && read -r lbc_l < %s && [ \"$lbc_l\" = 1 ] && mv -f %s %s; } || { %s; false; }",
 		socatCmd(h, "show servers state"), q(tmp), q(tmp), q(tmp), q(f), clearServerStateCmd(h))
 }
 
 // clearServerStateCmd replaces the server-state file by the version-only
-// one; it never fails (at worst it removes the file).
+// one with a redirection (no process); it never fails. HAProxy reads the
+// file only when it starts or reloads, which no step does meanwhile.
 func clearServerStateCmd(h Host) string {
 	f := h.serverStatePath()
-	tmp := f + ".lbc-tmp"
-	return fmt.Sprintf("{ printf '%s' > %s && mv -f %s %s; } 2>/dev/null || rm -f %s %s || :",
-		serverStateEmpty, q(tmp), q(tmp), q(f), q(tmp), q(f))
+	return fmt.Sprintf("{ printf '%s' > %s; } 2>/dev/null || rm -f %s || :", serverStateEmpty, q(f), q(f))
 }

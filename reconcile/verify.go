@@ -3,9 +3,9 @@ package reconcile
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -13,17 +13,17 @@ import (
 // Verifier confirms that a reload took effect. A reload command's exit
 // status proves nothing (Debian's `systemctl reload haproxy` reports
 // success before HAProxy has read the file), so apply asks the host. The
-// waiting happens on the host, inside the transaction's script, so that
-// it costs no round trip per poll.
+// waiting and the verdict happen on the host, inside the transaction's
+// script: they cost no round trip, and the script goes on to commit only
+// when the new config runs.
 type Verifier interface {
 	// Before returns shell code that sets the variable lbc_before to what
 	// runs before the reload ("" when nothing answers). It must not fail.
 	Before(h Host) string
 	// After returns shell code that waits, bounded, until the host runs
-	// config in a process other than $lbc_before, and prints what it saw.
+	// config in a process other than $lbc_before, and fails, saying why
+	// on stderr, when it does not.
 	After(h Host, config []byte) (string, error)
-	// Confirm checks what After printed: nil when the host runs config.
-	Confirm(out, config []byte) error
 }
 
 // HAProxyVerifier checks through the stats socket that the rendered config
@@ -48,14 +48,22 @@ LBC_INFO_END
 }
 `
 
+// waitFunc defines lbc_wait SECONDS. In bash it waits with the read
+// builtin's timeout on fd 8, the controller's stream, which stays open
+// and silent while a change script runs: no process. Where that is not
+// possible (another shell, no fd 8, the stream ended) it runs sleep.
+const waitFunc = `lbc_wait() { { read -t "$1" -r lbc_x <&8; } 2>/dev/null; [ $? -gt 128 ] || sleep "$1"; }
+`
+
 // Before stores the Pid that `show info` reports.
 func (v HAProxyVerifier) Before(h Host) string {
 	return fmt.Sprintf(infoFunc, socatCmd(h, "show info")) + "  lbc_info_get; lbc_before=$lbc_pid"
 }
 
-// After polls `show info` on the host until it names a Pid other than
-// $lbc_before and the config's description, or the timeout passes; then it
-// prints the last answer and `ss -Hltn` for Confirm.
+// After waits first (a reload signal returns before HAProxy has re-read
+// anything), then polls `show info` on the host until it names a Pid other
+// than $lbc_before and the config's description, or the timeout passes;
+// then it checks with `ss -Hltn` that every bind of the config listens.
 func (v HAProxyVerifier) After(h Host, config []byte) (string, error) {
 	timeout, interval := v.Timeout, v.Interval
 	if timeout <= 0 {
@@ -64,97 +72,33 @@ func (v HAProxyVerifier) After(h Host, config []byte) (string, error) {
 	if interval <= 0 {
 		interval = 50 * time.Millisecond
 	}
-	if _, err := configBinds(config); err != nil {
+	binds, err := configBinds(config)
+	if err != nil {
 		return "", err
 	}
 	n := max(int(timeout/interval), 1)
 	desc := configDescription(config)
 	var b strings.Builder
 	fmt.Fprintf(&b, infoFunc, socatCmd(h, "show info"))
-	b.WriteString("  lbc_i=0; while :; do lbc_info_get\n")
+	b.WriteString(waitFunc)
+	fmt.Fprintf(&b, "  lbc_i=0; while :; do lbc_wait %.3f; lbc_info_get\n", interval.Seconds())
 	fmt.Fprintf(&b, `if [ -n "$lbc_pid" ] && [ "$lbc_pid" != "$lbc_before" ] && { [ -z %s ] || [ "$lbc_desc" = %s ]; }; then break; fi`+"\n", q(desc), q(desc))
-	fmt.Fprintf(&b, "lbc_i=$((lbc_i+1)); [ $lbc_i -ge %d ] && break; sleep %.3f; done\n", n, interval.Seconds())
-	fmt.Fprintf(&b, `echo "==lbc waited $lbc_i %s"; echo "==lbc before $lbc_before"; echo "==lbc info"; printf '%%s\n' "$lbc_info"; echo "==lbc ss"; ss -Hltn`, timeout)
+	fmt.Fprintf(&b, "lbc_i=$((lbc_i+1)); [ $lbc_i -ge %d ] && break; done\n", n)
+	fmt.Fprintf(&b, `if [ -z "$lbc_pid" ]; then echo "after %s: haproxy did not answer on its stats socket" >&2; false`+"\n", timeout)
+	fmt.Fprintf(&b, `elif [ "$lbc_pid" = "$lbc_before" ]; then echo "after %s: haproxy still runs the old process (pid $lbc_pid): the new config was not loaded" >&2; false`+"\n", timeout)
+	if desc != "" {
+		fmt.Fprintf(&b, `elif [ "$lbc_desc" != %s ]; then printf 'after %s: haproxy runs config "%%s", not "%%s"\n' "$lbc_desc" %s >&2; false`+"\n", q(desc), timeout, q(desc))
+	}
+	b.WriteString("else lbc_ss=$(ss -Hltn) || { echo 'ss -Hltn failed' >&2; false; }")
+	for _, ap := range binds {
+		a, p := ap.String(), strconv.Itoa(int(ap.Port()))
+		// ss prints the local address between blanks; a wildcard bind
+		// listens for every address of its port.
+		fmt.Fprintf(&b, " &&\n  case \"$lbc_ss\" in *%s*|*%s*|*%s*|*%s*) ;; *) echo %s >&2; false ;; esac",
+			q(" "+a+" "), q(" 0.0.0.0:"+p+" "), q(" *:"+p+" "), q(" [::]:"+p+" "), q("frontend "+a+" is not listening"))
+	}
+	b.WriteString("\nfi")
 	return b.String(), nil
-}
-
-// Confirm checks the output of After.
-func (v HAProxyVerifier) Confirm(out, config []byte) error {
-	binds, err := configBinds(config)
-	if err != nil {
-		return err
-	}
-	sec := sections(out)
-	var waited string
-	for l := range strings.Lines(string(out)) {
-		if w, ok := strings.CutPrefix(strings.TrimSpace(l), "==lbc waited "); ok {
-			waited = w
-		}
-	}
-	before := ""
-	for l := range strings.Lines(string(out)) {
-		if b, ok := strings.CutPrefix(strings.TrimRight(l, "\n"), "==lbc before "); ok {
-			before = strings.TrimSpace(b)
-		}
-	}
-	if ok, why := checkRunning(sec["info"], sec["ss"], before, configDescription(config), binds); !ok {
-		if f := strings.Fields(waited); len(f) == 2 {
-			return fmt.Errorf("after %s: %s", f[1], why)
-		}
-		return errors.New(why)
-	}
-	return nil
-}
-
-// sections splits output at "==lbc NAME" lines.
-func sections(out []byte) map[string][]byte {
-	m := map[string][]byte{}
-	cur := ""
-	for l := range strings.Lines(string(out)) {
-		if name, ok := strings.CutPrefix(strings.TrimRight(l, "\n"), "==lbc "); ok && !strings.Contains(name, " ") {
-			cur = name
-			continue
-		}
-		if cur != "" {
-			m[cur] = append(m[cur], l...)
-		}
-	}
-	return m
-}
-
-// checkRunning says whether info (`show info`) names a process other than
-// before running the config described desc, and ss (`ss -Hltn`) shows
-// every bind listening; else why not.
-func checkRunning(info, ss []byte, before, desc string, binds []netip.AddrPort) (bool, string) {
-	pid := infoField(info, "Pid")
-	if pid == "" {
-		return false, "haproxy did not answer on its stats socket"
-	}
-	if pid == before {
-		return false, "haproxy still runs the old process (pid " + pid + "): the new config was not loaded"
-	}
-	if got := infoField(info, "description"); desc != "" && got != desc {
-		return false, fmt.Sprintf("haproxy runs config %q, not %q", got, desc)
-	}
-	listening := parseSS(ss)
-	for _, b := range binds {
-		if !listening[b] && !listening[netip.AddrPortFrom(netip.IPv4Unspecified(), b.Port())] &&
-			!listening[netip.AddrPortFrom(netip.IPv6Unspecified(), b.Port())] {
-			return false, "frontend " + b.String() + " is not listening"
-		}
-	}
-	return true, ""
-}
-
-// infoField returns the value of "Name: value" in `show info` output.
-func infoField(out []byte, name string) string {
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+": "); ok {
-			return strings.TrimSpace(v)
-		}
-	}
-	return ""
 }
 
 // configDescription returns the global description of a rendered config
@@ -201,44 +145,4 @@ func configBinds(cfg []byte) ([]netip.AddrPort, error) {
 		out = append(out, netip.AddrPortFrom(addr.Unmap(), port))
 	}
 	return out, nil
-}
-
-// parseSS reads `ss -Hltn` into the set of listening address:ports.
-func parseSS(out []byte) map[netip.AddrPort]bool {
-	m := map[netip.AddrPort]bool{}
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) < 4 {
-			continue
-		}
-		local := f[3]
-		i := strings.LastIndexByte(local, ':')
-		if i < 0 {
-			continue
-		}
-		host, port := strings.Trim(local[:i], "[]"), local[i+1:]
-		if j := strings.IndexByte(host, '%'); j >= 0 {
-			host = host[:j]
-		}
-		var addr netip.Addr
-		if host == "*" {
-			addr = netip.IPv4Unspecified()
-			var p uint16
-			if _, err := fmt.Sscanf(port, "%d", &p); err == nil {
-				m[netip.AddrPortFrom(netip.IPv6Unspecified(), p)] = true
-			}
-		} else {
-			var err error
-			if addr, err = netip.ParseAddr(host); err != nil {
-				continue
-			}
-		}
-		var p uint16
-		if _, err := fmt.Sscanf(port, "%d", &p); err != nil {
-			continue
-		}
-		m[netip.AddrPortFrom(addr.Unmap(), p)] = true
-	}
-	return m
 }

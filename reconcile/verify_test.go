@@ -1,17 +1,15 @@
 package reconcile
 
 import (
-	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 )
 
 func TestVerifyParsers(t *testing.T) {
-	ss := parseSS([]byte("LISTEN 0 4096 198.18.1.1:80 0.0.0.0:*\nLISTEN 0 4096 [2001:db8::1]:443 [::]:*\nLISTEN 0 128 0.0.0.0%lo:22 0.0.0.0:*\nLISTEN 0 128 *:8080 *:*\n"))
-	for _, s := range []string{"198.18.1.1:80", "[2001:db8::1]:443", "0.0.0.0:22", "0.0.0.0:8080", "[::]:8080"} {
-		if !ss[netip.MustParseAddrPort(s)] {
-			t.Errorf("ss: %s not listening", s)
-		}
-	}
 	binds, err := configBinds([]byte("global\n    description lbc:0123\nfrontend a\n    bind 203.0.113.10:80\n    bind ipv6@[2001:db8::1]:443 ssl\n"))
 	if err != nil || len(binds) != 2 || binds[0].String() != "203.0.113.10:80" || binds[1].String() != "[2001:db8::1]:443" {
 		t.Errorf("binds %v %v", binds, err)
@@ -19,7 +17,55 @@ func TestVerifyParsers(t *testing.T) {
 	if d := configDescription([]byte("global\n    description lbc:0123\n")); d != "lbc:0123" {
 		t.Errorf("description %q", d)
 	}
-	if p := infoField([]byte("Name: HAProxy\nPid: 42\ndescription: lbc:0123\n"), "Pid"); p != "42" {
-		t.Errorf("pid %q", p)
+}
+
+// The verify code runs on the host: it passes only when a new process runs
+// the config and every bind listens, and says why not otherwise, in bash
+// (which waits with read -t) and in /bin/sh.
+func TestHAProxyVerifierOnTheHost(t *testing.T) {
+	dir := t.TempDir()
+	// Fake socat and ss answer what the test puts in their environment.
+	os.WriteFile(filepath.Join(dir, "socat"), []byte("#!/bin/sh\ncat >/dev/null\nprintf 'Name: HAProxy\\nPid: %s\\ndescription: %s\\n' \"$FAKE_PID\" \"$FAKE_DESC\"\n"), 0o755)
+	os.WriteFile(filepath.Join(dir, "ss"), []byte("#!/bin/sh\nprintf '%s\\n' \"$FAKE_SS\"\n"), 0o755)
+	cfg := []byte("global\n    description lbc:00aa\nfrontend a\n    bind 203.0.113.10:80\nfrontend b\n    bind [2001:db8::1]:443\n")
+	code, err := HAProxyVerifier{Timeout: 200 * time.Millisecond, Interval: 20 * time.Millisecond}.After(Host{StateDir: "/nonexistent"}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listening := "LISTEN 0      4096   203.0.113.10:80      0.0.0.0:*\nLISTEN 0      4096   [2001:db8::1]:443    [::]:*"
+	cases := []struct {
+		name, pid, desc, ss string
+		fail                string // "" when it must pass
+	}{
+		{"runs", "42", "lbc:00aa", listening, ""},
+		{"wildcard", "42", "lbc:00aa", "LISTEN 0 4096 0.0.0.0:80 0.0.0.0:*\nLISTEN 0 4096 *:443 *:*", ""},
+		{"old process", "7", "lbc:00aa", listening, "haproxy still runs the old process (pid 7)"},
+		{"no answer", "", "", listening, "haproxy did not answer"},
+		{"other config", "42", "lbc:ffff", listening, `haproxy runs config "lbc:ffff", not "lbc:00aa"`},
+		{"not bound", "42", "lbc:00aa", "LISTEN 0 4096 203.0.113.10:80 0.0.0.0:*", "frontend [2001:db8::1]:443 is not listening"},
+		{"other port", "42", "lbc:00aa", "LISTEN 0 4096 203.0.113.10:8080 0.0.0.0:*\nLISTEN 0 4096 [2001:db8::1]:443 [::]:*", "frontend 203.0.113.10:80 is not listening"},
+	}
+	for _, shell := range []string{"bash", "sh"} {
+		if _, err := exec.LookPath(shell); err != nil {
+			t.Fatalf("%s: %v", shell, err)
+		}
+		for _, c := range cases {
+			t.Run(shell+"/"+c.name, func(t *testing.T) {
+				cmd := exec.Command(shell, "-c", "lbc_before=7\n"+code+"\n")
+				cmd.Env = append(os.Environ(), "PATH="+dir+":"+os.Getenv("PATH"),
+					"FAKE_PID="+c.pid, "FAKE_DESC="+c.desc, "FAKE_SS="+c.ss)
+				var stderr strings.Builder
+				cmd.Stderr = &stderr
+				err := cmd.Run()
+				switch {
+				case c.fail == "" && err != nil:
+					t.Errorf("failed: %v: %s", err, stderr.String())
+				case c.fail != "" && err == nil:
+					t.Errorf("passed, want failure %q", c.fail)
+				case c.fail != "" && !strings.Contains(stderr.String(), c.fail):
+					t.Errorf("stderr %q, want %q", stderr.String(), c.fail)
+				}
+			})
+		}
 	}
 }

@@ -165,7 +165,7 @@ func (v *haFailVerify) After(h reconcile.Host, config []byte) (string, error) {
 	// The real wait runs (the reload completes) but what it saw is
 	// dropped: verification fails after the swap and the reload, as for a
 	// config that does not do what it should.
-	return "{\n" + real + "\n} >/dev/null 2>&1\necho \"==lbc info\"; echo \"injected by the test: the new config does not run\"", nil
+	return "{\n" + real + "\n} >/dev/null 2>&1\necho 'injected by the test: the new config does not run' >&2; false", nil
 }
 
 // devIndex returns the 1-based lab index of the device named name.
