@@ -220,7 +220,10 @@ func delVIPCmd(h Host, vips []string) (string, error) {
 	return strings.Join(cmds, " && "), nil
 }
 
-// socatCmd sends one command to HAProxy's stats socket.
-func socatCmd(h Host, cmd string) string {
-	return fmt.Sprintf("echo %s | socat -t 2 stdio UNIX-CONNECT:%s", q(cmd), q(h.socketPath()))
+// socatCmd sends one command to HAProxy's stats socket, with redirs
+// (redirections of socat's output) applied. The command goes in through a
+// here-document (no process for it), so what follows socatCmd in a script
+// must start on a new line.
+func socatCmd(h Host, cmd, redirs string) string {
+	return fmt.Sprintf("socat -t 2 stdio UNIX-CONNECT:%s %s <<'LBC_SOCAT'\n%s\nLBC_SOCAT\n", q(h.socketPath()), redirs, cmd)
 }

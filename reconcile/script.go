@@ -23,8 +23,9 @@ import (
 //
 // lbc_step prints "==lbc step NAME" before the body runs; the controller
 // reads these markers as the script runs, to report progress and to name
-// the step that failed. A step whose failure is only a warning prints
-// "==lbc warn MESSAGE" instead of ending the script.
+// the step that failed. A step whose failure is only a warning sends its
+// stderr as its output and prints "==lbc warn-failed" instead of ending
+// the script.
 //
 // A script that changes the host first takes <stateDir>/txn.lock (so that
 // it never runs at the same time as the rollback that the lock holder runs
@@ -40,6 +41,8 @@ type script struct {
 	// hold keeps the script's stdin open, and silent once the data is
 	// sent, until the script ends (a change script waits on it).
 	hold bool
+	// warnings maps a warnStep's name to its warning.
+	warnings map[string]string
 }
 
 // exitSessionEnded is the exit code of a script that found its lock session
@@ -84,12 +87,18 @@ func (s *script) step(name, body string) {
 }
 
 // warnStep adds a step whose failure is reported as a warning, with what
-// the body wrote on stderr.
+// the body wrote on stderr (sent as the step's output: no subshell).
 func (s *script) warnStep(name, body, warning string) {
-	fmt.Fprintf(&s.b, "lbc_step %s\n{ lbc_err=$( { %s\n} 2>&1 >/dev/null )\n} || printf '==lbc warn %%s: %%s\\n' %s \"$(printf '%%s' \"$lbc_err\" | tr '\\n' ' ')\"\n# end of step %s\n",
-		name, body, q(warning), name)
+	fmt.Fprintf(&s.b, "lbc_step %s\n{ %s\n} 2>&1 >/dev/null || echo '%s'\n# end of step %s\n", name, body, warnFailed, name)
 	s.steps = append(s.steps, name)
+	if s.warnings == nil {
+		s.warnings = map[string]string{}
+	}
+	s.warnings[name] = warning
 }
+
+// warnFailed is the line a failed warnStep prints.
+const warnFailed = "==lbc warn-failed"
 
 func (s *script) String() string { return s.b.String() + "exit 0\n" }
 
@@ -135,7 +144,11 @@ func (s *script) run(ctx context.Context, t Transport, stdin io.Reader, progress
 			progress(name)
 			continue
 		}
-		if w, ok := strings.CutPrefix(line, "==lbc warn "); ok {
+		if line == warnFailed && s.warnings[cur] != "" {
+			w := s.warnings[cur]
+			if msg := strings.Join(strings.Fields(string(res.output[cur])), " "); msg != "" {
+				w += ": " + msg
+			}
 			res.warnings = append(res.warnings, w)
 			continue
 		}

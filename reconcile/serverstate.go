@@ -1,6 +1,9 @@
 package reconcile
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // HAProxy's server-state file (<stateDir>/server-state, named by the
 // rendered config's server-state-file and loaded by every backend through
@@ -40,8 +43,11 @@ const serverStateEmpty = `1\n`
 func saveServerStateCmd(h Host) string {
 	f := h.serverStatePath()
 	tmp := f + ".lbc-tmp"
-	return fmt.Sprintf("{ %s > %s && read -r lbc_l < %s && [ \"$lbc_l\" = 1 ] && mv -f %s %s; } || { %s; false; }",
-		socatCmd(h, "show servers state"), q(tmp), q(tmp), q(tmp), q(f), clearServerStateCmd(h))
+	// The here-document's body follows the line that holds the whole list.
+	sc := socatCmd(h, "show servers state", "> "+q(tmp))
+	line, doc, _ := strings.Cut(sc, "\n")
+	return fmt.Sprintf("{ %s && read -r lbc_l < %s && [ \"$lbc_l\" = 1 ] && mv -f %s %s; } || { %s; false; }\n%s",
+		line, q(tmp), q(tmp), q(f), clearServerStateCmd(h), doc)
 }
 
 // clearServerStateCmd replaces the server-state file by the version-only

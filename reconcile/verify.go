@@ -38,7 +38,7 @@ type HAProxyVerifier struct {
 // infoFunc defines lbc_info_get, which asks the stats socket `show info`
 // into lbc_info and sets lbc_pid and lbc_desc from it with shell builtins
 // only (the verify loop runs it every interval: one process a poll).
-const infoFunc = `lbc_info_get() { lbc_info=$(%s 2>/dev/null); lbc_pid=; lbc_desc=
+const infoFunc = `lbc_info_get() { lbc_info=$(%s); lbc_pid=; lbc_desc=
 while IFS= read -r lbc_l; do case $lbc_l in
 "Pid:"*) lbc_pid=${lbc_l#Pid:}; lbc_pid=${lbc_pid#"${lbc_pid%%%%[! ]*}"} ;;
 "description:"*) lbc_desc=${lbc_l#description:}; lbc_desc=${lbc_desc#"${lbc_desc%%%%[! ]*}"} ;;
@@ -57,7 +57,7 @@ const waitFunc = `lbc_wait() { { read -t "$1" -r lbc_x <&8; } 2>/dev/null; [ $? 
 
 // Before stores the Pid that `show info` reports.
 func (v HAProxyVerifier) Before(h Host) string {
-	return fmt.Sprintf(infoFunc, socatCmd(h, "show info")) + "  lbc_info_get; lbc_before=$lbc_pid"
+	return fmt.Sprintf(infoFunc, socatCmd(h, "show info", "2>/dev/null")) + "  lbc_info_get; lbc_before=$lbc_pid"
 }
 
 // After waits first (a reload signal returns before HAProxy has re-read
@@ -79,7 +79,7 @@ func (v HAProxyVerifier) After(h Host, config []byte) (string, error) {
 	n := max(int(timeout/interval), 1)
 	desc := configDescription(config)
 	var b strings.Builder
-	fmt.Fprintf(&b, infoFunc, socatCmd(h, "show info"))
+	fmt.Fprintf(&b, infoFunc, socatCmd(h, "show info", "2>/dev/null"))
 	b.WriteString(waitFunc)
 	fmt.Fprintf(&b, "  lbc_i=0; while :; do lbc_wait %.3f; lbc_info_get\n", interval.Seconds())
 	fmt.Fprintf(&b, `if [ -n "$lbc_pid" ] && [ "$lbc_pid" != "$lbc_before" ] && { [ -z %s ] || [ "$lbc_desc" = %s ]; }; then break; fi`+"\n", q(desc), q(desc))
