@@ -105,6 +105,12 @@ func (r *ApplyResult) ExitCode() int {
 	return exitcode.Error
 }
 
+// DefaultOwner names this process to whoever finds a device locked by it.
+func DefaultOwner() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("lbc@%s pid %d", host, os.Getpid())
+}
+
 // Apply changes every device of the plan that has changes, each as one
 // transaction (see tx), at most Parallelism at once.
 func Apply(ctx context.Context, plan *Plan, dial Dialer, opts ApplyOptions) (*ApplyResult, error) {
@@ -124,8 +130,7 @@ func Apply(ctx context.Context, plan *Plan, dial Dialer, opts ApplyOptions) (*Ap
 		opts.Verifier = HAProxyVerifier{}
 	}
 	if opts.Owner == "" {
-		host, _ := os.Hostname()
-		opts.Owner = fmt.Sprintf("lbc@%s pid %d", host, os.Getpid())
+		opts.Owner = DefaultOwner()
 	}
 	res := &ApplyResult{Devices: make([]DeviceResult, len(plan.Devices))}
 	index := map[string]int{}
@@ -362,13 +367,27 @@ func (x *tx) runScript(ctx context.Context, s *script, stdin []byte) (*scriptRes
 	return res, res.failed, err
 }
 
-// lockDevice takes <stateDir>/lock with flock, held by a session whose
-// stdin stays open until unlock; the lock ends with the session. The holder
-// then reads the device (for staleCheck) in the same round trip.
+// lockDevice takes the device lock (see takeLock), unless the plan
+// already holds it: `lbc apply DIR` plans under the lock (PlanOptions.Lock),
+// and the transaction goes on in that lock session.
 func (x *tx) lockDevice(ctx context.Context) error {
-	st, err := x.t.Stream(ctx, lockCmd(x.h, x.o.Owner, x.token, x.o.LockTimeout, x.dp.Desired.ManageKeepalived))
+	if hl := takeHeld(x.t, x.dp.Device); hl != nil {
+		x.lock, x.read, x.token = hl.st, hl.read, hl.token
+		return nil
+	}
+	st, read, err := takeLock(ctx, x.t, x.h, x.dp.Device, x.o.Owner, x.token, x.o.LockTimeout, x.dp.Desired.ManageKeepalived)
+	x.lock, x.read = st, read // a lock taken whose read failed is released by unlock
+	return err
+}
+
+// takeLock takes <stateDir>/lock with flock, held by a session whose stdin
+// stays open until it is closed; the lock ends with the session. The
+// holder then reads the device (as ReadLive does) in the same round trip;
+// read is that output, nil when the read failed on the host.
+func takeLock(ctx context.Context, t Transport, h Host, device, owner, token string, wait time.Duration, keepalived bool) (Stream, []byte, error) {
+	st, err := t.Stream(ctx, lockCmd(h, owner, token, wait, keepalived))
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	type line struct {
 		s   string
@@ -395,25 +414,22 @@ func (x *tx) lockDevice(ctx context.Context) error {
 		}
 		return line{}, false
 	}
-	l, ok := next(x.o.LockTimeout + 10*time.Second)
+	l, ok := next(wait + 10*time.Second)
 	if ok && l.s == "locked" {
-		x.lock = st
 		// The read, ended by "==lbc read ok" (or failed).
 		var b bytes.Buffer
 		for {
 			l, ok := next(60 * time.Second)
 			switch {
 			case !ok:
-				return fmt.Errorf("%s: no answer", StepStaleCheck)
+				return st, nil, fmt.Errorf("%s: no answer", StepStaleCheck)
 			case l.eof:
-				return fmt.Errorf("%s: the lock holder ended: %w", StepStaleCheck, ErrConnectionLost)
+				return st, nil, fmt.Errorf("%s: the lock holder ended: %w", StepStaleCheck, ErrConnectionLost)
 			case l.s == "==lbc step "+StepStaleCheck:
 			case l.s == "==lbc read ok":
-				x.read = b.Bytes()
-				return nil
+				return st, b.Bytes(), nil
 			case l.s == "==lbc read failed":
-				x.read = nil
-				return nil
+				return st, nil, nil
 			default:
 				b.WriteString(l.s)
 				b.WriteByte('\n')
@@ -422,21 +438,21 @@ func (x *tx) lockDevice(ctx context.Context) error {
 	}
 	st.Close()
 	if ctx.Err() != nil {
-		return ctx.Err()
+		return nil, nil, ctx.Err()
 	}
 	var ee *ExitError
 	if err := st.Wait(); !errors.As(err, &ee) || ee.Code != 1 { // flock exits 1 when the lock is busy
 		if err == nil {
 			err = errors.New("lock holder ended without taking the lock")
 		}
-		return err
+		return nil, nil, err
 	}
-	owner, _ := x.t.Run(ctx, ownerCmd(x.h), nil)
-	who := strings.TrimSpace(string(owner))
+	out, _ := t.Run(ctx, ownerCmd(h), nil)
+	who := strings.TrimSpace(string(out))
 	if who == "" {
 		who = "an unknown owner"
 	}
-	return &lockedError{x.dp.Device, who}
+	return nil, nil, &lockedError{device, who}
 }
 
 // lockedError is ErrLocked naming the device and who holds it.
@@ -445,21 +461,26 @@ type lockedError struct{ device, owner string }
 func (e *lockedError) Error() string        { return "device " + e.device + " is locked by " + e.owner }
 func (e *lockedError) Is(target error) bool { return target == ErrLocked }
 
-// unlock closes the lock session's stdin and waits (bounded) for the holder
-// to end, so the lock is free when Apply returns.
+// unlock releases the device lock, so the lock is free when Apply returns.
 func (x *tx) unlock() {
 	if x.lock == nil {
 		return
 	}
-	x.lock.Stdin().Close()
+	release(x.lock)
+	trace(x.dp.Device, "unlocked")
+}
+
+// release closes a lock session's stdin and waits (bounded) for the holder
+// to end: it ends the lock (after a rollback it may have to run).
+func release(st Stream) {
+	st.Stdin().Close()
 	done := make(chan struct{})
-	go func() { x.lock.Wait(); close(done) }()
+	go func() { st.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(30 * time.Second): // a rollback run by the holder may take a while
 	}
-	trace(x.dp.Device, "unlocked")
-	x.lock.Close()
+	st.Close()
 }
 
 // staleCheck compares what the lock holder read under the lock with what

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"lbc/compiler"
 	"lbc/schema"
@@ -84,6 +85,18 @@ type PlanOptions struct {
 	// Previous is the placement the compile started from (the lock file);
 	// a device it names that is no longer in the spec gets a note.
 	Previous compiler.Lock
+	// Lock, when set, takes each device's lock before reading it and
+	// keeps it, in dial's Pool, for Apply: what is planned is what the
+	// transaction finds, and the lock and the read cost one round trip.
+	// dial must be a Pool's Dial.
+	Lock *PlanLock
+}
+
+// PlanLock says who locks devices while planning, and how long to wait
+// for a lock held by someone else (0: fail at once).
+type PlanLock struct {
+	Owner   string
+	Timeout time.Duration
 }
 
 // addressesKey is the Fingerprints key of the VIP address set.
@@ -105,7 +118,7 @@ func BuildPlan(ctx context.Context, spec *schema.Spec, res *compiler.Result, dia
 			p.Devices[i] = DevicePlan{Device: name, Status: StatusError, Error: fmt.Sprintf("plan %s: device not in spec", name)}
 			return
 		}
-		p.Devices[i] = planDevice(ctx, dev, res.Devices[name], dial, opts.IPCommand)
+		p.Devices[i] = planDevice(ctx, dev, res.Devices[name], dial, opts.IPCommand, opts.Lock)
 	}, func(i int) {
 		p.Devices[i] = DevicePlan{Device: names[i], Status: StatusError, Error: fmt.Sprintf("plan %s: %v", names[i], ctx.Err())}
 	})
@@ -133,7 +146,7 @@ func goneDevices(spec *schema.Spec, prev compiler.Lock) []string {
 	return notes
 }
 
-func planDevice(ctx context.Context, dev *schema.Device, art *compiler.DeviceArtifacts, dial Dialer, ipCmd string) DevicePlan {
+func planDevice(ctx context.Context, dev *schema.Device, art *compiler.DeviceArtifacts, dial Dialer, ipCmd string, lock *PlanLock) DevicePlan {
 	h := hostOf(dev, ipCmd)
 	dp := DevicePlan{Device: dev.Name, Address: dev.Address, Host: h}
 	fail := func(st Status, err error) DevicePlan {
@@ -154,11 +167,15 @@ func planDevice(ctx context.Context, dev *schema.Device, art *compiler.DeviceArt
 	}
 	defer t.Close()
 	trace(dev.Name, "plan: read")
-	live, err := ReadLive(ctx, t, h, h.KeepalivedConfig != "")
-	trace(dev.Name, "plan: read done")
-	if err != nil {
+	var live *Live
+	if lock != nil {
+		if live, err = lockAndRead(ctx, t, h, dev.Name, lock); err != nil {
+			return fail(StatusError, fmt.Errorf("lock and read: %w", err))
+		}
+	} else if live, err = ReadLive(ctx, t, h, h.KeepalivedConfig != ""); err != nil {
 		return fail(StatusError, fmt.Errorf("read live state: %w", err))
 	}
+	trace(dev.Name, "plan: read done")
 	if art.Keepalived == nil && live.State != nil && live.State.KeepalivedSHA256 != "" && h.KeepalivedConfig != "" {
 		// lbc wrote keepalived.conf here and the device carries no HA
 		// balancer any more: its instances would keep claiming VIPs that
@@ -175,6 +192,32 @@ func planDevice(ctx context.Context, dev *schema.Device, art *compiler.DeviceArt
 		return fail(StatusError, err)
 	}
 	return dp
+}
+
+// lockAndRead takes the device lock on t (a Pool's connection), reads the
+// device under it and leaves the lock held in the pool for Apply.
+func lockAndRead(ctx context.Context, t Transport, h Host, device string, lock *PlanLock) (*Live, error) {
+	c, ok := t.(pooled)
+	if !ok {
+		return nil, errors.New("planning under the lock needs a Pool's connection")
+	}
+	token := newToken()
+	st, read, err := takeLock(ctx, t, h, device, lock.Owner, token, lock.Timeout, h.KeepalivedConfig != "")
+	if err == nil && read == nil {
+		err = errors.New("read live state on the host failed")
+	}
+	var live *Live
+	if err == nil {
+		live, err = parseLive(read)
+	}
+	if err != nil {
+		if st != nil {
+			release(st)
+		}
+		return nil, err
+	}
+	c.hold(&heldLock{device: device, st: st, read: read, token: token})
+	return live, nil
 }
 
 // compare fills dp's diffs, VIP changes, fingerprints and status from what

@@ -24,11 +24,21 @@ type Pool struct {
 	dial  Dialer
 	mu    sync.Mutex
 	conns map[string]Transport
+	held  map[string]*heldLock // device locks taken by a plan, by key
+}
+
+// heldLock is a device lock a plan took (PlanOptions.Lock), with what its
+// holder read, waiting for the device's transaction.
+type heldLock struct {
+	device string
+	st     Stream
+	read   []byte
+	token  string
 }
 
 // NewPool returns a pool that dials with dial.
 func NewPool(dial Dialer) *Pool {
-	return &Pool{dial: dial, conns: map[string]Transport{}}
+	return &Pool{dial: dial, conns: map[string]Transport{}, held: map[string]*heldLock{}}
 }
 
 // prober is a Transport that can tell whether its connection still answers.
@@ -48,8 +58,9 @@ func (p *Pool) Dial(ctx context.Context, dev *schema.Device) (Transport, error) 
 	p.mu.Unlock()
 	if t != nil {
 		if pr, ok := t.(prober); !ok || pr.Alive(ctx) {
-			return pooled{t}, nil
+			return pooled{t, p, key}, nil
 		}
+		p.dropHeld(key)
 		t.Close()
 	}
 	t, err := p.dial(ctx, dev)
@@ -63,11 +74,45 @@ func (p *Pool) Dial(ctx context.Context, dev *schema.Device) (Transport, error) 
 	if old != nil && old != t {
 		old.Close()
 	}
-	return pooled{t}, nil
+	return pooled{t, p, key}, nil
 }
 
-// Close closes every pooled connection.
+// dropHeld forgets the lock held on a connection that died (its holder
+// ended with it).
+func (p *Pool) dropHeld(key string) {
+	p.mu.Lock()
+	hl := p.held[key]
+	delete(p.held, key)
+	p.mu.Unlock()
+	if hl != nil {
+		hl.st.Close()
+	}
+}
+
+// ReleaseLocks releases the device locks a plan took for every device
+// that keep does not name: devices with nothing to apply are unlocked as
+// soon as the plan is known.
+func (p *Pool) ReleaseLocks(keep func(device string) bool) {
+	p.mu.Lock()
+	var rel []*heldLock
+	for k, hl := range p.held {
+		if keep == nil || !keep(hl.device) {
+			rel = append(rel, hl)
+			delete(p.held, k)
+		}
+	}
+	p.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, hl := range rel {
+		wg.Add(1)
+		go func() { defer wg.Done(); release(hl.st) }()
+	}
+	wg.Wait()
+}
+
+// Close releases the locks still held and closes every pooled connection.
 func (p *Pool) Close() error {
+	p.ReleaseLocks(nil)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var first error
@@ -81,7 +126,39 @@ func (p *Pool) Close() error {
 }
 
 // pooled is a pooled connection handed out by Dial: its Close is the pool's.
-type pooled struct{ t Transport }
+type pooled struct {
+	t   Transport
+	p   *Pool
+	key string
+}
+
+// hold keeps a device lock taken on this connection for the transaction.
+func (c pooled) hold(hl *heldLock) {
+	c.p.mu.Lock()
+	old := c.p.held[c.key]
+	c.p.held[c.key] = hl
+	c.p.mu.Unlock()
+	if old != nil {
+		release(old.st)
+	}
+}
+
+// takeHeld returns, and forgets, the lock a plan took for device on t's
+// connection; nil when there is none.
+func takeHeld(t Transport, device string) *heldLock {
+	c, ok := t.(pooled)
+	if !ok {
+		return nil
+	}
+	c.p.mu.Lock()
+	defer c.p.mu.Unlock()
+	hl := c.p.held[c.key]
+	if hl == nil || hl.device != device {
+		return nil
+	}
+	delete(c.p.held, c.key)
+	return hl
+}
 
 func (c pooled) Run(ctx context.Context, cmd string, stdin io.Reader) ([]byte, error) {
 	return c.t.Run(ctx, cmd, stdin)

@@ -2,6 +2,10 @@ package reconcile
 
 import (
 	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"lbc/schema"
@@ -54,4 +58,60 @@ func TestPoolOneConnectionForPlanAndApply(t *testing.T) {
 	if _, err := tr.Run(ctx, "true", nil); err == nil {
 		t.Error("connection still open after the pool closed")
 	}
+}
+
+// Planning under the lock (PlanOptions.Lock) holds each device's lock
+// from the read to the end of its transaction, which reuses the lock
+// session: one lock command, and nobody else gets in between.
+func TestPlanUnderLock(t *testing.T) {
+	th := newTestHost(t, "lb-a1")
+	dial := func(ctx context.Context, dev *schema.Device) (Transport, error) {
+		return DialSSH(ctx, dev, SSHConfig{KnownHosts: th.srv.KnownHostsFile(), KeyFile: th.srv.KeyFile()})
+	}
+	pool := NewPool(dial)
+	defer pool.Close()
+	ctx := context.Background()
+	spec, res := th.result("rev1", testConfig(18080, 10), "203.0.113.10")
+	p, err := BuildPlan(ctx, spec, res, pool.Dial, PlanOptions{IPCommand: th.ipCmd, Lock: &PlanLock{Owner: "alice@ctl pid 1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := p.Devices[0]; d.Status != StatusChanges {
+		t.Fatalf("plan: %s %s", d.Status, d.Error)
+	}
+	// Someone else applying now finds the device locked by the planner.
+	other, err := Apply(ctx, p, th.dial, applyOpts("bob@ctl pid 2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := other.Devices[0]; d.Outcome != OutcomeFailedBeforeChange || !strings.Contains(fmt.Sprint(d.Err), "locked by alice@ctl pid 1") {
+		t.Fatalf("concurrent apply: %s %v", d.Outcome, d.Err)
+	}
+	before := len(th.srv.Commands())
+	r, err := Apply(ctx, p, pool.Dial, applyOpts("alice@ctl pid 1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := r.Devices[0]; d.Outcome != OutcomeApplied {
+		t.Fatalf("apply: %s %v", d.Outcome, d.Err)
+	}
+	for _, c := range th.srv.Commands()[before:] {
+		if strings.Contains(c, "echo locked") {
+			t.Errorf("apply took the lock again: %.80q", c)
+		}
+	}
+	th.waitUnlocked()
+	if got := th.read("etc/haproxy.cfg"); got != string(testConfig(18080, 10)) {
+		t.Errorf("config on host:\n%s", got)
+	}
+	// A lock held for a device with nothing to apply is released at once.
+	p2, err := BuildPlan(ctx, spec, res, pool.Dial, PlanOptions{IPCommand: th.ipCmd, Lock: &PlanLock{Owner: "alice@ctl pid 1"}})
+	if err != nil || p2.Devices[0].Status != StatusUnchanged {
+		t.Fatalf("second plan: %v %+v", err, p2.Devices[0])
+	}
+	if exec.Command("flock", "-n", filepath.Join(th.dev.StateDir, "lock"), "true").Run() == nil {
+		t.Error("plan under the lock: the device lock is not held")
+	}
+	pool.ReleaseLocks(func(string) bool { return false })
+	th.waitUnlocked()
 }

@@ -57,7 +57,10 @@ func (e *env) apply() int {
 		if err := openPool(); err != nil {
 			return e.fail(err)
 		}
-		if p, err = e.buildPlan(c, pool.Dial); err != nil {
+		// Plan under the device locks: what is shown is what each
+		// transaction finds, and the lock costs no extra round trip.
+		lock := &reconcile.PlanLock{Owner: reconcile.DefaultOwner(), Timeout: e.args.LockTimeout}
+		if p, err = e.buildPlan(c, pool.Dial, lock); err != nil {
 			return e.fail(err)
 		}
 		if err := reconcile.WriteText(e.stdout, p, reconcile.ViewOptions{Color: color(e.stdout)}); err != nil {
@@ -65,6 +68,13 @@ func (e *env) apply() int {
 		}
 	}
 	refused := e.guardRevisions(p, repo)
+	if pool != nil {
+		changes := map[string]bool{}
+		for _, d := range p.Devices {
+			changes[d.Device] = d.Status == reconcile.StatusChanges
+		}
+		pool.ReleaseLocks(func(dev string) bool { return changes[dev] })
+	}
 	if !p.HasChanges() && refused == 0 {
 		fmt.Fprintln(e.stdout, "nothing to apply: every reachable device is up to date")
 		if c != nil {

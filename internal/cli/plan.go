@@ -19,7 +19,7 @@ func (e *env) plan() int {
 	if err != nil {
 		return e.fail(err)
 	}
-	p, err := e.buildPlan(c, dial)
+	p, err := e.buildPlan(c, dial, nil)
 	if err != nil {
 		return e.fail(err)
 	}
@@ -43,8 +43,8 @@ func (e *env) plan() int {
 }
 
 // buildPlan reads the hosts of a compiled tree.
-func (e *env) buildPlan(c *compiled, dial reconcile.Dialer) (*reconcile.Plan, error) {
-	return reconcile.BuildPlan(e.ctx, c.spec, c.res, dial, reconcile.PlanOptions{Parallelism: e.args.Parallelism, Previous: c.prev})
+func (e *env) buildPlan(c *compiled, dial reconcile.Dialer, lock *reconcile.PlanLock) (*reconcile.Plan, error) {
+	return reconcile.BuildPlan(e.ctx, c.spec, c.res, dial, reconcile.PlanOptions{Parallelism: e.args.Parallelism, Previous: c.prev, Lock: lock})
 }
 
 // writePlan prints p in the requested view.
