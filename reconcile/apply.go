@@ -255,14 +255,16 @@ func applyDevice(ctx context.Context, dp *DevicePlan, rev string, dial Dialer, o
 	return r
 }
 
-// tx is one device's transaction. Its steps run in this order, in three
-// remote commands (see script):
+// tx is one device's transaction. Its steps run in this order, in two
+// remote commands (see script) on one connection:
 //
-//	lock, stale-check                       the lock holder's session
+//	lock, stale-check                       the lock holder's session (when
+//	                                        lbc apply DIR planned under the
+//	                                        lock, the plan's)
 //	stage, keep-last-good, arm,             one script: nothing changes on
 //	  add-vips, save-server-state, swap,    the host before add-vips, which
-//	  reload, verify                        runs only while the lock session lives
-//	remove-vips, write-state                one script
+//	  reload, verify, remove-vips,          runs only while the lock session
+//	  write-state                           lives
 //
 // A failure up to arm removes the staged files and reports
 // failed-before-change. A failure after it runs the rollback script that
@@ -270,16 +272,17 @@ func applyDevice(ctx context.Context, dp *DevicePlan, rev string, dial Dialer, o
 // removed VIPs, reload, remove added VIPs), verifies the old config runs
 // again, and reports rolled-back.
 //
-// The lock holder on the host runs txn.sh itself if its session ends while
-// the script is still armed: when the controller dies or loses the
-// connection mid-transaction, the host goes back to its old state, unless
-// write-state (which writes state.json and disarms in one command) already
-// ran. A script that was running when the connection died ends first (the
-// holder waits for the transaction lock); one that starts after the holder
-// ended does nothing. Every file is written beside its target and renamed
-// over it, so each step leaves a file old or new, never half written. The
-// next plan then shows either the whole change again or none of it. After
-// a lost connection, apply reconnects once to tell which it was.
+// Verify decides on the host, so the script commits (write-state writes
+// state.json and disarms) only when the new config runs. The lock holder
+// on the host runs txn.sh itself if its session ends while a script left
+// it armed: when the controller dies or loses the connection and the
+// script then fails, the host goes back to its old state. A script that
+// was running when the connection died ends first (the holder waits for
+// the transaction lock); one that had not passed its session check stops
+// and disarms. Every file is written beside its target and renamed over
+// it, so each step leaves a file old or new, never half written. The next
+// plan then shows either the whole change again or none of it. After a
+// lost connection, apply reconnects once to tell which it was.
 type tx struct {
 	t        Transport
 	dp       *DevicePlan
