@@ -86,13 +86,8 @@ func (e *env) load(src *specSource) (*schema.Spec, error) {
 	spec, err := schema.Load(e.ctx, src.fsys)
 	if err != nil {
 		var diags schema.Diagnostics
-		if errors.As(err, &diags) && src.display != "" {
-			for i := range diags {
-				if diags[i].Pos.File != "" {
-					diags[i].Pos.File = path.Join(src.display, diags[i].Pos.File)
-				}
-			}
-			return nil, diags
+		if errors.As(err, &diags) {
+			return nil, displayDiags(diags, src.display)
 		}
 		return nil, err
 	}
@@ -100,6 +95,19 @@ func (e *env) load(src *specSource) (*schema.Spec, error) {
 		prefixPositions(spec, src.display)
 	}
 	return spec, nil
+}
+
+// displayDiags returns a copy of diags whose file names are as the user
+// would open them: under prefix, the spec directory as given.
+func displayDiags(diags schema.Diagnostics, prefix string) schema.Diagnostics {
+	out := make(schema.Diagnostics, len(diags))
+	for i, d := range diags {
+		if d.Pos.File != "" && prefix != "" {
+			d.Pos.File = path.Join(prefix, d.Pos.File)
+		}
+		out[i] = d
+	}
+	return out
 }
 
 // prefixPositions makes the spec's positions name files as the user would

@@ -168,12 +168,12 @@ func (e *env) watch() int {
 		start := time.Now()
 		spec, err := loader.Load(ctx, changed)
 		if err != nil {
-			e.printWatchError(err)
+			e.printWatchError(err, src.display)
 			return nil
 		}
 		res, err := e.compileWatched(src, spec, last)
 		if err != nil {
-			e.printWatchError(err)
+			e.printWatchError(err, src.display)
 			return nil
 		}
 		took := time.Since(start)
@@ -270,11 +270,13 @@ func (e *env) watchHosts(ctx context.Context, spec *schema.Spec, res *compiler.R
 	return nil
 }
 
-// printWatchError prints spec errors and says the last good result stays.
-func (e *env) printWatchError(err error) {
+// printWatchError prints spec errors, their files named under the spec
+// directory as given (as validate does), and says the last good result
+// stays.
+func (e *env) printWatchError(err error, prefix string) {
 	var diags schema.Diagnostics
 	if errors.As(err, &diags) {
-		for _, d := range diags {
+		for _, d := range displayDiags(diags, prefix) {
 			fmt.Fprintln(e.stdout, d.String())
 		}
 	} else {
