@@ -149,11 +149,16 @@ func (e *env) watch() int {
 	if err != nil {
 		return e.fail(err)
 	}
-	var dial reconcile.Dialer
+	var pool *reconcile.Pool
 	if e.args.WatchPlan || e.args.WatchApply {
-		if dial, err = e.dialer(); err != nil {
+		dial, err := e.dialer()
+		if err != nil {
 			return e.fail(err)
 		}
+		// One connection a device for the whole watch: every cycle reads
+		// the hosts again, and a connection that died is dialled anew.
+		pool = reconcile.NewPool(dial)
+		defer pool.Close()
 	}
 	w, err := watch.New(dir, watch.Options{Debounce: e.args.Debounce, Interval: e.args.Interval,
 		Logf: func(f string, a ...any) { fmt.Fprintf(e.stderr, "watch: "+f+"\n", a...) }})
@@ -180,7 +185,7 @@ func (e *env) watch() int {
 		prev := last
 		last = res
 		if e.args.WatchPlan || e.args.WatchApply {
-			return e.watchHosts(ctx, spec, res, dial, changed)
+			return e.watchHosts(ctx, spec, res, pool, changed)
 		}
 		if first {
 			// OUT may hold an earlier compile: bring it up to date, then
@@ -246,11 +251,18 @@ func (e *env) compileWatched(src *specSource, spec *schema.Spec, prev *compiler.
 }
 
 // watchHosts plans (and with --apply applies) a good compile against the hosts.
-func (e *env) watchHosts(ctx context.Context, spec *schema.Spec, res *compiler.Result, dial reconcile.Dialer, changed []string) error {
+func (e *env) watchHosts(ctx context.Context, spec *schema.Spec, res *compiler.Result, pool *reconcile.Pool, changed []string) error {
 	// An apply that has started finishes (or rolls back) even when a signal
 	// arrives: it runs on a context that the signal does not cancel.
 	actx := context.WithoutCancel(ctx)
-	p, err := reconcile.BuildPlan(actx, spec, res, dial, reconcile.PlanOptions{Parallelism: e.args.Parallelism})
+	opts := reconcile.PlanOptions{Parallelism: e.args.Parallelism}
+	if e.args.WatchApply {
+		// Plan under the device locks, as lbc apply does; the locks of
+		// devices with nothing to apply are released below.
+		opts.Lock = &reconcile.PlanLock{Owner: reconcile.DefaultOwner(), Timeout: e.args.LockTimeout}
+	}
+	defer pool.ReleaseLocks(nil)
+	p, err := reconcile.BuildPlan(actx, spec, res, pool.Dial, opts)
 	if err != nil {
 		return err
 	}
@@ -261,7 +273,15 @@ func (e *env) watchHosts(ctx context.Context, spec *schema.Spec, res *compiler.R
 	if !e.args.WatchApply || !p.HasChanges() {
 		return nil
 	}
-	r, err := reconcile.Apply(actx, p, dial, reconcile.ApplyOptions{
+	pool.ReleaseLocks(func(dev string) bool {
+		for _, d := range p.Devices {
+			if d.Device == dev {
+				return d.Status == reconcile.StatusChanges
+			}
+		}
+		return false
+	})
+	r, err := reconcile.Apply(actx, p, pool.Dial, reconcile.ApplyOptions{
 		Parallelism: e.args.Parallelism, LBCVersion: version.Version})
 	if err != nil {
 		return err
