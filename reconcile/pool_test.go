@@ -15,10 +15,7 @@ import (
 // and a pooled connection that died is replaced on the next Dial.
 func TestPoolOneConnectionForPlanAndApply(t *testing.T) {
 	th := newTestHost(t, "lb-a1")
-	dial := func(ctx context.Context, dev *schema.Device) (Transport, error) {
-		return DialSSH(ctx, dev, SSHConfig{KnownHosts: th.srv.KnownHostsFile(), KeyFile: th.srv.KeyFile()})
-	}
-	pool := NewPool(dial)
+	pool := NewPool(th.sshDial)
 	defer pool.Close()
 	ctx := context.Background()
 	spec, res := th.result("rev1", testConfig(18080, 10), "203.0.113.10")
@@ -65,10 +62,7 @@ func TestPoolOneConnectionForPlanAndApply(t *testing.T) {
 // session: one lock command, and nobody else gets in between.
 func TestPlanUnderLock(t *testing.T) {
 	th := newTestHost(t, "lb-a1")
-	dial := func(ctx context.Context, dev *schema.Device) (Transport, error) {
-		return DialSSH(ctx, dev, SSHConfig{KnownHosts: th.srv.KnownHostsFile(), KeyFile: th.srv.KeyFile()})
-	}
-	pool := NewPool(dial)
+	pool := NewPool(th.sshDial)
 	defer pool.Close()
 	ctx := context.Background()
 	spec, res := th.result("rev1", testConfig(18080, 10), "203.0.113.10")
@@ -114,4 +108,10 @@ func TestPlanUnderLock(t *testing.T) {
 	}
 	pool.ReleaseLocks(func(string) bool { return false })
 	th.waitUnlocked()
+}
+
+// sshDial dials the test host without the fault-injecting wrapper (whose
+// Transport hides Alive from the pool).
+func (th *testHost) sshDial(ctx context.Context, dev *schema.Device) (Transport, error) {
+	return DialSSH(ctx, dev, SSHConfig{KnownHosts: th.srv.KnownHostsFile(), KeyFile: th.srv.KeyFile()})
 }

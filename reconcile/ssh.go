@@ -327,23 +327,34 @@ func (t *sshTransport) keepAlive() {
 			return
 		case <-tick.C:
 		}
-		reply := make(chan error, 1)
-		go func() {
-			_, _, err := t.client.SendRequest("keepalive@openssh.com", true, nil)
-			reply <- err
-		}()
-		select {
-		case err := <-reply:
-			if err != nil {
-				t.client.Close()
-				return
-			}
-		case <-time.After(keepAliveInterval):
+		switch err := t.ping(context.Background(), keepAliveInterval); {
+		case err == nil:
+		case errors.Is(err, net.ErrClosed): // closed by Close
+			return
+		default:
 			t.client.Close()
 			return
-		case <-t.done:
-			return
 		}
+	}
+}
+
+// ping sends a keepalive request and waits, at most timeout, for the
+// server's answer; net.ErrClosed when Close was called meanwhile.
+func (t *sshTransport) ping(ctx context.Context, timeout time.Duration) error {
+	reply := make(chan error, 1)
+	go func() {
+		_, _, err := t.client.SendRequest("keepalive@openssh.com", true, nil)
+		reply <- err
+	}()
+	select {
+	case err := <-reply:
+		return err
+	case <-time.After(timeout):
+		return errors.New("no answer to keepalive")
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.done:
+		return net.ErrClosed
 	}
 }
 
@@ -357,18 +368,7 @@ func (t *sshTransport) Alive(ctx context.Context) bool {
 		return false
 	default:
 	}
-	reply := make(chan error, 1)
-	go func() {
-		_, _, err := t.client.SendRequest("keepalive@openssh.com", true, nil)
-		reply <- err
-	}()
-	select {
-	case err := <-reply:
-		return err == nil
-	case <-time.After(aliveTimeout):
-	case <-ctx.Done():
-	}
-	return false
+	return t.ping(ctx, aliveTimeout) == nil
 }
 
 // session takes a slot of the semaphore and opens a session, retrying with
