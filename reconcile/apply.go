@@ -824,8 +824,25 @@ func rollbackScript(h Host, dp *DevicePlan, live *Live) (string, error) {
 		}
 	}
 	restore(live.Config, h.Config, h.lastGood("haproxy.cfg"))
-	if dp.Desired.ManageKeepalived {
+	switch {
+	case dp.Desired.ManageKeepalived && live.Keepalived.Exists:
 		restore(live.Keepalived, h.KeepalivedConfig, h.lastGood("keepalived.conf"))
+	case dp.Desired.ManageKeepalived:
+		// The first keepalived.conf. Once swap put it in place, the
+		// apply's reload may have started (or reloaded) keepalived with
+		// its instances; removing the file would not stop them
+		// (keepalived keeps its config when a reload finds none). So
+		// when the file is there, replace it with one without instances
+		// and reload keepalived (below): the VIPs of the rolled-back
+		// change are released. That file stays: the next plan shows it
+		// as the live keepalived.conf, diffed against the rendered one,
+		// with state.json as it was, so the whole change again; should
+		// the device leave HA instead, the file (no instance) is left
+		// alone. When swap did not run, there is no file and nothing
+		// to reload.
+		tmp := h.KeepalivedConfig + ".lbc-rb"
+		fmt.Fprintf(&b, "if [ -e %s ]; then printf '%%s' %s > %s && mv -f %s %s || rc=1; fi\n",
+			q(h.KeepalivedConfig), q(emptyKeepalived(dp.Device)), q(tmp), q(tmp), q(h.KeepalivedConfig))
 	}
 	if len(dp.VIPsRemove) > 0 {
 		cmd, err := addVIPCmd(h, dp.VIPsRemove)
@@ -837,8 +854,12 @@ func rollbackScript(h Host, dp *DevicePlan, live *Live) (string, error) {
 	if live.Config.Exists {
 		fmt.Fprintf(&b, "( %s ) || rc=1\n", h.Reload)
 	}
-	if dp.Desired.ManageKeepalived && h.KeepalivedReload != "" && live.Keepalived.Exists {
-		fmt.Fprintf(&b, "( %s ) || rc=1\n", h.KeepalivedReload)
+	if dp.Desired.ManageKeepalived && h.KeepalivedReload != "" {
+		if live.Keepalived.Exists {
+			fmt.Fprintf(&b, "( %s ) || rc=1\n", h.KeepalivedReload)
+		} else {
+			fmt.Fprintf(&b, "if [ -e %s ]; then ( %s ) || rc=1; fi\n", q(h.KeepalivedConfig), h.KeepalivedReload)
+		}
 	}
 	if len(dp.VIPsAdd) > 0 {
 		cmd, err := delVIPCmd(h, dp.VIPsAdd)

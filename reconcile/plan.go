@@ -53,6 +53,12 @@ type DevicePlan struct {
 	VIPsAdd        []string `json:"vipsAdd,omitempty"`        // "addr/prefix dev iface"
 	VIPsRemove     []string `json:"vipsRemove,omitempty"`
 	Notes          []string `json:"notes,omitempty"`
+	// NewVRRP lists the HA balancers of this device that have a VIP whose
+	// VRRP instance does not preempt (failback: false) and that the live
+	// keepalived.conf has no instance for: apply starts it. When both
+	// devices of a pair list a balancer, the pair is new and applied
+	// primary first (see HAWaves).
+	NewVRRP []string `json:"newVRRP,omitempty"`
 
 	// LiveRevision is the revision the host's state.json names ("" if none).
 	LiveRevision string `json:"liveRevision,omitempty"`
@@ -191,7 +197,71 @@ func planDevice(ctx context.Context, dev *schema.Device, art *compiler.DeviceArt
 	if err := compare(&dp, live, art); err != nil {
 		return fail(StatusError, err)
 	}
+	if art.Keepalived != nil {
+		dp.NewVRRP = newNopreempt(art, string(live.Keepalived.Data))
+	}
 	return dp
+}
+
+// newNopreempt returns the HA balancers of art (sorted) with a VIP that a
+// nopreempt vrrp_instance of art's keepalived.conf carries and that no
+// vrrp_instance of the live keepalived.conf (liveKA) carries.
+func newNopreempt(art *compiler.DeviceArtifacts, liveKA string) []string {
+	want, have := vrrpVIPs(string(art.Keepalived)), vrrpVIPs(liveKA)
+	seen := map[string]bool{}
+	var out []string
+	for _, v := range art.VIPs {
+		if v.Role == "single" || seen[v.Balancer] {
+			continue
+		}
+		a := v.Address.String()
+		if nopreempt, ok := want[a]; ok && nopreempt {
+			if _, live := have[a]; !live {
+				seen[v.Balancer] = true
+				out = append(out, v.Balancer)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// vrrpVIPs maps each address in a virtual_ipaddress block of conf (a
+// keepalived.conf) to whether its vrrp_instance sets nopreempt.
+func vrrpVIPs(conf string) map[string]bool {
+	vips := map[string]bool{}
+	var inst []string // addresses of the current instance
+	depth, inInst, inVIPs, nopreempt := 0, false, false, false
+	for _, line := range strings.Split(conf, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || strings.HasPrefix(f[0], "#") || strings.HasPrefix(f[0], "!") {
+			continue
+		}
+		switch {
+		case depth == 0 && f[0] == "vrrp_instance":
+			inInst, inst, nopreempt = true, nil, false
+		case inInst && depth == 1 && f[0] == "nopreempt":
+			nopreempt = true
+		case inInst && depth == 1 && f[0] == "virtual_ipaddress":
+			inVIPs = true
+		case inVIPs && depth == 2 && f[0] != "}":
+			a, _, _ := strings.Cut(f[0], "/")
+			inst = append(inst, a)
+		}
+		depth += strings.Count(line, "{") - strings.Count(line, "}")
+		if depth < 2 {
+			inVIPs = false
+		}
+		if depth <= 0 {
+			if inInst {
+				for _, a := range inst {
+					vips[a] = vips[a] || nopreempt
+				}
+			}
+			depth, inInst = 0, false
+		}
+	}
+	return vips
 }
 
 // lockAndRead takes the device lock on t (a Pool's connection), reads the

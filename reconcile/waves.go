@@ -13,44 +13,88 @@ import (
 // of a pair are never in the same wave, so that a pair is never changed at
 // once.
 //
+// A new pair is applied primary first: one whose balancer both devices'
+// plans list in NewVRRP (a nopreempt VRRP instance that neither device's
+// keepalived.conf has yet). Its VIP carries no traffic yet, and a
+// nopreempt instance started on the standby first becomes master alone and
+// keeps the VIP when the primary's starts: the VIP would stay on the
+// standby until a failover. When the two devices of a new pair also share
+// pairs that are not new, the new pair's order wins for these two devices:
+// a VIP on the wrong device stays there, while a change that breaks the
+// primary is verified and rolled back, and meanwhile keepalived moves the
+// primary's VIPs to the standby, which still runs its old config. A pair
+// with preempt (failback: true) is never new: its primary takes the VIP
+// whichever starts first.
+//
 // Devices are layered: a device's wave is one after the latest wave of any
 // device it shares a pair with and that comes before it; a device with no
 // HA pair (and a standby that is no pair's primary) is in the first wave.
 // When the pairs form a cycle (A primary for one pair and standby for
 // another whose primary is B, and B standby to A), the cycle is cut at the
-// device with the fewest unapplied standbys, the first by name: it goes
+// device with the fewest unapplied predecessors, the first by name: it goes
 // first, its partners in later waves. The order is deterministic: the same
 // result and plan give the same waves, each sorted by name.
 //
 // A device of the plan that res does not know is put in the first wave.
 // A wave that would be empty is left out.
 func HAWaves(res *compiler.Result) func(p *Plan) [][]string {
-	// before[d] = standbys that must precede primary d; after[d] = the
-	// primaries that d (a standby) must precede.
-	before := map[string]map[string]bool{}
-	after := map[string]map[string]bool{}
-	add := func(m map[string]map[string]bool, k, v string) {
-		if m[k] == nil {
-			m[k] = map[string]bool{}
-		}
-		m[k][v] = true
-	}
+	var pairs []compiler.Placement
 	if res != nil {
 		for _, pl := range res.Placement {
-			if pl.Standby == "" || pl.Standby == pl.Primary {
-				continue
+			if pl.Standby != "" && pl.Standby != pl.Primary {
+				pairs = append(pairs, pl)
 			}
-			add(before, pl.Primary, pl.Standby)
-			add(after, pl.Standby, pl.Primary)
 		}
 	}
 	return func(p *Plan) [][]string {
 		names := make([]string, 0, len(p.Devices))
+		newOn := map[string]map[string]bool{} // device → balancers in NewVRRP
 		for _, d := range p.Devices {
 			names = append(names, d.Device)
+			newOn[d.Device] = set(d.NewVRRP)
 		}
+		before, after := pairOrder(pairs, newOn)
 		return layer(names, before, after)
 	}
+}
+
+// pairOrder returns, for each device d, before[d]: the devices that must be
+// applied before d, and after[d]: those that must be applied after it, as
+// HAWaves describes (standby first, primary first for a new pair).
+func pairOrder(pairs []compiler.Placement, newOn map[string]map[string]bool) (before, after map[string]map[string]bool) {
+	before, after = map[string]map[string]bool{}, map[string]map[string]bool{}
+	add := func(first, then string) {
+		if before[then] == nil {
+			before[then] = map[string]bool{}
+		}
+		if after[first] == nil {
+			after[first] = map[string]bool{}
+		}
+		before[then][first], after[first][then] = true, true
+	}
+	isNew := func(pl compiler.Placement) bool {
+		return newOn[pl.Primary][pl.Balancer] && newOn[pl.Standby][pl.Balancer]
+	}
+	type link struct{ a, b string } // a < b
+	linkOf := func(pl compiler.Placement) link {
+		if pl.Primary < pl.Standby {
+			return link{pl.Primary, pl.Standby}
+		}
+		return link{pl.Standby, pl.Primary}
+	}
+	newLinks := map[link]bool{}
+	for _, pl := range pairs {
+		if isNew(pl) {
+			newLinks[linkOf(pl)] = true
+			add(pl.Primary, pl.Standby)
+		}
+	}
+	for _, pl := range pairs {
+		if !newLinks[linkOf(pl)] {
+			add(pl.Standby, pl.Primary)
+		}
+	}
+	return before, after
 }
 
 // PairWaves orders p's devices by the HA pairs p records (p.HAPairs), as
@@ -71,7 +115,7 @@ func layer(names []string, before, after map[string]map[string]bool) [][]string 
 	for _, n := range names {
 		in[n] = true
 	}
-	// pending[d]: standbys of d (in names) not yet placed.
+	// pending[d]: devices (in names) that must precede d, not yet placed.
 	pending := make(map[string]int, len(names))
 	for _, n := range names {
 		for s := range before[n] {
@@ -99,8 +143,8 @@ func layer(names []string, before, after map[string]map[string]bool) [][]string 
 		}
 	}
 	for left := len(names); left > 0; left-- {
-		// The first unplaced device by name with no pending standby; in a
-		// cycle, the one with the fewest.
+		// The first unplaced device by name with no pending predecessor;
+		// in a cycle, the one with the fewest.
 		next, best := "", -1
 		for _, n := range names {
 			if placed[n] {

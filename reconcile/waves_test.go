@@ -132,3 +132,54 @@ func TestPairWavesFromThePlan(t *testing.T) {
 		t.Errorf("no pairs: waves %s, want one", got)
 	}
 }
+
+// TestHAWavesNewPairs: a pair whose balancer both devices list in NewVRRP
+// (a nopreempt instance neither runs yet) goes primary first, and wins
+// over the not-new pairs of the same two devices; a pair only one device
+// lists (the other runs the instance already) goes standby first.
+func TestHAWavesNewPairs(t *testing.T) {
+	type pair struct{ bal, primary, standby string }
+	for _, tc := range []struct {
+		name  string
+		pairs []pair
+		news  map[string][]string // device → NewVRRP
+		want  [][]string
+	}{
+		{"new pair", []pair{{"web", "p", "s"}}, map[string][]string{"p": {"web"}, "s": {"web"}}, [][]string{{"p"}, {"s"}}},
+		{"standby runs it already", []pair{{"web", "p", "s"}}, map[string][]string{"p": {"web"}}, [][]string{{"s"}, {"p"}}},
+		{"primary runs it already", []pair{{"web", "p", "s"}}, map[string][]string{"s": {"web"}}, [][]string{{"s"}, {"p"}}},
+		{"another balancer is new", []pair{{"web", "p", "s"}}, map[string][]string{"p": {"api"}, "s": {"api"}}, [][]string{{"s"}, {"p"}}},
+		{"new beside an existing pair of the same devices", []pair{{"web", "p", "s"}, {"api", "p", "s"}},
+			map[string][]string{"p": {"api"}, "s": {"api"}}, [][]string{{"p"}, {"s"}}},
+		{"new pair and an existing pair of other devices", []pair{{"api", "p", "s"}, {"web", "q", "p"}},
+			map[string][]string{"p": {"api"}, "s": {"api"}}, [][]string{{"p"}, {"q", "s"}}},
+		{"new pair reversed to an existing one", []pair{{"web", "p", "s"}, {"api", "s", "p"}},
+			map[string][]string{"p": {"api"}, "s": {"api"}}, [][]string{{"s"}, {"p"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &Plan{}
+			for _, d := range []string{"p", "q", "s"} {
+				p.Devices = append(p.Devices, DevicePlan{Device: d, NewVRRP: tc.news[d]})
+			}
+			for _, pr := range tc.pairs {
+				p.HAPairs = append(p.HAPairs, compiler.Placement{Balancer: pr.bal, Primary: pr.primary, Standby: pr.standby})
+			}
+			var want [][]string
+			used := map[string]bool{}
+			for _, w := range tc.want {
+				want = append(want, w)
+				for _, d := range w {
+					used[d] = true
+				}
+			}
+			if !used["q"] { // q has no pair: first wave
+				want[0] = append([]string{}, want[0]...)
+				want[0] = append(want[0], "q")
+				slices.Sort(want[0])
+			}
+			if diff := cmp.Diff(want, PairWaves(p)); diff != "" {
+				t.Errorf("waves (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
