@@ -1,19 +1,16 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"lbc/internal/testproc"
 )
 
 // The watch tests run lbc as a real process (this test binary with
@@ -57,122 +54,24 @@ balancers: %q: {
 `, name, vip, weight, device)
 }
 
-// syncBuffer is a bytes.Buffer safe for one writer and many readers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// watchProc is a running lbc watch.
-type watchProc struct {
-	t       *testing.T
-	cmd     *exec.Cmd
-	stdout  syncBuffer
-	stderr  syncBuffer
-	seen    int // stdout up to here has been matched already
-	done    chan struct{}
-	waitErr error
-}
-
 // startWatch runs `lbc args...` in dir. The process lives at most a minute.
-func startWatch(t *testing.T, dir string, args ...string) *watchProc {
+func startWatch(t *testing.T, dir string, args ...string) *testproc.Proc {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	p := &watchProc{t: t, done: make(chan struct{})}
-	p.cmd = exec.CommandContext(ctx, exe, args...)
-	p.cmd.Dir = dir
-	p.cmd.Env = append(os.Environ(), "LBC_TEST_MAIN=1", "NO_COLOR=1")
-	p.cmd.Stdout = &p.stdout
-	p.cmd.Stderr = &p.stderr
-	if err := p.cmd.Start(); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	go func() {
-		p.waitErr = p.cmd.Wait()
-		cancel()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			p.cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("lbc %s stdout:\n%s", strings.Join(args, " "), p.stdout.String())
-			t.Logf("lbc %s stderr:\n%s", strings.Join(args, " "), p.stderr.String())
-		}
-	})
-	return p
+	return testproc.Start(t, dir, time.Minute, waitTimeout, []string{"LBC_TEST_MAIN=1", "NO_COLOR=1"}, exe, args...)
 }
 
-// waitFor waits (at most waitTimeout) until the stdout printed since the
-// previous waitFor matches last, then checks that the chunk up to the end of
-// that match also matches every pattern in also. It returns the chunk and
-// moves past it. Patterns are multi-line regular expressions (^ and $ match
-// at line boundaries).
-func (p *watchProc) waitFor(last string, also ...string) string {
-	p.t.Helper()
-	re := regexp.MustCompile("(?m)" + last)
-	deadline := time.Now().Add(waitTimeout)
-	for {
-		out := p.stdout.String()[p.seen:]
-		if loc := re.FindStringIndex(out); loc != nil {
-			chunk := out[:loc[1]]
-			p.seen += loc[1]
-			for _, a := range also {
-				if !regexp.MustCompile("(?m)" + a).MatchString(chunk) {
-					p.t.Errorf("output before %q lacks %q:\n%s", last, a, chunk)
-				}
-			}
-			return chunk
-		}
-		select {
-		case <-p.done:
-			p.t.Fatalf("lbc exited (%v) before printing %q", p.waitErr, last)
-		default:
-		}
-		if time.Now().After(deadline) {
-			p.t.Fatalf("no %q on stdout within %v", last, waitTimeout)
-		}
-		time.Sleep(10 * time.Millisecond)
+// stopWatch sends sig and checks for a clean exit with "watch: stopped".
+func stopWatch(t *testing.T, p *testproc.Proc, sig os.Signal) {
+	t.Helper()
+	if err := p.Stop(sig); err != nil {
+		t.Errorf("lbc watch after %v: %v, want exit 0", sig, err)
 	}
-}
-
-// stop sends sig and waits for a clean exit with "watch: stopped".
-func (p *watchProc) stop(sig os.Signal) {
-	p.t.Helper()
-	if err := p.cmd.Process.Signal(sig); err != nil {
-		p.t.Fatal(err)
-	}
-	select {
-	case <-p.done:
-	case <-time.After(waitTimeout):
-		p.t.Fatalf("lbc watch still running %v after %v", waitTimeout, sig)
-	}
-	if p.waitErr != nil {
-		p.t.Errorf("lbc watch after %v: %v, want exit 0", sig, p.waitErr)
-	}
-	if !strings.Contains(p.stderr.String(), "watch: stopped\n") {
-		p.t.Errorf("stderr lacks \"watch: stopped\":\n%s", p.stderr.String())
+	if !strings.Contains(p.Stderr(), "watch: stopped\n") {
+		t.Errorf("stderr lacks \"watch: stopped\":\n%s", p.Stderr())
 	}
 }
 
@@ -224,12 +123,12 @@ func TestWatchEdits(t *testing.T) {
 	outA1 := filepath.Join(dir, "out/lb-a1/haproxy.cfg")
 
 	p := startWatch(t, dir, "watch", "specs", "-o", "out")
-	p.waitFor(`^watching specs: 2 devices, 2 balancers \(compiled in \d+ ms\)\n`)
+	p.WaitFor(`^watching specs: 2 devices, 2 balancers \(compiled in \d+ ms\)\n`)
 	checkFile(t, outA1, " weight 9 check\n", true)
 
 	t.Log("write in place: weight 9 → 8")
 	writeFile(t, web, balancerCUE("web", "203.0.113.10", "lb-a1", 8))
-	p.waitFor(fmt.Sprintf(changedLine, "balancers/shop", 1),
+	p.WaitFor(fmt.Sprintf(changedLine, "balancers/shop", 1),
 		`^--- old/lb-a1/haproxy.cfg\n\+\+\+ new/lb-a1/haproxy.cfg\n`,
 		`^-    server 198.51.100.11_8080 198.51.100.11:8080 weight 9 check\n`,
 		`^\+    server 198.51.100.11_8080 198.51.100.11:8080 weight 8 check\n`)
@@ -241,7 +140,7 @@ func TestWatchEdits(t *testing.T) {
 	if err := os.Rename(tmp, web); err != nil {
 		t.Fatal(err)
 	}
-	chunk := p.waitFor(fmt.Sprintf(changedLine, "balancers/shop", 1),
+	chunk := p.WaitFor(fmt.Sprintf(changedLine, "balancers/shop", 1),
 		`^-    server 198.51.100.11_8080 198.51.100.11:8080 weight 8 check\n`,
 		`^\+    server 198.51.100.11_8080 198.51.100.11:8080 weight 7 check\n`)
 	if strings.Contains(chunk, "lb-b1") {
@@ -250,7 +149,7 @@ func TestWatchEdits(t *testing.T) {
 
 	t.Log("a new tenant directory with a balancer")
 	writeFile(t, filepath.Join(specs, "balancers/blog/blog.cue"), balancerCUE("blog", "203.0.113.40", "lb-b1", 4))
-	p.waitFor(fmt.Sprintf(changedLine, "balancers/blog", 2),
+	p.WaitFor(fmt.Sprintf(changedLine, "balancers/blog", 2),
 		`^--- old/lb-b1/haproxy.cfg\n`,
 		`^\+frontend fe_blog_203.0.113.40_80\n`,
 		`^\+backend be_blog\n`,
@@ -260,14 +159,14 @@ func TestWatchEdits(t *testing.T) {
 
 	t.Log("a second edit in the new directory: it is watched")
 	writeFile(t, filepath.Join(specs, "balancers/blog/blog.cue"), balancerCUE("blog", "203.0.113.40", "lb-b1", 6))
-	p.waitFor(fmt.Sprintf(changedLine, "balancers/blog", 1),
+	p.WaitFor(fmt.Sprintf(changedLine, "balancers/blog", 1),
 		`^\+    server 198.51.100.11_8080 198.51.100.11:8080 weight 6 check\n`)
 
 	t.Log("delete a file")
 	if err := os.Remove(filepath.Join(specs, "balancers/shop/api.cue")); err != nil {
 		t.Fatal(err)
 	}
-	p.waitFor(fmt.Sprintf(changedLine, "balancers/shop", 2),
+	p.WaitFor(fmt.Sprintf(changedLine, "balancers/shop", 2),
 		`^-frontend fe_api_203.0.113.11_80\n`,
 		`^-backend be_api\n`)
 	checkFile(t, filepath.Join(dir, "out/lb-b1/haproxy.cfg"), "be_api", false)
@@ -276,7 +175,7 @@ func TestWatchEdits(t *testing.T) {
 	checkFile(t, outA1, " weight 7 check\n", true)
 	before := readFile(t, outA1)
 	writeFile(t, web, balancerCUE("web", "203.0.113.10", "lb-a1", 999))
-	p.waitFor(`^\d\d:\d\d:\d\d\.\d{3} invalid specs: keeping the last good result\n`,
+	p.WaitFor(`^\d\d:\d\d:\d\d\.\d{3} invalid specs: keeping the last good result\n`,
 		`^specs/balancers/shop/web.cue:8:\d+: balancers\.web\.nodes\[0\]\.weight: invalid value 999: must be <= 256\n`)
 	if got := readFile(t, outA1); got != before {
 		t.Errorf("out/lb-a1/haproxy.cfg changed by an invalid edit:\n%s", got)
@@ -284,9 +183,9 @@ func TestWatchEdits(t *testing.T) {
 
 	t.Log("a syntax error, then the fix")
 	writeFile(t, web, "package spec\n\nbalancers: {\n")
-	p.waitFor(`invalid specs: keeping the last good result\n`, `^specs/balancers/shop/web.cue:\d+:\d+: `)
+	p.WaitFor(`invalid specs: keeping the last good result\n`, `^specs/balancers/shop/web.cue:\d+:\d+: `)
 	writeFile(t, web, balancerCUE("web", "203.0.113.10", "lb-a1", 5))
-	chunk = p.waitFor(fmt.Sprintf(changedLine, "balancers/shop", 1),
+	chunk = p.WaitFor(fmt.Sprintf(changedLine, "balancers/shop", 1),
 		`^-    server 198.51.100.11_8080 198.51.100.11:8080 weight 7 check\n`,
 		`^\+    server 198.51.100.11_8080 198.51.100.11:8080 weight 5 check\n`)
 	if strings.Contains(chunk, "invalid") {
@@ -294,8 +193,8 @@ func TestWatchEdits(t *testing.T) {
 	}
 	checkFile(t, outA1, " weight 5 check\n", true)
 
-	p.stop(os.Interrupt)
-	if rest := p.stdout.String()[p.seen:]; rest != "" {
+	stopWatch(t, p, os.Interrupt)
+	if rest := p.Rest(); rest != "" {
 		t.Errorf("unexpected output at the end:\n%s", rest)
 	}
 }
@@ -307,14 +206,14 @@ func TestWatchExistingOut(t *testing.T) {
 	dir := newWatchTree(t)
 	outA1 := filepath.Join(dir, "out/lb-a1/haproxy.cfg")
 	p := startWatch(t, dir, "watch", "specs", "-o", "out")
-	p.waitFor(`^watching specs: 2 devices, 2 balancers \(compiled in \d+ ms\)\n`)
+	p.WaitFor(`^watching specs: 2 devices, 2 balancers \(compiled in \d+ ms\)\n`)
 	checkFile(t, outA1, " weight 9 check\n", true)
-	p.stop(os.Interrupt)
+	stopWatch(t, p, os.Interrupt)
 
 	writeFile(t, filepath.Join(dir, "specs/balancers/shop/web.cue"), balancerCUE("web", "203.0.113.10", "lb-a1", 4))
 	writeFile(t, filepath.Join(dir, "out/lb-gone/haproxy.cfg"), "# a device no longer in the specs\n")
 	p = startWatch(t, dir, "watch", "specs", "-o", "out")
-	chunk := p.waitFor(`^watching specs: 2 devices, 2 balancers \(compiled in \d+ ms\)\n`)
+	chunk := p.WaitFor(`^watching specs: 2 devices, 2 balancers \(compiled in \d+ ms\)\n`)
 	if !strings.HasPrefix(chunk, "watching ") {
 		t.Errorf("printed before the watching line:\n%s", chunk)
 	}
@@ -322,8 +221,8 @@ func TestWatchExistingOut(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "out/lb-gone")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("out/lb-gone still there (stat: %v)", err)
 	}
-	p.stop(os.Interrupt)
-	if rest := p.stdout.String()[p.seen:]; rest != "" {
+	stopWatch(t, p, os.Interrupt)
+	if rest := p.Rest(); rest != "" {
 		t.Errorf("unexpected output:\n%s", rest)
 	}
 }
@@ -335,10 +234,10 @@ func TestWatchSignals(t *testing.T) {
 		t.Run(sig.String(), func(t *testing.T) {
 			dir := newWatchTree(t)
 			p := startWatch(t, dir, "watch", "specs")
-			p.waitFor(`^watching specs: 2 devices, 2 balancers`)
+			p.WaitFor(`^watching specs: 2 devices, 2 balancers`)
 			writeFile(t, filepath.Join(dir, "specs/balancers/shop/web.cue"), "package spec\nbalancers: web: 1\n")
-			p.waitFor(`invalid specs: keeping the last good result\n`)
-			p.stop(sig)
+			p.WaitFor(`invalid specs: keeping the last good result\n`)
+			stopWatch(t, p, sig)
 		})
 	}
 }
@@ -350,13 +249,13 @@ func TestWatchInvalidAtStart(t *testing.T) {
 	web := filepath.Join(dir, "specs/balancers/shop/web.cue")
 	writeFile(t, web, balancerCUE("web", "203.0.113.10", "lb-zz", 9))
 	p := startWatch(t, dir, "watch", "specs", "-o", "out")
-	p.waitFor(`invalid specs: keeping the last good result\n`,
+	p.WaitFor(`invalid specs: keeping the last good result\n`,
 		`^specs/balancers/shop/web.cue:10:\d+: balancers\.web\.placement\.device: unknown device "lb-zz"\n`)
 	if _, err := os.Stat(filepath.Join(dir, "out")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("out written from invalid specs (stat: %v)", err)
 	}
 	writeFile(t, web, balancerCUE("web", "203.0.113.10", "lb-a1", 9))
-	p.waitFor(`^watching specs: 2 devices, 2 balancers`)
+	p.WaitFor(`^watching specs: 2 devices, 2 balancers`)
 	checkFile(t, filepath.Join(dir, "out/lb-a1/haproxy.cfg"), "backend be_web\n", true)
-	p.stop(syscall.SIGTERM)
+	stopWatch(t, p, syscall.SIGTERM)
 }

@@ -43,6 +43,24 @@ type gitopsEnv struct {
 	tmp  string // scratch directory outside every repository
 }
 
+// labSpecTree starts a lab, builds lbc and writes a spec tree DIR/specs
+// with the lab's devices in devices/lab.cue and an empty balancers/.
+func labSpecTree(t *testing.T, o lab.Options) (*gitopsEnv, string) {
+	l := lab.ForTest(t, o)
+	tmp := t.TempDir()
+	g := &gitopsEnv{t: t, l: l, lbc: gitopsBuild(t, tmp), tmp: tmp}
+	specs := filepath.Join(tmp, "specs")
+	for _, d := range []string{"devices", "balancers"} {
+		if err := os.MkdirAll(filepath.Join(specs, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.WriteDevices(filepath.Join(specs, "devices", "lab.cue")); err != nil {
+		t.Fatal(err)
+	}
+	return g, specs
+}
+
 // gitopsBuild builds cmd/lbc into dir and returns the binary's path.
 func gitopsBuild(t *testing.T, dir string) string {
 	t.Helper()

@@ -94,19 +94,8 @@ func (lp *ssLoop) since(t time.Time) []ssReq {
 // from the file apply saves just before. No request may fail, and a node
 // just added must answer within a short bound.
 func TestServerStateAcrossApplies(t *testing.T) {
-	l := lab.ForTest(t, lab.Options{Devices: 1, Nodes: 3})
-	tmp := t.TempDir()
-	bin := gitopsBuild(t, tmp)
-	g := &gitopsEnv{t: t, l: l, lbc: bin, tmp: tmp}
-	specs := filepath.Join(tmp, "specs")
-	for _, d := range []string{"devices", "balancers"} {
-		if err := os.MkdirAll(filepath.Join(specs, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := l.WriteDevices(filepath.Join(specs, "devices", "lab.cue")); err != nil {
-		t.Fatal(err)
-	}
+	g, specs := labSpecTree(t, lab.Options{Devices: 1, Nodes: 3})
+	l, tmp := g.l, g.tmp
 	// The schema's default health monitor timing (interval 2s, rise 2,
 	// fall 3): a node carried DOWN would be unused for at least 4 s.
 	monitor := `{type: "http", path: "/", expect: 200}`

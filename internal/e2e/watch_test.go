@@ -5,120 +5,19 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"lbc/internal/lab"
+	"lbc/internal/testproc"
 	"lbc/reconcile"
 )
 
 // watchWait bounds every wait for lbc watch's output.
 const watchWait = 30 * time.Second
-
-// wBuffer is a bytes.Buffer safe for one writer and many readers.
-type wBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *wBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *wBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// wProc is a running `lbc watch` process.
-type wProc struct {
-	t       *testing.T
-	cmd     *exec.Cmd
-	stdout  wBuffer
-	stderr  wBuffer
-	seen    int // stdout up to here has been matched already
-	done    chan struct{}
-	waitErr error
-}
-
-// startWatchProc runs the lbc binary with args in dir, as a user would in
-// a terminal-less shell (NO_COLOR, no ssh-agent). It lives at most max and
-// is killed in t.Cleanup whatever happens.
-func startWatchProc(t *testing.T, bin, dir string, max time.Duration, args ...string) *wProc {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), max)
-	p := &wProc{t: t, done: make(chan struct{})}
-	p.cmd = exec.CommandContext(ctx, bin, args...)
-	p.cmd.Dir = dir
-	p.cmd.Env = append(os.Environ(), "NO_COLOR=1", "SSH_AUTH_SOCK=")
-	p.cmd.Stdout = &p.stdout
-	p.cmd.Stderr = &p.stderr
-	if err := p.cmd.Start(); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	go func() {
-		p.waitErr = p.cmd.Wait()
-		cancel()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			p.cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("lbc %s stdout:\n%s", strings.Join(args, " "), p.stdout.String())
-			t.Logf("lbc %s stderr:\n%s", strings.Join(args, " "), p.stderr.String())
-		}
-	})
-	return p
-}
-
-// waitFor waits (at most watchWait) until the stdout printed since the
-// previous waitFor matches last (a multi-line regular expression), checks
-// that the chunk up to the end of the match matches every pattern of also,
-// moves past it and returns it.
-func (p *wProc) waitFor(last string, also ...string) string {
-	p.t.Helper()
-	re := regexp.MustCompile("(?m)" + last)
-	deadline := time.Now().Add(watchWait)
-	for {
-		out := p.stdout.String()[p.seen:]
-		if loc := re.FindStringIndex(out); loc != nil {
-			chunk := out[:loc[1]]
-			p.seen += loc[1]
-			for _, a := range also {
-				if !regexp.MustCompile("(?m)" + a).MatchString(chunk) {
-					p.t.Errorf("watch output before %q lacks %q:\n%s", last, a, chunk)
-				}
-			}
-			return chunk
-		}
-		select {
-		case <-p.done:
-			p.t.Fatalf("lbc watch exited (%v) before printing %q\n--- stdout\n%s--- stderr\n%s", p.waitErr, last, p.stdout.String(), p.stderr.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			p.t.Fatalf("no %q on lbc watch's stdout within %v; since the last match:\n%s", last, watchWait, out)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// rest is the stdout printed since the last waitFor.
-func (p *wProc) rest() string { return p.stdout.String()[p.seen:] }
 
 // wNode is a lab node (1-based) and its weight in the balancer.
 type wNode struct{ node, weight int }
@@ -141,19 +40,8 @@ func sshAccepts(t *testing.T, l *lab.Lab, dev int) int {
 // SIGINT stops the watch cleanly with the device locks free. The watch uses
 // one SSH connection a device for all its cycles.
 func TestWatchApply(t *testing.T) {
-	l := lab.ForTest(t, lab.Options{Devices: 2, Nodes: 3})
-	tmp := t.TempDir()
-	bin := gitopsBuild(t, tmp)
-	g := &gitopsEnv{t: t, l: l, lbc: bin, tmp: tmp}
-	specs := filepath.Join(tmp, "specs")
-	for _, d := range []string{"devices", "balancers"} {
-		if err := os.MkdirAll(filepath.Join(specs, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := l.WriteDevices(filepath.Join(specs, "devices", "lab.cue")); err != nil {
-		t.Fatal(err)
-	}
+	g, specs := labSpecTree(t, lab.Options{Devices: 2, Nodes: 3})
+	l, tmp, bin := g.l, g.tmp, g.lbc
 	d1, d2 := l.Devices[0], l.Devices[1]
 	webFile := filepath.Join(specs, "balancers", "web.cue")
 	// writeWeb writes web (VIP 1, pinned to d1, round robin over nodes) and
@@ -253,15 +141,15 @@ func TestWatchApply(t *testing.T) {
 	// 2. lbc watch --apply, as a process.
 	accepts := []int{sshAccepts(t, l, 1), sshAccepts(t, l, 2)}
 	watchArgs := append([]string{"watch", "specs", "--apply"}, flags...)
-	p := startWatchProc(t, bin, tmp, 5*time.Minute, watchArgs...)
+	p := testproc.Start(t, tmp, 5*time.Minute, watchWait, []string{"NO_COLOR=1", "SSH_AUTH_SOCK="}, bin, watchArgs...)
 	// The first cycle plans against the hosts: nothing to apply.
-	first := p.waitFor(`^Plan \(revision none\): 0 to change, 2 unchanged, 0 unreachable\.\n`,
+	first := p.WaitFor(`^Plan \(revision none\): 0 to change, 2 unchanged, 0 unreachable\.\n`,
 		`^\d\d:\d\d:\d\d\.\d{3} interval\n`)
 	if strings.Contains(first, "error") {
 		t.Errorf("first cycle printed an error:\n%s", first)
 	}
 	time.Sleep(500 * time.Millisecond) // a plan that applied would print now
-	if r := p.rest(); strings.Contains(r, "applied") {
+	if r := p.Rest(); strings.Contains(r, "applied") {
 		t.Errorf("the first cycle applied over what lbc apply just applied:\n%s", r)
 	}
 
@@ -269,7 +157,7 @@ func TestWatchApply(t *testing.T) {
 	w123 := []wNode{{1, 1}, {2, 2}, {3, 3}}
 	start := time.Now()
 	writeWeb(w123...)
-	chunk := p.waitFor(`^apply: 1 applied, \d+ unchanged, 0 rolled back, 0 failed, 0 skipped`,
+	chunk := p.WaitFor(`^apply: 1 applied, \d+ unchanged, 0 rolled back, 0 failed, 0 skipped`,
 		`^\d\d:\d\d:\d\d\.\d{3} change in balancers\n`,
 		`^\s*\+\s*server \S+ `+regexp.QuoteMeta(l.Nodes[2].Address.String())+`:8080 weight 3 check$`,
 		`^`+regexp.QuoteMeta(d1.Name)+`: applied$`,
@@ -284,12 +172,12 @@ func TestWatchApply(t *testing.T) {
 	// While watch waits for the next change, it holds no device lock:
 	// another apply of the same tree runs at once (no --lock-timeout).
 	before := []int{sshAccepts(t, l, 1), sshAccepts(t, l, 2)}
-	mark := len(p.stdout.String())
+	mark := len(p.Stdout())
 	r := g.must(0, tmp, applyArgs...)
 	if !strings.Contains(r.stdout, "nothing to apply") {
 		t.Errorf("apply while watch is idle: want nothing to apply\n%s", r)
 	}
-	if out := p.stdout.String()[mark:]; out != "" {
+	if out := p.Stdout()[mark:]; out != "" {
 		t.Errorf("watch printed while another apply ran (no change was made):\n%s", out)
 	}
 	// That apply's connections are not the watch's.
@@ -310,13 +198,13 @@ func TestWatchApply(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	chunk = p.waitFor(`^\d\d:\d\d:\d\d\.\d{3} invalid specs: keeping the last good result\n`,
+	chunk = p.WaitFor(`^\d\d:\d\d:\d\d\.\d{3} invalid specs: keeping the last good result\n`,
 		fmt.Sprintf(`^specs/balancers/web\.cue:%d:\d+: balancers\.web\.nodes\[1\]\.weight: invalid value 999`, line))
 	if strings.Contains(chunk, "applied") {
 		t.Errorf("an invalid edit applied something:\n%s", chunk)
 	}
 	time.Sleep(time.Second) // nothing more may happen
-	if out := p.rest(); out != "" {
+	if out := p.Rest(); out != "" {
 		t.Errorf("watch printed more after the invalid edit:\n%s", out)
 	}
 	if cfg, _ := l.ReadFile(1, d1.Config); !bytes.Equal(cfg, good) {
@@ -331,7 +219,7 @@ func TestWatchApply(t *testing.T) {
 	w411 := []wNode{{1, 4}, {2, 1}, {3, 1}}
 	start = time.Now()
 	writeWeb(w411...)
-	chunk = p.waitFor(`^apply: 1 applied, \d+ unchanged, 0 rolled back, 0 failed, 0 skipped`,
+	chunk = p.WaitFor(`^apply: 1 applied, \d+ unchanged, 0 rolled back, 0 failed, 0 skipped`,
 		`^`+regexp.QuoteMeta(d1.Name)+`: applied$`)
 	t.Logf("fix to 4:1:1 applied by watch %v after the write", time.Since(start).Round(time.Millisecond))
 	if strings.Contains(chunk, "invalid") || strings.Contains(chunk, "error") {
@@ -359,7 +247,7 @@ func TestWatchApply(t *testing.T) {
 	killed := []int{sshAccepts(t, l, 1), sshAccepts(t, l, 2)}
 	w211 := []wNode{{1, 2}, {2, 1}, {3, 1}}
 	writeWeb(w211...)
-	p.waitFor(`^apply: 1 applied, \d+ unchanged, 0 rolled back, 0 failed, 0 skipped`,
+	p.WaitFor(`^apply: 1 applied, \d+ unchanged, 0 rolled back, 0 failed, 0 skipped`,
 		`^`+regexp.QuoteMeta(d1.Name)+`: applied$`)
 	hasWeights(w211...)
 	ratio("after watch applied 2:1:1 over a new connection", w211...)
@@ -374,21 +262,14 @@ func TestWatchApply(t *testing.T) {
 	}
 
 	// 6. SIGINT: exit 0 within 5 s, "watch: stopped", the locks free.
-	if err := p.cmd.Process.Signal(os.Interrupt); err != nil {
-		t.Fatal(err)
-	}
 	start = time.Now()
-	select {
-	case <-p.done:
-	case <-time.After(5 * time.Second):
-		t.Fatalf("lbc watch still running 5 s after SIGINT")
-	}
+	err = p.Stop(os.Interrupt)
 	t.Logf("lbc watch exited %v after SIGINT", time.Since(start).Round(time.Millisecond))
-	if p.waitErr != nil {
-		t.Errorf("lbc watch after SIGINT: %v, want exit 0", p.waitErr)
+	if err != nil {
+		t.Errorf("lbc watch after SIGINT: %v, want exit 0", err)
 	}
-	if !strings.Contains(p.stderr.String(), "watch: stopped\n") {
-		t.Errorf("lbc watch stderr lacks \"watch: stopped\":\n%s", p.stderr.String())
+	if !strings.Contains(p.Stderr(), "watch: stopped\n") {
+		t.Errorf("lbc watch stderr lacks \"watch: stopped\":\n%s", p.Stderr())
 	}
 	r = g.must(0, tmp, applyArgs...)
 	if !strings.Contains(r.stdout, "nothing to apply") {
