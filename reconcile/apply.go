@@ -141,6 +141,8 @@ func Apply(ctx context.Context, plan *Plan, dial Dialer, opts ApplyOptions) (*Ap
 		opts.Waves = PairWaves
 	}
 	waves := opts.Waves(plan)
+	// first[d]: the HA partners applied before d, whose failure stops d.
+	first, _ := pairOrder(planPairs(plan), planNewVRRP(plan))
 	var (
 		mu       sync.Mutex
 		failures int
@@ -167,16 +169,16 @@ func Apply(ctx context.Context, plan *Plan, dial Dialer, opts ApplyOptions) (*Ap
 				stop := opts.MaxFailures > 0 && failures >= opts.MaxFailures
 				mu.Unlock()
 				mu.Lock()
-				standby := failedStandby(plan, res, index, done, dp.Device)
+				partner := failedPartner(res, index, done, first[dp.Device])
 				mu.Unlock()
 				var r DeviceResult
 				switch {
 				case stop:
 					r = DeviceResult{Device: dp.Device, Outcome: OutcomeSkipped,
 						Err: fmt.Errorf("apply %s: not started: %d devices failed (max failures %d)", dp.Device, opts.MaxFailures, opts.MaxFailures)}
-				case standby != "":
+				case partner != "":
 					r = DeviceResult{Device: dp.Device, Outcome: OutcomeSkipped,
-						Err: fmt.Errorf("apply %s: not started: its HA standby %s failed, so the primary keeps the config that serves", dp.Device, standby)}
+						Err: fmt.Errorf("apply %s: not started: %s, applied before it as its HA partner, failed, so %s keeps the config it runs", dp.Device, partner, dp.Device)}
 				default:
 					r = applyDevice(ctx, dp, plan.Revision, dial, &opts)
 				}
@@ -199,23 +201,26 @@ func Apply(ctx context.Context, plan *Plan, dial Dialer, opts ApplyOptions) (*Ap
 	return res, nil
 }
 
-// failedStandby returns the standby of an HA pair whose primary is dev when
-// that standby was applied earlier in this run and did not end applied or
-// unchanged: a pair is changed standby first, and a change that broke the
-// standby must not reach the primary. Call with the result lock held.
-func failedStandby(plan *Plan, res *ApplyResult, index map[string]int, done map[string]bool, dev string) string {
-	for _, pl := range plan.HAPairs {
-		if pl.Primary != dev || pl.Standby == "" || !done[pl.Standby] {
-			continue
-		}
-		i, ok := index[pl.Standby]
-		if !ok {
+// failedPartner returns a device of first (the HA partners applied before
+// a device, see pairOrder) that was applied earlier in this run and did
+// not end applied or unchanged: a change that broke the first device of a
+// pair (the standby; the primary of a new pair) must not reach the other.
+// Call with the result lock held.
+func failedPartner(res *ApplyResult, index map[string]int, done map[string]bool, first map[string]bool) string {
+	names := make([]string, 0, len(first))
+	for d := range first {
+		names = append(names, d)
+	}
+	sort.Strings(names)
+	for _, d := range names {
+		i, ok := index[d]
+		if !ok || !done[d] {
 			continue
 		}
 		switch res.Devices[i].Outcome {
 		case OutcomeApplied, OutcomeUnchanged, "":
 		default:
-			return pl.Standby
+			return d
 		}
 	}
 	return ""

@@ -41,7 +41,7 @@ func TestFailedStandbyStopsItsPrimary(t *testing.T) {
 	if r.Devices[0].Outcome != OutcomeRolledBack {
 		t.Fatalf("standby: %s (%v), want rolled-back", r.Devices[0].Outcome, r.Devices[0].Err)
 	}
-	if r.Devices[1].Outcome != OutcomeSkipped || !strings.Contains(r.Devices[1].Err.Error(), "HA standby lb-a1 failed") {
+	if r.Devices[1].Outcome != OutcomeSkipped || !strings.Contains(r.Devices[1].Err.Error(), "lb-a1, applied before it as its HA partner, failed") {
 		t.Fatalf("primary: %s (%v), want skipped because its standby failed", r.Devices[1].Outcome, r.Devices[1].Err)
 	}
 	if after := th.snap(); after != primaryBefore {
@@ -229,5 +229,43 @@ func TestFirstHAApplyFailedBeforeSwapLeavesNoKeepalived(t *testing.T) {
 	}
 	if got := th.read("ka-reloads"); got != "<absent>" {
 		t.Errorf("keepalived reloads: %q, want none", got)
+	}
+}
+
+// A new nopreempt pair goes primary first; when the primary's change
+// fails, the standby is not touched either (its keepalived would take the
+// VIP alone and keep it).
+func TestFailedNewPrimaryStopsItsStandby(t *testing.T) {
+	const vip = "203.0.113.21"
+	standby, primary := newTestHost(t, "lb-a1"), newTestHost(t, "lb-b1")
+	haDevice(standby)
+	haDevice(primary)
+	dial := func(ctx context.Context, dev *schema.Device) (Transport, error) {
+		if dev.Name == primary.dev.Name {
+			return primary.dial(ctx, dev)
+		}
+		return standby.dial(ctx, dev)
+	}
+	ps := haPlan(t, standby, "rev1", testConfig(18080, 10), vip, "standby", false)
+	pp := haPlan(t, primary, "rev1", testConfig(18081, 10), vip, "primary", false)
+	p := &Plan{Format: PlanFormat, Revision: "rev1", Devices: []DevicePlan{ps.Devices[0], pp.Devices[0]},
+		HAPairs: []compiler.Placement{{Balancer: "web", Primary: "lb-b1", Standby: "lb-a1"}}}
+	standbyBefore := standby.snap()
+	f := func(cmd string) string {
+		return strings.Replace(cmd, "lbc_step "+StepSwap+"\n{ ", "lbc_step "+StepSwap+"\n{ echo 'disk full' >&2; false; } && { ", 1)
+	}
+	primary.inject.Store(&f)
+	r, err := Apply(context.Background(), p, dial, applyOpts("test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Devices[1].Outcome != OutcomeRolledBack {
+		t.Fatalf("primary: %s (%v), want rolled-back", r.Devices[1].Outcome, r.Devices[1].Err)
+	}
+	if r.Devices[0].Outcome != OutcomeSkipped || !strings.Contains(fmt.Sprint(r.Devices[0].Err), "lb-b1, applied before it as its HA partner, failed") {
+		t.Fatalf("standby: %s (%v), want skipped because the new pair's primary failed", r.Devices[0].Outcome, r.Devices[0].Err)
+	}
+	if after := standby.snap(); after != standbyBefore {
+		t.Errorf("standby changed although the primary failed:\nbefore %v\nafter  %v", standbyBefore, after)
 	}
 }

@@ -48,12 +48,10 @@ func HAWaves(res *compiler.Result) func(p *Plan) [][]string {
 	}
 	return func(p *Plan) [][]string {
 		names := make([]string, 0, len(p.Devices))
-		newOn := map[string]map[string]bool{} // device → balancers in NewVRRP
 		for _, d := range p.Devices {
 			names = append(names, d.Device)
-			newOn[d.Device] = set(d.NewVRRP)
 		}
-		before, after := pairOrder(pairs, newOn)
+		before, after := pairOrder(pairs, planNewVRRP(p))
 		return layer(names, before, after)
 	}
 }
@@ -105,6 +103,27 @@ func PairWaves(p *Plan) [][]string {
 		res.Placement[pl.Balancer] = pl
 	}
 	return HAWaves(res)(p)
+}
+
+// planPairs returns the HA pairs p records (a primary and another standby).
+func planPairs(p *Plan) []compiler.Placement {
+	var pairs []compiler.Placement
+	for _, pl := range p.HAPairs {
+		if pl.Standby != "" && pl.Standby != pl.Primary {
+			pairs = append(pairs, pl)
+		}
+	}
+	return pairs
+}
+
+// planNewVRRP maps each device of p to the balancers its plan lists in
+// NewVRRP.
+func planNewVRRP(p *Plan) map[string]map[string]bool {
+	m := make(map[string]map[string]bool, len(p.Devices))
+	for _, d := range p.Devices {
+		m[d.Device] = set(d.NewVRRP)
+	}
+	return m
 }
 
 // layer puts names into waves as HAWaves describes. Pairs whose devices
