@@ -131,7 +131,8 @@ func lockCmd(h Host, owner, token string, wait time.Duration, keepalived bool) s
 		`if [ -f "$sd/txn.sh" ]; then exec 9>>"$sd/txn.lock"; flock -w 300 9` + "\n" +
 		`if [ -f "$sd/txn.sh" ]; then sh "$sd/txn.sh" > "$sd/txn.log" 2>&1 9>&- && rm -f "$sd/txn.sh"; fi; fi` + "\n" +
 		`: > "$sd/lock.owner"` + "\n"
-	return fmt.Sprintf("%s && flock %s %s sh -c %s sh %s %s %s",
+	// exec: the login shell gives way to flock, one fork fewer.
+	return fmt.Sprintf("%s && exec flock %s %s sh -c %s sh %s %s %s",
 		mkdirCmd(h.StateDir), mode, q(h.lockPath()), q(holder), q(owner), q(h.StateDir), q(token))
 }
 
