@@ -545,32 +545,38 @@ func (x *tx) sameAsPlan(live *Live) error {
 // or split wrongly, does not end with it.
 const uploadEnd = "==lbc upload end"
 
+// maxEmbedded is the largest rollback script plus state.json that a change
+// script carries in its own text (written with the shell's printf: no
+// process); larger ones come in the upload. The script is one argument of
+// sh -c, which Linux caps at 128 KiB.
+var maxEmbedded = 48 << 10
+
 // upload is what the change script reads on stdin, in order: haproxy.cfg,
-// keepalived.conf (when managed), the rollback script and the next
-// state.json, each split off by its length, then the line uploadEnd.
-func (x *tx) upload() (data []byte, lens []int, err error) {
-	rb, err := rollbackScript(x.h, x.dp, x.live)
-	if err != nil {
-		return nil, nil, err
-	}
+// keepalived.conf (when managed) and, unless embedded, the rollback script
+// and the next state.json, each split off by its length, then the line
+// uploadEnd. rb is the rollback script.
+func (x *tx) upload(embed bool, rb string) (data []byte, lens []int) {
 	parts := []string{x.dp.Desired.Config}
 	if x.dp.Desired.ManageKeepalived {
 		parts = append(parts, x.dp.Desired.Keepalived)
 	}
-	parts = append(parts, rb, string(x.nextState()))
+	if !embed {
+		parts = append(parts, rb, string(x.nextState()))
+	}
 	for _, p := range parts {
 		data = append(data, p...)
 		lens = append(lens, len(p))
 	}
-	return append(data, uploadEnd+"\n"...), lens, nil
+	return append(data, uploadEnd+"\n"...), lens
 }
 
 // change runs the whole transaction after the lock as one script (one
 // remote command), whose stdin is the upload:
 //
-//   - stage: split the upload into the new files beside the live ones, the
-//     rollback script and the next state.json (in the state directory),
-//     and run the device's check commands on the new files;
+//   - stage: split the upload into the new files beside the live ones (and,
+//     when they are too large to come in the script's text, the rollback
+//     script and the next state.json, in the state directory), and run the
+//     device's check commands on the new files;
 //   - keep-last-good: keep the live files in <stateDir>/last-good;
 //   - arm: install the rollback script as <stateDir>/txn.sh;
 //
@@ -596,10 +602,12 @@ func (x *tx) upload() (data []byte, lens []int, err error) {
 // connection is cut (it ignores SIGHUP and SIGPIPE): it commits, or it
 // fails and the lock holder rolls back what it armed.
 func (x *tx) change(ctx context.Context) (string, error) {
-	data, lens, err := x.upload()
+	rb, err := rollbackScript(x.h, x.dp, x.live)
 	if err != nil {
 		return StepStage, err
 	}
+	embed := len(rb)+len(x.nextState()) <= maxEmbedded
+	data, lens := x.upload(embed, rb)
 	h, ka := x.h, x.dp.Desired.ManageKeepalived
 	add, rm := ":", ":"
 	if len(x.dp.VIPsAdd) > 0 {
@@ -632,7 +640,9 @@ func (x *tx) change(ctx context.Context) (string, error) {
 	if ka {
 		targets = append(targets, staged(h.KeepalivedConfig))
 	}
-	targets = append(targets, h.txnPath()+".lbc-tmp", stateTmp(h))
+	if !embed {
+		targets = append(targets, h.txnPath()+".lbc-tmp", stateTmp(h))
+	}
 	var stage []string
 	for i, t := range targets {
 		stage = append(stage, fmt.Sprintf("head -c %d > %s", lens[i], q(t)))
@@ -653,7 +663,16 @@ func (x *tx) change(ctx context.Context) (string, error) {
 		keep += " &&\n  " + keepLastGoodCmd(h.KeepalivedConfig, h.lastGood("keepalived.conf"))
 	}
 	s.step(StepKeepLastGood, keep)
-	s.step(StepArm, fmt.Sprintf("mv -f %s %s", q(h.txnPath()+".lbc-tmp"), q(h.txnPath())))
+	// An embedded rollback script is written in place: the script holds
+	// the transaction lock, so the holder cannot run it half written, and
+	// should the script die while writing it, nothing has changed yet that
+	// a part of it could undo wrongly (last-good is the live file now).
+	arm := fmt.Sprintf("printf '%%s' %s > %s", q(rb), q(h.txnPath()))
+	commit := fmt.Sprintf("printf '%%s' %s > %s && ", q(string(x.nextState())), q(stateTmp(h)))
+	if !embed {
+		arm, commit = fmt.Sprintf("mv -f %s %s", q(h.txnPath()+".lbc-tmp"), q(h.txnPath())), ""
+	}
+	s.step(StepArm, arm)
 	// Nothing changed yet: a script whose lock session ended here disarms
 	// and removes what it staged, instead of leaving the holder a
 	// rollback (and a reload) to run.
@@ -667,14 +686,18 @@ func (x *tx) change(ctx context.Context) (string, error) {
 	s.step(StepSwap, swap)
 	// The reload commands inherit neither the transaction lock (fd 9: a
 	// daemon they start would hold it) nor the controller's stream (fd 8).
-	reload := x.o.Verifier.Before(h) + "\n  ( " + h.Reload + " ) 9>&- 8<&-"
+	before := x.o.Verifier.Before(h)
+	if v, ok := x.o.Verifier.(beforeSkipper); ok && !v.NeedsBefore(x.live.Config.Data, []byte(x.dp.Desired.Config)) {
+		before = "lbc_before="
+	}
+	reload := before + "\n  ( " + h.Reload + " ) 9>&- 8<&-"
 	if ka && h.KeepalivedReload != "" {
 		reload += " && { ( " + h.KeepalivedReload + " ) 9>&- 8<&- || { echo 'keepalived reload failed' >&2; false; }; }"
 	}
 	s.step(StepReload, reload)
 	s.step(StepVerify, after)
 	s.step(StepRemoveVIPs, rm)
-	s.step(StepCommit, fmt.Sprintf("mv -f %s %s && %s && %s", q(stateTmp(h)), q(h.statePath()), removeCmd(h.txnPath()), clearServerStateCmd(h)))
+	s.step(StepCommit, fmt.Sprintf("%smv -f %s %s && %s && %s", commit, q(stateTmp(h)), q(h.statePath()), removeCmd(h.txnPath()), clearServerStateCmd(h)))
 	_, step, err := x.runScript(ctx, s, data)
 	return step, err
 }

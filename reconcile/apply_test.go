@@ -574,3 +574,40 @@ func TestHostRollsBackAfterCutAndFailure(t *testing.T) {
 		t.Error("txn.sh still armed")
 	}
 }
+
+// A rollback script and state.json too large to travel in the script's
+// text come in the upload instead: the transaction, and a rollback, work
+// the same.
+func TestApplyStreamsLargeRollbackScript(t *testing.T) {
+	old := maxEmbedded
+	maxEmbedded = 0
+	defer func() { maxEmbedded = old }()
+	th, p, before := setupForFaults(t)
+	f := func(cmd string) string {
+		return strings.Replace(cmd, "lbc_step "+StepSwap+"\n{ ", "lbc_step "+StepSwap+"\n{ echo 'disk full' >&2; false; } && { ", 1)
+	}
+	th.inject.Store(&f)
+	r, err := Apply(context.Background(), p, th.dial, applyOpts("test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := r.Devices[0]; d.Outcome != OutcomeRolledBack {
+		t.Fatalf("failed swap: %s (%v), want rolled-back", d.Outcome, d.Err)
+	}
+	if th.snap() != before {
+		t.Errorf("not rolled back to identical bytes:\n%+v\nwas\n%+v", th.snap(), before)
+	}
+	th.clearFaults()
+	mustApply(t, th, th.plan("rev2", testConfig(18081, 20), "203.0.113.11"))
+	if got := th.read("etc/haproxy.cfg"); got != string(testConfig(18081, 20)) {
+		t.Errorf("config after apply:\n%s", got)
+	}
+	if st := th.read("state/state.json"); !strings.Contains(st, `"rev2"`) {
+		t.Errorf("state.json after apply:\n%s", st)
+	}
+	for _, f := range []string{"state/txn.sh", "state/txn.sh.lbc-tmp", "state/state.json.lbc-tmp"} {
+		if th.read(f) != "<absent>" {
+			t.Errorf("%s left on the host", f)
+		}
+	}
+}

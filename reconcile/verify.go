@@ -55,6 +55,23 @@ LBC_INFO_END
 const waitFunc = `lbc_wait() { { read -t "$1" -r lbc_x <&8; } 2>/dev/null; [ $? -gt 128 ] || sleep "$1"; }
 `
 
+// beforeSkipper is a Verifier that can tell when After proves the reload
+// without what Before records, so that the query can be left out.
+type beforeSkipper interface {
+	NeedsBefore(old, new []byte) bool
+}
+
+// NeedsBefore reports whether verifying new after old needs the Pid that
+// runs before the reload: when new declares a description that old does
+// not, the new description on the stats socket proves by itself that a
+// new process loaded new (a process keeps its config), and the query is
+// left out. A config whose description is old's (a change of its header
+// only) needs it, and so does one without a description.
+func (v HAProxyVerifier) NeedsBefore(old, new []byte) bool {
+	d := configDescription(new)
+	return d == "" || d == configDescription(old)
+}
+
 // Before stores the Pid that `show info` reports.
 func (v HAProxyVerifier) Before(h Host) string {
 	return fmt.Sprintf(infoFunc, socatCmd(h, "show info", "2>/dev/null")) + "  lbc_info_get; lbc_before=$lbc_pid"

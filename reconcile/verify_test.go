@@ -69,3 +69,24 @@ func TestHAProxyVerifierOnTheHost(t *testing.T) {
 		}
 	}
 }
+
+// The Pid before the reload is needed only when the description does not
+// change: a new description on the socket proves a new process by itself.
+func TestNeedsBefore(t *testing.T) {
+	v := HAProxyVerifier{}
+	a := []byte("global\n    description lbc:00aa\n")
+	b := []byte("global\n    description lbc:00bb\n")
+	for _, c := range []struct {
+		old, new []byte
+		want     bool
+	}{
+		{a, b, false},
+		{nil, b, false},
+		{a, a, true},
+		{a, []byte("global\n"), true},
+	} {
+		if got := v.NeedsBefore(c.old, c.new); got != c.want {
+			t.Errorf("NeedsBefore(%q, %q) = %v, want %v", c.old, c.new, got, c.want)
+		}
+	}
+}
