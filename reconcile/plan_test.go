@@ -95,10 +95,14 @@ func TestSubnetVIPRemovalReaddsWanted(t *testing.T) {
 	mustApply(t, th, th.plan("rev1", cfg, "203.0.113.10", "203.0.113.12"))
 	finish := func() string {
 		t.Helper()
+		// The remove-vips step of the last change script (which also
+		// carries the rollback script, with its own addr commands).
 		cmds := th.srv.Commands()
 		for i := len(cmds) - 1; i >= 0; i-- {
-			if strings.Contains(cmds[i], "lbc_step "+StepRemoveVIPs+"\n") {
-				return cmds[i]
+			_, step, ok := strings.Cut(cmds[i], "lbc_step "+StepRemoveVIPs+"\n")
+			if ok {
+				step, _, _ = strings.Cut(step, "# end of step "+StepRemoveVIPs)
+				return step
 			}
 		}
 		t.Fatal("no remove-vips script")
