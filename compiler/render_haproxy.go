@@ -40,8 +40,8 @@ const (
 //	global:   log, maxconn (device capacity.maxconn, when set), stats socket,
 //	          server-state-file, httpclient.ssl.verify none, description
 //	          lbc:<ConfigID>
-//	defaults: log, option dontlognull, timeout connect/client/server,
-//	          load-server-state-from-file global
+//	defaults: log, option dontlognull, option socket-stats, timeout
+//	          connect/client/server, load-server-state-from-file global
 //	frontend fe_<balancer>_<vip address>_<port>, one per VIP:port:
 //	          bind (transparent for an HA VIP), mode, option httplog|tcplog,
 //	          maxconn, timeout client, default_backend
@@ -96,6 +96,10 @@ func RenderHAProxy(dev *schema.Device, placed []*schema.Balancer, roles map[stri
 	w.s("defaults\n")
 	w.s("    log global\n")
 	w.s("    option dontlognull\n")
+	// A stats row a listener, with its address: the reconciler reads in
+	// one stats-socket query that the new process runs and listens on
+	// every bind.
+	w.s("    option socket-stats\n")
 	w.s("    timeout connect ", haDuration(defaultTimeoutConnect), "\n")
 	w.s("    timeout client ", haDuration(defaultTimeoutClient), "\n")
 	w.s("    timeout server ", haDuration(defaultTimeoutServer), "\n")

@@ -120,15 +120,16 @@ func lockCmd(h Host, owner, token string, wait time.Duration, keepalived bool) s
 	// Waiting for stdin to end costs no process: read gets nothing but
 	// the end. Emptying lock.session (a redirection, no process) stops any
 	// script that has not passed its session check yet; txn.lock is taken
-	// only when a rollback script is armed, to wait for a script still
-	// running before it rolls back.
+	// only when a script runs (script.run) or a rollback script is armed:
+	// the holder waits for the script to end, then rolls back if it left
+	// the rollback armed, and only then lets the device lock go.
 	holder := "trap '' HUP PIPE\n" + stepFunc +
 		`sd=$2; printf '%s\n' "$1" > "$sd/lock.owner"; printf '%s\n' "$3" > "$sd/lock.session"; echo locked` + "\n" +
 		"lbc_step " + StepStaleCheck + "\n{ ( " + readCmd(h, keepalived) + " )\n" +
 		`} && echo "==lbc read ok" || echo "==lbc read failed"` + "\n# end of step " + StepStaleCheck + "\n" +
 		"while read -r lbc_x; do :; done\n" +
 		`: > "$sd/lock.session"` + "\n" +
-		`if [ -f "$sd/txn.sh" ]; then exec 9>>"$sd/txn.lock"; flock -w 300 9` + "\n" +
+		`if [ -s "$sd/script.run" ] || [ -f "$sd/txn.sh" ]; then exec 9>>"$sd/txn.lock"; flock -w 300 9` + "\n" +
 		`if [ -f "$sd/txn.sh" ]; then sh "$sd/txn.sh" > "$sd/txn.log" 2>&1 9>&- && rm -f "$sd/txn.sh"; fi; fi` + "\n" +
 		`: > "$sd/lock.owner"` + "\n"
 	// exec: the login shell gives way to flock, one fork fewer.

@@ -58,6 +58,11 @@ func newScript(h Host, token string, armed bool) *script {
 	s.b.WriteString("trap '' HUP PIPE\n")
 	s.b.WriteString(stepFunc)
 	fmt.Fprintf(&s.b, "sd=%s\n", q(h.StateDir))
+	// script.run says a script runs (redirections, no process): the lock
+	// holder, whose session has ended, then waits for it on txn.lock
+	// before it lets the device lock go. Written before the session
+	// check, so a script the holder did not see stops at that check.
+	s.b.WriteString(`echo running > "$sd/script.run" || exit 1; trap ': > "$sd/script.run"' EXIT` + "\n")
 	s.b.WriteString(`exec 9>>"$sd/txn.lock" || exit 1` + "\n")
 	s.b.WriteString(`flock -w 60 9 || { echo "the device's transaction lock is busy" >&2; exit 1; }` + "\n")
 	s.sessionCheck(token, "")

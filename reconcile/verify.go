@@ -28,25 +28,34 @@ type Verifier interface {
 
 // HAProxyVerifier checks through the stats socket that the rendered config
 // declares (<stateDir>/haproxy.sock) that a new HAProxy process runs the
-// config (its `description lbc:<ConfigID>`), then with `ss -Hltn` that
-// every bind address of the config is listening.
+// config (its `description lbc:<ConfigID>`) and has a listener on every
+// bind address of the config (its stats rows, option socket-stats), in
+// one query a poll; for a config without socket-stats it asks `ss -Hltn`
+// which addresses listen.
 type HAProxyVerifier struct {
 	Timeout  time.Duration // default 5s
 	Interval time.Duration // default 50ms
 }
 
 // infoFunc defines lbc_info_get, which asks the stats socket `show info`
-// into lbc_info and sets lbc_pid and lbc_desc from it with shell builtins
-// only (the verify loop runs it every interval: one process a poll).
+// and the listeners' stats rows (`show stat -1 8 -1`: one a bind, with
+// its address, when the config sets option socket-stats) in one query
+// into lbc_info, and sets lbc_pid and lbc_desc from the info part with
+// shell builtins only (the verify loop runs it every interval: one
+// process a poll).
 const infoFunc = `lbc_info_get() { lbc_info=$(%s); lbc_pid=; lbc_desc=
 while IFS= read -r lbc_l; do case $lbc_l in
 "Pid:"*) lbc_pid=${lbc_l#Pid:}; lbc_pid=${lbc_pid#"${lbc_pid%%%%[! ]*}"} ;;
 "description:"*) lbc_desc=${lbc_l#description:}; lbc_desc=${lbc_desc#"${lbc_desc%%%%[! ]*}"} ;;
+"") break ;;
 esac; done <<LBC_INFO_END
 $lbc_info
 LBC_INFO_END
 }
 `
+
+// infoQuery is what lbc_info_get asks the stats socket.
+const infoQuery = "show info;show stat -1 8 -1"
 
 // waitFunc defines lbc_wait SECONDS. In bash it waits with the read
 // builtin's timeout on fd 8, the controller's stream, which stays open
@@ -74,13 +83,15 @@ func (v HAProxyVerifier) NeedsBefore(old, new []byte) bool {
 
 // Before stores the Pid that `show info` reports.
 func (v HAProxyVerifier) Before(h Host) string {
-	return fmt.Sprintf(infoFunc, socatCmd(h, "show info", "2>/dev/null")) + "  lbc_info_get; lbc_before=$lbc_pid"
+	return fmt.Sprintf(infoFunc, socatCmd(h, infoQuery, "2>/dev/null")) + "  lbc_info_get; lbc_before=$lbc_pid"
 }
 
 // After waits first (a reload signal returns before HAProxy has re-read
 // anything), then polls `show info` on the host until it names a Pid other
 // than $lbc_before and the config's description, or the timeout passes;
-// then it checks with `ss -Hltn` that every bind of the config listens.
+// then it checks that every bind of the config listens: in the listener
+// rows of that same answer, or with `ss -Hltn` for a config without
+// option socket-stats.
 func (v HAProxyVerifier) After(h Host, config []byte) (string, error) {
 	timeout, interval := v.Timeout, v.Interval
 	if timeout <= 0 {
@@ -96,7 +107,7 @@ func (v HAProxyVerifier) After(h Host, config []byte) (string, error) {
 	n := max(int(timeout/interval), 1)
 	desc := configDescription(config)
 	var b strings.Builder
-	fmt.Fprintf(&b, infoFunc, socatCmd(h, "show info", "2>/dev/null"))
+	fmt.Fprintf(&b, infoFunc, socatCmd(h, infoQuery, "2>/dev/null"))
 	b.WriteString(waitFunc)
 	fmt.Fprintf(&b, "  lbc_i=0; while :; do lbc_wait %.3f; lbc_info_get\n", interval.Seconds())
 	fmt.Fprintf(&b, `if [ -n "$lbc_pid" ] && [ "$lbc_pid" != "$lbc_before" ] && { [ -z %s ] || [ "$lbc_desc" = %s ]; }; then break; fi`+"\n", q(desc), q(desc))
@@ -105,6 +116,22 @@ func (v HAProxyVerifier) After(h Host, config []byte) (string, error) {
 	fmt.Fprintf(&b, `elif [ "$lbc_pid" = "$lbc_before" ]; then echo "after %s: haproxy still runs the old process (pid $lbc_pid): the new config was not loaded" >&2; false`+"\n", timeout)
 	if desc != "" {
 		fmt.Fprintf(&b, `elif [ "$lbc_desc" != %s ]; then printf 'after %s: haproxy runs config "%%s", not "%%s"\n' "$lbc_desc" %s >&2; false`+"\n", q(desc), timeout, q(desc))
+	}
+	if len(binds) == 0 {
+		b.WriteString("else :\nfi")
+		return b.String(), nil
+	}
+	if socketStats(config) {
+		// The listeners' rows came with the last answer: the process
+		// that runs config listens on every bind (a listener's row names
+		// its address between commas).
+		b.WriteString("else :")
+		for _, ap := range binds {
+			fmt.Fprintf(&b, " &&\n  case \"$lbc_info\" in *%s*) ;; *) echo %s >&2; false ;; esac",
+				q(","+ap.String()+","), q("frontend "+ap.String()+" is not listening (no listener in haproxy's stats)"))
+		}
+		b.WriteString("\nfi")
+		return b.String(), nil
 	}
 	b.WriteString("else lbc_ss=$(ss -Hltn) || { echo 'ss -Hltn failed' >&2; false; }")
 	for _, ap := range binds {
@@ -116,6 +143,30 @@ func (v HAProxyVerifier) After(h Host, config []byte) (string, error) {
 	}
 	b.WriteString("\nfi")
 	return b.String(), nil
+}
+
+// socketStats reports whether cfg's defaults set option socket-stats (as
+// every config lbc renders does), so that the stats socket lists every
+// listener with its address; a config without it (an older lbc's, being
+// rolled back to) is checked with ss.
+func socketStats(cfg []byte) bool {
+	sc := bufio.NewScanner(bytes.NewReader(cfg))
+	section := ""
+	for sc.Scan() {
+		line := sc.Text()
+		f := strings.Fields(line)
+		if len(f) == 0 || strings.HasPrefix(f[0], "#") {
+			continue
+		}
+		if line[0] != ' ' && line[0] != '\t' {
+			section = f[0]
+			continue
+		}
+		if section == "defaults" && len(f) == 2 && f[0] == "option" && f[1] == "socket-stats" {
+			return true
+		}
+	}
+	return false
 }
 
 // configDescription returns the global description of a rendered config

@@ -21,29 +21,34 @@ func TestVerifyParsers(t *testing.T) {
 
 // The verify code runs on the host: it passes only when a new process runs
 // the config and every bind listens, and says why not otherwise, in bash
-// (which waits with read -t) and in /bin/sh.
+// and in /bin/sh; binds are read from the listeners' stats rows of the same
+// answer, or, for a config without option socket-stats, from ss.
 func TestHAProxyVerifierOnTheHost(t *testing.T) {
 	dir := t.TempDir()
 	// Fake socat and ss answer what the test puts in their environment.
-	os.WriteFile(filepath.Join(dir, "socat"), []byte("#!/bin/sh\ncat >/dev/null\nprintf 'Name: HAProxy\\nPid: %s\\ndescription: %s\\n' \"$FAKE_PID\" \"$FAKE_DESC\"\n"), 0o755)
+	os.WriteFile(filepath.Join(dir, "socat"), []byte("#!/bin/sh\ncat >/dev/null\nprintf 'Name: HAProxy\\nPid: %s\\ndescription: %s\\n\\n%s\\n' \"$FAKE_PID\" \"$FAKE_DESC\" \"$FAKE_STAT\"\n"), 0o755)
 	os.WriteFile(filepath.Join(dir, "ss"), []byte("#!/bin/sh\nprintf '%s\\n' \"$FAKE_SS\"\n"), 0o755)
-	cfg := []byte("global\n    description lbc:00aa\nfrontend a\n    bind 203.0.113.10:80\nfrontend b\n    bind [2001:db8::1]:443\n")
-	code, err := HAProxyVerifier{Timeout: 200 * time.Millisecond, Interval: 20 * time.Millisecond}.After(Host{StateDir: "/nonexistent"}, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	body := "frontend a\n    bind 203.0.113.10:80\nfrontend b\n    bind [2001:db8::1]:443\n"
+	withStats := []byte("global\n    description lbc:00aa\n\ndefaults\n    option socket-stats\n" + body)
+	withoutStats := []byte("global\n    description lbc:00aa\n\ndefaults\n    option dontlognull\n" + body)
+	v := HAProxyVerifier{Timeout: 200 * time.Millisecond, Interval: 20 * time.Millisecond}
 	listening := "LISTEN 0      4096   203.0.113.10:80      0.0.0.0:*\nLISTEN 0      4096   [2001:db8::1]:443    [::]:*"
+	rows := "# pxname,svname,status,addr\nfe_a,sock-1,OPEN,203.0.113.10:80,\nfe_b,sock-1,OPEN,[2001:db8::1]:443,"
 	cases := []struct {
-		name, pid, desc, ss string
+		name                string
+		cfg                 []byte
+		pid, desc, stat, ss string
 		fail                string // "" when it must pass
 	}{
-		{"runs", "42", "lbc:00aa", listening, ""},
-		{"wildcard", "42", "lbc:00aa", "LISTEN 0 4096 0.0.0.0:80 0.0.0.0:*\nLISTEN 0 4096 *:443 *:*", ""},
-		{"old process", "7", "lbc:00aa", listening, "haproxy still runs the old process (pid 7)"},
-		{"no answer", "", "", listening, "haproxy did not answer"},
-		{"other config", "42", "lbc:ffff", listening, `haproxy runs config "lbc:ffff", not "lbc:00aa"`},
-		{"not bound", "42", "lbc:00aa", "LISTEN 0 4096 203.0.113.10:80 0.0.0.0:*", "frontend [2001:db8::1]:443 is not listening"},
-		{"other port", "42", "lbc:00aa", "LISTEN 0 4096 203.0.113.10:8080 0.0.0.0:*\nLISTEN 0 4096 [2001:db8::1]:443 [::]:*", "frontend 203.0.113.10:80 is not listening"},
+		{"runs", withStats, "42", "lbc:00aa", rows, "", ""},
+		{"old process", withStats, "7", "lbc:00aa", rows, "", "haproxy still runs the old process (pid 7)"},
+		{"no answer", withStats, "", "", "", "", "haproxy did not answer"},
+		{"other config", withStats, "42", "lbc:ffff", rows, "", `haproxy runs config "lbc:ffff", not "lbc:00aa"`},
+		{"no listener", withStats, "42", "lbc:00aa", "fe_a,sock-1,OPEN,203.0.113.10:80,", "", "frontend [2001:db8::1]:443 is not listening"},
+		{"other port", withStats, "42", "lbc:00aa", "fe_a,sock-1,OPEN,203.0.113.10:8080,\nfe_b,sock-1,OPEN,[2001:db8::1]:443,", "", "frontend 203.0.113.10:80 is not listening"},
+		{"ss: runs", withoutStats, "42", "lbc:00aa", "", listening, ""},
+		{"ss: wildcard", withoutStats, "42", "lbc:00aa", "", "LISTEN 0 4096 0.0.0.0:80 0.0.0.0:*\nLISTEN 0 4096 *:443 *:*", ""},
+		{"ss: not bound", withoutStats, "42", "lbc:00aa", rows, "LISTEN 0 4096 203.0.113.10:80 0.0.0.0:*", "frontend [2001:db8::1]:443 is not listening"},
 	}
 	for _, shell := range []string{"bash", "sh"} {
 		if _, err := exec.LookPath(shell); err != nil {
@@ -51,12 +56,16 @@ func TestHAProxyVerifierOnTheHost(t *testing.T) {
 		}
 		for _, c := range cases {
 			t.Run(shell+"/"+c.name, func(t *testing.T) {
+				code, err := v.After(Host{StateDir: "/nonexistent"}, c.cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
 				cmd := exec.Command(shell, "-c", "lbc_before=7\n"+code+"\n")
 				cmd.Env = append(os.Environ(), "PATH="+dir+":"+os.Getenv("PATH"),
-					"FAKE_PID="+c.pid, "FAKE_DESC="+c.desc, "FAKE_SS="+c.ss)
+					"FAKE_PID="+c.pid, "FAKE_DESC="+c.desc, "FAKE_STAT="+c.stat, "FAKE_SS="+c.ss)
 				var stderr strings.Builder
 				cmd.Stderr = &stderr
-				err := cmd.Run()
+				err = cmd.Run()
 				switch {
 				case c.fail == "" && err != nil:
 					t.Errorf("failed: %v: %s", err, stderr.String())
@@ -67,6 +76,9 @@ func TestHAProxyVerifierOnTheHost(t *testing.T) {
 				}
 			})
 		}
+	}
+	if !socketStats(withStats) || socketStats(withoutStats) {
+		t.Errorf("socketStats: %v %v, want true false", socketStats(withStats), socketStats(withoutStats))
 	}
 }
 
