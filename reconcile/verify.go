@@ -35,6 +35,11 @@ type Verifier interface {
 type HAProxyVerifier struct {
 	Timeout  time.Duration // default 5s
 	Interval time.Duration // default 50ms
+	// First is the wait before the first poll, default 100ms: a reload
+	// re-executes HAProxy's master (twice, in 2.6) before the new worker
+	// answers, 50 to 100 ms on the lab machine under load, and a poll that
+	// comes too early costs a stats query and a wait more.
+	First time.Duration
 }
 
 // infoFunc defines lbc_info_get, which asks the stats socket `show info`
@@ -100,6 +105,10 @@ func (v HAProxyVerifier) After(h Host, config []byte) (string, error) {
 	if interval <= 0 {
 		interval = 50 * time.Millisecond
 	}
+	first := v.First
+	if first <= 0 {
+		first = 2 * interval
+	}
 	binds, err := configBinds(config)
 	if err != nil {
 		return "", err
@@ -109,7 +118,7 @@ func (v HAProxyVerifier) After(h Host, config []byte) (string, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, infoFunc, socatCmd(h, infoQuery, "2>/dev/null"))
 	b.WriteString(waitFunc)
-	fmt.Fprintf(&b, "  lbc_i=0; while :; do lbc_wait %.3f; lbc_info_get\n", interval.Seconds())
+	fmt.Fprintf(&b, "  lbc_i=0; lbc_w=%.3f; while :; do lbc_wait $lbc_w; lbc_w=%.3f; lbc_info_get\n", first.Seconds(), interval.Seconds())
 	fmt.Fprintf(&b, `if [ -n "$lbc_pid" ] && [ "$lbc_pid" != "$lbc_before" ] && { [ -z %s ] || [ "$lbc_desc" = %s ]; }; then break; fi`+"\n", q(desc), q(desc))
 	fmt.Fprintf(&b, "lbc_i=$((lbc_i+1)); [ $lbc_i -ge %d ] && break; done\n", n)
 	fmt.Fprintf(&b, `if [ -z "$lbc_pid" ]; then echo "after %s: haproxy did not answer on its stats socket" >&2; false`+"\n", timeout)
