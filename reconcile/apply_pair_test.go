@@ -74,6 +74,20 @@ exit 0
 	th.dev.Keepalived = schema.Keepalived{Config: filepath.Join(th.dir, "etc/keepalived.conf"), Reload: filepath.Join(th.dir, "bin/ka-reload"), Check: "test -s"}
 }
 
+// haPair starts the two devices of an HA pair, standby lb-a1 and primary
+// lb-b1, each on its own test server, and a dialer that reaches both.
+func haPair(t *testing.T) (standby, primary *testHost, dial Dialer) {
+	standby, primary = newTestHost(t, "lb-a1"), newTestHost(t, "lb-b1")
+	haDevice(standby)
+	haDevice(primary)
+	return standby, primary, func(ctx context.Context, dev *schema.Device) (Transport, error) {
+		if dev.Name == primary.dev.Name {
+			return primary.dial(ctx, dev)
+		}
+		return standby.dial(ctx, dev)
+	}
+}
+
 // haPlan plans th's device as role ("primary" or "standby") of balancer
 // web's pair, whose VIP is vip.
 func haPlan(t *testing.T, th *testHost, rev string, cfg []byte, vip, role string, failback bool) *Plan {
@@ -103,15 +117,7 @@ func haPlan(t *testing.T, th *testHost, rev string, cfg []byte, vip, role string
 // first.
 func TestNewPairPrimaryFirst(t *testing.T) {
 	const vip = "203.0.113.20"
-	standby, primary := newTestHost(t, "lb-a1"), newTestHost(t, "lb-b1")
-	haDevice(standby)
-	haDevice(primary)
-	dial := func(ctx context.Context, dev *schema.Device) (Transport, error) {
-		if dev.Name == primary.dev.Name {
-			return primary.dial(ctx, dev)
-		}
-		return standby.dial(ctx, dev)
-	}
+	standby, primary, dial := haPair(t)
 	pair := []compiler.Placement{{Balancer: "web", Primary: "lb-b1", Standby: "lb-a1"}}
 	both := func(rev string, weight int, failback bool) *Plan {
 		ps := haPlan(t, standby, rev, testConfig(18080, weight), vip, "standby", failback)
@@ -213,10 +219,7 @@ func TestFirstHAApplyFailedBeforeSwapLeavesNoKeepalived(t *testing.T) {
 	th := newTestHost(t, "lb-a1")
 	haDevice(th)
 	p := haPlan(t, th, "rev1", testConfig(18080, 10), "203.0.113.20", "primary", true)
-	f := func(cmd string) string {
-		return strings.Replace(cmd, "lbc_step "+StepSwap+"\n{ ", "lbc_step "+StepSwap+"\n{ echo 'disk full' >&2; false; } && { ", 1)
-	}
-	th.inject.Store(&f)
+	th.failStep(StepSwap)
 	r, err := Apply(context.Background(), p, th.dial, applyOpts("test"))
 	if err != nil {
 		t.Fatal(err)
@@ -237,24 +240,13 @@ func TestFirstHAApplyFailedBeforeSwapLeavesNoKeepalived(t *testing.T) {
 // VIP alone and keep it).
 func TestFailedNewPrimaryStopsItsStandby(t *testing.T) {
 	const vip = "203.0.113.21"
-	standby, primary := newTestHost(t, "lb-a1"), newTestHost(t, "lb-b1")
-	haDevice(standby)
-	haDevice(primary)
-	dial := func(ctx context.Context, dev *schema.Device) (Transport, error) {
-		if dev.Name == primary.dev.Name {
-			return primary.dial(ctx, dev)
-		}
-		return standby.dial(ctx, dev)
-	}
+	standby, primary, dial := haPair(t)
 	ps := haPlan(t, standby, "rev1", testConfig(18080, 10), vip, "standby", false)
 	pp := haPlan(t, primary, "rev1", testConfig(18081, 10), vip, "primary", false)
 	p := &Plan{Format: PlanFormat, Revision: "rev1", Devices: []DevicePlan{ps.Devices[0], pp.Devices[0]},
 		HAPairs: []compiler.Placement{{Balancer: "web", Primary: "lb-b1", Standby: "lb-a1"}}}
 	standbyBefore := standby.snap()
-	f := func(cmd string) string {
-		return strings.Replace(cmd, "lbc_step "+StepSwap+"\n{ ", "lbc_step "+StepSwap+"\n{ echo 'disk full' >&2; false; } && { ", 1)
-	}
-	primary.inject.Store(&f)
+	primary.failStep(StepSwap)
 	r, err := Apply(context.Background(), p, dial, applyOpts("test"))
 	if err != nil {
 		t.Fatal(err)

@@ -340,6 +340,15 @@ func armFault(th *testHost, c faultCase, kind faultKind) *atomic.Bool {
 	return fired
 }
 
+// failStep makes every script with step fail there (until clearFaults), saying
+// "disk full", after the steps before it ran.
+func (th *testHost) failStep(step string) {
+	f := func(cmd string) string {
+		return strings.Replace(cmd, "lbc_step "+step+"\n{ ", "lbc_step "+step+"\n{ echo 'disk full' >&2; false; } && { ", 1)
+	}
+	th.inject.Store(&f)
+}
+
 // clearFaults removes every fault hook.
 func (th *testHost) clearFaults() {
 	th.setHook(nil)
@@ -583,10 +592,7 @@ func TestApplyStreamsLargeRollbackScript(t *testing.T) {
 	maxEmbedded = 0
 	defer func() { maxEmbedded = old }()
 	th, p, before := setupForFaults(t)
-	f := func(cmd string) string {
-		return strings.Replace(cmd, "lbc_step "+StepSwap+"\n{ ", "lbc_step "+StepSwap+"\n{ echo 'disk full' >&2; false; } && { ", 1)
-	}
-	th.inject.Store(&f)
+	th.failStep(StepSwap)
 	r, err := Apply(context.Background(), p, th.dial, applyOpts("test"))
 	if err != nil {
 		t.Fatal(err)
