@@ -171,10 +171,11 @@ median_run() {
 }
 
 # running_weights DEVICE: "backend server weight" lines of the running
-# HAProxy (stats of the first worker, through the master socket).
+# HAProxy (stats of the first worker, through the master socket): the rows
+# of type 2 (servers), not frontends, backends or listeners.
 running_weights() {
 	echo "@1 show stat" | socat -t 5 stdio "UNIX-CONNECT:$labdir/$1/state/master.sock" |
-		awk -F, '!/^#/ && NF > 18 && $2 != "FRONTEND" && $2 != "BACKEND" { print $1, $2, $19 }' | sort
+		awk -F, '!/^#/ && NF > 32 && $33 == 2 { print $1, $2, $19 }' | sort
 }
 # rendered_weights FILE: the same lines from a rendered haproxy.cfg.
 rendered_weights() {
