@@ -255,6 +255,32 @@ done
 verify "lbc apply (no change)" $live
 lbc_live=$live
 
+# --- optional: this lbc against another build, alternating -------------
+# BENCH_LBC_BASE=/path/to/an/older/lbc: RUNS pairs of applies with a
+# change, the other build and this one taking turns on the same lab, so
+# that the machine's drift hits both alike; prints the mean CPU per device.
+ab_line=""
+if [ -n "${BENCH_LBC_BASE:-}" ]; then
+	log "apply: alternating with $BENCH_LBC_BASE"
+	cp "$BENCH_LBC_BASE" "$work/lbc-base"
+	ab_base=() ab_this=()
+	for r in $(seq 1 "$RUNS"); do
+		v=$(other $live)
+		timed lbc-base "$work/lbc-base" apply "$work/spec-$v" "${SSHFLAGS[@]}" && ab_base+=("$C")
+		live=$v
+		v=$(other $live)
+		lbc_apply lbc-ab "$v" && ab_this+=("$C")
+		live=$v
+	done
+	verify "lbc apply (alternating)" $live
+	lbc_live=$live
+	ab_line=$(awk -v a="${ab_base[*]}" -v b="${ab_this[*]}" -v d="$NDEV" 'BEGIN {
+		na = split(a, x, " "); nb = split(b, y, " ")
+		for (i = 1; i <= na; i++) sa += x[i]; for (i = 1; i <= nb; i++) sb += y[i]
+		if (na && nb) printf "alternating %d runs each: base %.1f ms CPU/dev, this lbc %.1f ms CPU/dev (%.2f)", na, sa*1000/na/d, sb*1000/nb/d, (sb/nb)/(sa/na)
+	}')
+fi
+
 # --- Ansible -------------------------------------------------------------
 log "apply: ansible"
 python3 - "$work/devices.tsv" "$LAB_KEY" "$LAB_KNOWN_HOSTS" >"$work/inventory.yml" <<'EOF'
@@ -366,5 +392,6 @@ ratio "ansible / lbc, no change" "$A_NOCHANGE" "$L_NOCHANGE" ">=" 10
 ratio "ansible (pipelining off) / lbc, change" "$A_DEFAULT" "$L_CHANGE" ">=" 10
 ratio "lbc / floor, change" "$L_CHANGE" "$F" "<=" 1.5
 ratio "lbc / floor, no change" "$L_NOCHANGE" "$F" "<=" 1.5
+[ -z "$ab_line" ] || echo "$ab_line"
 echo "checked after each tool: haproxy.cfg on all $NDEV devices, running weights (master CLI) and HTTP through 3 VIPs; lbc plan after the floor: exit $prc"
 exit $failed
