@@ -92,7 +92,7 @@ var q = shquote.Quote
 // then "==lbc addr" and the output of `ip -j addr show`.
 func readCmd(h Host, keepalived bool) string {
 	var b strings.Builder
-	b.WriteString(`sec() { if [ -e "$2" ]; then echo "==lbc $1 present"; base64 < "$2" || exit 1; echo "==lbc $1 end"; else echo "==lbc $1 absent"; fi; }; `)
+	b.WriteString(`sec() { if [ -e "$2" ]; then echo "==lbc $1 present"; base64 < "$2" || return 1; echo "==lbc $1 end"; else echo "==lbc $1 absent"; fi; }; `)
 	fmt.Fprintf(&b, "sec config %s && sec state %s", q(h.Config), q(h.statePath()))
 	if keepalived {
 		fmt.Fprintf(&b, " && sec keepalived %s", q(h.KeepalivedConfig))
@@ -125,7 +125,7 @@ func lockCmd(h Host, owner, token string, wait time.Duration, keepalived bool) s
 	// the rollback armed, and only then lets the device lock go.
 	holder := "trap '' HUP PIPE\n" + stepFunc +
 		`sd=$2; printf '%s\n' "$1" > "$sd/lock.owner"; printf '%s\n' "$3" > "$sd/lock.session"; echo locked` + "\n" +
-		"lbc_step " + StepStaleCheck + "\n{ ( " + readCmd(h, keepalived) + " )\n" +
+		"lbc_step " + StepStaleCheck + "\n{ " + readCmd(h, keepalived) + "\n" +
 		`} && echo "==lbc read ok" || echo "==lbc read failed"` + "\n# end of step " + StepStaleCheck + "\n" +
 		"while read -r lbc_x; do :; done\n" +
 		`: > "$sd/lock.session"` + "\n" +
