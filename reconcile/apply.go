@@ -545,11 +545,29 @@ func (x *tx) sameAsPlan(live *Live) error {
 // or split wrongly, does not end with it.
 const uploadEnd = "==lbc upload end"
 
-// maxEmbedded is the largest rollback script plus state.json that a change
-// script carries in its own text (written with the shell's printf: no
-// process); larger ones come in the upload. The script is one argument of
-// sh -c, which Linux caps at 128 KiB.
+// maxEmbedded bounds what the rollback script and state.json may add to
+// the remote command when a change script carries them in its own text
+// (written with the shell's printf: no process); larger ones come in the
+// upload. The command is one argument of sh -c (and of sudo's sh -c),
+// which Linux caps at 128 KiB, and the script's own text takes up to
+// about 20 KiB of it once quoted.
 var maxEmbedded = 48 << 10
+
+// embeddedSize is what parts add to the remote command: quoted in the
+// script, the script quoted for sh -c (script.command), and once more when
+// the transport wraps it in sudo. Every level of quoting turns a ' into
+// four bytes.
+func embeddedSize(h Host, parts ...string) int {
+	n := 0
+	for _, p := range parts {
+		x := q(q(p))
+		if h.Sudo {
+			x = q(x)
+		}
+		n += len(x)
+	}
+	return n
+}
 
 // upload is what the change script reads on stdin, in order: haproxy.cfg,
 // keepalived.conf (when managed) and, unless embedded, the rollback script
@@ -606,7 +624,7 @@ func (x *tx) change(ctx context.Context) (string, error) {
 	if err != nil {
 		return StepStage, err
 	}
-	embed := len(rb)+len(x.nextState()) <= maxEmbedded
+	embed := embeddedSize(x.h, rb, string(x.nextState())) <= maxEmbedded
 	data, lens := x.upload(embed, rb)
 	h, ka := x.h, x.dp.Desired.ManageKeepalived
 	add, rm := ":", ":"
