@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -260,16 +261,16 @@ func applyDevice(ctx context.Context, dp *DevicePlan, rev string, dial Dialer, o
 	return r
 }
 
-// tx is one device's transaction. Its steps run in this order, in two
-// remote commands (see script) on one connection:
+// tx is one device's transaction. It is one remote command on one
+// connection: the lock holder's session (lockCmd; when lbc apply DIR
+// planned under the lock, the plan's), which reads the device and then
+// runs the transaction's scripts as they come on its stdin:
 //
-//	lock, stale-check                       the lock holder's session (when
-//	                                        lbc apply DIR planned under the
-//	                                        lock, the plan's)
+//	lock, stale-check                       the holder itself
 //	stage, keep-last-good, arm,             one script: nothing changes on
-//	  add-vips, save-server-state, swap,    the host before add-vips, which
-//	  reload, verify, remove-vips,          runs only while the lock session
-//	  write-state                           lives
+//	  add-vips, save-server-state, swap,    the host before add-vips
+//	  reload, verify, remove-vips,
+//	  write-state
 //
 // A failure up to arm removes the staged files and reports
 // failed-before-change. A failure after it runs the rollback script that
@@ -278,16 +279,17 @@ func applyDevice(ctx context.Context, dp *DevicePlan, rev string, dial Dialer, o
 // again, and reports rolled-back.
 //
 // Verify decides on the host, so the script commits (write-state writes
-// state.json and disarms) only when the new config runs. The lock holder
-// on the host runs txn.sh itself if its session ends while a script left
-// it armed: when the controller dies or loses the connection and the
-// script then fails, the host goes back to its old state. A script that
-// was running when the connection died ends first (the holder waits for
-// the transaction lock); one that had not passed its session check stops
-// and disarms. Every file is written beside its target and renamed over
-// it, so each step leaves a file old or new, never half written. The next
-// plan then shows either the whole change again or none of it. After a
-// lost connection, apply reconnects once to tell which it was.
+// state.json and disarms) only when the new config runs. The holder runs
+// txn.sh itself when its session ends while it is armed: when the
+// controller dies or loses the connection and the script then fails, the
+// host goes back to its old state. A script that was running when the
+// connection died ends first (the holder runs one thing at a time); a
+// script cut short on its way to the host does not run at all (its body
+// is a function called on its last line). Every file is written beside its
+// target and renamed over it, so each step leaves a file old or new, never
+// half written. The next plan then shows either the whole change again or
+// none of it. After a lost connection, apply reconnects once to tell which
+// it was.
 type tx struct {
 	t        Transport
 	dp       *DevicePlan
@@ -296,10 +298,10 @@ type tx struct {
 	o        *ApplyOptions
 	r        *DeviceResult
 	progress func(string)
-	token    string // the lock session's token
+	token    string // the lock session's token (marks the holder's lines)
 	redial   func(context.Context) (Transport, error)
 
-	lock  Stream
+	lock  *lockSession
 	read  []byte // what the lock holder read under the lock
 	live  *Live
 	state []byte // the state.json write-state writes
@@ -366,7 +368,7 @@ func (x *tx) runScript(ctx context.Context, s *script, stdin []byte) (*scriptRes
 	if stdin != nil {
 		in = bytes.NewReader(stdin)
 	}
-	res, err := s.run(ctx, x.t, in, x.progress)
+	res, err := s.run(ctx, x.lock.scripts(x.t), in, x.progress)
 	trace(x.dp.Device, "script end")
 	x.r.Steps = append(x.r.Steps, res.done...)
 	for _, w := range res.warnings {
@@ -380,43 +382,51 @@ func (x *tx) runScript(ctx context.Context, s *script, stdin []byte) (*scriptRes
 // and the transaction goes on in that lock session.
 func (x *tx) lockDevice(ctx context.Context) error {
 	if hl := takeHeld(x.t, x.dp.Device); hl != nil {
-		x.lock, x.read, x.token = hl.st, hl.read, hl.token
+		x.lock, x.read, x.token = hl.ls, hl.read, hl.ls.token
 		return nil
 	}
-	st, read, err := takeLock(ctx, x.t, x.h, x.dp.Device, x.o.Owner, x.token, x.o.LockTimeout, x.dp.Desired.ManageKeepalived)
-	x.lock, x.read = st, read // a lock taken whose read failed is released by unlock
+	ls, read, err := takeLock(ctx, x.t, x.h, x.dp.Device, x.o.Owner, x.token, x.o.LockTimeout, x.dp.Desired.ManageKeepalived)
+	x.lock, x.read = ls, read // a lock taken whose read failed is released by unlock
 	return err
+}
+
+// lockSession is the lock holder's session (lockCmd): it holds the device
+// lock and runs the transaction's scripts.
+type lockSession struct {
+	Stream
+	lines chan string // the holder's stdout, line by line; closed at its end
+	token string
 }
 
 // takeLock takes <stateDir>/lock with flock, held by a session whose stdin
 // stays open until it is closed; the lock ends with the session. The
 // holder then reads the device (as ReadLive does) in the same round trip;
 // read is that output, nil when the read failed on the host.
-func takeLock(ctx context.Context, t Transport, h Host, device, owner, token string, wait time.Duration, keepalived bool) (Stream, []byte, error) {
+func takeLock(ctx context.Context, t Transport, h Host, device, owner, token string, wait time.Duration, keepalived bool) (*lockSession, []byte, error) {
 	st, err := t.Stream(ctx, lockCmd(h, owner, token, wait, keepalived))
 	if err != nil {
 		return nil, nil, err
 	}
-	type line struct {
-		s   string
-		eof bool
-	}
-	lines := make(chan line, 16)
+	ls := &lockSession{Stream: st, lines: make(chan string, 64), token: token}
 	go func() {
+		defer close(ls.lines)
 		br := bufio.NewReader(st.Stdout())
 		for {
 			l, err := br.ReadString('\n')
 			if err != nil {
-				lines <- line{eof: true}
 				return
 			}
-			lines <- line{s: strings.TrimSuffix(l, "\n")}
+			ls.lines <- strings.TrimSuffix(l, "\n")
 		}
 	}()
+	type line struct {
+		s   string
+		eof bool
+	}
 	next := func(wait time.Duration) (line, bool) {
 		select {
-		case l := <-lines:
-			return l, true
+		case l, ok := <-ls.lines:
+			return line{s: l, eof: !ok}, true
 		case <-time.After(wait):
 		case <-ctx.Done():
 		}
@@ -430,14 +440,14 @@ func takeLock(ctx context.Context, t Transport, h Host, device, owner, token str
 			l, ok := next(60 * time.Second)
 			switch {
 			case !ok:
-				return st, nil, fmt.Errorf("%s: no answer", StepStaleCheck)
+				return ls, nil, fmt.Errorf("%s: no answer", StepStaleCheck)
 			case l.eof:
-				return st, nil, fmt.Errorf("%s: the lock holder ended: %w", StepStaleCheck, ErrConnectionLost)
+				return ls, nil, fmt.Errorf("%s: the lock holder ended: %w", StepStaleCheck, ErrConnectionLost)
 			case l.s == "==lbc step "+StepStaleCheck:
 			case l.s == "==lbc read ok":
-				return st, b.Bytes(), nil
+				return ls, b.Bytes(), nil
 			case l.s == "==lbc read failed":
-				return st, nil, nil
+				return ls, nil, nil
 			default:
 				b.WriteString(l.s)
 				b.WriteByte('\n')
@@ -462,6 +472,89 @@ func takeLock(ctx context.Context, t Transport, h Host, device, owner, token str
 	}
 	return nil, nil, &lockedError{device, who}
 }
+
+// scripts returns a Transport whose Stream runs a script in the lock
+// holder's shell (Run and Close are t's): a script costs no session, and
+// the holder runs them one after another.
+func (ls *lockSession) scripts(t Transport) Transport { return holderTransport{t, ls} }
+
+// holderTransport runs scripts through a lock session (see lockCmd).
+type holderTransport struct {
+	Transport
+	ls *lockSession
+}
+
+// rewriter is a Transport that rewrites what it sends (tests inject
+// faults into scripts with it).
+type rewriter interface{ rewrite(cmd string) string }
+
+// Stream sends script to the lock holder, which runs it with sh; the
+// returned Stream's stdin goes to the script, its stdout is the script's
+// up to the holder's exit line.
+func (h holderTransport) Stream(ctx context.Context, script string) (Stream, error) {
+	if r, ok := h.Transport.(rewriter); ok {
+		script = r.rewrite(script)
+	}
+	if _, err := io.WriteString(h.ls.Stdin(), fmt.Sprintf("==lbc run %d\n%s", len(script), script)); err != nil {
+		return nil, fmt.Errorf("send script: %w", ErrConnectionLost)
+	}
+	pr, pw := io.Pipe()
+	hs := &holderStream{stdin: h.ls.Stdin(), stdout: pr, done: make(chan struct{})}
+	stderrLine, exitLine := "==lbc stderr "+h.ls.token, "==lbc exit "+h.ls.token+" "
+	go func() {
+		defer close(hs.done)
+		stderr := false
+		var errb strings.Builder
+		for l := range h.ls.lines {
+			switch {
+			case l == stderrLine:
+				stderr = true
+			case strings.HasPrefix(l, exitLine):
+				code, _ := strconv.Atoi(strings.TrimPrefix(l, exitLine))
+				if code != 0 {
+					hs.err = &ExitError{Cmd: script, Code: code, Stderr: errb.String()}
+				}
+				pw.Close()
+				return
+			case stderr:
+				errb.WriteString(l)
+				errb.WriteByte('\n')
+			default:
+				pw.Write([]byte(l + "\n"))
+			}
+		}
+		hs.err = ErrConnectionLost
+		pw.CloseWithError(ErrConnectionLost)
+	}()
+	return hs, nil
+}
+
+// holderStream is a script running in the lock holder's shell.
+type holderStream struct {
+	stdin  io.Writer
+	stdout *io.PipeReader
+	done   chan struct{}
+	err    error
+}
+
+// Stdin writes to the script; closing it does not end the lock session.
+func (s *holderStream) Stdin() io.WriteCloser { return noClose{s.stdin} }
+func (s *holderStream) Stdout() io.Reader     { return s.stdout }
+
+// Wait waits for the holder's exit line for the script.
+func (s *holderStream) Wait() error { <-s.done; return s.err }
+
+// Close stops reading; the script runs on to its end in the holder.
+func (s *holderStream) Close() error {
+	s.stdout.CloseWithError(io.ErrClosedPipe)
+	return nil
+}
+
+// noClose is the lock session's stdin lent to one script: closing it would
+// end the session, and with it the lock.
+type noClose struct{ io.Writer }
+
+func (noClose) Close() error { return nil }
 
 // lockedError is ErrLocked naming the device and who holds it.
 type lockedError struct{ device, owner string }
@@ -598,9 +691,7 @@ func (x *tx) upload(embed bool, rb string) (data []byte, lens []int) {
 //   - keep-last-good: keep the live files in <stateDir>/last-good;
 //   - arm: install the rollback script as <stateDir>/txn.sh;
 //
-// which change nothing the host runs; then, once the lock session is seen
-// alive (a connection cut during the first three steps leaves the host as
-// it was, but for the armed rollback that the lock holder runs):
+// which change nothing the host runs; then:
 //
 //   - add-vips: new addresses first (a config binding an address the host
 //     does not have yet fails to load);
@@ -616,7 +707,7 @@ func (x *tx) upload(embed bool, rb string) (data []byte, lens []int) {
 // may delete the subnet's secondaries too (unless promote_secondaries is
 // set), so the wanted ones are replaced after it.
 //
-// Once past the session check the script runs to its end even if the
+// Once it has its upload the script runs to its end even if the
 // connection is cut (it ignores SIGHUP and SIGPIPE): it commits, or it
 // fails and the lock holder rolls back what it armed.
 func (x *tx) change(ctx context.Context) (string, error) {
@@ -649,8 +740,7 @@ func (x *tx) change(ctx context.Context) (string, error) {
 	if err != nil {
 		return StepStage, err
 	}
-	s := newScript(h, x.token, false)
-	s.hold = true
+	s := newScript(h, false)
 	// Each part is read with head -c, which reads no further than it is
 	// asked to; then the stream moves to fd 8 (verify waits on it) and
 	// stdin becomes /dev/null for the commands that follow.
@@ -691,10 +781,6 @@ func (x *tx) change(ctx context.Context) (string, error) {
 		arm, commit = fmt.Sprintf("mv -f %s %s", q(h.txnPath()+".lbc-tmp"), q(h.txnPath())), ""
 	}
 	s.step(StepArm, arm)
-	// Nothing changed yet: a script whose lock session ended here disarms
-	// and removes what it staged, instead of leaving the holder a
-	// rollback (and a reload) to run.
-	s.sessionCheck(x.token, removeCmd(append(stagedList(h, x.dp), h.txnPath())...))
 	s.step(StepAddVIPs, add)
 	s.warnStep(StepSaveServerState, saveServerStateCmd(h), "save server state failed (a host whose HAProxy does not run yet has none)")
 	swap := swapCmd(h.Config)
@@ -764,7 +850,7 @@ const stepRollbackVerify = "rollback-verify"
 func (x *tx) rollback(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
 	defer cancel()
-	s := newScript(x.h, x.token, true)
+	s := newScript(x.h, true)
 	s.step(StepRollback, x.o.Verifier.Before(x.h)+"\n  sh "+q(x.h.txnPath())+" 9>&-")
 	disarm := removeCmd(x.h.txnPath())
 	if x.live.Config.Exists {
@@ -776,7 +862,7 @@ func (x *tx) rollback(ctx context.Context) error {
 	} else {
 		s.step(stepRollbackVerify, disarm)
 	}
-	res, err := s.run(ctx, x.t, nil, func(string) {})
+	res, err := s.run(ctx, x.lock.scripts(x.t), nil, func(string) {})
 	if err != nil && res.failed == stepRollbackVerify && x.live.Config.Exists {
 		// A reload signalled while the one before it is still under
 		// way can be lost (HAProxy's master re-executes itself on
@@ -796,9 +882,9 @@ func (x *tx) reloadAgain(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s := newScript(x.h, x.token, true)
+	s := newScript(x.h, true)
 	s.step(StepRollback, x.o.Verifier.Before(x.h)+"\n  ( "+x.h.Reload+" ) 9>&- &&\n  { "+after+"\n  } && "+removeCmd(x.h.txnPath()))
-	_, err = s.run(ctx, x.t, nil, func(string) {})
+	_, err = s.run(ctx, x.lock.scripts(x.t), nil, func(string) {})
 	return err
 }
 
@@ -843,8 +929,7 @@ func (x *tx) afterCut(ctx context.Context, step string, stepErr error) {
 		x.r.Err = nil
 		x.r.Warnings = append(x.r.Warnings, fmt.Sprintf("connection lost at %s; reconnected: the host committed the change", step))
 	case x.sameAsPlan(live) == nil && beforeChange(step):
-		// The script stops before add-vips once the lock session is gone
-		// (and if it raced past that check, the host has rolled back).
+		// The script failed, or never ran, before it changed anything.
 		x.r.Outcome = OutcomeFailedBeforeChange
 		x.r.Err = fmt.Errorf("%w (reconnected: the host runs its old state)", stepErr)
 	case x.sameAsPlan(live) == nil:

@@ -192,12 +192,14 @@ func TestConcurrentApplyLocked(t *testing.T) {
 	inReload := make(chan struct{})
 	release := make(chan struct{})
 	var once sync.Once
-	th.setHook(func(cmd string) sshtest.Fault {
+	// The first apply's change script waits, unsent, until released.
+	f := func(cmd string) string {
 		if strings.Contains(cmd, "lbc_step "+StepReload+"\n") {
 			once.Do(func() { close(inReload); <-release })
 		}
-		return sshtest.NoFault
-	})
+		return cmd
+	}
+	th.inject.Store(&f)
 	var r1 *ApplyResult
 	done := make(chan struct{})
 	go func() {

@@ -102,38 +102,38 @@ func readCmd(h Host, keepalived bool) string {
 }
 
 // lockCmd takes the device lock and holds it while the session's stdin is
-// open. Once held it writes the owner and the session token, prints
-// "locked", then reads the device as readCmd does (step stale-check, ended
-// by "==lbc read ok" or "==lbc read failed"): the lock and the stale check
-// cost one round trip. When stdin closes (the controller finished, died, or
-// lost the connection) it empties the session token at once (a script that
-// checks it stops before it changes anything), and when a transaction
-// script is still armed, it runs that script, under the transaction lock
-// (after any script still running): the host rolls itself back to the old
-// state instead of staying half changed. Then it empties lock.owner (a
-// redirection, no process).
+// open. Once held it writes the owner, prints "locked", then reads the
+// device as readCmd does (step stale-check, ended by "==lbc read ok" or
+// "==lbc read failed"): the lock and the stale check cost one round trip.
+//
+// Then it runs the transaction's scripts, one after another, as they come
+// on stdin: a line "==lbc run N", then N bytes of script (which reads its
+// own data from the same stdin), and after each it prints "==lbc stderr
+// TOKEN" and the script's stderr when it failed, and "==lbc exit TOKEN
+// CODE". So a transaction costs one session, and nothing it runs can
+// overlap another script of it or the rollback below.
+//
+// When stdin ends (the controller finished, died, or lost the connection)
+// while a script is still armed (<stateDir>/txn.sh), it runs that script:
+// the host rolls itself back to the old state instead of staying half
+// changed. flock -o keeps the lock in flock itself, so that no daemon a
+// reload starts holds it. Then it empties lock.owner (a redirection).
 func lockCmd(h Host, owner, token string, wait time.Duration, keepalived bool) string {
 	mode := "-n"
 	if wait > 0 {
 		mode = "-w " + strconv.Itoa(int(max(wait.Round(time.Second), time.Second)/time.Second))
 	}
-	// Waiting for stdin to end costs no process: read gets nothing but
-	// the end. Emptying lock.session (a redirection, no process) stops any
-	// script that has not passed its session check yet; txn.lock is taken
-	// only when a script runs (script.run) or a rollback script is armed:
-	// the holder waits for the script to end, then rolls back if it left
-	// the rollback armed, and only then lets the device lock go.
 	holder := "trap '' HUP PIPE\n" + stepFunc +
-		`sd=$2; printf '%s\n' "$1" > "$sd/lock.owner"; printf '%s\n' "$3" > "$sd/lock.session"; echo locked` + "\n" +
+		`sd=$2; printf '%s\n' "$1" > "$sd/lock.owner"; echo locked` + "\n" +
 		"lbc_step " + StepStaleCheck + "\n{ " + readCmd(h, keepalived) + "\n" +
 		`} && echo "==lbc read ok" || echo "==lbc read failed"` + "\n# end of step " + StepStaleCheck + "\n" +
-		"while read -r lbc_x; do :; done\n" +
-		`: > "$sd/lock.session"` + "\n" +
-		`if [ -s "$sd/script.run" ] || [ -f "$sd/txn.sh" ]; then exec 9>>"$sd/txn.lock"; flock -w 300 9` + "\n" +
-		`if [ -f "$sd/txn.sh" ]; then sh "$sd/txn.sh" > "$sd/txn.log" 2>&1 9>&- && rm -f "$sd/txn.sh"; fi; fi` + "\n" +
+		`while IFS= read -r lbc_l; do case $lbc_l in "==lbc run "*) lbc_n=${lbc_l#"==lbc run "}` + "\n" +
+		`  head -c "$lbc_n" > "$sd/run.sh" && sh "$sd/run.sh" 2> "$sd/run.err"; lbc_rc=$?` + "\n" +
+		`  if [ $lbc_rc != 0 ]; then echo "==lbc stderr $3"; cat "$sd/run.err"; fi; echo "==lbc exit $3 $lbc_rc" ;; esac; done` + "\n" +
+		`if [ -f "$sd/txn.sh" ]; then sh "$sd/txn.sh" > "$sd/txn.log" 2>&1 && rm -f "$sd/txn.sh"; fi` + "\n" +
 		`: > "$sd/lock.owner"` + "\n"
 	// exec: the login shell gives way to flock, one fork fewer.
-	return fmt.Sprintf("%s && exec flock %s %s sh -c %s sh %s %s %s",
+	return fmt.Sprintf("%s && exec flock -o %s %s sh -c %s sh %s %s %s",
 		mkdirCmd(h.StateDir), mode, q(h.lockPath()), q(holder), q(owner), q(h.StateDir), q(token))
 }
 

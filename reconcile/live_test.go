@@ -143,17 +143,10 @@ type injectTransport struct {
 }
 
 func (t *injectTransport) rewrite(cmd string) string {
-	f := t.th.inject.Load()
-	if f == nil {
-		return cmd
+	if f := t.th.inject.Load(); f != nil {
+		return (*f)(cmd)
 	}
-	// A script comes as `exec sh -c 'SCRIPT'` (script.command): rewrite
-	// the script itself.
-	if quoted, ok := strings.CutPrefix(cmd, "exec sh -c "); ok {
-		script := strings.ReplaceAll(strings.TrimSuffix(strings.TrimPrefix(quoted, "'"), "'"), `'\''`, "'")
-		return "exec sh -c " + q((*f)(script))
-	}
-	return (*f)(cmd)
+	return cmd
 }
 
 func (t *injectTransport) Run(ctx context.Context, cmd string, stdin io.Reader) ([]byte, error) {

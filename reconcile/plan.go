@@ -272,7 +272,7 @@ func lockAndRead(ctx context.Context, t Transport, h Host, device string, lock *
 		return nil, errors.New("planning under the lock needs a Pool's connection")
 	}
 	token := newToken()
-	st, read, err := takeLock(ctx, t, h, device, lock.Owner, token, lock.Timeout, h.KeepalivedConfig != "")
+	ls, read, err := takeLock(ctx, t, h, device, lock.Owner, token, lock.Timeout, h.KeepalivedConfig != "")
 	if err == nil && read == nil {
 		err = errors.New("read live state on the host failed")
 	}
@@ -281,12 +281,12 @@ func lockAndRead(ctx context.Context, t Transport, h Host, device string, lock *
 		live, err = parseLive(read)
 	}
 	if err != nil {
-		if st != nil {
-			release(st)
+		if ls != nil {
+			release(ls)
 		}
 		return nil, err
 	}
-	c.hold(&heldLock{device: device, st: st, read: read, token: token})
+	c.hold(&heldLock{device: device, ls: ls, read: read})
 	return live, nil
 }
 

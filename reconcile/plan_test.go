@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"lbc/compiler"
@@ -93,13 +94,27 @@ func TestSubnetVIPRemovalReaddsWanted(t *testing.T) {
 	th := newTestHost(t, "lb-a1")
 	cfg := testConfig(18080, 10)
 	mustApply(t, th, th.plan("rev1", cfg, "203.0.113.10", "203.0.113.12"))
+	// Record every script sent (they go through the lock holder's stdin,
+	// not as commands).
+	var (
+		mu      sync.Mutex
+		scripts []string
+	)
+	rec := func(cmd string) string {
+		mu.Lock()
+		scripts = append(scripts, cmd)
+		mu.Unlock()
+		return cmd
+	}
+	th.inject.Store(&rec)
 	finish := func() string {
 		t.Helper()
 		// The remove-vips step of the last change script (which also
 		// carries the rollback script, with its own addr commands).
-		cmds := th.srv.Commands()
-		for i := len(cmds) - 1; i >= 0; i-- {
-			_, step, ok := strings.Cut(cmds[i], "lbc_step "+StepRemoveVIPs+"\n")
+		mu.Lock()
+		defer mu.Unlock()
+		for i := len(scripts) - 1; i >= 0; i-- {
+			_, step, ok := strings.Cut(scripts[i], "lbc_step "+StepRemoveVIPs+"\n")
 			if ok {
 				step, _, _ = strings.Cut(step, "# end of step "+StepRemoveVIPs)
 				return step

@@ -31,9 +31,8 @@ type Pool struct {
 // holder read, waiting for the device's transaction.
 type heldLock struct {
 	device string
-	st     Stream
+	ls     *lockSession
 	read   []byte
-	token  string
 }
 
 // NewPool returns a pool that dials with dial.
@@ -85,7 +84,7 @@ func (p *Pool) dropHeld(key string) {
 	delete(p.held, key)
 	p.mu.Unlock()
 	if hl != nil {
-		hl.st.Close()
+		hl.ls.Close()
 	}
 }
 
@@ -105,7 +104,7 @@ func (p *Pool) ReleaseLocks(keep func(device string) bool) {
 	var wg sync.WaitGroup
 	for _, hl := range rel {
 		wg.Add(1)
-		go func() { defer wg.Done(); release(hl.st) }()
+		go func() { defer wg.Done(); release(hl.ls) }()
 	}
 	wg.Wait()
 }
@@ -139,7 +138,7 @@ func (c pooled) hold(hl *heldLock) {
 	c.p.held[c.key] = hl
 	c.p.mu.Unlock()
 	if old != nil {
-		release(old.st)
+		release(old.ls)
 	}
 }
 

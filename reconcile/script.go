@@ -27,61 +27,36 @@ import (
 // stderr as its output and prints "==lbc warn-failed" instead of ending
 // the script.
 //
-// A script that changes the host first takes <stateDir>/txn.lock (so that
-// it never runs at the same time as the rollback that the lock holder runs
-// when its session ends) and checks that the lock session it belongs to is
-// still alive (<stateDir>/lock.session holds its token): a script that
-// starts after the controller's connection died does nothing. It ignores
-// SIGHUP and SIGPIPE, so a lost connection does not stop it half way: it
-// ends, and the lock holder then rolls the host back if the transaction is
-// still armed.
+// Scripts run in the lock holder's shell, one after another (see lockCmd
+// and holderTransport): a script never runs at the same time as another of
+// its transaction or as the rollback that the holder runs when its session
+// ends. A script ignores SIGHUP and SIGPIPE, so a lost connection does not
+// stop it half way: it ends, and the holder then rolls the host back if
+// the transaction is still armed.
 type script struct {
 	b     strings.Builder
 	steps []string
-	// hold keeps the script's stdin open, and silent once the data is
-	// sent, until the script ends (a change script waits on it).
-	hold bool
 	// warnings maps a warnStep's name to its warning.
 	warnings map[string]string
 }
 
-// exitSessionEnded is the exit code of a script that found its lock session
-// gone (the host has rolled back, or is about to).
+// exitSessionEnded is the exit code of a rollback script that found the
+// transaction disarmed (the host has rolled back already).
 const exitSessionEnded = 75
 
 const stepFunc = `lbc_step() { echo "==lbc step $1" || :; }` + "\n"
 
-// newScript starts a script that runs under the transaction lock of
-// session token; armed also requires the rollback script to be in place.
-func newScript(h Host, token string, armed bool) *script {
+// newScript starts a script, which runs in the lock holder's shell (see
+// lockCmd); armed requires the rollback script to be in place.
+func newScript(h Host, armed bool) *script {
 	s := &script{}
 	s.b.WriteString("trap '' HUP PIPE\n")
 	s.b.WriteString(stepFunc)
 	fmt.Fprintf(&s.b, "sd=%s\n", q(h.StateDir))
-	// script.run says a script runs (redirections, no process): the lock
-	// holder, whose session has ended, then waits for it on txn.lock
-	// before it lets the device lock go. Written before the session
-	// check, so a script the holder did not see stops at that check.
-	s.b.WriteString(`echo running > "$sd/script.run" || exit 1; trap ': > "$sd/script.run"' EXIT` + "\n")
-	s.b.WriteString(`exec 9>>"$sd/txn.lock" || exit 1` + "\n")
-	s.b.WriteString(`flock -w 60 9 || { echo "the device's transaction lock is busy" >&2; exit 1; }` + "\n")
-	s.sessionCheck(token, "")
 	if armed {
 		fmt.Fprintf(&s.b, `[ -f "$sd/txn.sh" ] || { echo "the transaction is not armed any more" >&2; exit %d; }`+"\n", exitSessionEnded)
 	}
 	return s
-}
-
-// sessionCheck adds a check that the lock session the script belongs to
-// is still alive (its holder removes the token as soon as its stdin
-// ends); when not, the script runs cleanup (shell code, may be empty) and
-// ends with exitSessionEnded.
-func (s *script) sessionCheck(token, cleanup string) {
-	if cleanup != "" {
-		cleanup += "; "
-	}
-	fmt.Fprintf(&s.b, `lbc_tok=; { read -r lbc_tok < "$sd/lock.session"; } 2>/dev/null; [ "$lbc_tok" = %s ] || { %secho "the lock session has ended: the host rolls back by itself" >&2; exit %d; }`+"\n",
-		token, cleanup, exitSessionEnded)
 }
 
 // step adds a step whose failure ends the script. body is shell code whose
@@ -105,13 +80,12 @@ func (s *script) warnStep(name, body, warning string) {
 // warnFailed is the line a failed warnStep prints.
 const warnFailed = "==lbc warn-failed"
 
-func (s *script) String() string { return s.b.String() + "exit 0\n" }
-
-// command is the remote command that runs the script: with sh, not the
-// login shell (bash for root on Debian), whose every fork costs half as
-// much again as sh's (1.1 against 0.8 ms for a command on the lab
-// machine), and a script runs twenty or so.
-func (s *script) command() string { return "exec sh -c " + q(s.String()) }
+// String is the script's text. Its body is a function called on the last
+// line: a text cut short anywhere fails to parse or does not call it, so
+// nothing of a partial script runs.
+func (s *script) String() string {
+	return "lbc_main() {\n" + s.b.String() + "exit 0\n}\nlbc_main\n"
+}
 
 // scriptResult is what a script reported.
 type scriptResult struct {
@@ -121,13 +95,14 @@ type scriptResult struct {
 	warnings []string
 }
 
-// run runs the script on t with stdin, calling progress as each step
+// run runs the script on t (a lock session's holderTransport) with
+// stdin, calling progress as each step
 // starts. On failure it returns the failed step (the first one when the
 // script failed before any) and an error without the script's text.
 func (s *script) run(ctx context.Context, t Transport, stdin io.Reader, progress func(string)) (*scriptResult, error) {
 	res := &scriptResult{output: map[string][]byte{}}
 	res.failed = s.steps[0]
-	cmd := s.command()
+	cmd := s.String()
 	st, err := t.Stream(ctx, cmd)
 	if err != nil {
 		return res, shortError(cmd, err)
@@ -137,9 +112,7 @@ func (s *script) run(ctx context.Context, t Transport, stdin io.Reader, progress
 		if stdin != nil {
 			io.Copy(st.Stdin(), stdin)
 		}
-		if !s.hold {
-			st.Stdin().Close()
-		}
+		st.Stdin().Close()
 	}()
 	cur := ""
 	sc := bufio.NewScanner(st.Stdout())
