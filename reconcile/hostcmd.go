@@ -107,7 +107,7 @@ func readCmd(h Host, keepalived bool) string {
 // "==lbc read failed"): the lock and the stale check cost one round trip.
 //
 // Then it runs the transaction's scripts, one after another, as they come
-// on stdin: a line "==lbc run N", then N bytes of script (which reads its
+// on stdin (each sourced in a subshell: a fork, no exec): a line "==lbc run N", then N bytes of script (which reads its
 // own data from the same stdin), and after each it prints "==lbc stderr
 // TOKEN" and the script's stderr when it failed, and "==lbc exit TOKEN
 // CODE". So a transaction costs one session, and nothing it runs can
@@ -128,7 +128,7 @@ func lockCmd(h Host, owner, token string, wait time.Duration, keepalived bool) s
 		"lbc_step " + StepStaleCheck + "\n{ " + readCmd(h, keepalived) + "\n" +
 		`} && echo "==lbc read ok" || echo "==lbc read failed"` + "\n# end of step " + StepStaleCheck + "\n" +
 		`while IFS= read -r lbc_l; do case $lbc_l in "==lbc run "*) lbc_n=${lbc_l#"==lbc run "}` + "\n" +
-		`  head -c "$lbc_n" > "$sd/run.sh" && sh "$sd/run.sh" 2> "$sd/run.err"; lbc_rc=$?` + "\n" +
+		`  head -c "$lbc_n" > "$sd/run.sh" && ( . "$sd/run.sh" ) 2> "$sd/run.err"; lbc_rc=$?` + "\n" +
 		`  if [ $lbc_rc != 0 ]; then echo "==lbc stderr $3"; cat "$sd/run.err"; fi; echo "==lbc exit $3 $lbc_rc" ;; esac; done` + "\n" +
 		`if [ -f "$sd/txn.sh" ]; then sh "$sd/txn.sh" > "$sd/txn.log" 2>&1 && rm -f "$sd/txn.sh"; fi` + "\n" +
 		`: > "$sd/lock.owner"` + "\n"
