@@ -700,7 +700,8 @@ func (x *tx) upload(embed bool, rb string) (data []byte, lens []int) {
 //   - reload, and verify: wait on the host until the new config runs with
 //     every frontend bound, or fail;
 //   - remove-vips: the addresses lbc added and no longer wants;
-//   - write-state: rename the next state.json into place and disarm.
+//   - write-state: rename the next state.json into place and disarm
+//     (empty txn.sh: only a non-empty one is armed).
 //
 // VIPs are /32 or /128 (compiler), each its own primary address; but when
 // a removed one has a subnet's prefix (added by an older lbc), deleting it
@@ -801,7 +802,8 @@ func (x *tx) change(ctx context.Context) (string, error) {
 	s.step(StepReload, reload)
 	s.step(StepVerify, after)
 	s.step(StepRemoveVIPs, rm)
-	s.step(StepCommit, fmt.Sprintf("%smv -f %s %s && %s && %s", commit, q(stateTmp(h)), q(h.statePath()), removeCmd(h.txnPath()), clearServerStateCmd(h)))
+	// Disarm: an empty txn.sh is not armed (a redirection, no process).
+	s.step(StepCommit, fmt.Sprintf("%smv -f %s %s && : > %s && %s", commit, q(stateTmp(h)), q(h.statePath()), q(h.txnPath()), clearServerStateCmd(h)))
 	_, step, err := x.runScript(ctx, s, data)
 	return step, err
 }
@@ -909,7 +911,7 @@ func (x *tx) afterCut(ctx context.Context, step string, stepErr error) {
 	defer t.Close()
 	// Wait (bounded) for the old lock holder to end: it rolls back first.
 	out, err := t.Run(ctx, fmt.Sprintf("flock -w 30 %s sh -c %s", q(x.h.lockPath()),
-		q(`if [ -f "$1" ]; then echo armed; else echo disarmed; fi`))+" sh "+q(x.h.txnPath()), nil)
+		q(`if [ -s "$1" ]; then echo armed; else echo disarmed; fi`))+" sh "+q(x.h.txnPath()), nil)
 	if err != nil {
 		unknown("wait for the lock", shortError("", err))
 		return

@@ -65,10 +65,13 @@ func TestApplyFreshThenNoop(t *testing.T) {
 		len(st.History) != 1 || st.LBCVersion != "test" {
 		t.Errorf("state %+v", st)
 	}
-	for _, f := range []string{"etc/haproxy.cfg.lbc-new", "state/txn.sh", "state/state.json.lbc-tmp", "state/txn.sh.lbc-tmp"} {
+	for _, f := range []string{"etc/haproxy.cfg.lbc-new", "state/state.json.lbc-tmp", "state/txn.sh.lbc-tmp"} {
 		if th.read(f) != "<absent>" {
 			t.Errorf("%s left on the host", f)
 		}
+	}
+	if th.armed() {
+		t.Error("txn.sh still armed")
 	}
 	if o := th.read("state/lock.owner"); o != "<absent>" && o != "" {
 		t.Errorf("lock owner left behind: %q", th.read("state/lock.owner"))
@@ -351,6 +354,13 @@ func (th *testHost) failStep(step string) {
 	th.inject.Store(&f)
 }
 
+// armed reports whether the host has a rollback script armed: txn.sh
+// present and not empty.
+func (th *testHost) armed() bool {
+	r := th.read("state/txn.sh")
+	return r != "<absent>" && r != ""
+}
+
 // clearFaults removes every fault hook.
 func (th *testHost) clearFaults() {
 	th.setHook(nil)
@@ -373,10 +383,13 @@ func TestFailExitAtEveryStep(t *testing.T) {
 			th.waitUnlocked()
 			d := r.Devices[0]
 			t.Logf("%s: %v (steps %q, warnings %q)", d.Outcome, d.Err, d.Steps, d.Warnings)
-			for _, f := range []string{"etc/haproxy.cfg.lbc-new", "state/txn.sh", "state/state.json.lbc-tmp", "state/txn.sh.lbc-tmp"} {
+			for _, f := range []string{"etc/haproxy.cfg.lbc-new", "state/state.json.lbc-tmp", "state/txn.sh.lbc-tmp"} {
 				if th.read(f) != "<absent>" {
 					t.Errorf("%s left on the host", f)
 				}
+			}
+			if th.armed() {
+				t.Error("txn.sh still armed")
 			}
 			switch {
 			case c.step == StepSaveServerState: // a warning, not a failure
@@ -461,7 +474,7 @@ func TestCutConnectionAtEveryStep(t *testing.T) {
 				default:
 					t.Fatalf("host is a mix:\n%+v\nold:\n%+v\ntxn.log: %s", now, old, th.read("state/txn.log"))
 				}
-				if th.read("state/txn.sh") != "<absent>" {
+				if th.armed() {
 					t.Error("txn.sh still armed")
 				}
 				// The lock is free: the next apply takes it and converges.
@@ -581,7 +594,7 @@ func TestHostRollsBackAfterCutAndFailure(t *testing.T) {
 	if th.snap() != old {
 		t.Errorf("host not as before:\n%+v\nwas\n%+v\ntxn.log: %s", th.snap(), old, th.read("state/txn.log"))
 	}
-	if th.read("state/txn.sh") != "<absent>" {
+	if th.armed() {
 		t.Error("txn.sh still armed")
 	}
 }
@@ -613,7 +626,10 @@ func TestApplyStreamsLargeRollbackScript(t *testing.T) {
 	if st := th.read("state/state.json"); !strings.Contains(st, `"rev2"`) {
 		t.Errorf("state.json after apply:\n%s", st)
 	}
-	for _, f := range []string{"state/txn.sh", "state/txn.sh.lbc-tmp", "state/state.json.lbc-tmp"} {
+	if th.armed() {
+		t.Error("txn.sh still armed")
+	}
+	for _, f := range []string{"state/txn.sh.lbc-tmp", "state/state.json.lbc-tmp"} {
 		if th.read(f) != "<absent>" {
 			t.Errorf("%s left on the host", f)
 		}

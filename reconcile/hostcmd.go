@@ -114,7 +114,8 @@ func readCmd(h Host, keepalived bool) string {
 // overlap another script of it or the rollback below.
 //
 // When stdin ends (the controller finished, died, or lost the connection)
-// while a script is still armed (<stateDir>/txn.sh), it runs that script:
+// while a script is still armed (<stateDir>/txn.sh, not empty), it runs
+// that script:
 // the host rolls itself back to the old state instead of staying half
 // changed. flock -o keeps the lock in flock itself, so that no daemon a
 // reload starts holds it. Then it empties lock.owner (a redirection).
@@ -130,7 +131,7 @@ func lockCmd(h Host, owner, token string, wait time.Duration, keepalived bool) s
 		`while IFS= read -r lbc_l; do case $lbc_l in "==lbc run "*) lbc_n=${lbc_l#"==lbc run "}` + "\n" +
 		`  head -c "$lbc_n" > "$sd/run.sh" && ( . "$sd/run.sh" ) 2> "$sd/run.err"; lbc_rc=$?` + "\n" +
 		`  if [ $lbc_rc != 0 ]; then echo "==lbc stderr $3"; cat "$sd/run.err"; fi; echo "==lbc exit $3 $lbc_rc" ;; esac; done` + "\n" +
-		`if [ -f "$sd/txn.sh" ]; then sh "$sd/txn.sh" > "$sd/txn.log" 2>&1 && rm -f "$sd/txn.sh"; fi` + "\n" +
+		`if [ -s "$sd/txn.sh" ]; then sh "$sd/txn.sh" > "$sd/txn.log" 2>&1 && rm -f "$sd/txn.sh"; fi` + "\n" +
 		`: > "$sd/lock.owner"` + "\n"
 	// exec: the login shell gives way to flock, one fork fewer.
 	return fmt.Sprintf("%s && exec flock -o %s %s sh -c %s sh %s %s %s",

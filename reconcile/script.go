@@ -54,7 +54,7 @@ func newScript(h Host, armed bool) *script {
 	s.b.WriteString(stepFunc)
 	fmt.Fprintf(&s.b, "sd=%s\n", q(h.StateDir))
 	if armed {
-		fmt.Fprintf(&s.b, `[ -f "$sd/txn.sh" ] || { echo "the transaction is not armed any more" >&2; exit %d; }`+"\n", exitSessionEnded)
+		fmt.Fprintf(&s.b, `[ -s "$sd/txn.sh" ] || { echo "the transaction is not armed any more" >&2; exit %d; }`+"\n", exitSessionEnded)
 	}
 	return s
 }
