@@ -638,29 +638,11 @@ func (x *tx) sameAsPlan(live *Live) error {
 // or split wrongly, does not end with it.
 const uploadEnd = "==lbc upload end"
 
-// maxEmbedded bounds what the rollback script and state.json may add to
-// the remote command when a change script carries them in its own text
-// (written with the shell's printf: no process); larger ones come in the
-// upload. The command is one argument of sh -c (and of sudo's sh -c),
-// which Linux caps at 128 KiB, and the script's own text takes up to
-// about 20 KiB of it once quoted.
+// maxEmbedded bounds the rollback script and state.json, as quoted in the
+// change script's text (written with the shell's printf: no process);
+// larger ones come in the upload, so that a script stays small. Scripts
+// reach the host on the lock session's stdin, so no argument limit applies.
 var maxEmbedded = 48 << 10
-
-// embeddedSize is what parts add to the remote command: quoted in the
-// script, the script quoted for sh -c (script.command), and once more when
-// the transport wraps it in sudo. Every level of quoting turns a ' into
-// four bytes.
-func embeddedSize(h Host, parts ...string) int {
-	n := 0
-	for _, p := range parts {
-		x := q(q(p))
-		if h.Sudo {
-			x = q(x)
-		}
-		n += len(x)
-	}
-	return n
-}
 
 // upload is what the change script reads on stdin, in order: haproxy.cfg,
 // keepalived.conf (when managed) and, unless embedded, the rollback script
@@ -716,7 +698,7 @@ func (x *tx) change(ctx context.Context) (string, error) {
 	if err != nil {
 		return StepStage, err
 	}
-	embed := embeddedSize(x.h, rb, string(x.nextState())) <= maxEmbedded
+	embed := len(q(rb))+len(q(string(x.nextState()))) <= maxEmbedded
 	data, lens := x.upload(embed, rb)
 	h, ka := x.h, x.dp.Desired.ManageKeepalived
 	add, rm := ":", ":"
