@@ -1015,10 +1015,12 @@ func subnetSized(vips []string) bool {
 	return false
 }
 
+// stagedList is every file a change script writes before it changes
+// anything the host runs.
 func stagedList(h Host, dp *DevicePlan) []string {
-	fs := []string{staged(h.Config), staged(h.Config) + ".lbc-tmp", h.uploadPath(), h.txnPath() + ".lbc-tmp", stateTmp(h)}
+	fs := []string{staged(h.Config), h.txnPath() + ".lbc-tmp", stateTmp(h)}
 	if dp.Desired.ManageKeepalived {
-		fs = append(fs, staged(h.KeepalivedConfig), staged(h.KeepalivedConfig)+".lbc-tmp")
+		fs = append(fs, staged(h.KeepalivedConfig))
 	}
 	return fs
 }

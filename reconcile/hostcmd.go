@@ -75,9 +75,6 @@ func (h Host) statePath() string { return path.Join(h.StateDir, StateFile) }
 func (h Host) lockPath() string  { return path.Join(h.StateDir, "lock") }
 func (h Host) ownerPath() string { return path.Join(h.StateDir, "lock.owner") }
 func (h Host) txnPath() string   { return path.Join(h.StateDir, "txn.sh") }
-func (h Host) uploadPath() string {
-	return path.Join(h.StateDir, "upload.lbc-tmp")
-}
 func (h Host) lastGood(f string) string {
 	return path.Join(h.StateDir, "last-good", f)
 }
@@ -139,13 +136,6 @@ func lockCmd(h Host, owner, token string, wait time.Duration, keepalived bool) s
 }
 
 func ownerCmd(h Host) string { return "cat " + q(h.ownerPath()) + " 2>/dev/null || true" }
-
-// writeCmd writes stdin to p through a temporary file and a rename, so p is
-// either absent, old or complete.
-func writeCmd(p string) string {
-	tmp := p + ".lbc-tmp"
-	return fmt.Sprintf("%s && cat > %s && mv -f %s %s", mkdirCmd(path.Dir(p)), q(tmp), q(tmp), q(p))
-}
 
 // mkdirCmd makes directory d (and its parents) unless it exists; the test
 // is a builtin, so the common case runs no process.

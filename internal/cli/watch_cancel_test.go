@@ -1,35 +1,16 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"lbc/internal/exitcode"
+	"lbc/internal/testproc"
 )
-
-// lockedBuffer is a bytes.Buffer safe for concurrent use.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestWatchCancel runs lbc watch in process: cancelling its context (what
 // SIGINT and SIGTERM do in Main) ends it with exit code 0 and "watch: stopped".
@@ -55,7 +36,7 @@ balancers: web: {tenant: "shop", protocol: "http", algorithm: "roundrobin", vips
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stdout, stderr lockedBuffer
+	var stdout, stderr testproc.Buffer
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, []string{"watch", dir}, &stdout, &stderr) }()
 

@@ -18,8 +18,8 @@ import (
 type Proc struct {
 	t       *testing.T
 	cmd     *exec.Cmd
-	stdout  syncBuffer
-	stderr  syncBuffer
+	stdout  Buffer
+	stderr  Buffer
 	seen    int // stdout up to here has been matched already
 	wait    time.Duration
 	done    chan struct{}
@@ -120,19 +120,19 @@ func (p *Proc) Stop(sig os.Signal) error {
 	return p.waitErr
 }
 
-// syncBuffer is a bytes.Buffer safe for one writer and many readers.
-type syncBuffer struct {
+// Buffer is a bytes.Buffer safe for concurrent writers and readers.
+type Buffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
+func (b *Buffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *syncBuffer) String() string {
+func (b *Buffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
