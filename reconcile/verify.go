@@ -109,12 +109,13 @@ func (v HAProxyVerifier) After(h Host, config []byte) (string, error) {
 	if first <= 0 {
 		first = 2 * interval
 	}
-	binds, err := configBinds(config)
+	facts, err := readConfig(config)
 	if err != nil {
 		return "", err
 	}
+	binds := facts.binds
 	n := max(int(timeout/interval), 1)
-	desc := configDescription(config)
+	desc := facts.desc
 	var b strings.Builder
 	fmt.Fprintf(&b, infoFunc, socatCmd(h, infoQuery, "2>/dev/null"))
 	b.WriteString(waitFunc)
@@ -130,7 +131,7 @@ func (v HAProxyVerifier) After(h Host, config []byte) (string, error) {
 		b.WriteString("else :\nfi")
 		return b.String(), nil
 	}
-	if socketStats(config) {
+	if facts.socketStats {
 		// The listeners' rows came with the last answer: the process
 		// that runs config listens on every bind (a listener's row names
 		// its address between commas).
@@ -159,23 +160,8 @@ func (v HAProxyVerifier) After(h Host, config []byte) (string, error) {
 // listener with its address; a config without it (an older lbc's, being
 // rolled back to) is checked with ss.
 func socketStats(cfg []byte) bool {
-	sc := bufio.NewScanner(bytes.NewReader(cfg))
-	section := ""
-	for sc.Scan() {
-		line := sc.Text()
-		f := strings.Fields(line)
-		if len(f) == 0 || strings.HasPrefix(f[0], "#") {
-			continue
-		}
-		if line[0] != ' ' && line[0] != '\t' {
-			section = f[0]
-			continue
-		}
-		if section == "defaults" && len(f) == 2 && f[0] == "option" && f[1] == "socket-stats" {
-			return true
-		}
-	}
-	return false
+	f, _ := readConfig(cfg)
+	return f.socketStats
 }
 
 // configDescription returns the global description of a rendered config
@@ -192,34 +178,72 @@ func configDescription(cfg []byte) string {
 
 // configBinds returns the address:port of every `bind` line of a config.
 func configBinds(cfg []byte) ([]netip.AddrPort, error) {
-	var out []netip.AddrPort
+	f, err := readConfig(cfg)
+	return f.binds, err
+}
+
+// configFacts is what verifying a config needs to know of it.
+type configFacts struct {
+	desc        string           // the global description ("" when none)
+	binds       []netip.AddrPort // every bind with an IP address
+	socketStats bool             // defaults set option socket-stats
+}
+
+// readConfig reads cfg's facts in one pass.
+func readConfig(cfg []byte) (configFacts, error) {
+	var c configFacts
 	sc := bufio.NewScanner(bytes.NewReader(cfg))
+	section := ""
 	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) < 2 || f[0] != "bind" {
+		line := sc.Text()
+		f := strings.Fields(line)
+		if len(f) == 0 || strings.HasPrefix(f[0], "#") {
 			continue
 		}
-		a := f[1]
-		for _, p := range []string{"ipv4@", "ipv6@"} {
-			a = strings.TrimPrefix(a, p)
+		if line[0] != ' ' && line[0] != '\t' {
+			section = f[0]
+			continue
 		}
-		i := strings.LastIndexByte(a, ':')
-		if i < 0 {
-			return nil, fmt.Errorf("verify: bind %q: no port", f[1])
+		switch {
+		case len(f) == 2 && f[0] == "description" && c.desc == "":
+			c.desc = f[1]
+		case section == "defaults" && len(f) == 2 && f[0] == "option" && f[1] == "socket-stats":
+			c.socketStats = true
+		case len(f) >= 2 && f[0] == "bind":
+			b, ok, err := bindAddr(f[1])
+			if err != nil {
+				return configFacts{}, err
+			}
+			if ok {
+				c.binds = append(c.binds, b)
+			}
 		}
-		host := strings.Trim(a[:i], "[]")
-		addr, err := netip.ParseAddr(host)
-		if host == "" || host == "*" {
-			addr, err = netip.IPv4Unspecified(), nil
-		}
-		if err != nil {
-			continue // a unix socket or a name: not checked
-		}
-		var port uint16
-		if _, err := fmt.Sscanf(a[i+1:], "%d", &port); err != nil {
-			return nil, fmt.Errorf("verify: bind %q: bad port", f[1])
-		}
-		out = append(out, netip.AddrPortFrom(addr.Unmap(), port))
 	}
-	return out, nil
+	return c, nil
+}
+
+// bindAddr parses the address of a bind line; ok is false for a unix
+// socket or a name (not checked).
+func bindAddr(a0 string) (netip.AddrPort, bool, error) {
+	a := a0
+	for _, p := range []string{"ipv4@", "ipv6@"} {
+		a = strings.TrimPrefix(a, p)
+	}
+	i := strings.LastIndexByte(a, ':')
+	if i < 0 {
+		return netip.AddrPort{}, false, fmt.Errorf("verify: bind %q: no port", a0)
+	}
+	host := strings.Trim(a[:i], "[]")
+	addr, err := netip.ParseAddr(host)
+	if host == "" || host == "*" {
+		addr, err = netip.IPv4Unspecified(), nil
+	}
+	if err != nil {
+		return netip.AddrPort{}, false, nil
+	}
+	var port uint16
+	if _, err := fmt.Sscanf(a[i+1:], "%d", &port); err != nil {
+		return netip.AddrPort{}, false, fmt.Errorf("verify: bind %q: bad port", a0)
+	}
+	return netip.AddrPortFrom(addr.Unmap(), port), true, nil
 }
