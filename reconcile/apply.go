@@ -262,9 +262,10 @@ func applyDevice(ctx context.Context, dp *DevicePlan, rev string, dial Dialer, o
 }
 
 // tx is one device's transaction. It is one remote command on one
-// connection: the lock holder's session (lockCmd; when lbc apply DIR
-// planned under the lock, the plan's), which reads the device and then
-// runs the transaction's scripts as they come on its stdin:
+// connection: the lock holder's session (lockCmd, holderPrologue; when
+// lbc apply DIR planned under the lock, the plan's), which reads the
+// device and then runs the transaction's scripts as they come on its
+// stdin:
 //
 //	lock, stale-check                       the holder itself
 //	stage, keep-last-good, arm,             one script: nothing changes on
@@ -285,11 +286,13 @@ func applyDevice(ctx context.Context, dp *DevicePlan, rev string, dial Dialer, o
 // host goes back to its old state. A script that was running when the
 // connection died ends first (the holder runs one thing at a time); a
 // script cut short on its way to the host does not run at all (its body
-// is a function called on its last line). Every file is written beside its
-// target and renamed over it, so each step leaves a file old or new, never
-// half written. The next plan then shows either the whole change again or
-// none of it. After a lost connection, apply reconnects once to tell which
-// it was.
+// is a function called on its last line). Every file the host runs from
+// is written beside its target and renamed over it, so each step leaves a
+// file old or new, never half written (the server-state file, only read
+// at a reload, and txn.sh, only run once the script has ended, are
+// written in place). The next plan then shows either the whole change
+// again or none of it. After a lost connection, apply reconnects once to
+// tell which it was.
 type tx struct {
 	t        Transport
 	dp       *DevicePlan
@@ -363,12 +366,8 @@ func (x *tx) run(ctx context.Context) {
 
 // runScript runs s, records its completed steps and warnings, and returns
 // the failed step with its error.
-func (x *tx) runScript(ctx context.Context, s *script, stdin []byte) (*scriptResult, string, error) {
-	var in io.Reader
-	if stdin != nil {
-		in = bytes.NewReader(stdin)
-	}
-	res, err := s.run(ctx, x.lock.scripts(x.t), in, x.progress)
+func (x *tx) runScript(ctx context.Context, s *script) (*scriptResult, string, error) {
+	res, err := s.run(ctx, x.lock.scripts(x.t), x.progress)
 	trace(x.dp.Device, "script end")
 	x.r.Steps = append(x.r.Steps, res.done...)
 	for _, w := range res.warnings {
@@ -403,10 +402,17 @@ type lockSession struct {
 // holder then reads the device (as ReadLive does) in the same round trip;
 // read is that output, nil when the read failed on the host.
 func takeLock(ctx context.Context, t Transport, h Host, device, owner, token string, wait time.Duration, keepalived bool) (*lockSession, []byte, error) {
-	st, err := t.Stream(ctx, lockCmd(h, owner, token, wait, keepalived))
+	st, err := t.Stream(ctx, lockCmd(h, wait))
 	if err != nil {
 		return nil, nil, err
 	}
+	// The holder's shell reads this once flock has the lock. Should the
+	// write fail, the session has ended: the reads below tell why.
+	prologue := holderPrologue(h, owner, token, keepalived)
+	if r, ok := t.(rewriter); ok {
+		prologue = r.rewrite(prologue)
+	}
+	io.WriteString(st.Stdin(), prologue)
 	ls := &lockSession{Stream: st, lines: make(chan string, 64), token: token}
 	go func() {
 		defer close(ls.lines)
@@ -488,18 +494,18 @@ type holderTransport struct {
 // faults into scripts with it).
 type rewriter interface{ rewrite(cmd string) string }
 
-// Stream sends script to the lock holder, which runs it with sh; the
-// returned Stream's stdin goes to the script, its stdout is the script's
-// up to the holder's exit line.
+// Stream sends script to the lock holder, which runs it with sh
+// (holderScript); the returned Stream's stdout is the script's up to the
+// holder's exit line. The script has no stdin.
 func (h holderTransport) Stream(ctx context.Context, script string) (Stream, error) {
 	if r, ok := h.Transport.(rewriter); ok {
 		script = r.rewrite(script)
 	}
-	if _, err := io.WriteString(h.ls.Stdin(), fmt.Sprintf("==lbc run %d\n%s", len(script), script)); err != nil {
+	if _, err := io.WriteString(h.ls.Stdin(), holderScript(script)); err != nil {
 		return nil, fmt.Errorf("send script: %w", ErrConnectionLost)
 	}
 	pr, pw := io.Pipe()
-	hs := &holderStream{stdin: h.ls.Stdin(), stdout: pr, done: make(chan struct{})}
+	hs := &holderStream{stdout: pr, done: make(chan struct{})}
 	stderrLine, exitLine := "==lbc stderr "+h.ls.token, "==lbc exit "+h.ls.token+" "
 	go func() {
 		defer close(hs.done)
@@ -531,14 +537,14 @@ func (h holderTransport) Stream(ctx context.Context, script string) (Stream, err
 
 // holderStream is a script running in the lock holder's shell.
 type holderStream struct {
-	stdin  io.Writer
 	stdout *io.PipeReader
 	done   chan struct{}
 	err    error
 }
 
-// Stdin writes to the script; closing it does not end the lock session.
-func (s *holderStream) Stdin() io.WriteCloser { return noClose{s.stdin} }
+// Stdin refuses every write: a script's stdin is /dev/null, and the lock
+// session's stdin is the holder's own input.
+func (s *holderStream) Stdin() io.WriteCloser { return noStdin{} }
 func (s *holderStream) Stdout() io.Reader     { return s.stdout }
 
 // Wait waits for the holder's exit line for the script.
@@ -550,11 +556,13 @@ func (s *holderStream) Close() error {
 	return nil
 }
 
-// noClose is the lock session's stdin lent to one script: closing it would
-// end the session, and with it the lock.
-type noClose struct{ io.Writer }
+// noStdin is the stdin of a script run by the lock holder.
+type noStdin struct{}
 
-func (noClose) Close() error { return nil }
+func (noStdin) Write([]byte) (int, error) {
+	return 0, errors.New("a script run by the lock holder has no stdin")
+}
+func (noStdin) Close() error { return nil }
 
 // lockedError is ErrLocked naming the device and who holds it.
 type lockedError struct{ device, owner string }
@@ -634,42 +642,12 @@ func (x *tx) sameAsPlan(live *Live) error {
 	return nil
 }
 
-// uploadEnd ends the stream a change script reads: a stream cut short,
-// or split wrongly, does not end with it.
-const uploadEnd = "==lbc upload end"
-
-// maxEmbedded bounds the rollback script and state.json, as quoted in the
-// change script's text (written with the shell's printf: no process);
-// larger ones come in the upload, so that a script stays small. Scripts
-// reach the host on the lock session's stdin, so no argument limit applies.
-var maxEmbedded = 48 << 10
-
-// upload is what the change script reads on stdin, in order: haproxy.cfg,
-// keepalived.conf (when managed) and, unless embedded, the rollback script
-// and the next state.json, each split off by its length, then the line
-// uploadEnd. rb is the rollback script.
-func (x *tx) upload(embed bool, rb string) (data []byte, lens []int) {
-	parts := []string{x.dp.Desired.Config}
-	if x.dp.Desired.ManageKeepalived {
-		parts = append(parts, x.dp.Desired.Keepalived)
-	}
-	if !embed {
-		parts = append(parts, rb, string(x.nextState()))
-	}
-	for _, p := range parts {
-		data = append(data, p...)
-		lens = append(lens, len(p))
-	}
-	return append(data, uploadEnd+"\n"...), lens
-}
-
-// change runs the whole transaction after the lock as one script (one
-// remote command), whose stdin is the upload:
+// change runs the whole transaction after the lock as one script, which
+// carries every file it writes in its own text (written with the shell's
+// printf: no process):
 //
-//   - stage: split the upload into the new files beside the live ones (and,
-//     when they are too large to come in the script's text, the rollback
-//     script and the next state.json, in the state directory), and run the
-//     device's check commands on the new files;
+//   - stage: write the new files beside the live ones and run the device's
+//     check commands on them;
 //   - keep-last-good: keep the live files in <stateDir>/last-good;
 //   - arm: install the rollback script as <stateDir>/txn.sh;
 //
@@ -682,15 +660,16 @@ func (x *tx) upload(embed bool, rb string) (data []byte, lens []int) {
 //   - reload, and verify: wait on the host until the new config runs with
 //     every frontend bound, or fail;
 //   - remove-vips: the addresses lbc added and no longer wants;
-//   - write-state: rename the next state.json into place and disarm
-//     (empty txn.sh: only a non-empty one is armed).
+//   - write-state: write the next state.json beside the live one, rename
+//     it into place and disarm (empty txn.sh: only a non-empty one is
+//     armed).
 //
 // VIPs are /32 or /128 (compiler), each its own primary address; but when
 // a removed one has a subnet's prefix (added by an older lbc), deleting it
 // may delete the subnet's secondaries too (unless promote_secondaries is
 // set), so the wanted ones are replaced after it.
 //
-// Once it has its upload the script runs to its end even if the
+// Once the host has the whole script it runs to its end even if the
 // connection is cut (it ignores SIGHUP and SIGPIPE): it commits, or it
 // fails and the lock holder rolls back what it armed.
 func (x *tx) change(ctx context.Context) (string, error) {
@@ -698,8 +677,6 @@ func (x *tx) change(ctx context.Context) (string, error) {
 	if err != nil {
 		return StepStage, err
 	}
-	embed := len(q(rb))+len(q(string(x.nextState()))) <= maxEmbedded
-	data, lens := x.upload(embed, rb)
 	h, ka := x.h, x.dp.Desired.ManageKeepalived
 	add, rm := ":", ":"
 	if len(x.dp.VIPsAdd) > 0 {
@@ -723,23 +700,22 @@ func (x *tx) change(ctx context.Context) (string, error) {
 	if err != nil {
 		return StepStage, err
 	}
-	s := newScript(h, false)
-	// Each part is read with head -c, which reads no further than it is
-	// asked to; then the stream moves to fd 8 (verify waits on it) and
-	// stdin becomes /dev/null for the commands that follow.
-	targets := []string{staged(h.Config)}
+	files := []struct{ path, data string }{{staged(h.Config), x.dp.Desired.Config}}
 	if ka {
-		targets = append(targets, staged(h.KeepalivedConfig))
+		files = append(files, struct{ path, data string }{staged(h.KeepalivedConfig), x.dp.Desired.Keepalived})
 	}
-	if !embed {
-		targets = append(targets, h.txnPath()+".lbc-tmp", stateTmp(h))
+	files = append(files, struct{ path, data string }{h.txnPath(), rb}, struct{ path, data string }{stateTmp(h), string(x.nextState())})
+	writes := make([]string, len(files))
+	for i, f := range files {
+		if writes[i], err = writeFileCmd(f.path, f.data); err != nil {
+			return StepStage, err
+		}
 	}
-	var stage []string
-	for i, t := range targets {
-		stage = append(stage, fmt.Sprintf("head -c %d > %s", lens[i], q(t)))
+	s := newScript(h, false)
+	stage := []string{writes[0]}
+	if ka {
+		stage = append(stage, writes[1])
 	}
-	stage = append(stage, fmt.Sprintf(`read -r lbc_end && [ "$lbc_end" = %s ]`, q(uploadEnd)))
-	stage = []string{"{ " + strings.Join(stage, " && ") + " || { echo 'upload cut short' >&2; false; }; } && exec 8<&0 0</dev/null"}
 	if h.Check != "" {
 		stage = append(stage, fmt.Sprintf("{ %s || { echo 'check haproxy.cfg failed' >&2; false; }; }", checkCmd(h.Check, staged(h.Config))))
 	} else {
@@ -754,16 +730,11 @@ func (x *tx) change(ctx context.Context) (string, error) {
 		keep += " &&\n  " + keepLastGoodCmd(h.KeepalivedConfig, h.lastGood("keepalived.conf"))
 	}
 	s.step(StepKeepLastGood, keep)
-	// An embedded rollback script is written in place: the script holds
-	// the transaction lock, so the holder cannot run it half written, and
-	// should the script die while writing it, nothing has changed yet that
-	// a part of it could undo wrongly (last-good is the live file now).
-	arm := fmt.Sprintf("printf '%%s' %s > %s", q(rb), q(h.txnPath()))
-	commit := fmt.Sprintf("printf '%%s' %s > %s && ", q(string(x.nextState())), q(stateTmp(h)))
-	if !embed {
-		arm, commit = fmt.Sprintf("mv -f %s %s", q(h.txnPath()+".lbc-tmp"), q(h.txnPath())), ""
-	}
-	s.step(StepArm, arm)
+	// The rollback script is written in place: the holder runs it only
+	// once this script has ended, and should the script die while writing
+	// it, nothing has changed yet that a part of it could undo wrongly
+	// (last-good is the live file now).
+	s.step(StepArm, writes[len(writes)-2])
 	s.step(StepAddVIPs, add)
 	s.warnStep(StepSaveServerState, saveServerStateCmd(h), "save server state failed (a host whose HAProxy does not run yet has none)")
 	swap := swapCmd(h.Config)
@@ -771,22 +742,22 @@ func (x *tx) change(ctx context.Context) (string, error) {
 		swap += " && " + swapCmd(h.KeepalivedConfig)
 	}
 	s.step(StepSwap, swap)
-	// The reload commands inherit neither the transaction lock (fd 9: a
-	// daemon they start would hold it) nor the controller's stream (fd 8).
+	// A daemon the reload commands start inherits neither the device lock
+	// (flock -o keeps it) nor the session (a script's stdin is /dev/null).
 	before := x.o.Verifier.Before(h)
 	if v, ok := x.o.Verifier.(beforeSkipper); ok && !v.NeedsBefore(x.live.Config.Data, []byte(x.dp.Desired.Config)) {
 		before = "lbc_before="
 	}
-	reload := before + "\n  ( " + h.Reload + " ) 9>&- 8<&-"
+	reload := before + "\n  ( " + h.Reload + " )"
 	if ka && h.KeepalivedReload != "" {
-		reload += " && { ( " + h.KeepalivedReload + " ) 9>&- 8<&- || { echo 'keepalived reload failed' >&2; false; }; }"
+		reload += " && { ( " + h.KeepalivedReload + " ) || { echo 'keepalived reload failed' >&2; false; }; }"
 	}
 	s.step(StepReload, reload)
 	s.step(StepVerify, after)
 	s.step(StepRemoveVIPs, rm)
 	// Disarm: an empty txn.sh is not armed (a redirection, no process).
-	s.step(StepCommit, fmt.Sprintf("%smv -f %s %s && : > %s && %s", commit, q(stateTmp(h)), q(h.statePath()), q(h.txnPath()), clearServerStateCmd(h)))
-	_, step, err := x.runScript(ctx, s, data)
+	s.step(StepCommit, fmt.Sprintf("%s && mv -f %s %s && : > %s && %s", writes[len(writes)-1], q(stateTmp(h)), q(h.statePath()), q(h.txnPath()), clearServerStateCmd(h)))
+	_, step, err := x.runScript(ctx, s)
 	return step, err
 }
 
@@ -835,7 +806,7 @@ func (x *tx) rollback(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
 	defer cancel()
 	s := newScript(x.h, true)
-	s.step(StepRollback, x.o.Verifier.Before(x.h)+"\n  sh "+q(x.h.txnPath())+" 9>&-")
+	s.step(StepRollback, x.o.Verifier.Before(x.h)+"\n  sh "+q(x.h.txnPath()))
 	disarm := removeCmd(x.h.txnPath())
 	if x.live.Config.Exists {
 		after, err := x.o.Verifier.After(x.h, x.live.Config.Data)
@@ -846,7 +817,7 @@ func (x *tx) rollback(ctx context.Context) error {
 	} else {
 		s.step(stepRollbackVerify, disarm)
 	}
-	res, err := s.run(ctx, x.lock.scripts(x.t), nil, func(string) {})
+	res, err := s.run(ctx, x.lock.scripts(x.t), func(string) {})
 	if err != nil && res.failed == stepRollbackVerify && x.live.Config.Exists {
 		// A reload signalled while the one before it is still under
 		// way can be lost (HAProxy's master re-executes itself on
@@ -867,8 +838,8 @@ func (x *tx) reloadAgain(ctx context.Context) error {
 		return err
 	}
 	s := newScript(x.h, true)
-	s.step(StepRollback, x.o.Verifier.Before(x.h)+"\n  ( "+x.h.Reload+" ) 9>&- &&\n  { "+after+"\n  } && "+removeCmd(x.h.txnPath()))
-	_, err = s.run(ctx, x.lock.scripts(x.t), nil, func(string) {})
+	s.step(StepRollback, x.o.Verifier.Before(x.h)+"\n  ( "+x.h.Reload+" ) &&\n  { "+after+"\n  } && "+removeCmd(x.h.txnPath()))
+	_, err = s.run(ctx, x.lock.scripts(x.t), func(string) {})
 	return err
 }
 
@@ -1018,7 +989,7 @@ func subnetSized(vips []string) bool {
 // stagedList is every file a change script writes before it changes
 // anything the host runs.
 func stagedList(h Host, dp *DevicePlan) []string {
-	fs := []string{staged(h.Config), h.txnPath() + ".lbc-tmp", stateTmp(h)}
+	fs := []string{staged(h.Config), stateTmp(h)}
 	if dp.Desired.ManageKeepalived {
 		fs = append(fs, staged(h.KeepalivedConfig))
 	}

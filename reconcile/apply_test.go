@@ -65,7 +65,7 @@ func TestApplyFreshThenNoop(t *testing.T) {
 		len(st.History) != 1 || st.LBCVersion != "test" {
 		t.Errorf("state %+v", st)
 	}
-	for _, f := range []string{"etc/haproxy.cfg.lbc-new", "state/state.json.lbc-tmp", "state/txn.sh.lbc-tmp"} {
+	for _, f := range []string{"etc/haproxy.cfg.lbc-new", "state/state.json.lbc-tmp"} {
 		if th.read(f) != "<absent>" {
 			t.Errorf("%s left on the host", f)
 		}
@@ -291,7 +291,7 @@ func armFault(th *testHost, c faultCase, kind faultKind) *atomic.Bool {
 		f := map[faultKind]sshtest.Fault{faultFail: sshtest.FailExit(1, "injected failure\n"),
 			faultCutBefore: sshtest.CutBefore, faultCutAfter: sshtest.CutAfter}[kind]
 		th.setHook(func(cmd string) sshtest.Fault {
-			if strings.Contains(cmd, "echo locked") && fired.CompareAndSwap(false, true) {
+			if strings.Contains(cmd, "exec flock -o") && fired.CompareAndSwap(false, true) {
 				return f
 			}
 			return sshtest.NoFault
@@ -383,7 +383,7 @@ func TestFailExitAtEveryStep(t *testing.T) {
 			th.waitUnlocked()
 			d := r.Devices[0]
 			t.Logf("%s: %v (steps %q, warnings %q)", d.Outcome, d.Err, d.Steps, d.Warnings)
-			for _, f := range []string{"etc/haproxy.cfg.lbc-new", "state/state.json.lbc-tmp", "state/txn.sh.lbc-tmp"} {
+			for _, f := range []string{"etc/haproxy.cfg.lbc-new", "state/state.json.lbc-tmp"} {
 				if th.read(f) != "<absent>" {
 					t.Errorf("%s left on the host", f)
 				}
@@ -599,16 +599,20 @@ func TestHostRollsBackAfterCutAndFailure(t *testing.T) {
 	}
 }
 
-// A rollback script and state.json too large to travel in the script's
-// text come in the upload instead: the transaction, and a rollback, work
-// the same.
-func TestApplyStreamsLargeRollbackScript(t *testing.T) {
-	old := maxEmbedded
-	maxEmbedded = 0
-	defer func() { maxEmbedded = old }()
+// Files travel in the script's text, in pieces of 64 KiB: a config of
+// several pieces, with every character the shell would otherwise read
+// (quotes, backslashes, $, backquotes, %, braces), arrives byte for
+// byte, and a failure after it rolls back to the identical old bytes.
+func TestApplyLargeConfig(t *testing.T) {
 	th, p, before := setupForFaults(t)
+	var b strings.Builder
+	for i := 0; b.Len() < 200<<10; i++ {
+		fmt.Fprintf(&b, "# %d: it's \\ \"$HOME\" `id` $(id) %%s %%%% '\\'' ;}\n#}\n", i)
+	}
+	big := append([]byte(b.String()), testConfig(18082, 30)...)
+	p2 := th.plan("rev3", big, "203.0.113.11")
 	th.failStep(StepSwap)
-	r, err := Apply(context.Background(), p, th.dial, applyOpts("test"))
+	r, err := Apply(context.Background(), p2, th.dial, applyOpts("test"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -619,19 +623,28 @@ func TestApplyStreamsLargeRollbackScript(t *testing.T) {
 		t.Errorf("not rolled back to identical bytes:\n%+v\nwas\n%+v", th.snap(), before)
 	}
 	th.clearFaults()
-	mustApply(t, th, th.plan("rev2", testConfig(18081, 20), "203.0.113.11"))
-	if got := th.read("etc/haproxy.cfg"); got != string(testConfig(18081, 20)) {
-		t.Errorf("config after apply:\n%s", got)
+	mustApply(t, th, p)
+	mustApply(t, th, th.plan("rev3", big, "203.0.113.11"))
+	if got := th.read("etc/haproxy.cfg"); got != string(big) {
+		t.Errorf("config after apply: %d bytes, want %d (first difference at %d)", len(got), len(big), firstDiff(got, string(big)))
 	}
-	if st := th.read("state/state.json"); !strings.Contains(st, `"rev2"`) {
+	if st := th.read("state/state.json"); !strings.Contains(st, `"rev3"`) {
 		t.Errorf("state.json after apply:\n%s", st)
 	}
 	if th.armed() {
 		t.Error("txn.sh still armed")
 	}
-	for _, f := range []string{"state/txn.sh.lbc-tmp", "state/state.json.lbc-tmp"} {
-		if th.read(f) != "<absent>" {
-			t.Errorf("%s left on the host", f)
+	if f := "state/state.json.lbc-tmp"; th.read(f) != "<absent>" {
+		t.Errorf("%s left on the host", f)
+	}
+}
+
+// firstDiff is the index of the first byte where a and b differ.
+func firstDiff(a, b string) int {
+	for i := 0; i < min(len(a), len(b)); i++ {
+		if a[i] != b[i] {
+			return i
 		}
 	}
+	return min(len(a), len(b))
 }

@@ -99,40 +99,53 @@ func readCmd(h Host, keepalived bool) string {
 }
 
 // lockCmd takes the device lock and holds it while the session's stdin is
-// open. Once held it writes the owner, prints "locked", then reads the
-// device as readCmd does (step stale-check, ended by "==lbc read ok" or
-// "==lbc read failed"): the lock and the stale check cost one round trip.
-//
-// Then it runs the transaction's scripts, one after another, as they come
-// on stdin (each sourced in a subshell: a fork, no exec): a line "==lbc run N", then N bytes of script (which reads its
-// own data from the same stdin), and after each it prints "==lbc stderr
-// TOKEN" and the script's stderr when it failed, and "==lbc exit TOKEN
-// CODE". So a transaction costs one session, and nothing it runs can
-// overlap another script of it or the rollback below.
-//
-// When stdin ends (the controller finished, died, or lost the connection)
-// while a script is still armed (<stateDir>/txn.sh, not empty), it runs
-// that script:
-// the host rolls itself back to the old state instead of staying half
-// changed. flock -o keeps the lock in flock itself, so that no daemon a
-// reload starts holds it. Then it empties lock.owner (a redirection).
-func lockCmd(h Host, owner, token string, wait time.Duration, keepalived bool) string {
+// open: flock runs `sh -s`, a shell that reads its commands from the
+// session's stdin, as they come. The first ones are holderPrologue; then
+// come the transaction's scripts (see holderScript). flock -o keeps the
+// lock in flock itself, so that no daemon a reload starts holds it.
+func lockCmd(h Host, wait time.Duration) string {
 	mode := "-n"
 	if wait > 0 {
 		mode = "-w " + strconv.Itoa(int(max(wait.Round(time.Second), time.Second)/time.Second))
 	}
-	holder := "trap '' HUP PIPE\n" + stepFunc +
-		`sd=$2; printf '%s\n' "$1" > "$sd/lock.owner"; echo locked` + "\n" +
-		"lbc_step " + StepStaleCheck + "\n{ " + readCmd(h, keepalived) + "\n" +
-		`} && echo "==lbc read ok" || echo "==lbc read failed"` + "\n# end of step " + StepStaleCheck + "\n" +
-		`while IFS= read -r lbc_l; do case $lbc_l in "==lbc run "*) lbc_n=${lbc_l#"==lbc run "}` + "\n" +
-		`  head -c "$lbc_n" > "$sd/run.sh" && ( . "$sd/run.sh" ) 2> "$sd/run.err"; lbc_rc=$?` + "\n" +
-		`  if [ $lbc_rc != 0 ]; then echo "==lbc stderr $3"; cat "$sd/run.err"; fi; echo "==lbc exit $3 $lbc_rc" ;; esac; done` + "\n" +
-		`if [ -s "$sd/txn.sh" ]; then sh "$sd/txn.sh" > "$sd/txn.log" 2>&1 && rm -f "$sd/txn.sh"; fi` + "\n" +
-		`: > "$sd/lock.owner"` + "\n"
 	// exec: the login shell gives way to flock, one fork fewer.
-	return fmt.Sprintf("%s && exec flock -o %s %s sh -c %s sh %s %s %s",
-		mkdirCmd(h.StateDir), mode, q(h.lockPath()), q(holder), q(owner), q(h.StateDir), q(token))
+	return fmt.Sprintf("%s && exec flock -o %s %s sh -s", mkdirCmd(h.StateDir), mode, q(h.lockPath()))
+}
+
+// holderPrologue is what the lock holder's shell runs first. It writes the
+// owner, prints "locked", then reads the device as readCmd does (step
+// stale-check, ended by "==lbc read ok" or "==lbc read failed"): the lock
+// and the stale check cost one round trip. It defines lbc_run, which runs
+// one script (holderScript) in a subshell (a fork, no exec) with stdin
+// from /dev/null and prints, after it, "==lbc stderr TOKEN" and the
+// script's stderr when it failed, and "==lbc exit TOKEN CODE". So a
+// transaction costs one session, nothing it runs can overlap another
+// script of it or the rollback below, and a script costs no process to
+// receive it.
+//
+// When the shell exits (its stdin ended: the controller finished, died, or
+// lost the connection; or a text it read did not parse) while a script is
+// armed (<stateDir>/txn.sh, not empty), it runs that script: the host
+// rolls itself back to the old state instead of staying half changed.
+// Then it empties lock.owner (a redirection).
+func holderPrologue(h Host, owner, token string, keepalived bool) string {
+	return "trap '' HUP PIPE\n" + stepFunc +
+		fmt.Sprintf("sd=%s; lbc_tok=%s\n", q(h.StateDir), q(token)) +
+		`lbc_end() { if [ -s "$sd/txn.sh" ]; then sh "$sd/txn.sh" > "$sd/txn.log" 2>&1 && rm -f "$sd/txn.sh"; fi; : > "$sd/lock.owner"; }` + "\n" +
+		"trap lbc_end EXIT\n" +
+		fmt.Sprintf(`printf '%%s\n' %s > "$sd/lock.owner"; echo locked`, q(owner)) + "\n" +
+		"lbc_step " + StepStaleCheck + "\n{ " + readCmd(h, keepalived) + "\n" +
+		`} </dev/null && echo "==lbc read ok" || echo "==lbc read failed"` + "\n# end of step " + StepStaleCheck + "\n" +
+		`lbc_run() { ( lbc_script ) </dev/null 2> "$sd/run.err"; lbc_rc=$?` + "\n" +
+		`  if [ $lbc_rc != 0 ]; then echo "==lbc stderr $lbc_tok"; cat "$sd/run.err"; fi; echo "==lbc exit $lbc_tok $lbc_rc"; }` + "\n"
+}
+
+// holderScript is script as the lock holder receives it: the body of the
+// function lbc_script, then the line that runs it. A text cut short
+// anywhere fails to parse or does not run it, so nothing of a partial
+// script runs.
+func holderScript(script string) string {
+	return "lbc_script() {\n" + script + "\n}\nlbc_run\n"
 }
 
 func ownerCmd(h Host) string { return "cat " + q(h.ownerPath()) + " 2>/dev/null || true" }
@@ -154,6 +167,26 @@ func keepLastGoodCmd(live, good string) string {
 	tmp := good + ".lbc-tmp"
 	return fmt.Sprintf("%s && if [ -e %s ]; then ln -f %s %s 2>/dev/null || { cp %s %s && mv -f %s %s; }; else rm -f %s; fi",
 		mkdirCmd(path.Dir(good)), q(live), q(live), q(good), q(live), q(tmp), q(tmp), q(good), q(good))
+}
+
+// writeFileCmd writes data to path with the shell's printf (no process),
+// in pieces of at most 64 KiB each quoted as one word. A shell word cannot
+// hold a NUL byte, and no file lbc writes has one.
+func writeFileCmd(path, data string) (string, error) {
+	if strings.IndexByte(data, 0) >= 0 {
+		return "", fmt.Errorf("write %s: the file has a NUL byte", path)
+	}
+	const piece = 64 << 10
+	var b strings.Builder
+	b.WriteString("{ :")
+	for len(data) > 0 {
+		n := min(len(data), piece)
+		b.WriteString("; printf '%s' ")
+		b.WriteString(q(data[:n]))
+		data = data[n:]
+	}
+	fmt.Fprintf(&b, "; } > %s", q(path))
+	return b.String(), nil
 }
 
 func swapCmd(p string) string { return fmt.Sprintf("mv -f %s %s", q(staged(p)), q(p)) }

@@ -90,7 +90,7 @@ func TestPlanUnderLock(t *testing.T) {
 		t.Fatalf("apply: %s %v", d.Outcome, d.Err)
 	}
 	for _, c := range th.srv.Commands()[before:] {
-		if strings.Contains(c, "echo locked") {
+		if strings.Contains(c, "exec flock -o") {
 			t.Errorf("apply took the lock again: %.80q", c)
 		}
 	}

@@ -27,10 +27,11 @@ import (
 // stderr as its output and prints "==lbc warn-failed" instead of ending
 // the script.
 //
-// Scripts run in the lock holder's shell, one after another (see lockCmd
-// and holderTransport): a script never runs at the same time as another of
-// its transaction or as the rollback that the holder runs when its session
-// ends. A script ignores SIGHUP and SIGPIPE, so a lost connection does not
+// Scripts run in the lock holder's shell, one after another (see
+// holderPrologue and holderTransport): a script never runs at the same time
+// as another of its transaction or as the rollback that the holder runs
+// when its session ends. A script has no stdin (/dev/null): what it writes
+// on the host comes in its own text. A script ignores SIGHUP and SIGPIPE, so a lost connection does not
 // stop it half way: it ends, and the holder then rolls the host back if
 // the transaction is still armed.
 type script struct {
@@ -95,11 +96,11 @@ type scriptResult struct {
 	warnings []string
 }
 
-// run runs the script on t (a lock session's holderTransport) with
-// stdin, calling progress as each step
-// starts. On failure it returns the failed step (the first one when the
-// script failed before any) and an error without the script's text.
-func (s *script) run(ctx context.Context, t Transport, stdin io.Reader, progress func(string)) (*scriptResult, error) {
+// run runs the script on t (a lock session's holderTransport), calling
+// progress as each step starts. On failure it returns the failed step (the
+// first one when the script failed before any) and an error without the
+// script's text.
+func (s *script) run(ctx context.Context, t Transport, progress func(string)) (*scriptResult, error) {
 	res := &scriptResult{output: map[string][]byte{}}
 	res.failed = s.steps[0]
 	cmd := s.String()
@@ -108,12 +109,6 @@ func (s *script) run(ctx context.Context, t Transport, stdin io.Reader, progress
 		return res, shortError(cmd, err)
 	}
 	defer st.Close()
-	go func() {
-		if stdin != nil {
-			io.Copy(st.Stdin(), stdin)
-		}
-		st.Stdin().Close()
-	}()
 	cur := ""
 	sc := bufio.NewScanner(st.Stdout())
 	sc.Buffer(make([]byte, 64*1024), 16*1024*1024)

@@ -36,18 +36,20 @@ import (
 const serverStateEmpty = `1\n`
 
 // saveServerStateCmd dumps `show servers state` into the server-state file
-// for the process the reload starts (through a temporary file and a
-// rename). When the dump fails or does not start with the version line, it
-// leaves the version-only file and fails, so the step's warning is shown.
-// The version line is checked with the shell's read: no process.
+// for the process the reload starts. It writes the file in place (no
+// rename: one process fewer), under the device lock; only a reload that
+// lbc does not make, at that very moment, could read it half written, and
+// HAProxy skips a line it cannot parse. When the dump fails or does not
+// start with the version line, it leaves the version-only file and fails,
+// so the step's warning is shown. The version line is checked with the
+// shell's read: no process.
 func saveServerStateCmd(h Host) string {
 	f := h.serverStatePath()
-	tmp := f + ".lbc-tmp"
 	// The here-document's body follows the line that holds the whole list.
-	sc := socatCmd(h, "show servers state", "> "+q(tmp))
+	sc := socatCmd(h, "show servers state", "> "+q(f))
 	line, doc, _ := strings.Cut(sc, "\n")
-	return fmt.Sprintf("{ %s && read -r lbc_l < %s && [ \"$lbc_l\" = 1 ] && mv -f %s %s; } || { %s; false; }\n%s",
-		line, q(tmp), q(tmp), q(f), clearServerStateCmd(h), doc)
+	return fmt.Sprintf("{ %s && read -r lbc_l < %s && [ \"$lbc_l\" = 1 ]; } || { %s; false; }\n%s",
+		line, q(f), clearServerStateCmd(h), doc)
 }
 
 // clearServerStateCmd replaces the server-state file by the version-only

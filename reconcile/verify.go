@@ -62,13 +62,6 @@ LBC_INFO_END
 // infoQuery is what lbc_info_get asks the stats socket.
 const infoQuery = "show info;show stat -1 8 -1"
 
-// waitFunc defines lbc_wait SECONDS. In bash it waits with the read
-// builtin's timeout on fd 8, the controller's stream, which stays open
-// and silent while a change script runs: no process. Where that is not
-// possible (another shell, no fd 8, the stream ended) it runs sleep.
-const waitFunc = `lbc_wait() { { read -t "$1" -r lbc_x <&8; } 2>/dev/null; [ $? -gt 128 ] || sleep "$1"; }
-`
-
 // beforeSkipper is a Verifier that can tell when After proves the reload
 // without what Before records, so that the query can be left out.
 type beforeSkipper interface {
@@ -118,8 +111,7 @@ func (v HAProxyVerifier) After(h Host, config []byte) (string, error) {
 	desc := facts.desc
 	var b strings.Builder
 	fmt.Fprintf(&b, infoFunc, socatCmd(h, infoQuery, "2>/dev/null"))
-	b.WriteString(waitFunc)
-	fmt.Fprintf(&b, "  lbc_i=0; lbc_w=%.3f; while :; do lbc_wait $lbc_w; lbc_w=%.3f; lbc_info_get\n", first.Seconds(), interval.Seconds())
+	fmt.Fprintf(&b, "  lbc_i=0; lbc_w=%.3f; while :; do sleep $lbc_w; lbc_w=%.3f; lbc_info_get\n", first.Seconds(), interval.Seconds())
 	fmt.Fprintf(&b, `if [ -n "$lbc_pid" ] && [ "$lbc_pid" != "$lbc_before" ] && { [ -z %s ] || [ "$lbc_desc" = %s ]; }; then break; fi`+"\n", q(desc), q(desc))
 	fmt.Fprintf(&b, "lbc_i=$((lbc_i+1)); [ $lbc_i -ge %d ] && break; done\n", n)
 	fmt.Fprintf(&b, `if [ -z "$lbc_pid" ]; then echo "after %s: haproxy did not answer on its stats socket" >&2; false`+"\n", timeout)
