@@ -648,7 +648,8 @@ func (x *tx) sameAsPlan(live *Live) error {
 //
 //   - stage: write the new files beside the live ones and run the device's
 //     check commands on them;
-//   - keep-last-good: keep the live files in <stateDir>/last-good;
+//   - keep-last-good: keep the live files in <stateDir>/last-good
+//     (written from the bytes read under the lock);
 //   - arm: install the rollback script as <stateDir>/txn.sh;
 //
 // which change nothing the host runs; then:
@@ -725,9 +726,9 @@ func (x *tx) change(ctx context.Context) (string, error) {
 		stage = append(stage, fmt.Sprintf("{ %s || { echo 'check keepalived.conf failed' >&2; false; }; }", checkCmd(h.KeepalivedCheck, staged(h.KeepalivedConfig))))
 	}
 	s.step(StepStage, strings.Join(stage, " &&\n  "))
-	keep := keepLastGoodCmd(h.Config, h.lastGood("haproxy.cfg"))
+	keep := keepLastGoodCmd(h.Config, x.live.Config, h.lastGood("haproxy.cfg"))
 	if ka {
-		keep += " &&\n  " + keepLastGoodCmd(h.KeepalivedConfig, h.lastGood("keepalived.conf"))
+		keep += " &&\n  " + keepLastGoodCmd(h.KeepalivedConfig, x.live.Keepalived, h.lastGood("keepalived.conf"))
 	}
 	s.step(StepKeepLastGood, keep)
 	// The rollback script is written in place: the holder runs it only

@@ -639,6 +639,31 @@ func TestApplyLargeConfig(t *testing.T) {
 	}
 }
 
+// last-good holds the live config's exact bytes, written from what the
+// lock holder read, or linked when a shell word cannot hold them (a NUL
+// byte from a hand edit); a rollback restores them exactly.
+func TestKeepLastGoodBytes(t *testing.T) {
+	for _, live := range []string{"it's the old config \\ $HOME\n", "hand edit with a NUL \x00 byte\n"} {
+		th, p, _ := setupForFaults(t)
+		th.write("etc/haproxy.cfg", live, 0o644)
+		p = th.plan("rev2", testConfig(18081, 20), "203.0.113.11")
+		th.failStep(StepSwap)
+		r, err := Apply(context.Background(), p, th.dial, applyOpts("test"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := r.Devices[0]; d.Outcome != OutcomeRolledBack {
+			t.Fatalf("%q: failed swap: %s (%v), want rolled-back", live, d.Outcome, d.Err)
+		}
+		if got := th.read("state/last-good/haproxy.cfg"); got != live {
+			t.Errorf("last-good %q, want %q", got, live)
+		}
+		if got := th.read("etc/haproxy.cfg"); got != live {
+			t.Errorf("config after the rollback %q, want %q", got, live)
+		}
+	}
+}
+
 // firstDiff is the index of the first byte where a and b differ.
 func firstDiff(a, b string) int {
 	for i := 0; i < min(len(a), len(b)); i++ {

@@ -159,14 +159,24 @@ func mkdirCmd(d string) string { return fmt.Sprintf("{ [ -d %s ] || mkdir -p %s;
 func checkCmd(check, file string) string { return check + " " + q(file) }
 
 // keepLastGoodCmd keeps the live file as last-good, or removes a stale
-// last-good copy when the live file is absent. A hard link costs one
-// process and no copy; the swap then renames the new file over the live
-// name, so last-good keeps the old bytes. Where the state directory is on
-// another file system, it copies (through a rename).
-func keepLastGoodCmd(live, good string) string {
+// last-good copy when the live file is absent. f is the live file as the
+// lock holder read it: under the lock, its bytes are the live file's, so
+// last-good is written from them with the shell's printf (no process).
+// A file a shell word cannot hold (a NUL byte, from a hand edit) is
+// linked instead, or copied where the state directory is on another file
+// system; the swap then renames the new file over the live name, so
+// last-good keeps the old bytes either way.
+func keepLastGoodCmd(live string, f File, good string) string {
+	if !f.Exists {
+		return "rm -f " + q(good)
+	}
+	dir := mkdirCmd(path.Dir(good))
+	if w, err := writeFileCmd(good, string(f.Data)); err == nil {
+		return dir + " && " + w
+	}
 	tmp := good + ".lbc-tmp"
-	return fmt.Sprintf("%s && if [ -e %s ]; then ln -f %s %s 2>/dev/null || { cp %s %s && mv -f %s %s; }; else rm -f %s; fi",
-		mkdirCmd(path.Dir(good)), q(live), q(live), q(good), q(live), q(tmp), q(tmp), q(good), q(good))
+	return fmt.Sprintf("%s && { ln -f %s %s 2>/dev/null || { cp %s %s && mv -f %s %s; }; }",
+		dir, q(live), q(good), q(live), q(tmp), q(tmp), q(good))
 }
 
 // writeFileCmd writes data to path with the shell's printf (no process),
