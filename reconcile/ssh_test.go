@@ -65,6 +65,40 @@ func TestSSHRun(t *testing.T) {
 	}
 }
 
+// lbc negotiates ECDH on P-256 with a host that also offers curve25519
+// (OpenSSH computes P-256 with OpenSSL, curve25519 with slower portable
+// code), keeps the post-quantum hybrid for hosts that have it, and never
+// offers diffie-hellman-group14-sha1.
+func TestSSHKeyExchange(t *testing.T) {
+	for _, c := range []struct {
+		server []string
+		want   string // "" when the dial must fail
+	}{
+		{[]string{ssh.KeyExchangeCurve25519, ssh.KeyExchangeECDHP256, ssh.KeyExchangeDH14SHA256}, ssh.KeyExchangeECDHP256},
+		{nil, ssh.KeyExchangeMLKEM768X25519},
+		{[]string{ssh.KeyExchangeCurve25519}, ssh.KeyExchangeCurve25519},
+		{[]string{ssh.InsecureKeyExchangeDH14SHA1}, ""},
+	} {
+		srv := sshtest.Start(t, sshtest.Options{KeyExchanges: c.server})
+		tr, err := reconcile.DialSSH(testCtx(t), srv.Device("lb-t1"), reconcile.SSHConfig{KnownHosts: srv.KnownHostsFile(), KeyFile: srv.KeyFile()})
+		if c.want == "" {
+			if err == nil {
+				tr.Close()
+				t.Errorf("server with %v: dial succeeded, want a refusal", c.server)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("server with %v: %v", c.server, err)
+			continue
+		}
+		tr.Close()
+		if got := srv.KeyExchanges(); len(got) == 0 || got[0] != c.want {
+			t.Errorf("server with %v: negotiated %v, want %s", c.server, got, c.want)
+		}
+	}
+}
+
 func TestSSHExitError(t *testing.T) {
 	srv := sshtest.Start(t, sshtest.Options{Hook: func(cmd string) sshtest.Fault {
 		if cmd == "haproxy -c -f /x" {

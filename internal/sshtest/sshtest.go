@@ -75,6 +75,9 @@ type Options struct {
 	// KnownHostsFile does not list (a client that asks for ECDSA before
 	// ed25519, as x/crypto/ssh does by default, gets that one).
 	ExtraHostKey bool
+	// KeyExchanges, when set, is the only key exchanges the server
+	// accepts (x/crypto/ssh's defaults otherwise).
+	KeyExchanges []string
 }
 
 // Server is a running test SSH server. It stops on t.Cleanup.
@@ -96,6 +99,7 @@ type Server struct {
 	conns    map[net.Conn]struct{}
 	procs    map[*os.Process]struct{}
 	commands []string
+	kex      []string // the key exchange of each public key offered
 	open     int
 	peak     int
 	refused  int
@@ -124,13 +128,19 @@ func Start(t testing.TB, opts Options) *Server {
 	clientBlob := string(clientPub.Marshal())
 
 	s.config = &ssh.ServerConfig{
-		PublicKeyCallback: func(_ ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+		PublicKeyCallback: func(md ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+			if a, ok := md.(ssh.AlgorithmsConnMetadata); ok {
+				s.mu.Lock()
+				s.kex = append(s.kex, a.Algorithms().KeyExchange)
+				s.mu.Unlock()
+			}
 			if string(key.Marshal()) == clientBlob {
 				return nil, nil
 			}
 			return nil, errors.New("sshtest: key not authorized")
 		},
 	}
+	s.config.KeyExchanges = opts.KeyExchanges
 	s.config.AddHostKey(hostSigner)
 	if opts.ExtraHostKey {
 		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -225,6 +235,14 @@ func (s *Server) Commands() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]string(nil), s.commands...)
+}
+
+// KeyExchanges returns the key exchange negotiated for each public key a
+// client offered, in order.
+func (s *Server) KeyExchanges() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.kex...)
 }
 
 // Connections is the number of TCP connections accepted so far.
