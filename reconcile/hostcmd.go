@@ -256,10 +256,21 @@ func delVIPCmd(h Host, vips []string) (string, error) {
 	return strings.Join(cmds, " && "), nil
 }
 
-// socatCmd sends one command to HAProxy's stats socket, with redirs
-// (redirections of socat's output) applied. The command goes in through a
-// here-document (no process for it), so what follows socatCmd in a script
-// must start on a new line.
-func socatCmd(h Host, cmd, redirs string) string {
-	return fmt.Sprintf("socat -t 2 stdio UNIX-CONNECT:%s %s <<'LBC_SOCAT'\n%s\nLBC_SOCAT\n", q(h.socketPath()), redirs, cmd)
+// cliFunc defines lbc_cli SOCKET, which sends its stdin to HAProxy's
+// stats socket and prints the answer, bounded by a 2 s timeout. It uses
+// OpenBSD's netcat (Debian's netcat-openbsd) when the host has it and
+// socat otherwise: both answer the same, and socat, linked with fifteen
+// libraries (OpenSSL, Kerberos), costs the host three to four times the
+// CPU of nc.openbsd per query (3.3 against 1.1 ms on the lab machine).
+// `command -v` is a builtin: choosing costs no process.
+const cliFunc = `lbc_cli() { if command -v nc.openbsd >/dev/null 2>&1; then nc.openbsd -N -U -w 2 "$1"; else socat -t 2 stdio "UNIX-CONNECT:$1"; fi; }
+`
+
+// statsCmd sends one command to HAProxy's stats socket with lbc_cli
+// (cliFunc, which the caller defines), with redirs (redirections of the
+// answer) applied. The command goes in through a here-document (no
+// process for it), so what follows statsCmd in a script must start on a
+// new line.
+func statsCmd(h Host, cmd, redirs string) string {
+	return fmt.Sprintf("lbc_cli %s %s <<'LBC_CLI'\n%s\nLBC_CLI\n", q(h.socketPath()), redirs, cmd)
 }

@@ -46,10 +46,10 @@ const serverStateEmpty = `1\n`
 func saveServerStateCmd(h Host) string {
 	f := h.serverStatePath()
 	// The here-document's body follows the line that holds the whole list.
-	sc := socatCmd(h, "show servers state", "> "+q(f))
+	sc := statsCmd(h, "show servers state", "> "+q(f))
 	line, doc, _ := strings.Cut(sc, "\n")
-	return fmt.Sprintf("{ %s && read -r lbc_l < %s && [ \"$lbc_l\" = 1 ]; } || { %s; false; }\n%s",
-		line, q(f), clearServerStateCmd(h), doc)
+	return fmt.Sprintf("%s{ %s && read -r lbc_l < %s && [ \"$lbc_l\" = 1 ]; } || { %s; false; }\n%s",
+		cliFunc, line, q(f), clearServerStateCmd(h), doc)
 }
 
 // clearServerStateCmd replaces the server-state file by the version-only

@@ -42,13 +42,13 @@ type HAProxyVerifier struct {
 	First time.Duration
 }
 
-// infoFunc defines lbc_info_get, which asks the stats socket `show info`
-// and the listeners' stats rows (`show stat -1 8 -1`: one a bind, with
-// its address, when the config sets option socket-stats) in one query
-// into lbc_info, and sets lbc_pid and lbc_desc from the info part with
-// shell builtins only (the verify loop runs it every interval: one
-// process a poll).
-const infoFunc = `lbc_info_get() { lbc_info=$(%s); lbc_pid=; lbc_desc=
+// infoFunc defines lbc_cli (cliFunc) and lbc_info_get, which asks the
+// stats socket `show info` and the listeners' stats rows (`show stat -1 8
+// -1`: one a bind, with its address, when the config sets option
+// socket-stats) in one query into lbc_info, and sets lbc_pid and lbc_desc
+// from the info part with shell builtins only (the verify loop runs it
+// every interval: one process a poll).
+const infoFunc = cliFunc + `lbc_info_get() { lbc_info=$(%s); lbc_pid=; lbc_desc=
 while IFS= read -r lbc_l; do case $lbc_l in
 "Pid:"*) lbc_pid=${lbc_l#Pid:}; lbc_pid=${lbc_pid#"${lbc_pid%%%%[! ]*}"} ;;
 "description:"*) lbc_desc=${lbc_l#description:}; lbc_desc=${lbc_desc#"${lbc_desc%%%%[! ]*}"} ;;
@@ -81,7 +81,7 @@ func (v HAProxyVerifier) NeedsBefore(old, new []byte) bool {
 
 // Before stores the Pid that `show info` reports.
 func (v HAProxyVerifier) Before(h Host) string {
-	return fmt.Sprintf(infoFunc, socatCmd(h, infoQuery, "2>/dev/null")) + "  lbc_info_get; lbc_before=$lbc_pid"
+	return fmt.Sprintf(infoFunc, statsCmd(h, infoQuery, "2>/dev/null")) + "  lbc_info_get; lbc_before=$lbc_pid"
 }
 
 // After waits first (a reload signal returns before HAProxy has re-read
@@ -110,7 +110,7 @@ func (v HAProxyVerifier) After(h Host, config []byte) (string, error) {
 	n := max(int(timeout/interval), 1)
 	desc := facts.desc
 	var b strings.Builder
-	fmt.Fprintf(&b, infoFunc, socatCmd(h, infoQuery, "2>/dev/null"))
+	fmt.Fprintf(&b, infoFunc, statsCmd(h, infoQuery, "2>/dev/null"))
 	fmt.Fprintf(&b, "  lbc_i=0; lbc_w=%.3f; while :; do sleep $lbc_w; lbc_w=%.3f; lbc_info_get\n", first.Seconds(), interval.Seconds())
 	fmt.Fprintf(&b, `if [ -n "$lbc_pid" ] && [ "$lbc_pid" != "$lbc_before" ] && { [ -z %s ] || [ "$lbc_desc" = %s ]; }; then break; fi`+"\n", q(desc), q(desc))
 	fmt.Fprintf(&b, "lbc_i=$((lbc_i+1)); [ $lbc_i -ge %d ] && break; done\n", n)

@@ -17,6 +17,7 @@ var tools = map[string]string{
 	"ip":         "iproute2",
 	"keepalived": "keepalived",
 	"socat":      "socat",
+	"nc.openbsd": "netcat-openbsd",
 	"flock":      "util-linux",
 	"setsid":     "util-linux",
 	"xargs":      "findutils",
@@ -53,7 +54,7 @@ func haveProgram(prog string) bool {
 
 // EnsureTools installs, with apt-get, the packages of the tools the lab
 // needs (haproxy openssh-server openssh-client iproute2 keepalived socat
-// util-linux) when one is missing. It does nothing when all are present.
+// netcat-openbsd util-linux) when one is missing. It does nothing when all are present.
 func EnsureTools(ctx context.Context) error {
 	missing := MissingPackages()
 	if len(missing) == 0 {
