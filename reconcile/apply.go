@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"bufio"
+	"cmp"
 	"bytes"
 	"context"
 	"errors"
@@ -701,22 +702,22 @@ func (x *tx) change(ctx context.Context) (string, error) {
 	if err != nil {
 		return StepStage, err
 	}
-	files := []struct{ path, data string }{{staged(h.Config), x.dp.Desired.Config}}
-	if ka {
-		files = append(files, struct{ path, data string }{staged(h.KeepalivedConfig), x.dp.Desired.Keepalived})
+	var werr error
+	write := func(path, data string) string {
+		w, err := writeFileCmd(path, data)
+		werr = cmp.Or(werr, err)
+		return w
 	}
-	files = append(files, struct{ path, data string }{h.txnPath(), rb}, struct{ path, data string }{stateTmp(h), string(x.nextState())})
-	writes := make([]string, len(files))
-	for i, f := range files {
-		if writes[i], err = writeFileCmd(f.path, f.data); err != nil {
-			return StepStage, err
-		}
+	stage := []string{write(staged(h.Config), x.dp.Desired.Config)}
+	if ka {
+		stage = append(stage, write(staged(h.KeepalivedConfig), x.dp.Desired.Keepalived))
+	}
+	arm := write(h.txnPath(), rb)
+	next := write(stateTmp(h), string(x.nextState()))
+	if werr != nil {
+		return StepStage, werr
 	}
 	s := newScript(h, false)
-	stage := []string{writes[0]}
-	if ka {
-		stage = append(stage, writes[1])
-	}
 	if h.Check != "" {
 		stage = append(stage, fmt.Sprintf("{ %s || { echo 'check haproxy.cfg failed' >&2; false; }; }", checkCmd(h.Check, staged(h.Config))))
 	} else {
@@ -735,7 +736,7 @@ func (x *tx) change(ctx context.Context) (string, error) {
 	// once this script has ended, and should the script die while writing
 	// it, nothing has changed yet that a part of it could undo wrongly
 	// (last-good is the live file now).
-	s.step(StepArm, writes[len(writes)-2])
+	s.step(StepArm, arm)
 	s.step(StepAddVIPs, add)
 	s.warnStep(StepSaveServerState, saveServerStateCmd(h), "save server state failed (a host whose HAProxy does not run yet has none)")
 	swap := swapCmd(h.Config)
@@ -757,7 +758,7 @@ func (x *tx) change(ctx context.Context) (string, error) {
 	s.step(StepVerify, after)
 	s.step(StepRemoveVIPs, rm)
 	// Disarm: an empty txn.sh is not armed (a redirection, no process).
-	s.step(StepCommit, fmt.Sprintf("%s && mv -f %s %s && : > %s && %s", writes[len(writes)-1], q(stateTmp(h)), q(h.statePath()), q(h.txnPath()), clearServerStateCmd(h)))
+	s.step(StepCommit, fmt.Sprintf("%s && mv -f %s %s && : > %s && %s", next, q(stateTmp(h)), q(h.statePath()), q(h.txnPath()), clearServerStateCmd(h)))
 	_, step, err := x.runScript(ctx, s)
 	return step, err
 }
