@@ -164,7 +164,7 @@ func dialSSH(ctx context.Context, dev *schema.Device, addr string, cfg SSHConfig
 		Timeout: timeout,
 	}
 	config.KeyExchanges = kexAlgorithms
-	c, chans, reqs, err := ssh.NewClientConn(conn, addr, config)
+	c, chans, reqs, err := ssh.NewClientConn(quickAck(conn), addr, config)
 	if !stop() {
 		if err == nil {
 			c.Close()
