@@ -17,7 +17,7 @@ NDEV=${BENCH_APPLY_DEVICES:-50}
 NNODE=6
 NBAL=${BENCH_APPLY_BALANCERS:-100}      # pinned round-robin: every device gets NBAL/NDEV
 NTEN=5                                  # tenant directories
-ARUNS=${BENCH_ANSIBLE_RUNS:-1}          # Ansible is slow: measured runs per case
+ARUNS=${BENCH_ANSIBLE_RUNS:-$RUNS}      # measured Ansible runs per case (RUNS by default)
 LBC=$BIN/lbc
 HERE=$ROOT/bench
 
@@ -234,26 +234,14 @@ j1=$(busy_jiffies)
 IDLE_MS_PER_S=$(awk -v a="$j0" -v b="$j1" -v hz="$CLK_TCK" -v s="$IDLE_SECS" 'BEGIN { printf "%.0f", (b - a) * 1000 / hz / s }')
 log "apply: idle background: $IDLE_MS_PER_S ms of CPU per second over ${IDLE_SECS} s"
 
-# --- lbc -----------------------------------------------------------------
-log "apply: lbc"
+# --- lbc, first apply --------------------------------------------------------
+log "apply: lbc, first apply"
 t_first=-
 c_first=-
 lbc_apply lbc-first a && { t_first=$T; c_first=$C; }
 verify "lbc apply (first)" a
 live=a
-t_change=()
-t_nochange=()
-for r in $(seq 1 "$RUNS"); do
-	v=$(other $live)
-	lbc_apply lbc-change "$v" && t_change+=("$T:$C")
-	live=$v
-done
-verify "lbc apply (change)" $live
-for r in $(seq 1 "$RUNS"); do
-	lbc_apply lbc-nochange $live && t_nochange+=("$T:$C")
-done
-verify "lbc apply (no change)" $live
-lbc_live=$live
+lbc_live=a
 
 # --- optional: this lbc against another build, alternating -------------
 # BENCH_LBC_BASE=/path/to/an/older/lbc: RUNS pairs of applies with a
@@ -281,8 +269,7 @@ if [ -n "${BENCH_LBC_BASE:-}" ]; then
 	}')
 fi
 
-# --- Ansible -------------------------------------------------------------
-log "apply: ansible"
+# --- how Ansible and the floor run --------------------------------------
 python3 - "$work/devices.tsv" "$LAB_KEY" "$LAB_KNOWN_HOSTS" >"$work/inventory.yml" <<'EOF'
 import json, sys
 tsv, key, known = sys.argv[1:4]
@@ -302,59 +289,83 @@ export ANSIBLE_CONFIG=$HERE/ansible/ansible.cfg ANSIBLE_HOME=$work/ansible-home 
 playbook() { timed "$1" ansible-playbook -i "$work/inventory.yml" "$HERE/ansible/playbook.yml" -e "out_dir=$work/out-$2"; }
 # recap_changed NAME: how many hosts the last run of NAME changed.
 recap_changed() { grep -c ' changed=[1-9]' "$work/logs/$1.${nrun[$1]}.log" || true; }
-a_change=()
-a_nochange=()
-for r in $(seq 1 "$ARUNS"); do
-	v=$(other $live)
-	if playbook ansible-change "$v"; then
-		a_change+=("$T:$C")
-		c=$(recap_changed ansible-change)
-		[ "$c" = "$NDEV" ] || fail "ansible (change): changed $c hosts, want $NDEV"
+floor() { timed "$1" bash "$HERE/floor/floor.sh" "$work/out-$2" "$LAB_KEY" "$LAB_KNOWN_HOSTS" "$work/devices.tsv"; }
+
+# --- measured rounds ----------------------------------------------------------
+# Every round runs each tool once with a change (each flips the lab to the
+# other spec), one after another, and checks its work: the machine drifts
+# by 10-15 % over the minutes a bench takes (Ansible alone took 21 to 28 s
+# in runs of one afternoon), and interleaving lets the drift hit every tool
+# alike instead of whichever ran in a slow minute. lbc and the floor run in
+# RUNS rounds, Ansible in the first ARUNS.
+log "apply: $RUNS rounds with a change (Ansible in $ARUNS)"
+t_change=() a_change=() a_default=() f_runs=()
+for r in $(seq 1 "$(( RUNS > ARUNS ? RUNS : ARUNS ))"); do
+	if [ "$r" -le "$RUNS" ]; then
+		v=$(other $live)
+		lbc_apply lbc-change "$v" && t_change+=("$T:$C")
+		live=$v
+		lbc_live=$v
+		verify "lbc apply (change)" $live
 	fi
-	live=$v
+	if [ "$r" -le "$ARUNS" ]; then
+		v=$(other $live)
+		if playbook ansible-change "$v"; then
+			a_change+=("$T:$C")
+			c=$(recap_changed ansible-change)
+			[ "$c" = "$NDEV" ] || fail "ansible (change): changed $c hosts, want $NDEV"
+		fi
+		live=$v
+		verify "ansible (change)" $live
+		# The playbook's ansible.cfg turns SSH pipelining on (a tuned
+		# setup); the issue's setup names forks and ControlPersist only.
+		# Once more with Ansible's default (pipelining off: a temporary
+		# file on the host per task), so that both figures are on the
+		# table.
+		v=$(other $live)
+		if ANSIBLE_PIPELINING=False playbook ansible-default "$v"; then
+			a_default+=("$T:$C")
+			c=$(recap_changed ansible-default)
+			[ "$c" = "$NDEV" ] || fail "ansible (pipelining off, change): changed $c hosts, want $NDEV"
+		fi
+		live=$v
+		verify "ansible (pipelining off, change)" $live
+	fi
+	if [ "$r" -le "$RUNS" ]; then
+		v=$(other $live)
+		floor floor "$v" && f_runs+=("$T:$C")
+		live=$v
+		verify "floor" $live
+	fi
 done
-verify "ansible (change)" $live
-for r in $(seq 1 "$ARUNS"); do
-	if playbook ansible-nochange $live; then
+
+# The floor and Ansible pushed the very files lbc rendered: once the hosts
+# run lbc's last spec again, lbc must see nothing to do.
+if [ $live != $lbc_live ]; then floor floor-restore $lbc_live || true; fi
+live=$lbc_live
+prc=0
+"$LBC" plan "$work/spec-$lbc_live" --known-hosts "$LAB_KNOWN_HOSTS" --ssh-key "$LAB_KEY" --detailed-exitcode >"$work/logs/plan-after.log" 2>&1 || prc=$?
+[ $prc = 0 ] || { fail "lbc plan after the other tools pushed lbc's own files: exit $prc, want 0 (no changes)"; tail -n 20 "$work/logs/plan-after.log" | sed 's/^/    /' >&2; }
+
+# --- rounds without a change ---------------------------------------------------
+# lbc writes state.json last before these (an unmeasured apply), so that
+# its runs find nothing to do; Ansible's template finds every file equal.
+log "apply: $RUNS rounds without a change (Ansible in $ARUNS)"
+v=$(other $live)
+lbc_apply lbc-settle "$v" || true
+live=$v
+t_nochange=() a_nochange=()
+for r in $(seq 1 "$(( RUNS > ARUNS ? RUNS : ARUNS ))"); do
+	if [ "$r" -le "$RUNS" ]; then
+		lbc_apply lbc-nochange $live && t_nochange+=("$T:$C")
+	fi
+	if [ "$r" -le "$ARUNS" ] && playbook ansible-nochange $live; then
 		a_nochange+=("$T:$C")
 		c=$(recap_changed ansible-nochange)
 		[ "$c" = 0 ] || fail "ansible (no change): changed $c hosts, want 0"
 	fi
 done
-verify "ansible (no change)" $live
-# The playbook's ansible.cfg turns SSH pipelining on (a tuned setup); the
-# issue's setup names forks and ControlPersist only. Once more with
-# Ansible's default (pipelining off: a temporary file on the host per
-# task), so that both figures are on the table.
-a_default=()
-for r in $(seq 1 "$ARUNS"); do
-	v=$(other $live)
-	if ANSIBLE_PIPELINING=False playbook ansible-default "$v"; then
-		a_default+=("$T:$C")
-		c=$(recap_changed ansible-default)
-		[ "$c" = "$NDEV" ] || fail "ansible (pipelining off, change): changed $c hosts, want $NDEV"
-	fi
-	live=$v
-done
-verify "ansible (pipelining off, change)" $live
-
-# --- the floor -----------------------------------------------------------
-log "apply: floor"
-floor() { timed "$1" bash "$HERE/floor/floor.sh" "$work/out-$2" "$LAB_KEY" "$LAB_KNOWN_HOSTS" "$work/devices.tsv"; }
-f_runs=()
-for r in $(seq 1 "$RUNS"); do
-	v=$(other $live)
-	floor floor "$v" && f_runs+=("$T:$C")
-	live=$v
-done
-verify "floor" $live
-
-# The floor and Ansible pushed the very files lbc rendered: once the hosts
-# run lbc's last spec again, lbc must see nothing to do.
-if [ $live != $lbc_live ]; then floor floor-restore $lbc_live || true; fi
-prc=0
-"$LBC" plan "$work/spec-$lbc_live" --known-hosts "$LAB_KNOWN_HOSTS" --ssh-key "$LAB_KEY" --detailed-exitcode >"$work/logs/plan-after.log" 2>&1 || prc=$?
-[ $prc = 0 ] || { fail "lbc plan after the other tools pushed lbc's own files: exit $prc, want 0 (no changes)"; tail -n 20 "$work/logs/plan-after.log" | sed 's/^/    /' >&2; }
+verify "lbc apply and ansible (no change)" $live
 
 # --- table ---------------------------------------------------------------
 L_FIRST=$t_first
@@ -365,7 +376,7 @@ read -r A_CHANGE AC_CHANGE < <(median_run "${a_change[@]}")
 read -r A_NOCHANGE AC_NOCHANGE < <(median_run "${a_nochange[@]}")
 read -r A_DEFAULT AC_DEFAULT < <(median_run "${a_default[@]}")
 read -r F FC < <(median_run "${f_runs[@]}")
-echo "== apply: $NDEV lab devices, $NBAL balancers ($((NBAL / NDEV)) a device), $NNODE nodes; lbc and floor median of $RUNS runs, ansible of $ARUNS; $(nproc) CPUs"
+echo "== apply: $NDEV lab devices, $NBAL balancers ($((NBAL / NDEV)) a device), $NNODE nodes; medians of $RUNS interleaved rounds (Ansible: $ARUNS); $(nproc) CPUs"
 echo "CPU: machine-wide busy time from /proc/stat during the run (every process: controller, lab sshd/haproxy, anything else); idle background $IDLE_MS_PER_S ms/s"
 row() { # row NAME WALL CPU
 	if [ "$2" = - ]; then printf '%-58s %9s\n' "$1" "failed"; return; fi
