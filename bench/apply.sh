@@ -38,12 +38,17 @@ fi
 
 work=$(mktemp -d /tmp/lbc-bench-apply.XXXXXX)
 labdir=$work/lab
-cleanup() {
-	set +e
+# close_masters: ends Ansible's SSH control masters (ControlPersist).
+close_masters() {
 	local s
 	for s in "$work"/cp/*; do
 		[ -S "$s" ] && ssh -F /dev/null -o ControlPath="$s" -O exit x >/dev/null 2>&1
 	done
+	return 0
+}
+cleanup() {
+	set +e
+	close_masters
 	[ -x "$work/labctl" ] && "$work/labctl" down -name "$LAB" -dir "$labdir" >&2 || true
 	if [ "${failed:-0}" != 0 ] && [ -d "$work/logs" ]; then
 		local keep; keep=$(mktemp -d /tmp/lbc-bench-apply-logs.XXXXXX)
@@ -286,7 +291,13 @@ json.dump({"lab": {"hosts": hosts}}, sys.stdout, indent=1)
 EOF
 export ANSIBLE_CONFIG=$HERE/ansible/ansible.cfg ANSIBLE_HOME=$work/ansible-home \
 	ANSIBLE_LOCAL_TEMP=$work/ansible-tmp ANSIBLE_SSH_CONTROL_PATH_DIR=$work/cp NO_COLOR=1
-playbook() { timed "$1" ansible-playbook -i "$work/inventory.yml" "$HERE/ansible/playbook.yml" -e "out_dir=$work/out-$2"; }
+# Every measured run starts without connections, as lbc's and the floor's
+# do: the control masters of the run before (ControlPersist 60s) are closed
+# first, so that each run pays its own 50 SSH connections.
+playbook() {
+	close_masters
+	timed "$1" ansible-playbook -i "$work/inventory.yml" "$HERE/ansible/playbook.yml" -e "out_dir=$work/out-$2"
+}
 # recap_changed NAME: how many hosts the last run of NAME changed.
 recap_changed() { grep -c ' changed=[1-9]' "$work/logs/$1.${nrun[$1]}.log" || true; }
 floor() { timed "$1" bash "$HERE/floor/floor.sh" "$work/out-$2" "$LAB_KEY" "$LAB_KNOWN_HOSTS" "$work/devices.tsv"; }
@@ -403,6 +414,8 @@ ratio "ansible / lbc, no change" "$A_NOCHANGE" "$L_NOCHANGE" ">=" 10
 ratio "ansible (pipelining off) / lbc, change" "$A_DEFAULT" "$L_CHANGE" ">=" 10
 ratio "lbc / floor, change" "$L_CHANGE" "$F" "<=" 1.5
 ratio "lbc / floor, no change" "$L_NOCHANGE" "$F" "<=" 1.5
+walls() { printf '%s\n' "$@" | grep . | cut -d: -f1 | tr '\n' ' '; }
+echo "every round's wall (s): lbc $(walls "${t_change[@]}")| ansible $(walls "${a_change[@]}")| ansible, pipelining off $(walls "${a_default[@]}")| floor $(walls "${f_runs[@]}")"
 [ -z "$ab_line" ] || echo "$ab_line"
 echo "checked after each tool: haproxy.cfg on all $NDEV devices, running weights (master CLI) and HTTP through 3 VIPs; lbc plan after the floor: exit $prc"
 exit $failed
