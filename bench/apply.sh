@@ -416,6 +416,12 @@ ratio "lbc / floor, change" "$L_CHANGE" "$F" "<=" 1.5
 ratio "lbc / floor, no change" "$L_NOCHANGE" "$F" "<=" 1.5
 walls() { printf '%s\n' "$@" | grep . | cut -d: -f1 | tr '\n' ' '; }
 echo "every round's wall (s): lbc $(walls "${t_change[@]}")| ansible $(walls "${a_change[@]}")| ansible, pipelining off $(walls "${a_default[@]}")| floor $(walls "${f_runs[@]}")"
+# The ratio within each round (the runs of one round are minutes apart at
+# most), for the spread behind the medians.
+echo "ansible / lbc, change, round by round: $(awk -v l="$(walls "${t_change[@]}")" -v a="$(walls "${a_change[@]}")" 'BEGIN {
+	n = split(l, x, " "); m = split(a, y, " ")
+	for (i = 1; i <= n && i <= m; i++) printf "%.2f ", y[i] / x[i]
+}')"
 [ -z "$ab_line" ] || echo "$ab_line"
 echo "checked after each tool: haproxy.cfg on all $NDEV devices, running weights (master CLI) and HTTP through 3 VIPs; lbc plan after the floor: exit $prc"
 exit $failed
