@@ -305,10 +305,10 @@ type tx struct {
 	token    string // the lock session's token (marks the holder's lines)
 	redial   func(context.Context) (Transport, error)
 
-	lock  *lockSession
-	read  []byte // what the lock holder read under the lock
-	live  *Live
-	state []byte // the state.json write-state writes
+	lock    *lockSession
+	live    *Live  // what the lock holder read under the lock
+	readErr error  // why that read failed
+	state   []byte // the state.json write-state writes
 }
 
 // run runs the transaction and sets the result's outcome.
@@ -382,12 +382,24 @@ func (x *tx) runScript(ctx context.Context, s *script) (*scriptResult, string, e
 // and the transaction goes on in that lock session.
 func (x *tx) lockDevice(ctx context.Context) error {
 	if hl := takeHeld(x.t, x.dp.Device); hl != nil {
-		x.lock, x.read, x.token = hl.ls, hl.read, hl.ls.token
+		x.lock, x.live, x.token = hl.ls, hl.live, hl.ls.token
 		return nil
 	}
 	ls, read, err := takeLock(ctx, x.t, x.h, x.dp.Device, x.o.Owner, x.token, x.o.LockTimeout, x.dp.Desired.ManageKeepalived)
-	x.lock, x.read = ls, read // a lock taken whose read failed is released by unlock
+	x.lock = ls // a lock taken whose read failed is released by unlock
+	if err == nil {
+		x.live, x.readErr = lockedRead(read)
+	}
 	return err
+}
+
+// lockedRead parses what a lock holder read under the lock (takeLock's
+// read: nil when the read failed on the host).
+func lockedRead(read []byte) (*Live, error) {
+	if read == nil {
+		return nil, errors.New("read live state on the host failed")
+	}
+	return parseLive(read)
 }
 
 // lockSession is the lock holder's session (lockCmd): it holds the device
@@ -597,18 +609,10 @@ func release(st Stream) {
 // the plan saw, and refuses the plan when any file or the VIP addresses
 // differ.
 func (x *tx) staleCheck() error {
-	if x.read == nil {
-		return errors.New("read live state on the host failed")
+	if x.readErr != nil {
+		return x.readErr
 	}
-	live, err := parseLive(x.read)
-	if err != nil {
-		return err
-	}
-	if err := x.sameAsPlan(live); err != nil {
-		return err
-	}
-	x.live = live
-	return nil
+	return x.sameAsPlan(x.live)
 }
 
 // sameAsPlan returns ErrStale, naming what changed, when live differs from
@@ -717,7 +721,7 @@ func (x *tx) change(ctx context.Context) (string, error) {
 	if werr != nil {
 		return StepStage, werr
 	}
-	s := newScript(h, false)
+	s := newScript(false)
 	if h.Check != "" {
 		stage = append(stage, fmt.Sprintf("{ %s || { echo 'check haproxy.cfg failed' >&2; false; }; }", checkCmd(h.Check, staged(h.Config))))
 	} else {
@@ -807,7 +811,7 @@ const stepRollbackVerify = "rollback-verify"
 func (x *tx) rollback(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
 	defer cancel()
-	s := newScript(x.h, true)
+	s := newScript(true)
 	s.step(StepRollback, x.o.Verifier.Before(x.h)+"\n  sh "+q(x.h.txnPath()))
 	disarm := removeCmd(x.h.txnPath())
 	if x.live.Config.Exists {
@@ -839,7 +843,7 @@ func (x *tx) reloadAgain(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s := newScript(x.h, true)
+	s := newScript(true)
 	s.step(StepRollback, x.o.Verifier.Before(x.h)+"\n  ( "+x.h.Reload+" ) &&\n  { "+after+"\n  } && "+removeCmd(x.h.txnPath()))
 	_, err = s.run(ctx, x.lock.scripts(x.t), func(string) {})
 	return err

@@ -271,14 +271,10 @@ func lockAndRead(ctx context.Context, t Transport, h Host, device string, lock *
 	if !ok {
 		return nil, errors.New("planning under the lock needs a Pool's connection")
 	}
-	token := newToken()
-	ls, read, err := takeLock(ctx, t, h, device, lock.Owner, token, lock.Timeout, h.KeepalivedConfig != "")
-	if err == nil && read == nil {
-		err = errors.New("read live state on the host failed")
-	}
+	ls, read, err := takeLock(ctx, t, h, device, lock.Owner, newToken(), lock.Timeout, h.KeepalivedConfig != "")
 	var live *Live
 	if err == nil {
-		live, err = parseLive(read)
+		live, err = lockedRead(read)
 	}
 	if err != nil {
 		if ls != nil {
@@ -286,7 +282,7 @@ func lockAndRead(ctx context.Context, t Transport, h Host, device string, lock *
 		}
 		return nil, err
 	}
-	c.hold(&heldLock{device: device, ls: ls, read: read})
+	c.hold(&heldLock{device: device, ls: ls, live: live})
 	return live, nil
 }
 

@@ -32,7 +32,7 @@ type Pool struct {
 type heldLock struct {
 	device string
 	ls     *lockSession
-	read   []byte
+	live   *Live
 }
 
 // NewPool returns a pool that dials with dial.

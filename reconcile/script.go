@@ -31,9 +31,10 @@ import (
 // holderPrologue and holderTransport): a script never runs at the same time
 // as another of its transaction or as the rollback that the holder runs
 // when its session ends. A script has no stdin (/dev/null): what it writes
-// on the host comes in its own text. A script ignores SIGHUP and SIGPIPE, so a lost connection does not
-// stop it half way: it ends, and the holder then rolls the host back if
-// the transaction is still armed.
+// on the host comes in its own text. From the holder it inherits lbc_step,
+// $sd (the state directory) and the ignored SIGHUP and SIGPIPE, so a lost
+// connection does not stop it half way: it ends, and the holder then rolls
+// the host back if the transaction is still armed.
 type script struct {
 	b     strings.Builder
 	steps []string
@@ -48,12 +49,9 @@ const exitSessionEnded = 75
 const stepFunc = `lbc_step() { echo "==lbc step $1" || :; }` + "\n"
 
 // newScript starts a script, which runs in the lock holder's shell (see
-// lockCmd); armed requires the rollback script to be in place.
-func newScript(h Host, armed bool) *script {
+// holderPrologue); armed requires the rollback script to be in place.
+func newScript(armed bool) *script {
 	s := &script{}
-	s.b.WriteString("trap '' HUP PIPE\n")
-	s.b.WriteString(stepFunc)
-	fmt.Fprintf(&s.b, "sd=%s\n", q(h.StateDir))
 	if armed {
 		fmt.Fprintf(&s.b, `[ -s "$sd/txn.sh" ] || { echo "the transaction is not armed any more" >&2; exit %d; }`+"\n", exitSessionEnded)
 	}
