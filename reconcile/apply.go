@@ -144,7 +144,7 @@ func Apply(ctx context.Context, plan *Plan, dial Dialer, opts ApplyOptions) (*Ap
 	}
 	waves := opts.Waves(plan)
 	// first[d]: the HA partners applied before d, whose failure stops d.
-	first, _ := pairOrder(planPairs(plan), planNewVRRP(plan))
+	first, _ := pairOrder(distinctPairs(plan.HAPairs), planNewVRRP(plan))
 	var (
 		mu       sync.Mutex
 		failures int

@@ -13,8 +13,9 @@
 // last-known-good, arm the rollback script, add VIPs, save server state,
 // swap, reload, verify (decided on the host), remove VIPs, write
 // state.json (which also disarms): one session on one connection, the
-// lock holder's, which runs the script sent to it. A Pool keeps the plan's connections (and, when planning
-// under the lock, its lock sessions) for Apply. On the host, the lock
+// lock holder's, which runs the script sent to it. A Pool keeps the plan's
+// connections (and, when planning under the lock, its lock sessions) for
+// Apply. On the host, the lock
 // holder runs the armed rollback script when its session ends, so a
 // controller that dies or loses its connection mid-way leaves the host in
 // its old state, or in the new one if the script got to commit; the next

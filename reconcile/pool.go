@@ -109,6 +109,17 @@ func (p *Pool) ReleaseLocks(keep func(device string) bool) {
 	wg.Wait()
 }
 
+// ReleaseUnchanged releases the locks a plan took on the devices that plan
+// has nothing to apply to (any status but changes), as soon as the plan is
+// known; the others stay held for their transactions.
+func (p *Pool) ReleaseUnchanged(plan *Plan) {
+	changes := map[string]bool{}
+	for _, d := range plan.Devices {
+		changes[d.Device] = d.Status == StatusChanges
+	}
+	p.ReleaseLocks(func(dev string) bool { return changes[dev] })
+}
+
 // Close releases the locks still held and closes every pooled connection.
 func (p *Pool) Close() error {
 	p.ReleaseLocks(nil)

@@ -75,8 +75,9 @@ type beforeSkipper interface {
 // left out. A config whose description is old's (a change of its header
 // only) needs it, and so does one without a description.
 func (v HAProxyVerifier) NeedsBefore(old, new []byte) bool {
-	d := configDescription(new)
-	return d == "" || d == configDescription(old)
+	n, _ := readConfig(new)
+	o, _ := readConfig(old)
+	return n.desc == "" || n.desc == o.desc
 }
 
 // Before stores the Pid that `show info` reports.
@@ -147,41 +148,19 @@ func (v HAProxyVerifier) After(h Host, config []byte) (string, error) {
 	return b.String(), nil
 }
 
-// socketStats reports whether cfg's defaults set option socket-stats (as
-// every config lbc renders does), so that the stats socket lists every
-// listener with its address; a config without it (an older lbc's, being
-// rolled back to) is checked with ss.
-func socketStats(cfg []byte) bool {
-	f, _ := readConfig(cfg)
-	return f.socketStats
-}
-
-// configDescription returns the global description of a rendered config
-// (the compiler writes "description lbc:<ConfigID>"), or "".
-func configDescription(cfg []byte) string {
-	sc := bufio.NewScanner(bytes.NewReader(cfg))
-	for sc.Scan() {
-		if f := strings.Fields(sc.Text()); len(f) == 2 && f[0] == "description" {
-			return f[1]
-		}
-	}
-	return ""
-}
-
-// configBinds returns the address:port of every `bind` line of a config.
-func configBinds(cfg []byte) ([]netip.AddrPort, error) {
-	f, err := readConfig(cfg)
-	return f.binds, err
-}
-
 // configFacts is what verifying a config needs to know of it.
 type configFacts struct {
-	desc        string           // the global description ("" when none)
-	binds       []netip.AddrPort // every bind with an IP address
-	socketStats bool             // defaults set option socket-stats
+	desc  string           // the global description ("" when none)
+	binds []netip.AddrPort // every bind with an IP address
+	// socketStats: defaults set option socket-stats (as every config lbc
+	// renders does), so the stats socket lists every listener with its
+	// address; a config without it (an older lbc's, being rolled back to)
+	// is checked with ss.
+	socketStats bool
 }
 
-// readConfig reads cfg's facts in one pass.
+// readConfig reads cfg's facts in one pass. On a bind it cannot parse it
+// returns the facts read so far with the error.
 func readConfig(cfg []byte) (configFacts, error) {
 	var c configFacts
 	sc := bufio.NewScanner(bytes.NewReader(cfg))
@@ -204,7 +183,7 @@ func readConfig(cfg []byte) (configFacts, error) {
 		case len(f) >= 2 && f[0] == "bind":
 			b, ok, err := bindAddr(f[1])
 			if err != nil {
-				return configFacts{}, err
+				return c, err
 			}
 			if ok {
 				c.binds = append(c.binds, b)

@@ -11,12 +11,12 @@ import (
 )
 
 func TestVerifyParsers(t *testing.T) {
-	binds, err := configBinds([]byte("global\n    description lbc:0123\nfrontend a\n    bind 203.0.113.10:80\n    bind ipv6@[2001:db8::1]:443 ssl\n"))
-	if err != nil || len(binds) != 2 || binds[0].String() != "203.0.113.10:80" || binds[1].String() != "[2001:db8::1]:443" {
+	f, err := readConfig([]byte("global\n    description lbc:0123\nfrontend a\n    bind 203.0.113.10:80\n    bind ipv6@[2001:db8::1]:443 ssl\n"))
+	if binds := f.binds; err != nil || len(binds) != 2 || binds[0].String() != "203.0.113.10:80" || binds[1].String() != "[2001:db8::1]:443" {
 		t.Errorf("binds %v %v", binds, err)
 	}
-	if d := configDescription([]byte("global\n    description lbc:0123\n")); d != "lbc:0123" {
-		t.Errorf("description %q", d)
+	if f, _ := readConfig([]byte("global\n    description lbc:0123\n")); f.desc != "lbc:0123" {
+		t.Errorf("description %q", f.desc)
 	}
 }
 
@@ -98,8 +98,10 @@ func TestHAProxyVerifierOnTheHost(t *testing.T) {
 			})
 		}
 	}
-	if !socketStats(withStats) || socketStats(withoutStats) {
-		t.Errorf("socketStats: %v %v, want true false", socketStats(withStats), socketStats(withoutStats))
+	with, _ := readConfig(withStats)
+	without, _ := readConfig(withoutStats)
+	if !with.socketStats || without.socketStats {
+		t.Errorf("socketStats: %v %v, want true false", with.socketStats, without.socketStats)
 	}
 }
 

@@ -40,11 +40,7 @@ import (
 func HAWaves(res *compiler.Result) func(p *Plan) [][]string {
 	var pairs []compiler.Placement
 	if res != nil {
-		for _, pl := range res.Placement {
-			if pl.Standby != "" && pl.Standby != pl.Primary {
-				pairs = append(pairs, pl)
-			}
-		}
+		pairs = distinctPairs(haPairs(res.Placement))
 	}
 	return func(p *Plan) [][]string {
 		names := make([]string, 0, len(p.Devices))
@@ -105,10 +101,11 @@ func PairWaves(p *Plan) [][]string {
 	return HAWaves(res)(p)
 }
 
-// planPairs returns the HA pairs p records (a primary and another standby).
-func planPairs(p *Plan) []compiler.Placement {
+// distinctPairs returns the HA pairs of pls whose standby is another
+// device than the primary: only those order anything.
+func distinctPairs(pls []compiler.Placement) []compiler.Placement {
 	var pairs []compiler.Placement
-	for _, pl := range p.HAPairs {
+	for _, pl := range pls {
 		if pl.Standby != "" && pl.Standby != pl.Primary {
 			pairs = append(pairs, pl)
 		}

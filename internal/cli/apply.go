@@ -69,11 +69,7 @@ func (e *env) apply() int {
 	}
 	refused := e.guardRevisions(p, repo)
 	if pool != nil {
-		changes := map[string]bool{}
-		for _, d := range p.Devices {
-			changes[d.Device] = d.Status == reconcile.StatusChanges
-		}
-		pool.ReleaseLocks(func(dev string) bool { return changes[dev] })
+		pool.ReleaseUnchanged(p)
 	}
 	if !p.HasChanges() && refused == 0 {
 		fmt.Fprintln(e.stdout, "nothing to apply: every reachable device is up to date")

@@ -273,14 +273,7 @@ func (e *env) watchHosts(ctx context.Context, spec *schema.Spec, res *compiler.R
 	if !e.args.WatchApply || !p.HasChanges() {
 		return nil
 	}
-	pool.ReleaseLocks(func(dev string) bool {
-		for _, d := range p.Devices {
-			if d.Device == dev {
-				return d.Status == reconcile.StatusChanges
-			}
-		}
-		return false
-	})
+	pool.ReleaseUnchanged(p)
 	r, err := reconcile.Apply(actx, p, pool.Dial, reconcile.ApplyOptions{
 		Parallelism: e.args.Parallelism, LBCVersion: version.Version})
 	if err != nil {
