@@ -39,7 +39,7 @@ bench: bench-deps build
 	bash bench/bench.sh
 
 gen:
-	$(GO) run ./internal/gen -out testdata/gen
+	$(GO) run ./internal/testkit/gen -out testdata/gen
 
 clean:
 	rm -rf bin out

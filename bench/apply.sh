@@ -64,7 +64,7 @@ mkdir -p "$work/cp" "$work/logs"
 cp "$BIN/lbc" "$work/lbc"
 LBC=$work/lbc
 
-(cd "$ROOT" && go build -o "$work/labctl" ./internal/lab/labctl)
+(cd "$ROOT" && go build -o "$work/labctl" ./internal/testkit/lab/labctl)
 log "apply: lab $LAB up: $NDEV devices, $NNODE nodes"
 "$work/labctl" up -name "$LAB" -index "$INDEX" -devices "$NDEV" -nodes "$NNODE" \
 	-dir "$labdir" -vips "$NBAL" >"$work/lab.env"

@@ -25,10 +25,10 @@ else
 	cp "$ROOT/schema/schema.cue" "$schema"
 	schema_from="schema/schema.cue"
 fi
-stamp=$(cat "$schema" "$ROOT"/internal/gen/*.go <(echo "$GEN_ARGS") | sha256sum | cut -c1-16)
+stamp=$(cat "$schema" "$ROOT"/internal/testkit/gen/*.go <(echo "$GEN_ARGS") | sha256sum | cut -c1-16)
 if [ "$(cat "$GEN/STAMP" 2>/dev/null)" != "$stamp" ]; then
 	log "bench: generating $GEN ($GEN_ARGS, schema from $schema_from)"
-	(cd "$ROOT" && go run ./internal/gen -out "$GEN" -schema "$schema" $GEN_ARGS)
+	(cd "$ROOT" && go run ./internal/testkit/gen -out "$GEN" -schema "$schema" $GEN_ARGS)
 	echo "$stamp" >"$GEN/STAMP"
 fi
 

@@ -44,10 +44,10 @@ trap 'exit 130' INT TERM
 # The tree: generated as bench/compile.sh does (same stamp, same place), so
 # the two sections share it; watched as a copy, so that the edits never touch it.
 "$LBC" schema >"$work/schema.cue"
-stamp=$(cat "$work/schema.cue" "$ROOT"/internal/gen/*.go <(echo "$GEN_ARGS") | sha256sum | cut -c1-16)
+stamp=$(cat "$work/schema.cue" "$ROOT"/internal/testkit/gen/*.go <(echo "$GEN_ARGS") | sha256sum | cut -c1-16)
 if [ "$(cat "$GEN/STAMP" 2>/dev/null)" != "$stamp" ]; then
 	log "bench: generating $GEN ($GEN_ARGS, schema from lbc schema)"
-	(cd "$ROOT" && go run ./internal/gen -out "$GEN" -schema "$work/schema.cue" $GEN_ARGS)
+	(cd "$ROOT" && go run ./internal/testkit/gen -out "$GEN" -schema "$work/schema.cue" $GEN_ARGS)
 	echo "$stamp" >"$GEN/STAMP"
 fi
 cp -r "$GEN/lbc" "$work/tree"

@@ -49,7 +49,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 section "1. A lab: 3 HAProxy hosts and 4 backend nodes, each in its own network namespace"
-(cd "$ROOT" && "$GO" build -o "$work/labctl" ./internal/lab/labctl)
+(cd "$ROOT" && "$GO" build -o "$work/labctl" ./internal/testkit/lab/labctl)
 "$work/labctl" up -name "$LAB" -index "$INDEX" -devices 3 -nodes 4 -vips 3 -dir "$labdir" >"$work/lab.env"
 source "$work/lab.env"
 read -ra DEVS <<<"$LAB_DEVICE_NAMES"

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"lbc/internal/exitcode"
-	"lbc/internal/sshtest"
+	"lbc/internal/testkit/sshtest"
 )
 
 func TestApplyFreshThenNoop(t *testing.T) {

@@ -12,7 +12,7 @@ import (
 
 	"lbc/compiler"
 	"lbc/internal/exitcode"
-	"lbc/internal/lab"
+	"lbc/internal/testkit/lab"
 	"lbc/reconcile"
 	"lbc/schema"
 )

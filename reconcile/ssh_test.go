@@ -20,7 +20,7 @@ import (
 	"golang.org/x/crypto/ssh/agent"
 	"golang.org/x/crypto/ssh/knownhosts"
 
-	"lbc/internal/sshtest"
+	"lbc/internal/testkit/sshtest"
 	"lbc/reconcile"
 )
 

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"lbc/compiler"
-	"lbc/internal/sshtest"
+	"lbc/internal/testkit/sshtest"
 	"lbc/schema"
 )
 

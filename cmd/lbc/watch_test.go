@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"lbc/internal/testproc"
+	"lbc/internal/testkit/testproc"
 )
 
 // The watch tests run lbc as a real process (this test binary with

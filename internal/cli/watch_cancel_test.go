@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"lbc/internal/exitcode"
-	"lbc/internal/testproc"
+	"lbc/internal/testkit/testproc"
 )
 
 // TestWatchCancel runs lbc watch in process: cancelling its context (what

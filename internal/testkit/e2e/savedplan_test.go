@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"lbc/internal/lab"
+	"lbc/internal/testkit/lab"
 )
 
 // TestSavedPlan runs the CI flow with a plan file against the lab: `lbc

@@ -22,7 +22,7 @@ var small = Config{Devices: 30, Balancers: 250, Tenants: 4, Seed: 1}
 
 func readSchema(t *testing.T) []byte {
 	t.Helper()
-	src, err := os.ReadFile("../../schema/schema.cue")
+	src, err := os.ReadFile("../../../schema/schema.cue")
 	if err != nil {
 		t.Fatalf("lbc's schema: %v", err)
 	}

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"lbc/compiler"
-	"lbc/internal/lab"
+	"lbc/internal/testkit/lab"
 	"lbc/reconcile"
 	"lbc/schema"
 )

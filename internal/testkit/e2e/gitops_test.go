@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"lbc/compiler"
-	"lbc/internal/lab"
+	"lbc/internal/testkit/lab"
 	"lbc/reconcile"
 )
 
@@ -68,7 +68,7 @@ func gitopsBuild(t *testing.T, dir string) string {
 	if !ok {
 		t.Fatal("no caller information to find the module root")
 	}
-	root := filepath.Join(filepath.Dir(file), "..", "..")
+	root := filepath.Join(filepath.Dir(file), "..", "..", "..")
 	bin := filepath.Join(dir, "lbc")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"lbc/internal/lab"
-	"lbc/internal/testproc"
+	"lbc/internal/testkit/lab"
+	"lbc/internal/testkit/testproc"
 	"lbc/reconcile"
 )
 

@@ -22,8 +22,8 @@ import (
 	"syscall"
 	"time"
 
-	"lbc/internal/lab"
 	"lbc/internal/shquote"
+	"lbc/internal/testkit/lab"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }

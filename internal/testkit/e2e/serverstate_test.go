@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"lbc/internal/lab"
+	"lbc/internal/testkit/lab"
 )
 
 // ssNode is one node of the server-state test's balancer: a lab node
