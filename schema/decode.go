@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"cuelang.org/go/cue"
+	"cuelang.org/go/cue/token"
 )
 
 // The raw types mirror the schema. They start as copies of the schema's
@@ -144,7 +145,26 @@ func (c cueNode) String() (string, error)   { return c.v.String() }
 func (c cueNode) Int64() (int64, error)     { return c.v.Int64() }
 func (c cueNode) Float64() (float64, error) { return c.v.Float64() }
 func (c cueNode) Bool() (bool, error)       { return c.v.Bool() }
-func (c cueNode) pos() Pos                  { return posOf(c.v.Pos(), relName) }
+func (c cueNode) pos() Pos                  { return posOf(userPos(c.v), relName) }
+
+// userPos is where the spec files write v. CUE gives the position of one
+// conjunct, after unification with the schema often the schema's; then the
+// first conjunct a spec file wrote is taken, as the evaluated path (which
+// never sees the schema) does.
+func userPos(v cue.Value) token.Pos {
+	p := v.Pos()
+	if p.IsValid() && p.Filename() != schemaFile {
+		return p
+	}
+	if op, args := v.Expr(); op == cue.AndOp {
+		for _, a := range args {
+			if ap := a.Pos(); ap.IsValid() && ap.Filename() != schemaFile {
+				return ap
+			}
+		}
+	}
+	return p
+}
 
 func (v *dval) lookup(name string) (node, bool) {
 	if f := v.get(name); f != nil {

@@ -299,31 +299,39 @@ func (g *randSpec) write() fstest.MapFS {
 }
 
 // Random plain data near the schema, valid and invalid: the default path
-// decodes exactly what CUE decodes, and reports the same.
+// decodes exactly what CUE decodes, and reports the same. Each case runs
+// twice: as plain data (the fast path) and with a file that makes it not
+// plain data (the evaluated path: CUE evaluates it alone, the validator
+// judges the result).
 func TestFastPathRandom(t *testing.T) {
 	n := 400
 	if testing.Short() {
 		n = 60
 	}
-	fast := 0
+	taken := map[evalPath]int{}
 	for i := range n {
-		g := &randSpec{r: rand.New(rand.NewPCG(uint64(i), 7))}
-		fsys := g.write()
-		viaCUE, err1 := loadInstance(fsys, "d", pathCUE)
-		viaAuto, err2 := loadInstance(fsys, "d", pathAuto)
-		if err1 != nil || err2 != nil {
-			t.Fatalf("case %d: %v / %v", i, err1, err2)
-		}
-		if _, err := loadInstance(fsys, "d", pathFast); err == nil {
-			fast++
-		}
-		if diff := cmp.Diff(viaCUE, viaAuto, cmp.AllowUnexported(Partial{}),
-			cmp.Comparer(func(a, b netip.Addr) bool { return a == b }), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
-			t.Errorf("case %d: CUE and default path differ (-CUE +default):\n%s\nfiles:\n%s\n---\n%s", i, diff, fsys["d/f0.cue"].Data, fsys["d/f1.cue"].Data)
+		for _, how := range []evalPath{pathFast, pathEvaluated} {
+			g := &randSpec{r: rand.New(rand.NewPCG(uint64(i), 7))}
+			fsys := g.write()
+			if how == pathEvaluated {
+				fsys["d/z.cue"] = &fstest.MapFile{Data: []byte("import \"strings\"\n\n_unused: strings.ToLower(\"X\")\n")}
+			}
+			viaCUE, err1 := loadInstance(fsys, "d", pathCUE)
+			viaAuto, err2 := loadInstance(fsys, "d", pathAuto)
+			if err1 != nil || err2 != nil {
+				t.Fatalf("case %d: %v / %v", i, err1, err2)
+			}
+			if _, err := loadInstance(fsys, "d", how); err == nil {
+				taken[how]++
+			}
+			if diff := cmp.Diff(viaCUE, viaAuto, cmp.AllowUnexported(Partial{}),
+				cmp.Comparer(func(a, b netip.Addr) bool { return a == b }), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
+				t.Errorf("case %d (path %d): CUE and default path differ (-CUE +default):\n%s\nfiles:\n%s\n---\n%s", i, how, diff, fsys["d/f0.cue"].Data, fsys["d/f1.cue"].Data)
+			}
 		}
 	}
-	t.Logf("%d of %d random instances took the fast path", fast, n)
-	if fast == 0 {
-		t.Error("no random instance took the fast path: the generator makes only invalid data")
+	t.Logf("of %d random instances, %d took the fast path as plain data, %d the evaluated path", n, taken[pathFast], taken[pathEvaluated])
+	if taken[pathFast] == 0 || taken[pathEvaluated] == 0 {
+		t.Error("no random instance took the fast or the evaluated path: the generator makes only invalid data")
 	}
 }

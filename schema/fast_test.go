@@ -201,3 +201,84 @@ func FuzzFastPath(f *testing.F) {
 		}
 	})
 }
+
+// CUE as people write it (definitions imported from the tree's module,
+// comprehensions, defaults of their own): every instance is evaluated
+// alone and taken by the validator, and decodes as CUE unified with the
+// schema decodes it.
+func TestEvaluatedPathIdiomatic(t *testing.T) {
+	fsys := fstest.MapFS{
+		"cue.mod/module.cue": {Data: []byte("module: \"example.com/x\"\nlanguage: version: \"v0.12.0\"\n")},
+		"defs/defs.cue": {Data: []byte(`package defs
+
+#Service: {
+	name:     string
+	vip:      string
+	protocol: *"http" | "tcp"
+	ports:    *[80] | [...int]
+	nodes: [...{address: string, weight: *1 | int}]
+	sticky?: bool
+}
+
+#Balancer: {
+	S=in:     #Service
+	T=tenant: string
+	out: {
+		tenant:   T
+		protocol: S.protocol
+		vips: [for p in S.ports {address: S.vip, port: p}]
+		nodes: [for n in S.nodes {address: n.address, port: 8080, weight: n.weight}]
+		if S.sticky != _|_ {
+			persistence: type: "source"
+		}
+	}
+}
+`)},
+		"devices/devices.cue": {Data: []byte(`package spec
+
+import "list"
+
+_zones: ["az-a", "az-b"]
+devices: {
+	for k in list.Range(0, 3, 1) for z, zn in _zones
+	let i = 2*k + z {
+		"lb-\(i)": {address: "192.0.2.\(10+i)", zone: zn, vipNetworks: ["203.0.113.0/24"]}
+	}
+}
+`)},
+		"balancers/shop/shop.cue": {Data: []byte(`package spec
+
+import "example.com/x/defs"
+
+_services: [
+	{name: "web", vip: "203.0.113.10", nodes: [{address: "198.51.100.1", weight: 3}, {address: "198.51.100.2"}]},
+	{name: "db", vip: "203.0.113.11", protocol: "tcp", ports: [5432], sticky: true, nodes: [{address: "198.51.100.3"}]},
+]
+balancers: {
+	for s in _services {
+		"shop-\(s.name)": (defs.#Balancer & {in: s, tenant: "shop"}).out
+	}
+}
+`)},
+	}
+	_, spec, err := loadBoth(t, fsys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"defs", "devices", "balancers/shop"} {
+		if _, err := loadInstance(fsys, d, pathEvaluated); err != nil {
+			t.Errorf("%s: not taken by the evaluated path: %v", d, err)
+		}
+	}
+	if len(spec.Devices) != 6 || len(spec.Balancers) != 2 {
+		t.Fatalf("%d devices, %d balancers; want 6 and 2", len(spec.Devices), len(spec.Balancers))
+	}
+	db := spec.Balancers["shop-db"]
+	if db.Protocol != "tcp" || db.Persistence == nil || db.HealthMonitor.Type != "tcp" || db.Nodes[0].Weight != 1 {
+		t.Errorf("shop-db: %+v", db)
+	}
+	// A generated entity is placed where the comprehension writes it.
+	if p := spec.Balancers["shop-web"].Pos; p.File != "defs/defs.cue" && p.File != "balancers/shop/shop.cue" || p.Line == 1 {
+		t.Errorf("shop-web at %v, want the text that produced it", p)
+	}
+}

@@ -115,15 +115,18 @@ func LoadInstance(fsys fs.FS, dir string) (*Partial, error) {
 	return loadInstance(fsys, dir, pathAuto)
 }
 
-// How loadInstance evaluates an instance: plain data in Go when it can
-// (pathAuto), always with CUE (pathCUE), or in Go only (pathFast: tests;
-// an instance the fast path does not take returns errNotFast).
+// How loadInstance evaluates an instance: plain data in Go, else evaluated
+// alone and validated in Go, else unified with the schema by CUE
+// (pathAuto); always unified by CUE (pathCUE); as plain data only
+// (pathFast) or as plain data or evaluated alone (pathEvaluated), for
+// tests: an instance these do not take returns errNotFast.
 type evalPath int
 
 const (
 	pathAuto evalPath = iota
 	pathCUE
 	pathFast
+	pathEvaluated
 )
 
 var errNotFast = errors.New("not taken by the fast path")
@@ -192,26 +195,50 @@ func loadInstance(fsys fs.FS, dir string, how evalPath) (*Partial, error) {
 		return nil, errNotFast
 	}
 
-	ctx := cuecontext.New()
-	spec := ctx.BuildFile(c.checkFile(false)).LookupPath(cue.MakePath(cue.Def("#Spec")))
-	var v cue.Value
-	if imports {
-		var inst *build.Instance
-		inst, files = loadWithImports(fsys, dir)
-		if inst.Err != nil {
-			p.Diagnostics = c.fromCUE(inst.Err, relName, func([]string) Pos { return first }).sorted()
-			return p, nil
+	buildInst := func(ctx *cue.Context) (cue.Value, []*ast.File, bool) {
+		if imports {
+			inst, files := loadWithImports(fsys, dir)
+			if inst.Err != nil {
+				p.Diagnostics = c.fromCUE(inst.Err, relName, func([]string) Pos { return first }).sorted()
+				return cue.Value{}, nil, false
+			}
+			return ctx.BuildInstance(inst), files, true
 		}
-		v = ctx.BuildInstance(inst)
-	} else {
 		inst := build.NewContext().NewInstance(dir, nil)
 		for _, f := range files {
 			if err := inst.AddSyntax(f); err != nil {
 				p.Diagnostics = c.fromCUE(err, relName, func([]string) Pos { return first }).sorted()
+				return cue.Value{}, nil, false
+			}
+		}
+		return ctx.BuildInstance(inst), files, true
+	}
+	if how != pathCUE {
+		// Not plain data: evaluated alone (see evaluated.go).
+		v, built, ok := buildInst(cuecontext.New())
+		if !ok {
+			return p, nil
+		}
+		if data, ok := evaluatedData(v); ok {
+			if ok, _ := c.validator.check(data); ok {
+				for _, f := range built {
+					pos.addFile(f)
+				}
+				decode(c, p, data, nil, pos, first)
+				p.Diagnostics = p.Diagnostics.sorted()
 				return p, nil
 			}
 		}
-		v = ctx.BuildInstance(inst)
+		if how == pathEvaluated {
+			return nil, errNotFast
+		}
+	}
+
+	ctx := cuecontext.New()
+	spec := ctx.BuildFile(c.checkFile(false)).LookupPath(cue.MakePath(cue.Def("#Spec")))
+	v, files, ok := buildInst(ctx)
+	if !ok {
+		return p, nil
 	}
 	for _, f := range files {
 		pos.addFile(f)

@@ -13,6 +13,8 @@ import (
 	"cuelang.org/go/cue"
 	"cuelang.org/go/cue/cuecontext"
 	"cuelang.org/go/cue/load"
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"lbc/compiler"
 	"lbc/schema"
@@ -67,19 +69,24 @@ func TestLayout(t *testing.T) {
 		"lbc/cue.mod/module.cue", "lbc/devices/devices.cue", "lbc/balancers/t003/balancers.cue",
 		"cue/cue.mod/module.cue", "cue/schema/schema.cue", "cue/devices/zz_schema.cue",
 		"cue/balancers/t000/zz_schema.cue", "cue/balancers/t003/balancers.cue",
+		"idiomatic/lbc/cue.mod/module.cue", "idiomatic/lbc/defs/defs.cue", "idiomatic/lbc/devices/devices.cue",
+		"idiomatic/lbc/balancers/t003/balancers.cue", "idiomatic/cue/schema/schema.cue",
+		"idiomatic/cue/balancers/t003/zz_schema.cue", "idiomatic/cue/defs/defs.cue",
 	} {
 		if _, ok := files[p]; !ok {
 			t.Errorf("missing %s", p)
 		}
 	}
 	for p := range files {
-		if strings.HasPrefix(p, "lbc/") && strings.Contains(p, "schema") {
-			t.Errorf("the lbc variant holds %s: it must be the plain tree", p)
-		}
-		if strings.HasPrefix(p, "lbc/") {
-			peer := "cue/" + strings.TrimPrefix(p, "lbc/")
-			if !bytes.Equal(files[p], files[peer]) {
-				t.Errorf("%s and %s differ: both variants must hold the same specs", p, peer)
+		for _, tree := range []string{"", "idiomatic/"} {
+			if strings.HasPrefix(p, tree+"lbc/") && strings.Contains(p, "schema") {
+				t.Errorf("the lbc variant holds %s: it must be the user's tree", p)
+			}
+			if strings.HasPrefix(p, tree+"lbc/") {
+				peer := tree + "cue/" + strings.TrimPrefix(p, tree+"lbc/")
+				if !bytes.Equal(files[p], files[peer]) {
+					t.Errorf("%s and %s differ: both variants must hold the same specs", p, peer)
+				}
 			}
 		}
 	}
@@ -88,8 +95,8 @@ func TestLayout(t *testing.T) {
 	}
 }
 
-// TestPeerTreeValidates evaluates the cue/ variant with CUE, as `cue export
-// ./...` does, and checks the values a scheduler relies on.
+// TestPeerTreeValidates evaluates the cue/ variants of both trees with CUE,
+// as `cue export ./...` does, and checks the values a scheduler relies on.
 func TestPeerTreeValidates(t *testing.T) {
 	files, err := Generate(small, readSchema(t))
 	if err != nil {
@@ -99,7 +106,13 @@ func TestPeerTreeValidates(t *testing.T) {
 	if err := write(dir, files); err != nil {
 		t.Fatal(err)
 	}
-	insts := load.Instances([]string{"./..."}, &load.Config{Dir: filepath.Join(dir, "cue")})
+	for _, tree := range []string{"cue", "idiomatic/cue"} {
+		t.Run(tree, func(t *testing.T) { peerTreeValidates(t, filepath.Join(dir, tree)) })
+	}
+}
+
+func peerTreeValidates(t *testing.T, dir string) {
+	insts := load.Instances([]string{"./..."}, &load.Config{Dir: dir})
 	ctx := cuecontext.New()
 	type vip struct {
 		Address string `json:"address"`
@@ -142,7 +155,11 @@ func TestPeerTreeValidates(t *testing.T) {
 		}
 		n++
 	}
-	if want := 1 + 1 + small.Tenants; n != want { // schema, devices, tenants
+	want := 1 + 1 + small.Tenants // schema, devices, tenants
+	if strings.HasPrefix(filepath.Base(filepath.Dir(dir)), "idiomatic") {
+		want++ // defs
+	}
+	if n != want {
 		t.Errorf("%d instances, want %d", n, want)
 	}
 	if len(spec.Devices) != small.Devices || len(spec.Balancers) != small.Balancers {
@@ -294,5 +311,38 @@ func TestLBCTreeCompiles(t *testing.T) {
 	}
 	if instances == 0 {
 		t.Error("no vrrp_instance: the tree has no HA balancer to check")
+	}
+}
+
+// The idiomatic tree (definitions, comprehensions) says what the plain tree
+// says: lbc loads the same devices and balancers from both.
+func TestIdiomaticTreeIsThePlainTree(t *testing.T) {
+	files, err := Generate(small, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := write(dir, files); err != nil {
+		t.Fatal(err)
+	}
+	plain, err := schema.LoadDir(context.Background(), filepath.Join(dir, "lbc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	idiomatic, err := schema.LoadDir(context.Background(), filepath.Join(dir, "idiomatic", "lbc"))
+	if err != nil {
+		t.Fatalf("lbc rejects the idiomatic tree: %v", err)
+	}
+	noPos := cmp.Options{
+		cmpopts.IgnoreFields(schema.Device{}, "Pos", "FieldPos"),
+		cmpopts.IgnoreFields(schema.Balancer{}, "Pos", "FieldPos"),
+		cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
+		cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }),
+	}
+	if diff := cmp.Diff(plain, idiomatic, noPos); diff != "" {
+		t.Errorf("the trees differ (-plain +idiomatic):\n%s", diff)
+	}
+	if len(idiomatic.Balancers) != small.Balancers || len(idiomatic.Devices) != small.Devices {
+		t.Errorf("%d devices, %d balancers", len(idiomatic.Devices), len(idiomatic.Balancers))
 	}
 }

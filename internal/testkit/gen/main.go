@@ -54,7 +54,7 @@ func run(args []string) error {
 
 // write replaces OUT/lbc and OUT/cue with files.
 func write(out string, files Files) error {
-	for _, d := range []string{"lbc", "cue"} {
+	for _, d := range []string{"lbc", "cue", "idiomatic"} {
 		if err := os.RemoveAll(filepath.Join(out, d)); err != nil {
 			return fmt.Errorf("write %s: %w", out, err)
 		}
