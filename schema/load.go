@@ -9,6 +9,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"sync/atomic"
 
 	"cuelang.org/go/cue"
 	"cuelang.org/go/cue/ast"
@@ -51,13 +52,28 @@ func LoadDir(ctx context.Context, dir string) (*Spec, error) {
 // schema in parallel, then the results are merged and checked together.
 // On any problem it returns Diagnostics holding all of them.
 func Load(ctx context.Context, fsys fs.FS) (*Spec, error) {
+	return LoadCached(ctx, fsys, nil)
+}
+
+// LoadCached is Load reading the result of each unchanged instance from
+// cache (nil: no cache) and storing the others there.
+func LoadCached(ctx context.Context, fsys fs.FS, cache *Cache) (*Spec, error) {
 	dirs, err := Instances(fsys)
 	if err != nil {
 		return nil, err
 	}
+	var k *keyer
+	if cache != nil {
+		k = newKeyer(fsys)
+	}
 	parts := make([]*Partial, len(dirs))
+	var stored atomic.Bool
 	err = par.Do(ctx, len(dirs), 0, func(i int) (err error) {
-		parts[i], err = LoadInstance(fsys, dirs[i])
+		var put bool
+		parts[i], put, err = loadCachedInstance(fsys, dirs[i], pathAuto, cache, k)
+		if put {
+			stored.Store(true)
+		}
 		return err
 	})
 	if ctx.Err() != nil {
@@ -65,6 +81,9 @@ func Load(ctx context.Context, fsys fs.FS) (*Spec, error) {
 	}
 	if err != nil {
 		return nil, err
+	}
+	if stored.Load() {
+		cache.trim()
 	}
 	return Merge(parts)
 }
@@ -132,17 +151,41 @@ const (
 var errNotFast = errors.New("not taken by the fast path")
 
 func loadInstance(fsys fs.FS, dir string, how evalPath) (*Partial, error) {
-	c, err := loadSchema()
+	p, _, err := loadCachedInstance(fsys, dir, how, nil, nil)
+	return p, err
+}
+
+// loadCachedInstance loads the instance dir, from cache when it holds it
+// (cache nil: none); put reports that the result was stored.
+func loadCachedInstance(fsys fs.FS, dir string, how evalPath, cache *Cache, k *keyer) (p *Partial, put bool, err error) {
+	srcs, err := readInstance(fsys, dir)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
+	var key string
+	cacheable := false
+	if cache != nil {
+		if key, cacheable = k.key(dir, srcs); cacheable {
+			if p := cache.get(key); p != nil && p.Dir == dir {
+				return p, false, nil
+			}
+		}
+	}
+	p, err = evalInstance(fsys, dir, srcs, how)
+	if err != nil || !cacheable {
+		return p, false, err
+	}
+	cache.put(key, p)
+	return p, true, nil
+}
+
+// readInstance reads the .cue files of the instance dir, in name order.
+func readInstance(fsys fs.FS, dir string) ([]source, error) {
 	entries, err := fs.ReadDir(fsys, dir)
 	if err != nil {
 		return nil, fmt.Errorf("load instance %s: %w", dir, err)
 	}
-	p := &Partial{Dir: dir, rejected: map[string]Pos{}}
-	var files []*ast.File
-	imports := false
+	var srcs []source
 	for _, e := range entries {
 		if e.IsDir() || !isSpecFile(e.Name()) {
 			continue
@@ -152,8 +195,32 @@ func loadInstance(fsys fs.FS, dir string, how evalPath) (*Partial, error) {
 		if err != nil {
 			return nil, fmt.Errorf("load instance %s: %w", dir, err)
 		}
+		srcs = append(srcs, source{name, src})
+	}
+	if len(srcs) == 0 {
+		return nil, fmt.Errorf("load instance %s: no .cue files", dir)
+	}
+	return srcs, nil
+}
+
+// evaluations counts the instances evaluated rather than read from a
+// cache (tests read it).
+var evaluations atomic.Int64
+
+// evalInstance evaluates the instance dir whose files are srcs.
+func evalInstance(fsys fs.FS, dir string, srcs []source, how evalPath) (*Partial, error) {
+	evaluations.Add(1)
+	c, err := loadSchema()
+	if err != nil {
+		return nil, err
+	}
+	p := &Partial{Dir: dir, rejected: map[string]Pos{}}
+	var files []*ast.File
+	imports := false
+	for _, s := range srcs {
+		name := s.name
 		p.Files = append(p.Files, name)
-		f, err := parser.ParseFile(name, src)
+		f, err := parser.ParseFile(name, s.src)
 		if err != nil {
 			p.Diagnostics = append(p.Diagnostics, c.fromCUE(err, relName, func([]string) Pos { return Pos{File: name, Line: 1, Col: 1} })...)
 			continue
@@ -164,9 +231,6 @@ func loadInstance(fsys fs.FS, dir string, how evalPath) (*Partial, error) {
 				imports = true
 			}
 		}
-	}
-	if len(p.Files) == 0 {
-		return nil, fmt.Errorf("load instance %s: no .cue files", dir)
 	}
 	if len(p.Diagnostics) > 0 {
 		p.Diagnostics = p.Diagnostics.sorted()

@@ -18,6 +18,8 @@ type Source struct {
 	Dir    string // spec tree (default ".")
 	GitRev string // --git-rev: read the tree from this revision, no worktree
 	Repo   string // --repo: the repository (default: the one holding Dir)
+
+	NoCache bool // --no-cache: evaluate every instance, neither read nor write the cache
 }
 
 // SSHArgs are the connection flags of plan, apply and status.
@@ -73,6 +75,7 @@ func parseArgs(cmd string, argv []string, stderr io.Writer) (*Args, error) {
 	source := func() {
 		fs.StringVar(&a.Source.GitRev, "git-rev", "", "read the specs from this Git revision (no checkout)")
 		fs.StringVar(&a.Source.Repo, "repo", "", "Git repository for --git-rev (default: the one holding DIR)")
+		fs.BoolVar(&a.Source.NoCache, "no-cache", false, "evaluate every instance; neither read nor write the cache ($LBC_CACHE, default the user's cache directory)")
 	}
 	ssh := func() {
 		fs.StringVar(&a.SSH.KnownHosts, "known-hosts", "", "known_hosts file (default ~/.ssh/known_hosts)")

@@ -83,7 +83,7 @@ func (e *env) loadSpecs() (*specSource, *schema.Spec, error) {
 // load loads and validates the spec tree. Diagnostics come back with file
 // names as the user would open them.
 func (e *env) load(src *specSource) (*schema.Spec, error) {
-	spec, err := schema.Load(e.ctx, src.fsys)
+	spec, err := schema.LoadCached(e.ctx, src.fsys, e.cache())
 	if err != nil {
 		var diags schema.Diagnostics
 		if errors.As(err, &diags) {
@@ -168,4 +168,21 @@ func repoRel(repo *gitsrc.Repo, dir string) (string, error) {
 		return "", fmt.Errorf("%s is outside the repository %s", dir, repo.Root())
 	}
 	return filepath.ToSlash(rel), nil
+}
+
+// cache opens the instance cache, or returns nil with --no-cache or when it
+// cannot be opened (a cache only saves time: lbc then evaluates everything).
+func (e *env) cache() *schema.Cache {
+	if e.args.Source.NoCache {
+		return nil
+	}
+	dir, err := schema.CacheDir()
+	if err != nil {
+		return nil
+	}
+	c, err := schema.OpenCache(dir, 0)
+	if err != nil {
+		return nil
+	}
+	return c
 }
