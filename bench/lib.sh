@@ -93,3 +93,74 @@ table() {
 	}
 	function base0(b) { split(b, w, " "); return w[1] }'
 }
+
+# measure_rounds reads lines "LABEL<TAB>DIR<TAB>COMMAND" (COMMAND is a
+# shell command line, run with bash -c in DIR), runs each command once to
+# warm up (and to see that it works), then RUNS rounds in which each command
+# runs once, in the order given, under GNU time; it prints one line per
+# command, in that order:
+#   LABEL<TAB>median seconds<TAB>median peak RSS in KB
+# or LABEL<TAB>-<TAB>- plus the reason on stderr when COMMAND fails.
+measure_rounds() {
+	local labels=() dirs=() cmds=() label dir cmd i r
+	while IFS=$'\t' read -r label dir cmd; do
+		labels+=("$label"); dirs+=("$dir"); cmds+=("$cmd")
+	done
+	local tmp; tmp=$(mktemp -d)
+	local ok=()
+	for i in "${!cmds[@]}"; do
+		ok[$i]=1
+		if ! (cd "${dirs[$i]}" && bash -c "${cmds[$i]}") >/dev/null 2>"$tmp/err"; then
+			log "bench: ${labels[$i]}: not available: $(head -c 300 "$tmp/err" | head -3)"
+			ok[$i]=0
+		fi
+	done
+	for r in $(seq 1 "$RUNS"); do
+		for i in "${!cmds[@]}"; do
+			[ "${ok[$i]}" = 1 ] || continue
+			if ! (cd "${dirs[$i]}" && /usr/bin/time -f '%e %M' -o "$tmp/t$i.$r" bash -c "exec ${cmds[$i]}") >/dev/null 2>"$tmp/err"; then
+				log "bench: ${labels[$i]}: round $r failed: $(head -3 "$tmp/err")"
+				ok[$i]=0
+			fi
+		done
+	done
+	for i in "${!cmds[@]}"; do
+		if [ "${ok[$i]}" != 1 ]; then
+			printf '%s\t-\t-\n' "${labels[$i]}"
+			continue
+		fi
+		local secs kb
+		secs=$(for r in $(seq 1 "$RUNS"); do awk 'END{print $1}' "$tmp/t$i.$r"; done | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}')
+		kb=$(for r in $(seq 1 "$RUNS"); do awk 'END{print $2}' "$tmp/t$i.$r"; done | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}')
+		printf '%s\t%s\t%s\n' "${labels[$i]}" "$secs" "$kb"
+	done
+	rm -rf "$tmp"
+}
+
+# phases FILE prints the median phases of the `lbc compile --timings` lines
+# in FILE (the first line, the warm-up run's, is dropped) and the share of
+# scheduling + rendering in lbc's total (lbc's own clock, from the start of
+# the command to the end of writing).
+phases() {
+	grep '^timings: ' "$1" 2>/dev/null | tail -n +2 | awk '
+	function med(a, n,   i, j, t) { # sorts a[1..n] in place, returns the median
+		for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j+1] = a[j]; a[j+1] = t }
+		return n % 2 ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2
+	}
+	{
+		# timings: load X ms, schedule Y ms, render Z ms, write W ms (files F ms), total T ms
+		line = $0; gsub(/[(),]/, " ", line); k = split(line, f, " ")
+		n++
+		for (i = 2; i < k; i++) if (f[i+1] ~ /^[0-9.]+$/) v[f[i], n] = f[i+1]
+		share[n] = 100 * (v["schedule", n] + v["render", n]) / v["total", n]
+	}
+	END {
+		if (n == 0) { print "phases: not available (no timings line)"; exit }
+		split("load schedule render write files total", ph, " ")
+		for (p = 1; p <= 6; p++) { for (i = 1; i <= n; i++) a[i] = v[ph[p], i]; m[ph[p]] = med(a, n) }
+		printf "cold lbc compile phases (ms, median of %d runs): load %.0f, schedule %.0f, render %.0f, write %.0f (files %.0f), total %.0f\n",
+			n, m["load"], m["schedule"], m["render"], m["write"], m["files"], m["total"]
+		s = med(share, n)
+		printf "scheduler + rendering: %.1f%% of a cold lbc compile (median of the runs; target < 10%%) %s\n", s, (s < 10 ? "" : "MISSED")
+	}'
+}

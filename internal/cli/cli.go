@@ -40,6 +40,7 @@ Exit codes: 0 ok, 1 error (nothing changed), 2 plan has changes (--detailed-exit
 
 // Main runs lbc with args (without the program name) and returns the exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
+	tuneGC()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return run(ctx, args, stdout, stderr)
