@@ -1,9 +1,11 @@
 package reconcile
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -36,6 +38,8 @@ func TestApplyFreshThenNoop(t *testing.T) {
 	var mu sync.Mutex
 	o := applyOpts("alice@ctl pid 1")
 	o.Progress = func(dev, step string) { mu.Lock(); steps = append(steps, dev+":"+step); mu.Unlock() }
+	var trace syncBuffer
+	o.Log = slog.New(slog.NewTextHandler(&trace, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	r, err := Apply(context.Background(), p, th.dial, o)
 	if err != nil {
 		t.Fatal(err)
@@ -51,6 +55,11 @@ func TestApplyFreshThenNoop(t *testing.T) {
 	}
 	if len(steps) != len(want)+1 || steps[0] != "lb-a1:connect" {
 		t.Errorf("progress %q", steps)
+	}
+	for _, want := range []string{"msg=connect device=lb-a1", "msg=reload device=lb-a1", `msg="end applied" device=lb-a1`} {
+		if !strings.Contains(trace.String(), want) {
+			t.Errorf("trace has no %q:\n%s", want, trace.String())
+		}
 	}
 	if got := th.read("etc/haproxy.cfg"); got != string(cfg) {
 		t.Errorf("config on host:\n%s", got)
@@ -663,6 +672,24 @@ func TestKeepLastGoodBytes(t *testing.T) {
 			t.Errorf("config after the rollback %q, want %q", got, live)
 		}
 	}
+}
+
+// syncBuffer is a bytes.Buffer that several goroutines write.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
 
 // firstDiff is the index of the first byte where a and b differ.
