@@ -370,7 +370,7 @@ func (x *tx) run(ctx context.Context) {
 // the failed step with its error.
 func (x *tx) runScript(ctx context.Context, s *host.Script) (string, error) {
 	x.r.Warnings = append(x.r.Warnings, s.Notes...)
-	rep, err := runScript(ctx, s, x.lock.scripts(x.t), x.progress)
+	rep, err := runScript(s, x.lock, x.progress)
 	x.trace("script end")
 	x.r.Steps = append(x.r.Steps, rep.Done...)
 	x.r.Warnings = append(x.r.Warnings, rep.Warnings...)
@@ -499,7 +499,7 @@ func (x *tx) rollback(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	rep, err := runScript(ctx, s, x.lock.scripts(x.t), func(string) {})
+	rep, err := runScript(s, x.lock, func(string) {})
 	if err != nil && rep.Failed == host.StepRollbackVerify && c.LiveConfig.Exists {
 		// A reload signalled while the one before it is still under
 		// way can be lost (HAProxy's master re-executes itself on
@@ -519,7 +519,7 @@ func (x *tx) reloadAgain(ctx context.Context, c host.Change) error {
 	if err != nil {
 		return err
 	}
-	_, err = runScript(ctx, s, x.lock.scripts(x.t), func(string) {})
+	_, err = runScript(s, x.lock, func(string) {})
 	return err
 }
 

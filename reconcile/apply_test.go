@@ -1,7 +1,6 @@
 package reconcile
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 
 	"lbc/internal/exitcode"
 	"lbc/internal/testkit/sshtest"
+	"lbc/internal/testkit/testproc"
 	"lbc/reconcile/host"
 )
 
@@ -38,7 +38,7 @@ func TestApplyFreshThenNoop(t *testing.T) {
 	var mu sync.Mutex
 	o := applyOpts("alice@ctl pid 1")
 	o.Progress = func(dev, step string) { mu.Lock(); steps = append(steps, dev+":"+step); mu.Unlock() }
-	var trace syncBuffer
+	var trace testproc.Buffer
 	o.Log = slog.New(slog.NewTextHandler(&trace, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	r, err := Apply(context.Background(), p, th.dial, o)
 	if err != nil {
@@ -672,24 +672,6 @@ func TestKeepLastGoodBytes(t *testing.T) {
 			t.Errorf("config after the rollback %q, want %q", got, live)
 		}
 	}
-}
-
-// syncBuffer is a bytes.Buffer that several goroutines write.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // firstDiff is the index of the first byte where a and b differ.

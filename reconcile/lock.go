@@ -113,12 +113,15 @@ func lockedRead(read []byte) (*Live, error) {
 	return host.ParseRead(read)
 }
 
-// lockSession is the lock holder's session (lockCmd): it holds the device
-// lock and runs the transaction's scripts.
+// lockSession is the lock holder's session (host.LockCommand): it holds
+// the device lock and runs the transaction's scripts (send).
 type lockSession struct {
 	Stream
 	lines chan string // the holder's stdout, line by line; closed at its end
 	token string
+	// rewrite, when set, rewrites each text sent (the prologue, every
+	// script): tests inject faults into scripts with it.
+	rewrite func(string) string
 }
 
 // takeLock takes <stateDir>/lock with flock, held by a session whose stdin
@@ -132,12 +135,11 @@ func takeLock(ctx context.Context, t Transport, h Host, device, owner, token str
 	}
 	// The holder's shell reads this once flock has the lock. Should the
 	// write fail, the session has ended: the reads below tell why.
-	prologue := host.Prologue(h, owner, token, keepalived)
+	ls := &lockSession{Stream: st, lines: make(chan string, 64), token: token, rewrite: func(s string) string { return s }}
 	if r, ok := t.(rewriter); ok {
-		prologue = r.rewrite(prologue)
+		ls.rewrite = r.rewrite
 	}
-	io.WriteString(st.Stdin(), prologue)
-	ls := &lockSession{Stream: st, lines: make(chan string, 64), token: token}
+	io.WriteString(st.Stdin(), ls.rewrite(host.Prologue(h, owner, token, keepalived)))
 	go func() {
 		defer close(ls.lines)
 		br := bufio.NewReader(st.Stdout())
@@ -203,44 +205,32 @@ func takeLock(ctx context.Context, t Transport, h Host, device, owner, token str
 	return nil, nil, &lockedError{device, who}
 }
 
-// scripts returns a Transport whose Stream runs a script in the lock
-// holder's shell (Run and Close are t's): a script costs no session, and
-// the holder runs them one after another.
-func (ls *lockSession) scripts(t Transport) Transport { return holderTransport{t, ls} }
-
-// holderTransport runs scripts through a lock session (see host.LockCommand).
-type holderTransport struct {
-	Transport
-	ls *lockSession
-}
-
 // rewriter is a Transport that rewrites what it sends (tests inject
 // faults into scripts with it).
 type rewriter interface{ rewrite(cmd string) string }
 
-// Stream sends script to the lock holder, which runs it with sh
-// (host.Frame); the returned Stream's stdout is the script's up to the
-// holder's exit line. The script has no stdin.
-func (h holderTransport) Stream(ctx context.Context, script string) (Stream, error) {
-	if r, ok := h.Transport.(rewriter); ok {
-		script = r.rewrite(script)
-	}
-	if _, err := io.WriteString(h.ls.Stdin(), host.Frame(script)); err != nil {
+// send sends script to the lock holder, which runs it with sh
+// (host.Frame): a script costs no session, and the holder runs them one
+// after another. The returned Stream's stdout is the script's up to the
+// holder's exit line; the script has no stdin.
+func (ls *lockSession) send(script string) (Stream, error) {
+	script = ls.rewrite(script)
+	if _, err := io.WriteString(ls.Stdin(), host.Frame(script)); err != nil {
 		return nil, fmt.Errorf("send script: %w", ErrConnectionLost)
 	}
 	pr, pw := io.Pipe()
 	hs := &holderStream{stdout: pr, done: make(chan struct{})}
-	stderrLine := host.StderrLine(h.ls.token)
+	stderrLine := host.StderrLine(ls.token)
 	go func() {
 		defer close(hs.done)
 		stderr := false
 		var errb strings.Builder
-		for l := range h.ls.lines {
+		for l := range ls.lines {
 			switch {
 			case l == stderrLine:
 				stderr = true
-			case isExit(l, h.ls.token):
-				code, _ := host.ParseExit(l, h.ls.token)
+			case isExit(l, ls.token):
+				code, _ := host.ParseExit(l, ls.token)
 				if code != 0 {
 					hs.err = &ExitError{Cmd: script, Code: code, Stderr: errb.String()}
 				}
