@@ -185,7 +185,7 @@ func (e *env) watch() int {
 		prev := last
 		last = res
 		if e.args.WatchPlan || e.args.WatchApply {
-			return e.watchHosts(ctx, spec, res, pool, changed)
+			return e.watchHosts(ctx, spec, res, src, pool, changed)
 		}
 		if first {
 			// OUT may hold an earlier compile: bring it up to date, then
@@ -251,7 +251,7 @@ func (e *env) compileWatched(src *specSource, spec *schema.Spec, prev *compiler.
 }
 
 // watchHosts plans (and with --apply applies) a good compile against the hosts.
-func (e *env) watchHosts(ctx context.Context, spec *schema.Spec, res *compiler.Result, pool *reconcile.Pool, changed []string) error {
+func (e *env) watchHosts(ctx context.Context, spec *schema.Spec, res *compiler.Result, src *specSource, pool *reconcile.Pool, changed []string) error {
 	// An apply that has started finishes (or rolls back) even when a signal
 	// arrives: it runs on a context that the signal does not cancel.
 	actx := context.WithoutCancel(ctx)
@@ -274,13 +274,13 @@ func (e *env) watchHosts(ctx context.Context, spec *schema.Spec, res *compiler.R
 		return nil
 	}
 	pool.ReleaseUnchanged(p)
-	r, err := reconcile.Apply(actx, p, pool.Dial, reconcile.ApplyOptions{
-		Parallelism: e.args.Parallelism, LBCVersion: version.Version})
+	// The policy of lbc apply, revision guard included: a watch on an
+	// older checkout must not roll back a host that runs a newer revision.
+	r, err := reconcile.Apply(actx, p, pool.Dial, e.applyOptions(src.repo))
 	if err != nil {
 		return err
 	}
-	e.printApply(p, r)
-	return nil
+	return e.printApply(p, r)
 }
 
 // printWatchError prints spec errors, their files named under the spec
