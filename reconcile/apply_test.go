@@ -516,8 +516,8 @@ func TestUnreachableReportedNotApplied(t *testing.T) {
 	if d.Status != StatusUnreachable || !strings.Contains(d.Error, "plan lb-a1: ") {
 		t.Fatalf("plan: %s %q", d.Status, d.Error)
 	}
-	if p.Summary() != "0 to change, 0 unchanged, 1 unreachable" {
-		t.Errorf("summary %q", p.Summary())
+	if c, u, un, f := p.Counts(); c != 0 || u != 0 || un != 1 || f != 0 {
+		t.Errorf("counts %d changes, %d unchanged, %d unreachable, %d failed; want 1 unreachable", c, u, un, f)
 	}
 	r, _ := Apply(context.Background(), p, th.dial, applyOpts("test"))
 	if r.Devices[0].Outcome != OutcomeSkipped {

@@ -62,7 +62,7 @@ func (e *env) apply() int {
 		if p, err = e.buildPlan(c, pool.Dial, lock); err != nil {
 			return e.fail(err)
 		}
-		if err := reconcile.WriteText(e.stdout, p, reconcile.ViewOptions{Color: color(e.stdout)}); err != nil {
+		if err := writePlanText(e.stdout, p, color(e.stdout)); err != nil {
 			return e.fail(err)
 		}
 	}

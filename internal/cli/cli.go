@@ -46,6 +46,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	// Errors carry host-originated text and file names: escaped (term.go).
+	stderr = termWriter{stderr}
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return exitcode.Usage

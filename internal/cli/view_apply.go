@@ -88,6 +88,7 @@ func writeApplyJSON(w io.Writer, p *reconcile.Plan, r *reconcile.ApplyResult) er
 // writeApplyText writes the human view of an apply: on out, one line per
 // device ("lb-a1: applied", "lb-a2: rolled back") with its warnings, then
 // the summary; on errs, each device's error ("apply lb-a2: reload: ...").
+// Warnings and errors carry what hosts said: escaped (term.go).
 func writeApplyText(out, errs io.Writer, p *reconcile.Plan, r *reconcile.ApplyResult) error {
 	for _, d := range r.Devices {
 		outcome := string(d.Outcome)
@@ -98,10 +99,10 @@ func writeApplyText(out, errs io.Writer, p *reconcile.Plan, r *reconcile.ApplyRe
 			return err
 		}
 		for _, w := range d.Warnings {
-			fmt.Fprintf(out, "%s: warning: %s\n", d.Device, w)
+			fmt.Fprintf(out, "%s: warning: %s\n", d.Device, indentText(w, "    "))
 		}
 		if d.Err != nil {
-			fmt.Fprintln(errs, d.Err)
+			fmt.Fprintln(errs, termText(d.Err.Error()))
 		}
 	}
 	n := applyCounts(r)

@@ -168,7 +168,8 @@ func (e *env) watch() int {
 	loader := watch.NewLoader(dir)
 	var last *compiler.Result // the last good compile
 	first := true             // no good compile yet
-	out := func(s string) { fmt.Fprint(e.stdout, s) }
+	// The rendered files of OUT may have been edited: their diffs are escaped.
+	out := func(s string) { fmt.Fprint(e.stdout, termText(s)) }
 	cycle := func(ctx context.Context, changed []string) error {
 		start := time.Now()
 		spec, err := loader.Load(ctx, changed)
@@ -201,7 +202,7 @@ func (e *env) watch() int {
 				}
 			}
 			fmt.Fprintf(e.stdout, "watching %s: %d devices, %d balancers (compiled in %d ms)\n",
-				dir, len(spec.Devices), len(spec.Balancers), took.Milliseconds())
+				termLine(dir), len(spec.Devices), len(spec.Balancers), took.Milliseconds())
 			return nil
 		}
 		old, cur := changedDevices(prev, res)
@@ -229,7 +230,8 @@ func describeChange(changed []string) string {
 	if changed == nil {
 		return "interval"
 	}
-	return "change in " + strings.Join(changed, ", ")
+	// File names are escaped: a name may hold any byte but / and NUL.
+	return "change in " + termLine(strings.Join(changed, ", "))
 }
 
 // compileWatched compiles spec with the lock beside the specs (re-read on
@@ -267,7 +269,7 @@ func (e *env) watchHosts(ctx context.Context, spec *schema.Spec, res *compiler.R
 		return err
 	}
 	fmt.Fprintf(e.stdout, "%s %s\n", time.Now().Format("15:04:05.000"), describeChange(changed))
-	if err := reconcile.WriteText(e.stdout, p, reconcile.ViewOptions{Color: color(e.stdout)}); err != nil {
+	if err := writePlanText(e.stdout, p, color(e.stdout)); err != nil {
 		return err
 	}
 	if !e.args.WatchApply || !p.HasChanges() {
@@ -290,10 +292,10 @@ func (e *env) printWatchError(err error, prefix string) {
 	var diags schema.Diagnostics
 	if errors.As(err, &diags) {
 		for _, d := range displayDiags(diags, prefix) {
-			fmt.Fprintln(e.stdout, d.String())
+			fmt.Fprintln(e.stdout, termText(d.String()))
 		}
 	} else {
-		fmt.Fprintf(e.stdout, "error: %v\n", err)
+		fmt.Fprintf(e.stdout, "error: %s\n", termText(err.Error()))
 	}
 	fmt.Fprintf(e.stdout, "%s invalid specs: keeping the last good result\n", time.Now().Format("15:04:05.000"))
 }
