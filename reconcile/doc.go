@@ -6,8 +6,9 @@
 // BuildPlan reads every device in one round trip (config, state.json,
 // keepalived.conf, addresses) and returns a Plan: plain data with unified
 // diffs, the VIPs to add and remove, the fingerprints of what it saw and the
-// files apply would write. WriteText, WriteJSON and WriteMarkdown render a
-// plan; Save and LoadPlan keep it in a file.
+// files apply would write. Save and LoadPlan keep it in a file; the CLI
+// renders it (text, JSON, markdown), as it does status and apply results
+// and decides exit codes: this package returns data and errors only.
 //
 // What runs on a host, and how its answers are read, is package host
 // (reconcile/host): the steps and their markers, the read, lock, change,
@@ -15,11 +16,11 @@
 // holds the exact scripts of representative changes. This package sends
 // them and decides what to do with the answers:
 //
-//   - plan.go, diff.go: BuildPlan and the Plan it returns; view*.go render
-//     a plan; status*.go: ReadStatus;
+//   - plan.go, diff.go: BuildPlan and the Plan it returns; status.go,
+//     havip.go: ReadStatus;
 //   - apply.go: Apply and one device's transaction (tx): the stale check,
 //     the change, rollback and what happened after a lost connection;
-//     waves.go: the order of HA pairs;
+//     guard.go: the revision guard; waves.go: the order of HA pairs;
 //   - lock.go: the lock session (the lock holder's, which runs the
 //     scripts sent to it) and Locks, the locks a plan keeps for apply;
 //   - script.go: runs a host.Script on the lock session and reads its
