@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"lbc/compiler"
+	"lbc/reconcile/host"
 	"lbc/schema"
 )
 
@@ -80,10 +82,6 @@ type Desired struct {
 	Wanted           []string `json:"wanted,omitempty"` // every address the device must carry that lbc adds (role single)
 }
 
-// Dialer connects to a device. The CLI passes DialSSH with its SSH config;
-// tests dial an in-process SSH server.
-type Dialer func(ctx context.Context, dev *schema.Device) (Transport, error)
-
 // PlanOptions tune BuildPlan.
 type PlanOptions struct {
 	Parallelism int    // devices read at once; 10 when 0
@@ -92,17 +90,21 @@ type PlanOptions struct {
 	// a device it names that is no longer in the spec gets a note.
 	Previous compiler.Lock
 	// Lock, when set, takes each device's lock before reading it and
-	// keeps it, in dial's Pool, for Apply: what is planned is what the
+	// keeps it, in Lock.Held, for Apply: what is planned is what the
 	// transaction finds, and the lock and the read cost one round trip.
-	// dial must be a Pool's Dial.
 	Lock *PlanLock
+	// Log, when set, gets a debug record as each device is connected and
+	// read.
+	Log *slog.Logger
 }
 
-// PlanLock says who locks devices while planning, and how long to wait
-// for a lock held by someone else (0: fail at once).
+// PlanLock says who locks devices while planning, how long to wait for a
+// lock held by someone else (0: fail at once), and where the locks are
+// kept for Apply (ApplyOptions.Locks).
 type PlanLock struct {
 	Owner   string
 	Timeout time.Duration
+	Held    *Locks
 }
 
 // addressesKey is the Fingerprints key of the VIP address set.
@@ -116,6 +118,7 @@ func BuildPlan(ctx context.Context, spec *schema.Spec, res *compiler.Result, dia
 		return nil, errors.New("plan: no spec or compile result")
 	}
 	names := deviceNames(res)
+	log := orDiscard(opts.Log)
 	p := &Plan{Format: PlanFormat, Revision: res.Revision, Devices: make([]DevicePlan, len(names))}
 	eachDevice(ctx, len(names), opts.Parallelism, func(i int) {
 		name := names[i]
@@ -124,7 +127,7 @@ func BuildPlan(ctx context.Context, spec *schema.Spec, res *compiler.Result, dia
 			p.Devices[i] = DevicePlan{Device: name, Status: StatusError, Error: fmt.Sprintf("plan %s: device not in spec", name)}
 			return
 		}
-		p.Devices[i] = planDevice(ctx, dev, res.Devices[name], dial, opts.IPCommand, opts.Lock)
+		p.Devices[i] = planDevice(ctx, dev, res.Devices[name], dial, opts.IPCommand, opts.Lock, log)
 	}, func(i int) {
 		p.Devices[i] = DevicePlan{Device: names[i], Status: StatusError, Error: fmt.Sprintf("plan %s: %v", names[i], ctx.Err())}
 	})
@@ -152,7 +155,7 @@ func goneDevices(spec *schema.Spec, prev compiler.Lock) []string {
 	return notes
 }
 
-func planDevice(ctx context.Context, dev *schema.Device, art *compiler.DeviceArtifacts, dial Dialer, ipCmd string, lock *PlanLock) DevicePlan {
+func planDevice(ctx context.Context, dev *schema.Device, art *compiler.DeviceArtifacts, dial Dialer, ipCmd string, lock *PlanLock, log *slog.Logger) DevicePlan {
 	h := hostOf(dev, ipCmd)
 	dp := DevicePlan{Device: dev.Name, Address: dev.Address, Host: h}
 	fail := func(st Status, err error) DevicePlan {
@@ -166,22 +169,27 @@ func planDevice(ctx context.Context, dev *schema.Device, art *compiler.DeviceArt
 		}
 		dp.Desired.ManageKeepalived, dp.Desired.Keepalived = true, string(art.Keepalived)
 	}
-	trace(dev.Name, "plan: connect")
-	t, err := dial(ctx, dev)
+	log.Debug("plan: connect", "device", dev.Name)
+	ep := endpointOf(dev.Name, h)
+	t, err := dial(ctx, ep)
 	if err != nil {
 		return fail(StatusUnreachable, err)
 	}
-	defer t.Close()
-	trace(dev.Name, "plan: read")
+	log.Debug("plan: read", "device", dev.Name)
 	var live *Live
 	if lock != nil {
-		if live, err = lockAndRead(ctx, t, h, dev.Name, lock); err != nil {
+		// The held lock owns t from now on.
+		if live, err = lockAndRead(ctx, t, ep, h, lock); err != nil {
 			return fail(StatusError, fmt.Errorf("lock and read: %w", err))
 		}
-	} else if live, err = ReadLive(ctx, t, h, h.KeepalivedConfig != ""); err != nil {
-		return fail(StatusError, fmt.Errorf("read live state: %w", err))
+	} else {
+		live, err = ReadLive(ctx, t, h, h.KeepalivedConfig != "")
+		t.Close()
+		if err != nil {
+			return fail(StatusError, fmt.Errorf("read live state: %w", err))
+		}
 	}
-	trace(dev.Name, "plan: read done")
+	log.Debug("plan: read done", "device", dev.Name)
 	if art.Keepalived == nil && live.State != nil && live.State.KeepalivedSHA256 != "" && h.KeepalivedConfig != "" {
 		// lbc wrote keepalived.conf here and the device carries no HA
 		// balancer any more: its instances would keep claiming VIPs that
@@ -189,7 +197,7 @@ func planDevice(ctx context.Context, dev *schema.Device, art *compiler.DeviceArt
 		// instances (keepalived then releases the VIPs; the peer keeps
 		// or takes them) rather than remove it, which keepalived's reload
 		// would not act on.
-		dp.Desired.ManageKeepalived, dp.Desired.Keepalived = true, emptyKeepalived(dev.Name)
+		dp.Desired.ManageKeepalived, dp.Desired.Keepalived = true, host.EmptyKeepalived(dev.Name)
 		if live.Keepalived.Exists && string(live.Keepalived.Data) != dp.Desired.Keepalived {
 			dp.Notes = append(dp.Notes, "no HA balancer on this device any more: keepalived.conf is replaced by one without VRRP instances (keepalived releases their VIPs)")
 		}
@@ -264,14 +272,14 @@ func vrrpVIPs(conf string) map[string]bool {
 	return vips
 }
 
-// lockAndRead takes the device lock on t (a Pool's connection), reads the
-// device under it and leaves the lock held in the pool for Apply.
-func lockAndRead(ctx context.Context, t Transport, h Host, device string, lock *PlanLock) (*Live, error) {
-	c, ok := t.(pooled)
-	if !ok {
-		return nil, errors.New("planning under the lock needs a Pool's connection")
+// lockAndRead takes the device lock on t, reads the device under it and
+// leaves the lock held, with t, in lock.Held for Apply.
+func lockAndRead(ctx context.Context, t Transport, ep Endpoint, h Host, lock *PlanLock) (*Live, error) {
+	if lock.Held == nil {
+		t.Close()
+		return nil, errors.New("planning under the lock needs PlanLock.Held")
 	}
-	ls, read, err := takeLock(ctx, t, h, device, lock.Owner, newToken(), lock.Timeout, h.KeepalivedConfig != "")
+	ls, read, err := takeLock(ctx, t, h, ep.Device, lock.Owner, newToken(), lock.Timeout, h.KeepalivedConfig != "")
 	var live *Live
 	if err == nil {
 		live, err = lockedRead(read)
@@ -280,9 +288,10 @@ func lockAndRead(ctx context.Context, t Transport, h Host, device string, lock *
 		if ls != nil {
 			release(ls)
 		}
+		t.Close()
 		return nil, err
 	}
-	c.hold(&heldLock{device: device, ls: ls, live: live})
+	lock.Held.put(&heldLock{ep: ep, t: t, ls: ls, live: live})
 	return live, nil
 }
 
@@ -291,7 +300,7 @@ func lockAndRead(ctx context.Context, t Transport, h Host, device string, lock *
 func compare(dp *DevicePlan, live *Live, art *compiler.DeviceArtifacts) error {
 	h := dp.Host
 	dp.ConfigDiff = UnifiedDiff("live/"+dp.Device+"/haproxy.cfg", "new/"+dp.Device+"/haproxy.cfg", live.Config.Data, art.HAProxyCfg)
-	dp.Fingerprints = map[string]string{h.Config: live.Config.Fingerprint(), h.statePath(): live.StateFile.Fingerprint()}
+	dp.Fingerprints = map[string]string{h.Config: live.Config.Fingerprint(), h.StatePath(): live.StateFile.Fingerprint()}
 	if dp.Desired.ManageKeepalived {
 		dp.KeepalivedDiff = UnifiedDiff("live/"+dp.Device+"/keepalived.conf", "new/"+dp.Device+"/keepalived.conf", live.Keepalived.Data, []byte(dp.Desired.Keepalived))
 		dp.Fingerprints[h.KeepalivedConfig] = live.Keepalived.Fingerprint()
@@ -300,8 +309,8 @@ func compare(dp *DevicePlan, live *Live, art *compiler.DeviceArtifacts) error {
 	var wanted []string
 	for _, v := range art.VIPs {
 		if v.Role == "single" {
-			s := vipString(v.Address, v.Prefix, v.Interface)
-			if _, err := parseVIP(s); err != nil {
+			s := host.VIPString(v.Address, v.Prefix, v.Interface)
+			if _, err := host.ParseVIP(s); err != nil {
 				return err
 			}
 			wanted = append(wanted, s)
@@ -312,8 +321,8 @@ func compare(dp *DevicePlan, live *Live, art *compiler.DeviceArtifacts) error {
 	if st != nil {
 		dp.LiveRevision = st.Revision
 		for _, s := range st.VIPs {
-			if _, err := parseVIP(s); err != nil {
-				return fmt.Errorf("%s: %w", h.statePath(), err)
+			if _, err := host.ParseVIP(s); err != nil {
+				return fmt.Errorf("%s: %w", h.StatePath(), err)
 			}
 			managed = append(managed, s)
 		}
@@ -362,13 +371,6 @@ func compare(dp *DevicePlan, live *Live, art *compiler.DeviceArtifacts) error {
 		dp.Status = StatusUnchanged
 	}
 	return nil
-}
-
-// emptyKeepalived is the keepalived.conf of a device that lbc gave HA
-// balancers before and that carries none now: no VRRP instance.
-func emptyKeepalived(device string) string {
-	return "# generated by lbc; do not edit (device " + device + "): no HA balancer on this device\n" +
-		"global_defs {\n    script_user root\n    enable_script_security\n}\n"
 }
 
 // addressFingerprint hashes which of the addresses lbc wants or manages are

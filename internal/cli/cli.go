@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -24,14 +25,16 @@ Usage:
   lbc compile  [DIR] [-o OUT] [--locked]  place balancers, render OUT/<device>/...
   lbc explain  BALANCER [DIR]             show how the scheduler placed a balancer
   lbc plan     [DIR] [--detailed-exitcode] [--json|--markdown] [-out FILE]
-  lbc apply    [DIR | PLANFILE] [--parallelism N] [--max-failures N]
+  lbc apply    [DIR | PLANFILE] [--parallelism N] [--max-failures N] [--allow-downgrade] [--force]
   lbc status   [DIR] [--json]             what each host runs, and whether in sync
-  lbc watch    DIR [--plan|--apply] [--interval D]
+  lbc watch    DIR [--plan|--apply [--allow-downgrade] [--force]] [--interval D]
+  lbc shards   [DIR] --count N [--json]   which devices each of N shards holds
   lbc schema                              print the embedded CUE schema
   lbc version                             print lbc's version
 
 Specs: --git-rev REF [--repo PATH] reads them from a Git revision.
 Hosts: --known-hosts FILE (default ~/.ssh/known_hosts), --ssh-key FILE (default: ssh-agent).
+Shards: --shard i/n on plan, apply, status and watch works on shard i (from 0) of n only.
 Run 'lbc help COMMAND' for a command's flags.
 
 Exit codes: 0 ok, 1 error (nothing changed), 2 plan has changes (--detailed-exitcode),
@@ -47,6 +50,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	// Errors carry host-originated text and file names: escaped (term.go).
+	stderr = termWriter{stderr}
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return exitcode.Usage
@@ -65,7 +70,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return exitcode.Usage
 	}
-	e := &env{ctx: ctx, args: a, stdout: stdout, stderr: stderr}
+	e := &env{ctx: ctx, args: a, stdout: stdout, stderr: stderr, log: traceLog(stderr)}
 	switch cmd {
 	case "help":
 		return e.help()
@@ -89,6 +94,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return e.status()
 	case "watch":
 		return e.watch()
+	case "shards":
+		return e.shards()
 	}
 	return exitcode.Usage
 }
@@ -99,6 +106,18 @@ type env struct {
 	args   *Args
 	stdout io.Writer
 	stderr io.Writer
+	// log traces each step of plan and apply per device (LBC_TRACE set);
+	// nil otherwise.
+	log *slog.Logger
+}
+
+// traceLog is a logger to stderr when LBC_TRACE is set (to see where the
+// time of a plan or apply goes), nil otherwise.
+func traceLog(stderr io.Writer) *slog.Logger {
+	if os.Getenv("LBC_TRACE") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
 func (e *env) help() int {

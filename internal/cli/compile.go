@@ -15,6 +15,7 @@ import (
 	"lbc/internal/atomicfs"
 	"lbc/internal/exitcode"
 	"lbc/internal/par"
+	"lbc/internal/shard"
 	"lbc/internal/version"
 	"lbc/schema"
 )
@@ -27,7 +28,9 @@ type compiled struct {
 	src  *specSource
 	spec *schema.Spec
 	prev compiler.Lock
-	res  *compiler.Result
+	res  *compiler.Result // under --shard, the shard's devices only
+	// shardNote says which shard res holds ("" without --shard)
+	shardNote string
 
 	// how long loading (with reading the lock), scheduling and rendering took
 	load, schedule, render time.Duration
@@ -61,6 +64,12 @@ func (e *env) compileSpecs() (*compiled, error) {
 	if e.args.Locked && !prev.Equal(res.Placement) {
 		return nil, fmt.Errorf("%w:\n  %s", errPlacementChanged, strings.Join(compiler.DiffLocks(prev, res.Placement), "\n  "))
 	}
+	if sh := e.args.Shard; sh.Count > 0 {
+		// The shard's devices only; the placement stays whole, so the
+		// lock file and the HA order are the fleet's.
+		c.res = shard.Select(res, sh)
+		c.shardNote = fmt.Sprintf("shard %s: %d of %d devices (the others are left to the other shards)", sh, len(c.res.Devices), len(res.Devices))
+	}
 	return c, nil
 }
 
@@ -90,7 +99,7 @@ func (e *env) compile() int {
 	}
 	st := c.res.Stats
 	fmt.Fprintf(e.stdout, "compiled %d devices, %d balancers into %s (revision %s)\n",
-		len(c.res.Devices), len(c.spec.Balancers), e.args.Out, orNone(c.src.revision))
+		len(c.res.Devices), len(c.spec.Balancers), termLine(e.args.Out), orNone(c.src.revision))
 	fmt.Fprintf(e.stdout, "placements: %d new, %d kept, %d moved, %d removed\n", st.New, st.Kept, st.Moved, st.Removed)
 	if e.args.Timings {
 		// write: the files into a new directory (files), then the swap

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"fmt"
+
 	"lbc/internal/exitcode"
 	"lbc/reconcile"
 )
@@ -11,6 +13,9 @@ func (e *env) status() int {
 	if err != nil {
 		return e.printLoadError(err)
 	}
+	if c.shardNote != "" {
+		fmt.Fprintf(e.stderr, "lbc status: %s\n", c.shardNote)
+	}
 	dial, err := e.dialer()
 	if err != nil {
 		return e.fail(err)
@@ -20,9 +25,9 @@ func (e *env) status() int {
 		return e.fail(err)
 	}
 	if e.args.JSON {
-		err = reconcile.WriteStatusJSON(e.stdout, st)
+		err = writeStatusJSON(e.stdout, st)
 	} else {
-		err = reconcile.WriteStatusText(e.stdout, st, color(e.stdout))
+		err = writeStatusText(e.stdout, st, color(e.stdout))
 	}
 	if err != nil {
 		return e.fail(err)
