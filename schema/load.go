@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"sort"
+	"strconv"
 	"strings"
 	"sync/atomic"
 
@@ -307,7 +308,12 @@ func evalInstance(fsys fs.FS, dir string, srcs []source, how evalPath) (*Partial
 	for _, f := range files {
 		pos.addFile(f)
 	}
-	fallback := func(cuePath []string) Pos { return pos.fallback(cuePath, first) }
+	fallback := func(cuePath []string) Pos {
+		if p := pos.fallback(cuePath, first); p != first {
+			return p
+		}
+		return valuePos(v, cuePath, first)
+	}
 	// No v.Err() here: it would evaluate the instance once alone and once
 	// again unified; errors of the instance itself surface in Validate.
 	v = v.Unify(spec)
@@ -352,6 +358,41 @@ func (p *positions) fallback(sels []string, first Pos) Pos {
 			return fp
 		}
 		return p.scheduler
+	}
+	return first
+}
+
+// valuePos is the position for an error CUE places only in the schema on
+// a value the files do not write literally (made by a comprehension, or
+// taken from a definition): where the spec files write the deepest value
+// of the path that exists (see userPos), else first. A closed definition
+// of the user's that lacks a field of the schema lands here.
+func valuePos(v cue.Value, sels []string, first Pos) Pos {
+	path := make([]cue.Selector, 0, len(sels))
+	for _, s := range sels {
+		switch {
+		case s == "":
+			return first
+		case s[0] >= '0' && s[0] <= '9':
+			i, err := strconv.Atoi(s)
+			if err != nil {
+				return first
+			}
+			path = append(path, cue.Index(i))
+		case s[0] == '#':
+			path = append(path, cue.Def(s))
+		default:
+			path = append(path, cue.Str(unquote(s)))
+		}
+	}
+	for n := len(path); n >= 1; n-- {
+		x := v.LookupPath(cue.MakePath(path[:n]...))
+		if !x.Exists() {
+			continue
+		}
+		if p := posOf(userPos(x), relName); p.IsValid() {
+			return p
+		}
 	}
 	return first
 }
