@@ -133,6 +133,9 @@ func writeArtifacts(dir string, res *compiler.Result) (files time.Duration, err 
 		names = append(names, name)
 	}
 	sort.Strings(names)
+	if sameArtifacts(dir, names, res) {
+		return 0, nil // already there, byte for byte: nothing to replace
+	}
 	err = atomicfs.ReplaceDir(dir, func(tmp string) error {
 		start := time.Now()
 		defer func() { files = time.Since(start) }()
@@ -141,6 +144,54 @@ func writeArtifacts(dir string, res *compiler.Result) (files time.Duration, err 
 		})
 	})
 	return files, err
+}
+
+// sameArtifacts reports whether dir holds exactly the compiled files: one
+// directory per device and nothing else, each holding exactly the device's
+// files with the same bytes. Reading them back is cheaper than writing and
+// swapping thousands of files; a recompile of an unchanged tree then
+// leaves OUT alone.
+func sameArtifacts(dir string, names []string, res *compiler.Result) bool {
+	if !sameNames(dir, names, true) {
+		return false
+	}
+	err := par.Do(context.Background(), len(names), writeWorkers, func(i int) error {
+		dd := filepath.Join(dir, names[i])
+		files := res.Devices[names[i]].Files()
+		want := make([]string, 0, len(files))
+		for f := range files {
+			want = append(want, f)
+		}
+		sort.Strings(want)
+		if !sameNames(dd, want, false) {
+			return errDiffers
+		}
+		for _, f := range want {
+			got, err := os.ReadFile(filepath.Join(dd, f))
+			if err != nil || string(got) != string(files[f]) {
+				return errDiffers
+			}
+		}
+		return nil
+	})
+	return err == nil
+}
+
+var errDiffers = errors.New("differs")
+
+// sameNames reports whether dir holds exactly the entries names (sorted),
+// all directories (dirs) or all regular files.
+func sameNames(dir string, names []string, dirs bool) bool {
+	es, err := os.ReadDir(dir) // sorted by name
+	if err != nil || len(es) != len(names) {
+		return false
+	}
+	for i, e := range es {
+		if e.Name() != names[i] || e.IsDir() != dirs || (!dirs && !e.Type().IsRegular()) {
+			return false
+		}
+	}
+	return true
 }
 
 // writeWorkers is how many devices writeArtifacts writes at once. Creating

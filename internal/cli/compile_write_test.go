@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 
@@ -89,4 +90,56 @@ func TestWriteArtifactsFailureKeepsOut(t *testing.T) {
 	if ents, _ := os.ReadDir(root); len(ents) != 1 {
 		t.Errorf("leftovers beside OUT: %v", ents)
 	}
+}
+
+// TestWriteArtifactsUnchanged: a compile whose files OUT already holds,
+// byte for byte, leaves OUT alone; any difference (a file edited, added or
+// removed by hand, an extra directory) and OUT is replaced as usual.
+func TestWriteArtifactsUnchanged(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out")
+	res := writeTestResult(20)
+	if _, err := writeArtifacts(out, res); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.Stat(out)
+	if _, err := writeArtifacts(out, res); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := os.Stat(out); !os.SameFile(before, after) {
+		t.Error("OUT replaced although it held the same files")
+	}
+	for name, damage := range map[string]func(){
+		"edited":     func() { os.WriteFile(filepath.Join(out, "lb-003", "haproxy.cfg"), []byte("cfg lb-003 \n"), 0o644) },
+		"extra file": func() { os.WriteFile(filepath.Join(out, "lb-004", "notes"), nil, 0o644) },
+		"removed":    func() { os.Remove(filepath.Join(out, "lb-006", "keepalived.conf")) },
+		"extra dir":  func() { os.Mkdir(filepath.Join(out, "lb-999"), 0o755) },
+		"file as dir": func() {
+			os.RemoveAll(filepath.Join(out, "lb-001"))
+			os.WriteFile(filepath.Join(out, "lb-001"), nil, 0o644)
+		},
+	} {
+		damage()
+		before, _ := os.Stat(out)
+		if _, err := writeArtifacts(out, res); err != nil {
+			t.Fatal(err)
+		}
+		if after, _ := os.Stat(out); os.SameFile(before, after) {
+			t.Errorf("%s: OUT not replaced", name)
+		}
+		if b, _ := os.ReadFile(filepath.Join(out, "lb-003", "haproxy.cfg")); string(b) != "cfg lb-003\n" {
+			t.Errorf("%s: lb-003/haproxy.cfg = %q after the rewrite", name, b)
+		}
+		if !sameArtifacts(out, sortedNames(res), res) {
+			t.Errorf("%s: OUT does not hold the compiled files after the rewrite", name)
+		}
+	}
+}
+
+func sortedNames(res *compiler.Result) []string {
+	var names []string
+	for n := range res.Devices {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
 }
