@@ -12,6 +12,7 @@ import (
 
 	"lbc/internal/exitcode"
 	"lbc/internal/testkit/sshtest"
+	"lbc/reconcile/host"
 )
 
 // The fault matrix. Each case injects faults with the in-process SSH
@@ -100,7 +101,7 @@ func faultMatrix() []faultCase {
 	}
 	byHost := expect{outcome: OutcomeRolledBack, errHas: "(reconnected: rolled back by the host)"}
 	failSwap := fail(StepSwap, "mv")
-	failRBVerify := fail(stepRollbackVerify, "cat")
+	failRBVerify := fail(host.StepRollbackVerify, "cat")
 	secondReload := func(a sshtest.Action, tool string) sshtest.StepFault {
 		return sshtest.StepFault{Step: StepRollback, Nth: 2, Action: a, Tool: tool}
 	}
@@ -140,7 +141,7 @@ func faultMatrix() []faultCase {
 	}
 	cs = append(cs,
 		faultCase{name: "cut/rollback", faults: []sshtest.StepFault{failSwap, cut(StepRollback)}, want: byHost},
-		faultCase{name: "cut/rollback-verify", faults: []sshtest.StepFault{failSwap, cut(stepRollbackVerify)}, want: byHost},
+		faultCase{name: "cut/rollback-verify", faults: []sshtest.StepFault{failSwap, cut(host.StepRollbackVerify)}, want: byHost},
 		faultCase{name: "cut/second-reload", faults: []sshtest.StepFault{failSwap, failRBVerify, secondReload(sshtest.Cut, "")}, want: byHost},
 
 		// The connection dies at reload, then the reload fails: nobody is

@@ -30,6 +30,7 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
+	"lbc/reconcile/host"
 	"lbc/schema"
 )
 
@@ -669,7 +670,7 @@ func copyOut(ch ssh.Channel, r *os.File, sess *stepSession) {
 				return
 			}
 			if sess != nil && err == nil {
-				if step, ok := strings.CutPrefix(string(line[:len(line)-1]), "==lbc step "); ok {
+				if step, ok := host.ParseStep(string(line[:len(line)-1])); ok {
 					sess.saw(step)
 				}
 			}

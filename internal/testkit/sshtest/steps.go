@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"lbc/reconcile/host"
 )
 
 // Step faults. A transaction on a host is a sequence of named steps, each
@@ -209,14 +211,15 @@ fi
 // a step runs it (see Action). A test host's own fake tools (ip, reload)
 // are wrapped with it so that faults can fail them or cut after them.
 func WrapTool(path, name, real string) error {
+	marker := host.StepMarker("")
 	var b strings.Builder
 	b.WriteString("#!/bin/sh\n# sshtest wrapper of " + name + "\n")
 	if name == "echo" {
 		// A marker: printed, then reported; the server acts once it has
 		// seen it on the session's stdout, and the host waits for that.
 		b.WriteString(`c="$SSHTEST_CTL/$SSHTEST_SESSION"
-case "$*" in "==lbc step "*) if [ -z "$SSHTEST_IN" ] && [ -p "$c.req" ]; then
-  ` + quote(real) + ` "$@"; rc=$?; m="$*"; echo "m ${m#==lbc step }" > "$c.req"; IFS= read -r a < "$c.rep"; exit $rc
+case "$*" in ` + quote(marker) + `*) if [ -z "$SSHTEST_IN" ] && [ -p "$c.req" ]; then
+  ` + quote(real) + ` "$@"; rc=$?; m="$*"; echo "m ${m#` + quote(marker) + `}" > "$c.req"; IFS= read -r a < "$c.rep"; exit $rc
 fi;; esac
 `)
 	}

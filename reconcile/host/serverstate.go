@@ -1,4 +1,4 @@
-package reconcile
+package host
 
 import (
 	"fmt"
@@ -44,7 +44,7 @@ const serverStateEmpty = `1\n`
 // so the step's warning is shown. The version line is checked with the
 // shell's read: no process.
 func saveServerStateCmd(h Host) string {
-	f := h.serverStatePath()
+	f := h.ServerStatePath()
 	// The here-document's body follows the line that holds the whole list.
 	sc := statsCmd(h, "show servers state", "> "+q(f))
 	line, doc, _ := strings.Cut(sc, "\n")
@@ -59,6 +59,6 @@ func saveServerStateCmd(h Host) string {
 // failure of a succeed (write-state once reported a state.json it could
 // not write as committed, and the holder then rolled the host back).
 func clearServerStateCmd(h Host) string {
-	f := h.serverStatePath()
+	f := h.ServerStatePath()
 	return fmt.Sprintf("{ { printf '%s' > %s; } 2>/dev/null || rm -f %s || :; }", serverStateEmpty, q(f), q(f))
 }
