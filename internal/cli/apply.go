@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -66,8 +67,12 @@ func (e *env) apply() int {
 		if p, err = e.buildPlan(c, pool.Dial, lock); err != nil {
 			return e.fail(err)
 		}
-		if err := reconcile.WriteText(e.stdout, p, reconcile.ViewOptions{Color: color(e.stdout)}); err != nil {
-			return e.fail(err)
+		// With --json, stdout holds the results only (one object a
+		// device and a summary), so that a shard's output can be collected.
+		if !e.args.JSON {
+			if err := reconcile.WriteText(e.stdout, p, reconcile.ViewOptions{Color: color(e.stdout)}); err != nil {
+				return e.fail(err)
+			}
 		}
 	}
 	refused := e.guardRevisions(p, repo)
@@ -75,7 +80,11 @@ func (e *env) apply() int {
 		pool.ReleaseUnchanged(p)
 	}
 	if !p.HasChanges() && refused == 0 {
-		fmt.Fprintln(e.stdout, "nothing to apply: every reachable device is up to date")
+		if e.args.JSON {
+			e.printApply(p, unchangedResult(p))
+		} else {
+			fmt.Fprintln(e.stdout, "nothing to apply: every reachable device is up to date")
+		}
 		if c != nil {
 			if err := e.updateLock(c); err != nil {
 				return e.fail(err)
@@ -142,6 +151,21 @@ func (e *env) guardRevisions(p *reconcile.Plan, repo *gitsrc.Repo) int {
 		n++
 	}
 	return n
+}
+
+// unchangedResult is the result of an apply that had nothing to do: each
+// device unchanged, or failed before any change when the plan could not
+// read it.
+func unchangedResult(p *reconcile.Plan) *reconcile.ApplyResult {
+	r := &reconcile.ApplyResult{Devices: make([]reconcile.DeviceResult, len(p.Devices))}
+	for i, d := range p.Devices {
+		r.Devices[i] = reconcile.DeviceResult{Device: d.Device, Outcome: reconcile.OutcomeUnchanged}
+		if d.Status != reconcile.StatusUnchanged {
+			r.Devices[i].Outcome = reconcile.OutcomeFailedBeforeChange
+			r.Devices[i].Err = errors.New(d.Error)
+		}
+	}
+	return r
 }
 
 // printApply prints one line per device and a summary.
