@@ -185,12 +185,12 @@ type (
 		FSGroup      *int64 `yaml:"fsGroup"`
 	}
 	k8sContainer struct {
-		Name         string   `yaml:"name"`
-		Image        string   `yaml:"image"`
-		Command      []string `yaml:"command"`
-		Args         []string `yaml:"args"`
-		Env          []k8sEnv `yaml:"env"`
-		Resources    *struct {
+		Name      string   `yaml:"name"`
+		Image     string   `yaml:"image"`
+		Command   []string `yaml:"command"`
+		Args      []string `yaml:"args"`
+		Env       []k8sEnv `yaml:"env"`
+		Resources *struct {
 			Requests map[string]string `yaml:"requests"`
 			Limits   map[string]string `yaml:"limits"`
 		} `yaml:"resources"`
