@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -21,17 +20,20 @@ func (e *env) apply() int {
 		repo *gitsrc.Repo
 		c    *compiled
 	)
-	// The plan's connections stay open for the transactions.
-	var pool *reconcile.Pool
+	// The plan's connections stay open for the transactions, and so do
+	// the locks it took on the devices it changes.
+	var conns *reconcile.Conns
+	locks := reconcile.NewLocks()
 	defer func() {
-		if pool != nil {
-			pool.Close()
+		locks.Close()
+		if conns != nil {
+			conns.Close()
 		}
 	}()
-	openPool := func() error {
+	openConns := func() error {
 		dial, err := e.dialer()
-		if err == nil && pool == nil {
-			pool = reconcile.NewPool(dial)
+		if err == nil && conns == nil {
+			conns = reconcile.NewConns(dial)
 		}
 		return err
 	}
@@ -58,30 +60,29 @@ func (e *env) apply() int {
 			return e.printLoadError(err)
 		}
 		repo = c.src.repo
-		if err := openPool(); err != nil {
+		if err := openConns(); err != nil {
 			return e.fail(err)
 		}
 		// Plan under the device locks: what is shown is what each
 		// transaction finds, and the lock costs no extra round trip.
-		lock := &reconcile.PlanLock{Owner: reconcile.DefaultOwner(), Timeout: e.args.LockTimeout}
-		if p, err = e.buildPlan(c, pool.Dial, lock); err != nil {
+		lock := &reconcile.PlanLock{Owner: reconcile.DefaultOwner(), Timeout: e.args.LockTimeout, Held: locks}
+		if p, err = e.buildPlan(c, conns.Dial, lock); err != nil {
 			return e.fail(err)
 		}
 		// With --json, stdout holds the results only (one object a
 		// device and a summary), so that a shard's output can be collected.
 		if !e.args.JSON {
-			if err := reconcile.WriteText(e.stdout, p, reconcile.ViewOptions{Color: color(e.stdout)}); err != nil {
+			if err := writePlanText(e.stdout, p, color(e.stdout)); err != nil {
 				return e.fail(err)
 			}
 		}
 	}
-	refused := e.guardRevisions(p, repo)
-	if pool != nil {
-		pool.ReleaseUnchanged(p)
-	}
-	if !p.HasChanges() && refused == 0 {
+	locks.ReleaseUnchanged(p)
+	if !p.HasChanges() {
 		if e.args.JSON {
-			e.printApply(p, unchangedResult(p))
+			if err := e.printApply(p, unchangedResult(p)); err != nil {
+				return e.fail(err)
+			}
 		} else {
 			fmt.Fprintln(e.stdout, "nothing to apply: every reachable device is up to date")
 		}
@@ -96,15 +97,11 @@ func (e *env) apply() int {
 		}
 		return exitcode.OK
 	}
-	if err := openPool(); err != nil {
+	if err := openConns(); err != nil {
 		return e.fail(err)
 	}
-	opts := reconcile.ApplyOptions{
-		Parallelism: e.args.Parallelism,
-		MaxFailures: e.args.MaxFailures,
-		LockTimeout: e.args.LockTimeout,
-		LBCVersion:  version.Version,
-	}
+	opts := e.applyOptions(repo)
+	opts.Locks, opts.Log = locks, e.log
 	if isTerminal(e.stderr) && !e.args.JSON {
 		var mu sync.Mutex
 		start := time.Now()
@@ -114,15 +111,14 @@ func (e *env) apply() int {
 			fmt.Fprintf(e.stderr, "%6.2fs %s: %s\n", time.Since(start).Seconds(), dev, step)
 		}
 	}
-	r, err := reconcile.Apply(e.ctx, p, pool.Dial, opts)
+	r, err := reconcile.Apply(e.ctx, p, conns.Dial, opts)
 	if err != nil {
 		return e.fail(err)
 	}
-	e.printApply(p, r)
-	code := r.ExitCode()
-	if refused > 0 && code == exitcode.OK {
-		code = exitcode.Error
+	if err := e.printApply(p, r); err != nil {
+		return e.fail(err)
 	}
+	code := applyExitCode(r)
 	if c != nil && code == exitcode.OK {
 		if err := e.updateLock(c); err != nil {
 			return e.fail(err)
@@ -131,26 +127,20 @@ func (e *env) apply() int {
 	return code
 }
 
-// guardRevisions refuses devices whose host runs a revision this apply
-// would downgrade (or one the repository does not know), unless allowed.
-// Refused devices are taken out of the plan; it returns how many.
-func (e *env) guardRevisions(p *reconcile.Plan, repo *gitsrc.Repo) int {
-	n := 0
-	for i := range p.Devices {
-		d := &p.Devices[i]
-		if d.Status != reconcile.StatusChanges && d.Status != reconcile.StatusUnchanged {
-			continue
-		}
-		err := gitsrc.CheckRevision(repo, d.LiveRevision, p.Revision, e.args.AllowDowngrade, e.args.Force)
-		if err == nil {
-			continue
-		}
-		d.Status = reconcile.StatusError
-		d.Error = fmt.Sprintf("refused: %v", err)
-		fmt.Fprintf(e.stderr, "apply %s: refused: %v\n", d.Device, err)
-		n++
+// applyOptions is the one apply policy of every command that applies
+// (apply DIR, apply PLANFILE, watch --apply): the flags, and the revision
+// guard, asked per device under its lock before anything changes, that
+// refuses a host running a newer revision than the specs' (or one repo
+// cannot order) unless --allow-downgrade (or --force). repo is nil when
+// the specs are not in a Git repository.
+func (e *env) applyOptions(repo *gitsrc.Repo) reconcile.ApplyOptions {
+	return reconcile.ApplyOptions{
+		Parallelism: e.args.Parallelism,
+		MaxFailures: e.args.MaxFailures,
+		LockTimeout: e.args.LockTimeout,
+		LBCVersion:  version.Version,
+		Guard:       gitsrc.Guard{Repo: repo, AllowDowngrade: e.args.AllowDowngrade, Force: e.args.Force},
 	}
-	return n
 }
 
 // unchangedResult is the result of an apply that had nothing to do: each
@@ -168,38 +158,10 @@ func unchangedResult(p *reconcile.Plan) *reconcile.ApplyResult {
 	return r
 }
 
-// printApply prints one line per device and a summary.
-func (e *env) printApply(p *reconcile.Plan, r *reconcile.ApplyResult) {
-	counts := map[reconcile.Outcome]int{}
-	enc := json.NewEncoder(e.stdout)
-	for _, d := range r.Devices {
-		counts[d.Outcome]++
-		msg := ""
-		if d.Err != nil {
-			msg = d.Err.Error()
-		}
-		if e.args.JSON {
-			enc.Encode(map[string]any{"device": d.Device, "outcome": d.Outcome, "steps": d.Steps, "warnings": d.Warnings, "error": msg})
-			continue
-		}
-		switch {
-		case d.Outcome == reconcile.OutcomeRolledBack:
-			fmt.Fprintf(e.stdout, "%s: rolled back: %s\n", d.Device, msg)
-		case msg != "":
-			fmt.Fprintf(e.stdout, "%s: %s: %s\n", d.Device, d.Outcome, msg)
-		default:
-			fmt.Fprintf(e.stdout, "%s: %s\n", d.Device, d.Outcome)
-		}
-		for _, w := range d.Warnings {
-			fmt.Fprintf(e.stdout, "%s: warning: %s\n", d.Device, w)
-		}
-	}
-	sum := fmt.Sprintf("%d applied, %d unchanged, %d rolled back, %d failed, %d skipped",
-		counts[reconcile.OutcomeApplied], counts[reconcile.OutcomeUnchanged], counts[reconcile.OutcomeRolledBack],
-		counts[reconcile.OutcomeFailed]+counts[reconcile.OutcomeFailedBeforeChange], counts[reconcile.OutcomeSkipped])
+// printApply prints an apply's result in the requested view.
+func (e *env) printApply(p *reconcile.Plan, r *reconcile.ApplyResult) error {
 	if e.args.JSON {
-		enc.Encode(map[string]any{"summary": sum, "revision": p.Revision, "exitCode": r.ExitCode()})
-		return
+		return writeApplyJSON(e.stdout, p, r)
 	}
-	fmt.Fprintf(e.stdout, "apply: %s (revision %s)\n", sum, orNone(p.Revision))
+	return writeApplyText(e.stdout, e.stderr, p, r)
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -24,9 +25,9 @@ Usage:
   lbc compile  [DIR] [-o OUT] [--locked]  place balancers, render OUT/<device>/...
   lbc explain  BALANCER [DIR]             show how the scheduler placed a balancer
   lbc plan     [DIR] [--detailed-exitcode] [--json|--markdown] [-out FILE]
-  lbc apply    [DIR | PLANFILE] [--parallelism N] [--max-failures N]
+  lbc apply    [DIR | PLANFILE] [--parallelism N] [--max-failures N] [--allow-downgrade] [--force]
   lbc status   [DIR] [--json]             what each host runs, and whether in sync
-  lbc watch    DIR [--plan|--apply] [--interval D]
+  lbc watch    DIR [--plan|--apply [--allow-downgrade] [--force]] [--interval D]
   lbc shards   [DIR] --count N [--json]   which devices each of N shards holds
   lbc schema                              print the embedded CUE schema
   lbc version                             print lbc's version
@@ -48,6 +49,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	// Errors carry host-originated text and file names: escaped (term.go).
+	stderr = termWriter{stderr}
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return exitcode.Usage
@@ -66,7 +69,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return exitcode.Usage
 	}
-	e := &env{ctx: ctx, args: a, stdout: stdout, stderr: stderr}
+	e := &env{ctx: ctx, args: a, stdout: stdout, stderr: stderr, log: traceLog(stderr)}
 	switch cmd {
 	case "help":
 		return e.help()
@@ -102,6 +105,18 @@ type env struct {
 	args   *Args
 	stdout io.Writer
 	stderr io.Writer
+	// log traces each step of plan and apply per device (LBC_TRACE set);
+	// nil otherwise.
+	log *slog.Logger
+}
+
+// traceLog is a logger to stderr when LBC_TRACE is set (to see where the
+// time of a plan or apply goes), nil otherwise.
+func traceLog(stderr io.Writer) *slog.Logger {
+	if os.Getenv("LBC_TRACE") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
 func (e *env) help() int {

@@ -150,7 +150,7 @@ func (e *env) watch() int {
 	if err != nil {
 		return e.fail(err)
 	}
-	var pool *reconcile.Pool
+	var conns *reconcile.Conns
 	if e.args.WatchPlan || e.args.WatchApply {
 		dial, err := e.dialer()
 		if err != nil {
@@ -158,8 +158,8 @@ func (e *env) watch() int {
 		}
 		// One connection a device for the whole watch: every cycle reads
 		// the hosts again, and a connection that died is dialled anew.
-		pool = reconcile.NewPool(dial)
-		defer pool.Close()
+		conns = reconcile.NewConns(dial)
+		defer conns.Close()
 	}
 	w, err := watch.New(dir, watch.Options{Debounce: e.args.Debounce, Interval: e.args.Interval,
 		Logf: func(f string, a ...any) { fmt.Fprintf(e.stderr, "watch: "+f+"\n", a...) }})
@@ -169,7 +169,8 @@ func (e *env) watch() int {
 	loader := watch.NewLoader(dir)
 	var last *compiler.Result // the last good compile
 	first := true             // no good compile yet
-	out := func(s string) { fmt.Fprint(e.stdout, s) }
+	// The rendered files of OUT may have been edited: their diffs are escaped.
+	out := func(s string) { fmt.Fprint(e.stdout, termText(s)) }
 	cycle := func(ctx context.Context, changed []string) error {
 		start := time.Now()
 		spec, err := loader.Load(ctx, changed)
@@ -186,7 +187,7 @@ func (e *env) watch() int {
 		prev := last
 		last = res
 		if e.args.WatchPlan || e.args.WatchApply {
-			return e.watchHosts(ctx, spec, res, pool, changed)
+			return e.watchHosts(ctx, spec, res, src, conns, changed)
 		}
 		if first {
 			// OUT may hold an earlier compile: bring it up to date, then
@@ -202,7 +203,7 @@ func (e *env) watch() int {
 				}
 			}
 			fmt.Fprintf(e.stdout, "watching %s: %d devices, %d balancers (compiled in %d ms)\n",
-				dir, len(spec.Devices), len(spec.Balancers), took.Milliseconds())
+				termLine(dir), len(spec.Devices), len(spec.Balancers), took.Milliseconds())
 			return nil
 		}
 		old, cur := changedDevices(prev, res)
@@ -230,7 +231,8 @@ func describeChange(changed []string) string {
 	if changed == nil {
 		return "interval"
 	}
-	return "change in " + strings.Join(changed, ", ")
+	// File names are escaped: a name may hold any byte but / and NUL.
+	return "change in " + termLine(strings.Join(changed, ", "))
 }
 
 // compileWatched compiles spec with the lock beside the specs (re-read on
@@ -252,39 +254,42 @@ func (e *env) compileWatched(src *specSource, spec *schema.Spec, prev *compiler.
 }
 
 // watchHosts plans (and with --apply applies) a good compile against the hosts.
-func (e *env) watchHosts(ctx context.Context, spec *schema.Spec, res *compiler.Result, pool *reconcile.Pool, changed []string) error {
+func (e *env) watchHosts(ctx context.Context, spec *schema.Spec, res *compiler.Result, src *specSource, conns *reconcile.Conns, changed []string) error {
 	// An apply that has started finishes (or rolls back) even when a signal
 	// arrives: it runs on a context that the signal does not cancel.
 	actx := context.WithoutCancel(ctx)
 	if sh := e.args.Shard; sh.Count > 0 {
 		res = shard.Select(res, sh) // the placement stays whole; the devices are the shard's
 	}
-	opts := reconcile.PlanOptions{Parallelism: e.args.Parallelism}
+	opts := reconcile.PlanOptions{Parallelism: e.args.Parallelism, Log: e.log}
+	locks := reconcile.NewLocks()
 	if e.args.WatchApply {
 		// Plan under the device locks, as lbc apply does; the locks of
 		// devices with nothing to apply are released below.
-		opts.Lock = &reconcile.PlanLock{Owner: reconcile.DefaultOwner(), Timeout: e.args.LockTimeout}
+		opts.Lock = &reconcile.PlanLock{Owner: reconcile.DefaultOwner(), Timeout: e.args.LockTimeout, Held: locks}
 	}
-	defer pool.ReleaseLocks(nil)
-	p, err := reconcile.BuildPlan(actx, spec, res, pool.Dial, opts)
+	defer locks.Close()
+	p, err := reconcile.BuildPlan(actx, spec, res, conns.Dial, opts)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "%s %s\n", time.Now().Format("15:04:05.000"), describeChange(changed))
-	if err := reconcile.WriteText(e.stdout, p, reconcile.ViewOptions{Color: color(e.stdout)}); err != nil {
+	if err := writePlanText(e.stdout, p, color(e.stdout)); err != nil {
 		return err
 	}
 	if !e.args.WatchApply || !p.HasChanges() {
 		return nil
 	}
-	pool.ReleaseUnchanged(p)
-	r, err := reconcile.Apply(actx, p, pool.Dial, reconcile.ApplyOptions{
-		Parallelism: e.args.Parallelism, LBCVersion: version.Version})
+	locks.ReleaseUnchanged(p)
+	// The policy of lbc apply, revision guard included: a watch on an
+	// older checkout must not roll back a host that runs a newer revision.
+	ao := e.applyOptions(src.repo)
+	ao.Locks, ao.Log = locks, e.log
+	r, err := reconcile.Apply(actx, p, conns.Dial, ao)
 	if err != nil {
 		return err
 	}
-	e.printApply(p, r)
-	return nil
+	return e.printApply(p, r)
 }
 
 // printWatchError prints spec errors, their files named under the spec
@@ -294,10 +299,10 @@ func (e *env) printWatchError(err error, prefix string) {
 	var diags schema.Diagnostics
 	if errors.As(err, &diags) {
 		for _, d := range displayDiags(diags, prefix) {
-			fmt.Fprintln(e.stdout, d.String())
+			fmt.Fprintln(e.stdout, termText(d.String()))
 		}
 	} else {
-		fmt.Fprintf(e.stdout, "error: %v\n", err)
+		fmt.Fprintf(e.stdout, "error: %s\n", termText(err.Error()))
 	}
 	fmt.Fprintf(e.stdout, "%s invalid specs: keeping the last good result\n", time.Now().Format("15:04:05.000"))
 }

@@ -37,8 +37,8 @@ type haEnv struct {
 	res  *compiler.Result
 }
 
-func (e *haEnv) dial(ctx context.Context, d *schema.Device) (reconcile.Transport, error) {
-	return reconcile.DialSSH(ctx, d, reconcile.SSHConfig{KnownHosts: e.l.KnownHosts, KeyFile: e.l.KeyFile})
+func (e *haEnv) dial(ctx context.Context, ep reconcile.Endpoint) (reconcile.Transport, error) {
+	return reconcile.DialSSH(ctx, ep, reconcile.SSHConfig{KnownHosts: e.l.KnownHosts, KeyFile: e.l.KeyFile})
 }
 
 func (e *haEnv) writeSpec(bals ...haBal) {
@@ -136,7 +136,7 @@ func (e *haEnv) apply(ctx context.Context, p *reconcile.Plan, v reconcile.Verifi
 			e.t.Logf("apply %s: warning: %s", d.Device, w)
 		}
 	}
-	e.t.Logf("apply: exit %d in %v", r.ExitCode(), time.Since(start).Round(time.Millisecond))
+	e.t.Logf("apply: done in %v", time.Since(start).Round(time.Millisecond))
 	for _, d := range r.Devices {
 		var steps []string
 		for _, s := range append([]string{reconcile.StepConnect}, d.Steps...) {
