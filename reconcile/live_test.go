@@ -138,8 +138,8 @@ func (th *testHost) setHook(f func(string) sshtest.Fault) {
 	th.hook.Store(&f)
 }
 
-func (th *testHost) dial(ctx context.Context, dev *schema.Device) (Transport, error) {
-	return DialSSH(ctx, dev, SSHConfig{KnownHosts: th.srv.KnownHostsFile(), KeyFile: th.srv.KeyFile()})
+func (th *testHost) dial(ctx context.Context, ep Endpoint) (Transport, error) {
+	return DialSSH(ctx, ep, SSHConfig{KnownHosts: th.srv.KnownHostsFile(), KeyFile: th.srv.KeyFile()})
 }
 
 // snapshot is every host file apply may touch.
@@ -233,7 +233,7 @@ func TestReadLiveOverSSH(t *testing.T) {
 	}
 	h := hostOf(th.dev, th.ipCmd)
 	h.Config = cfgPath
-	tr, err := th.dial(context.Background(), th.dev)
+	tr, err := th.dial(context.Background(), EndpointOf(th.dev))
 	if err != nil {
 		t.Fatal(err)
 	}
