@@ -2,8 +2,10 @@
 # Section "apply": lbc apply across 50 lab devices, side by side in one run
 # with an Ansible playbook doing the same work (template + validate + reload,
 # forks=10) and with the floor, a bare parallel OpenSSH loop doing the same
-# steps without any safety. Targets (DESIGN.md): lbc at least 10x faster than
-# Ansible and within 1.5x of the floor.
+# steps without any safety, run with OpenSSH's default key exchange and with
+# the one lbc negotiates (the ratios use the latter); without a change, the
+# loop reads each config and compares it. Targets (DESIGN.md): lbc at least
+# 10x faster than Ansible and within 1.5x of the floor.
 #
 # After every tool the bench checks that the work was really done: every
 # device's config file is the expected one, the running HAProxy serves the
@@ -27,6 +29,7 @@ if ! command -v ansible-playbook >/dev/null; then
 	apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q ansible-core >&2
 fi
 command -v socat >/dev/null || { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q socat >&2; }
+command -v curl >/dev/null || { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q curl >&2; }
 if [ "$(id -u)" != 0 ]; then
 	echo "== apply: not available (the lab needs root)"
 	exit 0
@@ -301,6 +304,21 @@ playbook() {
 # recap_changed NAME: how many hosts the last run of NAME changed.
 recap_changed() { grep -c ' changed=[1-9]' "$work/logs/$1.${nrun[$1]}.log" || true; }
 floor() { timed "$1" bash "$HERE/floor/floor.sh" "$work/out-$2" "$LAB_KEY" "$LAB_KNOWN_HOSTS" "$work/devices.tsv"; }
+# The key exchange lbc negotiates with the lab's sshd: the first of lbc's
+# offers (reconcile/ssh.go: kexAlgorithms) that this OpenSSH has (client
+# and lab sshd are the same install). OpenSSH's own default picks
+# sntrup761x25519 on 9.2, which x/crypto/ssh does not offer; the loop runs
+# both ways, and the ratios take the run with lbc's key exchange.
+FAIR_KEX=${BENCH_FLOOR_KEX:-}
+if [ -z "$FAIR_KEX" ]; then
+	for k in mlkem768x25519-sha256 ecdh-sha2-nistp256 curve25519-sha256; do
+		if ssh -Q kex | grep -qx "$k"; then FAIR_KEX=$k; break; fi
+	done
+fi
+floor_kex() { FLOOR_KEX=$FAIR_KEX floor "$@"; }
+# floor_nochange NAME V: the loop's no-change run: per device, one session
+# that reads the config and compares it with V's (cmp); fails on a change.
+floor_nochange() { FLOOR_KEX=$FAIR_KEX FLOOR_MODE=compare floor "$@"; }
 
 # --- measured rounds ----------------------------------------------------------
 # Every round runs each tool once with a change (each flips the lab to the
@@ -310,7 +328,7 @@ floor() { timed "$1" bash "$HERE/floor/floor.sh" "$work/out-$2" "$LAB_KEY" "$LAB
 # alike instead of whichever ran in a slow minute. lbc and the floor run in
 # RUNS rounds, Ansible in the first ARUNS.
 log "apply: $RUNS rounds with a change (Ansible in $ARUNS)"
-t_change=() a_change=() a_default=() f_runs=()
+t_change=() a_change=() a_default=() f_runs=() fk_runs=()
 for r in $(seq 1 "$(( RUNS > ARUNS ? RUNS : ARUNS ))"); do
 	if [ "$r" -le "$RUNS" ]; then
 		v=$(other $live)
@@ -347,6 +365,10 @@ for r in $(seq 1 "$(( RUNS > ARUNS ? RUNS : ARUNS ))"); do
 		floor floor "$v" && f_runs+=("$T:$C")
 		live=$v
 		verify "floor" $live
+		v=$(other $live)
+		floor_kex floor-kex "$v" && fk_runs+=("$T:$C")
+		live=$v
+		verify "floor ($FAIR_KEX)" $live
 	fi
 done
 
@@ -365,10 +387,11 @@ log "apply: $RUNS rounds without a change (Ansible in $ARUNS)"
 v=$(other $live)
 lbc_apply lbc-settle "$v" || true
 live=$v
-t_nochange=() a_nochange=()
+t_nochange=() a_nochange=() f_nochange=()
 for r in $(seq 1 "$(( RUNS > ARUNS ? RUNS : ARUNS ))"); do
 	if [ "$r" -le "$RUNS" ]; then
 		lbc_apply lbc-nochange $live && t_nochange+=("$T:$C")
+		floor_nochange floor-nochange $live && f_nochange+=("$T:$C")
 	fi
 	if [ "$r" -le "$ARUNS" ] && playbook ansible-nochange $live; then
 		a_nochange+=("$T:$C")
@@ -387,6 +410,8 @@ read -r A_CHANGE AC_CHANGE < <(median_run "${a_change[@]}")
 read -r A_NOCHANGE AC_NOCHANGE < <(median_run "${a_nochange[@]}")
 read -r A_DEFAULT AC_DEFAULT < <(median_run "${a_default[@]}")
 read -r F FC < <(median_run "${f_runs[@]}")
+read -r FK FKC < <(median_run "${fk_runs[@]}")
+read -r FN FNC < <(median_run "${f_nochange[@]}")
 echo "== apply: $NDEV lab devices, $NBAL balancers ($((NBAL / NDEV)) a device), $NNODE nodes; medians of $RUNS interleaved rounds (Ansible: $ARUNS); $(nproc) CPUs"
 echo "CPU: machine-wide busy time from /proc/stat during the run (every process: controller, lab sshd/haproxy, anything else); idle background $IDLE_MS_PER_S ms/s"
 row() { # row NAME WALL CPU
@@ -401,6 +426,8 @@ row "ansible-playbook, template+validate+reload, change" "$A_CHANGE" "$AC_CHANGE
 row "ansible-playbook, no change" "$A_NOCHANGE" "$AC_NOCHANGE"
 row "ansible-playbook, change, pipelining off (Ansible default)" "$A_DEFAULT" "$AC_DEFAULT"
 row "floor: ssh cat>tmp, haproxy -c, mv, reload (xargs -P 10)" "$F" "$FC"
+row "floor, as above, -o KexAlgorithms=$FAIR_KEX (lbc's)" "$FK" "$FKC"
+row "floor, no change: ssh cmp CONFIG - ($FAIR_KEX)" "$FN" "$FNC"
 ratio() { # ratio NAME A B TARGET-OP TARGET
 	if [ "$2" = - ] || [ "$3" = - ]; then printf '%-58s %9s\n' "$1" "-"; return; fi
 	awk -v n="$1" -v a="$2" -v b="$3" -v op="$4" -v t="$5" 'BEGIN {
@@ -412,10 +439,12 @@ ratio() { # ratio NAME A B TARGET-OP TARGET
 ratio "ansible / lbc, change" "$A_CHANGE" "$L_CHANGE" ">=" 10
 ratio "ansible / lbc, no change" "$A_NOCHANGE" "$L_NOCHANGE" ">=" 10
 ratio "ansible (pipelining off) / lbc, change" "$A_DEFAULT" "$L_CHANGE" ">=" 10
-ratio "lbc / floor, change" "$L_CHANGE" "$F" "<=" 1.5
-ratio "lbc / floor, no change" "$L_NOCHANGE" "$F" "<=" 1.5
+ratio "lbc / floor ($FAIR_KEX), change" "$L_CHANGE" "$FK" "<=" 1.5
+ratio "lbc / floor ($FAIR_KEX), no change" "$L_NOCHANGE" "$FN" "<=" 1.5
+ratio "lbc / floor (OpenSSH's default kex), change" "$L_CHANGE" "$F" "<=" 1.5
 walls() { printf '%s\n' "$@" | grep . | cut -d: -f1 | tr '\n' ' '; }
-echo "every round's wall (s): lbc $(walls "${t_change[@]}")| ansible $(walls "${a_change[@]}")| ansible, pipelining off $(walls "${a_default[@]}")| floor $(walls "${f_runs[@]}")"
+echo "every round's wall (s): lbc $(walls "${t_change[@]}")| ansible $(walls "${a_change[@]}")| ansible, pipelining off $(walls "${a_default[@]}")| floor $(walls "${f_runs[@]}")| floor, $FAIR_KEX $(walls "${fk_runs[@]}")"
+echo "no change, every round's wall (s): lbc $(walls "${t_nochange[@]}")| ansible $(walls "${a_nochange[@]}")| floor $(walls "${f_nochange[@]}")"
 # The ratio within each round (the runs of one round are minutes apart at
 # most), for the spread behind the medians.
 echo "ansible / lbc, change, round by round: $(awk -v l="$(walls "${t_change[@]}")" -v a="$(walls "${a_change[@]}")" 'BEGIN {
