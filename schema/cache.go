@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"cuelang.org/go/cue/ast"
@@ -40,7 +41,12 @@ import (
 type Cache struct {
 	dir     string
 	maxSize int64
+	puts    atomic.Int64 // entries stored by LoadInstanceCached
 }
+
+// trimEvery: LoadInstanceCached trims the directory after this many
+// stores (LoadCached after every load that stored one).
+const trimEvery = 32
 
 // DefaultCacheSize bounds the cache directory: about 25 trees of 10,000
 // balancers.

@@ -353,3 +353,31 @@ func TestCacheDir(t *testing.T) {
 		t.Errorf("without LBC_CACHE: %q, %v", d, err)
 	}
 }
+
+// LoadInstanceCached (watch's loader) reads and writes the same entries.
+func TestLoadInstanceCached(t *testing.T) {
+	c, err := OpenCache(t.TempDir(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fsys := cacheTree()
+	loadCounting(t, fsys, c)
+	before := evaluations.Load()
+	for _, d := range []string{"balancers/a", "devices"} {
+		p, err := LoadInstanceCached(fsys, d, c)
+		if err != nil || p.Dir != d {
+			t.Fatalf("%s: %v", d, err)
+		}
+	}
+	if n := evaluations.Load() - before; n != 0 {
+		t.Errorf("%d instances evaluated, want 0 (all cached)", n)
+	}
+	fsys["balancers/a/a.cue"].Data = append(fsys["balancers/a/a.cue"].Data, []byte("balancers: web: tenant: \"shop\"\n")...)
+	p, err := LoadInstanceCached(fsys, "balancers/a", c)
+	if err != nil || p.Balancers["web"] == nil || p.Balancers["web"].Tenant != "shop" {
+		t.Fatalf("after an edit: %v, %+v", err, p)
+	}
+	if _, n := loadCounting(t, fsys, c); n != 0 {
+		t.Errorf("LoadCached after LoadInstanceCached stored the edit: %d evaluated, want 0", n)
+	}
+}

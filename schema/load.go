@@ -135,6 +135,20 @@ func LoadInstance(fsys fs.FS, dir string) (*Partial, error) {
 	return loadInstance(fsys, dir, pathAuto)
 }
 
+// LoadInstanceCached is LoadInstance reading the result from cache when
+// the instance is unchanged, and storing it there when not (cache nil: no
+// cache).
+func LoadInstanceCached(fsys fs.FS, dir string, cache *Cache) (*Partial, error) {
+	if cache == nil {
+		return LoadInstance(fsys, dir)
+	}
+	p, put, err := loadCachedInstance(fsys, dir, pathAuto, cache, newKeyer(fsys))
+	if put && cache.puts.Add(1)%trimEvery == 0 {
+		cache.trim()
+	}
+	return p, err
+}
+
 // How loadInstance evaluates an instance: plain data in Go, else evaluated
 // alone and validated in Go, else unified with the schema by CUE
 // (pathAuto); always unified by CUE (pathCUE); as plain data only

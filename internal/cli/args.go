@@ -149,6 +149,7 @@ func parseArgs(cmd string, argv []string, stderr io.Writer) (*Args, error) {
 		fs.DurationVar(&a.Interval, "interval", 0, "also re-plan this often (catches drift)")
 		fs.DurationVar(&a.Debounce, "debounce", 100*time.Millisecond, "wait this long for a burst of edits to settle")
 		fs.StringVar(&a.Out, "o", "", "with no --plan: compare against and keep the compiled output here")
+		fs.BoolVar(&a.Source.NoCache, "no-cache", false, "evaluate every instance; neither read nor write the cache ($LBC_CACHE, default the user's cache directory)")
 	case "shards":
 		source()
 		fs.IntVar(&a.Count, "count", 0, "how many shards (required)")

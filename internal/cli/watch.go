@@ -167,6 +167,7 @@ func (e *env) watch() int {
 		return e.fail(err)
 	}
 	loader := watch.NewLoader(dir)
+	loader.Disk = e.cache()
 	var last *compiler.Result // the last good compile
 	first := true             // no good compile yet
 	// The rendered files of OUT may have been edited: their diffs are escaped.

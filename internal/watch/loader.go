@@ -16,6 +16,9 @@ type Loader struct {
 	root  string
 	fsys  fs.FS
 	cache Cache[*schema.Partial]
+	// Disk, when set, is the instance cache on disk: the first load reads
+	// unchanged instances from it, every evaluation is stored there.
+	Disk *schema.Cache
 	// Reloaded lists the instances the last Load evaluated (for logs and
 	// tests).
 	Reloaded []string
@@ -40,7 +43,7 @@ func (l *Loader) Load(ctx context.Context, changed []string) (*schema.Spec, erro
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
-			return schema.LoadInstance(l.fsys, dir)
+			return schema.LoadInstanceCached(l.fsys, dir, l.Disk)
 		})
 	l.Reloaded = reloaded
 	if err != nil {
