@@ -66,6 +66,10 @@ type ApplyOptions struct {
 	Progress    func(device, step string) // called as each step starts; may be called concurrently
 	// Verifier confirms a reload; HAProxyVerifier{} when nil.
 	Verifier Verifier
+	// Adopt lets apply replace a config file that lbc did not write (one
+	// without lbc's header, see ErrUnmanaged); without it such a device
+	// fails before any change.
+	Adopt bool
 	// Waves splits the devices to change into groups applied one after
 	// another; nil: PairWaves, from the HA pairs the plan records.
 	Waves func(p *Plan) [][]string
@@ -182,7 +186,12 @@ func Apply(ctx context.Context, plan *Plan, dial Dialer, opts ApplyOptions) (*Ap
 					r = DeviceResult{Device: dp.Device, Outcome: OutcomeSkipped,
 						Err: fmt.Errorf("apply %s: not started: %s, applied before it as its HA partner, failed, so %s keeps the config it runs", dp.Device, partner, dp.Device)}
 				default:
-					r = applyDevice(ctx, dp, plan.Revision, dial, &opts)
+					if err := recovered(func() { r = applyDevice(ctx, dp, plan.Revision, dial, &opts) }); err != nil {
+						// The transaction's deferred steps (unlock: the
+						// holder rolls back what is armed) ran; what the
+						// host runs now is not known here.
+						r = DeviceResult{Device: dp.Device, Outcome: OutcomeFailed, Err: fmt.Errorf("apply %s: %w", dp.Device, err)}
+					}
 				}
 				mu.Lock()
 				if r.Outcome != OutcomeApplied && r.Outcome != OutcomeUnchanged && r.Outcome != OutcomeSkipped {
@@ -334,6 +343,10 @@ func (x *tx) run(ctx context.Context) {
 		return
 	}
 	x.r.Steps = append(x.r.Steps, StepStaleCheck)
+	if err := checkManaged(dev, x.h, x.live, x.dp.Desired.ManageKeepalived, x.o.Adopt); err != nil {
+		failBefore(StepStaleCheck, err)
+		return
+	}
 	step, err := x.change(ctx)
 	cut := errors.Is(err, ErrConnectionLost) || errors.Is(err, errSessionEnded)
 	if err != nil && beforeChange(step) && !cut {

@@ -92,6 +92,7 @@ func (e *env) apply() int {
 		MaxFailures: e.args.MaxFailures,
 		LockTimeout: e.args.LockTimeout,
 		LBCVersion:  version.Version,
+		Adopt:       e.args.Adopt,
 	}
 	if isTerminal(e.stderr) && !e.args.JSON {
 		var mu sync.Mutex

@@ -56,6 +56,7 @@ type Args struct {
 	LockTimeout    time.Duration
 	AllowDowngrade bool
 	Force          bool
+	Adopt          bool // also watch --apply
 
 	// watch
 	WatchPlan  bool
@@ -110,6 +111,7 @@ func parseArgs(cmd string, argv []string, stderr io.Writer) (*Args, error) {
 		fs.DurationVar(&a.LockTimeout, "lock-timeout", 0, "wait this long for a device lock (0: fail at once)")
 		fs.BoolVar(&a.AllowDowngrade, "allow-downgrade", false, "apply a revision older than the one a host runs")
 		fs.BoolVar(&a.Force, "force", false, "apply even when a host runs a revision unknown to the repository")
+		fs.BoolVar(&a.Adopt, "adopt", false, "replace config files that lbc did not write (shown by plan as \"not managed by lbc\")")
 		fs.BoolVar(&a.Locked, "locked", false, "fail when the placement would change")
 	case "status":
 		source()
@@ -119,6 +121,7 @@ func parseArgs(cmd string, argv []string, stderr io.Writer) (*Args, error) {
 		ssh()
 		fs.BoolVar(&a.WatchPlan, "plan", false, "diff against the live hosts instead of the previous compile")
 		fs.BoolVar(&a.WatchApply, "apply", false, "apply every new good result")
+		fs.BoolVar(&a.Adopt, "adopt", false, "with --apply: replace config files that lbc did not write")
 		fs.DurationVar(&a.Interval, "interval", 0, "also re-plan this often (catches drift)")
 		fs.DurationVar(&a.Debounce, "debounce", 100*time.Millisecond, "wait this long for a burst of edits to settle")
 		fs.StringVar(&a.Out, "o", "", "with no --plan: compare against and keep the compiled output here")
@@ -173,6 +176,10 @@ func parseArgs(cmd string, argv []string, stderr io.Writer) (*Args, error) {
 	}
 	if a.JSON && a.Markdown {
 		fmt.Fprintf(stderr, "lbc %s: --json and --markdown exclude each other\n", cmd)
+		return nil, errUsage
+	}
+	if a.Adopt && cmd == "watch" && !a.WatchApply {
+		fmt.Fprintln(stderr, "lbc watch: --adopt needs --apply")
 		return nil, errUsage
 	}
 	if a.Parallelism < 1 {

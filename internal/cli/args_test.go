@@ -22,6 +22,9 @@ func TestParseArgs(t *testing.T) {
 			SSH: SSHArgs{ConnectTimeout: 10 * time.Second}, Parallelism: 10}},
 		{"apply", []string{"plan.json", "--parallelism", "3", "--lock-timeout", "5s", "--known-hosts", "kh", "--ssh-key", "k"}, Args{Command: "apply", Source: Source{Dir: "plan.json"}, Parallelism: 3, LockTimeout: 5 * time.Second,
 			SSH: SSHArgs{KnownHosts: "kh", KeyFile: "k", ConnectTimeout: 10 * time.Second}}},
+		{"apply", []string{"specs", "--adopt"}, Args{Command: "apply", Source: Source{Dir: "specs"}, Parallelism: 10, Adopt: true, SSH: SSHArgs{ConnectTimeout: 10 * time.Second}}},
+		{"watch", []string{"specs", "--apply", "--adopt"}, Args{Command: "watch", Source: Source{Dir: "specs"}, Parallelism: 10, WatchApply: true, Adopt: true,
+			Debounce: 100 * time.Millisecond, SSH: SSHArgs{ConnectTimeout: 10 * time.Second}}},
 	} {
 		got, err := parseArgs(tc.cmd, tc.argv, &bytes.Buffer{})
 		if err != nil {
@@ -45,6 +48,7 @@ func TestParseArgsRejects(t *testing.T) {
 		{"plan", []string{"--json", "--markdown"}, "exclude each other"},
 		{"apply", []string{"--parallelism", "0"}, "at least 1"},
 		{"apply", []string{"--insecure"}, "flag provided but not defined: -insecure"},
+		{"watch", []string{"--adopt"}, "--adopt needs --apply"},
 	} {
 		var stderr bytes.Buffer
 		if _, err := parseArgs(tc.cmd, tc.argv, &stderr); err == nil {

@@ -275,7 +275,7 @@ func (e *env) watchHosts(ctx context.Context, spec *schema.Spec, res *compiler.R
 	}
 	pool.ReleaseUnchanged(p)
 	r, err := reconcile.Apply(actx, p, pool.Dial, reconcile.ApplyOptions{
-		Parallelism: e.args.Parallelism, LBCVersion: version.Version})
+		Parallelism: e.args.Parallelism, LBCVersion: version.Version, Adopt: e.args.Adopt})
 	if err != nil {
 		return err
 	}
