@@ -34,7 +34,8 @@ func TestUnmanagedFileNotShownNorReplaced(t *testing.T) {
 		}
 	}
 	summary := fmt.Sprintf("not managed by lbc: %d bytes, sha256 %s", len(secret), sha256Hex([]byte(secret)))
-	if d.Status != StatusChanges || !strings.Contains(d.ConfigDiff, summary) || !strings.Contains(text.String(), summary) {
+	if d.Status != StatusChanges || !strings.Contains(d.ConfigDiff, summary) || !strings.Contains(text.String(), summary) ||
+		!strings.Contains(d.ConfigDiff, "\n+    maxconn 100\n") {
 		t.Fatalf("plan: %s, diff:\n%s\nwant it to say %q", d.Status, d.ConfigDiff, summary)
 	}
 

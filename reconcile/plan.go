@@ -368,14 +368,15 @@ func compare(dp *DevicePlan, live *Live, art *compiler.DeviceArtifacts) error {
 // the plan shows it. A file lbc did not write (see managed) is not shown:
 // a spec may name any path on the host (haproxy: {config: "/etc/shadow"}),
 // and a plan travels to pull-request comments. Its size and hash stand for
-// it, and apply replaces it only when told to adopt it.
+// it on the diff's "---" line, the diff shows the whole new file, and
+// apply replaces it only when told to adopt it.
 func fileDiff(dp *DevicePlan, name, p string, f File, want []byte) string {
 	from, to := "live/"+dp.Device+"/"+name, "new/"+dp.Device+"/"+name
 	if !f.Exists || managed(dp.Device, f.Data) {
 		return UnifiedDiff(from, to, f.Data, want)
 	}
 	dp.Notes = append(dp.Notes, fmt.Sprintf("%s is not managed by lbc: apply replaces it only with --adopt (keeping a copy in %s)", p, dp.Host.lastGood(name)))
-	return fmt.Sprintf("--- %s\n+++ %s\n%s\n", from, to, unmanagedSummary(f.Data))
+	return UnifiedDiff(from+" ("+unmanagedSummary(f.Data)+")", to, nil, want)
 }
 
 // unmanagedSummary stands for a file lbc did not write.
@@ -489,7 +490,9 @@ func (p *Plan) Save(w io.Writer) error {
 	return nil
 }
 
-// LoadPlan reads a plan written by Save and refuses another format version.
+// LoadPlan reads a plan written by Save and refuses another format version
+// and a plan with any value apply would take to a host that a spec could
+// not have given (see checkPlan).
 func LoadPlan(r io.Reader) (*Plan, error) {
 	dec := json.NewDecoder(r)
 	dec.DisallowUnknownFields()
@@ -500,14 +503,8 @@ func LoadPlan(r io.Reader) (*Plan, error) {
 	if p.Format != PlanFormat {
 		return nil, fmt.Errorf("load plan: format %d, this lbc reads format %d", p.Format, PlanFormat)
 	}
-	for i := range p.Devices {
-		d := &p.Devices[i]
-		if d.Device == "" {
-			return nil, fmt.Errorf("load plan: device %d has no name", i)
-		}
-		if d.Status == StatusChanges && (d.Host.Config == "" || d.Host.StateDir == "") {
-			return nil, fmt.Errorf("load plan: device %s: no config path or state dir", d.Device)
-		}
+	if err := checkPlan(&p); err != nil {
+		return nil, fmt.Errorf("load plan: %w", err)
 	}
 	return &p, nil
 }

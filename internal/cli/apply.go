@@ -42,7 +42,7 @@ func (e *env) apply() int {
 		p, err = reconcile.LoadPlan(f)
 		f.Close()
 		if err != nil {
-			return e.fail(fmt.Errorf("load plan %s: %w", e.args.Source.Dir, err))
+			return e.fail(fmt.Errorf("%s: %w", e.args.Source.Dir, err))
 		}
 		if r, err := gitsrc.Open("."); err == nil {
 			repo = r
