@@ -7,6 +7,7 @@ import (
 	"regexp"
 
 	"lbc/compiler"
+	"lbc/reconcile/host"
 	"lbc/schema"
 )
 
@@ -51,7 +52,7 @@ func checkPlan(p *Plan) error {
 			bad("device %s: %w", d.Device, err)
 		}
 		if d.Host != (Host{}) {
-			devs = append(devs, d.Host.device(d.Device))
+			devs = append(devs, schemaDevice(d.Device, d.Host))
 		}
 	}
 	if err := schema.CheckDevices(context.Background(), devs); err != nil {
@@ -95,9 +96,9 @@ func checkDevicePlan(d *DevicePlan) error {
 	}
 	for what, vips := range map[string][]string{"vipsAdd": d.VIPsAdd, "vipsRemove": d.VIPsRemove, "desired.vips": d.Desired.VIPs, "desired.wanted": d.Desired.Wanted} {
 		for _, s := range vips {
-			v, err := parseVIP(s)
+			v, err := host.ParseVIP(s)
 			if err == nil {
-				err = schema.CheckValue(schema.DefInterface, v.iface)
+				err = schema.CheckValue(schema.DefInterface, v.Iface)
 			}
 			if err != nil {
 				bad("%s: %w", what, err)
@@ -112,7 +113,7 @@ func checkDevicePlan(d *DevicePlan) error {
 	if err := checkRendered(d.Desired.Config, ""); err != nil {
 		bad("desired.config: %w", err)
 	}
-	if err := checkRendered(d.Desired.Keepalived, emptyKeepalived(d.Device)); err != nil {
+	if err := checkRendered(d.Desired.Keepalived, host.EmptyKeepalived(d.Device)); err != nil {
 		bad("desired.keepalived: %w", err)
 	}
 	if !d.Desired.ManageKeepalived && d.Desired.Keepalived != "" {
@@ -121,7 +122,7 @@ func checkDevicePlan(d *DevicePlan) error {
 	if !revisionRE.MatchString(d.LiveRevision) {
 		bad("liveRevision %q: want letters, digits, . _ -", d.LiveRevision)
 	}
-	known := map[string]bool{d.Host.Config: true, d.Host.statePath(): true, addressesKey: true}
+	known := map[string]bool{d.Host.Config: true, d.Host.StatePath(): true, addressesKey: true}
 	if d.Desired.ManageKeepalived {
 		known[d.Host.KeepalivedConfig] = true
 	}

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"lbc/internal/shard"
 )
 
 func TestParseArgs(t *testing.T) {
@@ -25,6 +27,9 @@ func TestParseArgs(t *testing.T) {
 		{"apply", []string{"specs", "--adopt"}, Args{Command: "apply", Source: Source{Dir: "specs"}, Parallelism: 10, Adopt: true, SSH: SSHArgs{ConnectTimeout: 10 * time.Second}}},
 		{"watch", []string{"specs", "--apply", "--adopt"}, Args{Command: "watch", Source: Source{Dir: "specs"}, Parallelism: 10, WatchApply: true, Adopt: true,
 			Debounce: 100 * time.Millisecond, SSH: SSHArgs{ConnectTimeout: 10 * time.Second}}},
+		{"status", []string{"--shard", "2/5", "d"}, Args{Command: "status", Source: Source{Dir: "d"}, Shard: shard.Shard{Index: 2, Count: 5},
+			SSH: SSHArgs{ConnectTimeout: 10 * time.Second}, Parallelism: 10}},
+		{"shards", []string{"--count", "4", "--json"}, Args{Command: "shards", Source: Source{Dir: "."}, Count: 4, JSON: true, Parallelism: 10}},
 	} {
 		got, err := parseArgs(tc.cmd, tc.argv, &bytes.Buffer{})
 		if err != nil {
@@ -49,6 +54,8 @@ func TestParseArgsRejects(t *testing.T) {
 		{"apply", []string{"--parallelism", "0"}, "at least 1"},
 		{"apply", []string{"--insecure"}, "flag provided but not defined: -insecure"},
 		{"watch", []string{"--adopt"}, "--adopt needs --apply"},
+		{"apply", []string{"--shard", "4/4"}, "i must be between 0 and n-1"},
+		{"shards", []string{"--count", "0"}, "--count must be between 1"},
 	} {
 		var stderr bytes.Buffer
 		if _, err := parseArgs(tc.cmd, tc.argv, &stderr); err == nil {
