@@ -89,6 +89,13 @@ func parseArgs(cmd string, argv []string, stderr io.Writer) (*Args, error) {
 		fs.DurationVar(&a.SSH.ConnectTimeout, "connect-timeout", 10*time.Second, "SSH connect timeout")
 		fs.IntVar(&a.Parallelism, "parallelism", 10, "devices worked on at once")
 	}
+	// applyPolicy: the flags of every command that applies, with one meaning.
+	applyPolicy := func() {
+		fs.DurationVar(&a.LockTimeout, "lock-timeout", 0, "wait this long for a device lock (0: fail at once)")
+		fs.BoolVar(&a.AllowDowngrade, "allow-downgrade", false, "apply a revision older than the one a host runs")
+		fs.BoolVar(&a.Force, "force", false, "apply even when a host runs a revision unknown to the repository")
+		fs.BoolVar(&a.Adopt, "adopt", false, "replace config files that lbc did not write (shown by plan as \"not managed by lbc\")")
+	}
 	shardFlag := func() {
 		fs.Func("shard", "work on shard `i/n` only: its devices, shard i (from 0) of n (see lbc shards)", func(v string) error {
 			sh, err := shard.Parse(v)
@@ -125,10 +132,7 @@ func parseArgs(cmd string, argv []string, stderr io.Writer) (*Args, error) {
 		shardFlag()
 		fs.BoolVar(&a.JSON, "json", false, "print results as JSON, one object a line")
 		fs.IntVar(&a.MaxFailures, "max-failures", 0, "stop starting devices after this many failures (0: no limit)")
-		fs.DurationVar(&a.LockTimeout, "lock-timeout", 0, "wait this long for a device lock (0: fail at once)")
-		fs.BoolVar(&a.AllowDowngrade, "allow-downgrade", false, "apply a revision older than the one a host runs")
-		fs.BoolVar(&a.Force, "force", false, "apply even when a host runs a revision unknown to the repository")
-		fs.BoolVar(&a.Adopt, "adopt", false, "replace config files that lbc did not write (shown by plan as \"not managed by lbc\")")
+		applyPolicy()
 		fs.BoolVar(&a.Locked, "locked", false, "fail when the placement would change")
 	case "status":
 		source()
@@ -140,7 +144,7 @@ func parseArgs(cmd string, argv []string, stderr io.Writer) (*Args, error) {
 		shardFlag()
 		fs.BoolVar(&a.WatchPlan, "plan", false, "diff against the live hosts instead of the previous compile")
 		fs.BoolVar(&a.WatchApply, "apply", false, "apply every new good result")
-		fs.BoolVar(&a.Adopt, "adopt", false, "with --apply: replace config files that lbc did not write")
+		applyPolicy()
 		fs.DurationVar(&a.Interval, "interval", 0, "also re-plan this often (catches drift)")
 		fs.DurationVar(&a.Debounce, "debounce", 100*time.Millisecond, "wait this long for a burst of edits to settle")
 		fs.StringVar(&a.Out, "o", "", "with no --plan: compare against and keep the compiled output here")
@@ -201,8 +205,8 @@ func parseArgs(cmd string, argv []string, stderr io.Writer) (*Args, error) {
 		fmt.Fprintf(stderr, "lbc %s: --json and --markdown exclude each other\n", cmd)
 		return nil, errUsage
 	}
-	if a.Adopt && cmd == "watch" && !a.WatchApply {
-		fmt.Fprintln(stderr, "lbc watch: --adopt needs --apply")
+	if cmd == "watch" && !a.WatchApply && (a.LockTimeout != 0 || a.AllowDowngrade || a.Force || a.Adopt) {
+		fmt.Fprintln(stderr, "lbc watch: --lock-timeout, --allow-downgrade, --force and --adopt need --apply")
 		return nil, errUsage
 	}
 	if cmd == "shards" && (a.Count < 1 || a.Count > shard.MaxCount) {
