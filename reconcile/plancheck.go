@@ -52,7 +52,7 @@ func checkPlan(p *Plan) error {
 			bad("device %s: %w", d.Device, err)
 		}
 		if d.Host != (Host{}) {
-			devs = append(devs, schemaDevice(d.Device, d.Host))
+			devs = append(devs, specDevice(d.Device, d.Host))
 		}
 	}
 	if err := schema.CheckDevices(context.Background(), devs); err != nil {
@@ -142,4 +142,18 @@ func checkRendered(file, also string) error {
 	}
 	_, err := compiler.ParseHeader([]byte(file))
 	return err
+}
+
+// specDevice is h as the spec device it was copied from (hostOf), for
+// schema.CheckDevices.
+func specDevice(name string, h Host) *schema.Device {
+	return &schema.Device{
+		Name: name, Address: h.Address,
+		SSH:      schema.SSH{User: h.User, Port: h.Port, Sudo: h.Sudo},
+		StateDir: h.StateDir,
+		HAProxy:  schema.HAProxy{Config: h.Config, Reload: h.Reload, Check: h.Check},
+		Keepalived: schema.Keepalived{
+			Config: h.KeepalivedConfig, Reload: h.KeepalivedReload, Check: h.KeepalivedCheck,
+		},
+	}
 }

@@ -18,12 +18,12 @@ func TestWorkerPanicIsAPerDeviceError(t *testing.T) {
 	bad := &schema.Device{Name: "lb-bad", Address: "192.0.2.66", StateDir: "/var/lib/lbc", HAProxy: th.dev.HAProxy}
 	spec.Devices["lb-bad"] = bad
 	res.Devices["lb-bad"] = &compiler.DeviceArtifacts{Device: "lb-bad", HAProxyCfg: testConfig(18081, 10)}
-	dial := func(ctx context.Context, dev *schema.Device) (Transport, error) {
-		if dev.Name == "lb-bad" {
+	dial := func(ctx context.Context, ep Endpoint) (Transport, error) {
+		if ep.Device == "lb-bad" {
 			var m map[string]int
 			m["boom"]++ // panics: assignment to a nil map
 		}
-		return th.dial(ctx, dev)
+		return th.dial(ctx, ep)
 	}
 	p, err := BuildPlan(context.Background(), spec, res, dial, PlanOptions{IPCommand: th.ipCmd})
 	if err != nil {
