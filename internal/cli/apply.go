@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -68,13 +69,23 @@ func (e *env) apply() int {
 		if p, err = e.buildPlan(c, conns.Dial, lock); err != nil {
 			return e.fail(err)
 		}
-		if err := writePlanText(e.stdout, p, color(e.stdout)); err != nil {
-			return e.fail(err)
+		// With --json, stdout holds the results only (one object a
+		// device and a summary), so that a shard's output can be collected.
+		if !e.args.JSON {
+			if err := writePlanText(e.stdout, p, color(e.stdout)); err != nil {
+				return e.fail(err)
+			}
 		}
 	}
 	locks.ReleaseUnchanged(p)
 	if !p.HasChanges() {
-		fmt.Fprintln(e.stdout, "nothing to apply: every reachable device is up to date")
+		if e.args.JSON {
+			if err := e.printApply(p, unchangedResult(p)); err != nil {
+				return e.fail(err)
+			}
+		} else {
+			fmt.Fprintln(e.stdout, "nothing to apply: every reachable device is up to date")
+		}
 		if c != nil {
 			if err := e.updateLock(c); err != nil {
 				return e.fail(err)
@@ -131,6 +142,21 @@ func (e *env) applyOptions(repo *gitsrc.Repo) reconcile.ApplyOptions {
 		Guard:       gitsrc.Guard{Repo: repo, AllowDowngrade: e.args.AllowDowngrade, Force: e.args.Force},
 		Adopt:       e.args.Adopt,
 	}
+}
+
+// unchangedResult is the result of an apply that had nothing to do: each
+// device unchanged, or failed before any change when the plan could not
+// read it.
+func unchangedResult(p *reconcile.Plan) *reconcile.ApplyResult {
+	r := &reconcile.ApplyResult{Devices: make([]reconcile.DeviceResult, len(p.Devices))}
+	for i, d := range p.Devices {
+		r.Devices[i] = reconcile.DeviceResult{Device: d.Device, Outcome: reconcile.OutcomeUnchanged}
+		if d.Status != reconcile.StatusUnchanged {
+			r.Devices[i].Outcome = reconcile.OutcomeFailedBeforeChange
+			r.Devices[i].Err = errors.New(d.Error)
+		}
+	}
+	return r
 }
 
 // printApply prints an apply's result in the requested view.
