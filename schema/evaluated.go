@@ -45,6 +45,12 @@ func fromValue(v cue.Value, depth int) *dval {
 		v = dv
 	}
 	d := &dval{at: v.Pos()}
+	if depth <= 2 {
+		// The top and the devices and balancers: where the files write
+		// them, not where the shape (see vnode.shape) adds to them. Below,
+		// no position of a value is read.
+		d.at = userPos(v)
+	}
 	switch v.Kind() {
 	case cue.StructKind:
 		d.kind = dStruct

@@ -282,3 +282,27 @@ balancers: {
 		t.Errorf("shop-web at %v, want the text that produced it", p)
 	}
 }
+
+// A reference to a field the schema adds although the data does not set it
+// (a device's tags: [], a balancer's placement) sees it in the evaluated
+// path as it does unified with the schema.
+func TestEvaluatedPathSeesSchemaFields(t *testing.T) {
+	fsys := fstest.MapFS{"d/a.cue": {Data: []byte(`devices: "lb-a1": {address: "192.0.2.11", vipNetworks: ["203.0.113.0/24"]}
+balancers: web: {
+	vips: [{address: "203.0.113.10", port: 80}]
+	nodes: [{address: "198.51.100.5", port: 8080}]
+	if devices["lb-a1"].tags != _|_ {tenant: "tagged"}
+	if devices["lb-a1"].ssh.port != _|_ {algorithm: "leastconn"}
+}
+`)}}
+	_, spec, err := loadBoth(t, fsys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadInstance(fsys, "d", pathEvaluated); err != nil {
+		t.Errorf("not taken by the evaluated path: %v", err)
+	}
+	if b := spec.Balancers["web"]; b.Tenant != "tagged" || b.Algorithm != "roundrobin" {
+		t.Errorf("tenant %q, algorithm %q; want tagged (tags is there) and roundrobin (ssh.port is a default, not there)", b.Tenant, b.Algorithm)
+	}
+}

@@ -294,10 +294,12 @@ func evalInstance(fsys fs.FS, dir string, srcs []source, how evalPath) (*Partial
 	}
 	if how != pathCUE {
 		// Not plain data: evaluated alone (see evaluated.go).
-		v, built, ok := buildInst(cuecontext.New())
+		ctx := cuecontext.New()
+		v, built, ok := buildInst(ctx)
 		if !ok {
 			return p, nil
 		}
+		v = v.Unify(ctx.CompileString(c.shape, cue.Filename(schemaFile)))
 		if data, ok := evaluatedData(v); ok {
 			if ok, _ := c.validator.check(data); ok {
 				for _, f := range built {

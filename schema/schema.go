@@ -45,6 +45,10 @@ type compiled struct {
 	cookie    string
 	scheduler rawScheduler
 
+	// shape is the CUE source of the fields unification with #Spec adds
+	// (see vnode.shape); an instance evaluated alone is unified with it.
+	shape string
+
 	// validator checks plain data against #Spec in Go (the fast path).
 	validator *vnode
 	valMu     sync.Mutex // guards the CUE values the validator asks
@@ -122,6 +126,9 @@ func compileSchema() (*compiled, error) {
 		return nil, fmt.Errorf("compile embedded schema: %w", err)
 	}
 	c.validator = newValidator(vs, &c.valMu, 0)
+	var shape strings.Builder
+	c.validator.shape(&shape)
+	c.shape = shape.String()
 	c.node = node.Nodes[0]
 	// A list field of the schema is always present in a unified CUE value,
 	// and the decoder reads an empty one as nil: the templates hold nil too,

@@ -3,6 +3,9 @@ package schema
 import (
 	"fmt"
 	"regexp"
+	"sort"
+	"strconv"
+	"strings"
 	"sync"
 
 	"cuelang.org/go/cue"
@@ -37,6 +40,7 @@ type vnode struct {
 type vfield struct {
 	node     *vnode
 	required bool
+	regular  bool // neither optional (?) nor required (!): unification adds it
 }
 
 type vbound struct {
@@ -84,6 +88,7 @@ func newValidator(v cue.Value, mu *sync.Mutex, depth int) *vnode {
 				f.required = true
 			case cue.OptionalConstraint:
 			default:
+				f.regular = true
 				// A regular field must be concrete after unification: one
 				// the data must set unless the schema's value is complete.
 				if fk := fv.IncompleteKind(); fk != cue.StructKind && fk != cue.ListKind && !fv.IsConcrete() {
@@ -366,4 +371,48 @@ func (n *vnode) unsupportedParts(path string, out *[]string) {
 	if n.elem != nil {
 		n.elem.unsupportedParts(path+"[]", out)
 	}
+}
+
+// shape writes the CUE source of the fields unification with n adds to a
+// value although the data does not set them: the regular struct and list
+// fields of the schema (a device's ssh: {}, a balancer's placement:
+// {zones: [], tags: []}), open and unconstrained, under the same optional
+// fields and patterns as in the schema. An instance evaluated alone is
+// unified with it, so that a reference to such a field (`if x.tags !=
+// _|_`) sees what it sees unified with the schema.
+func (n *vnode) shape(b *strings.Builder) {
+	switch n.kinds {
+	case cue.ListKind:
+		b.WriteString("[...]")
+		return
+	case cue.StructKind:
+	default:
+		b.WriteString("_")
+		return
+	}
+	b.WriteString("{")
+	names := make([]string, 0, len(n.fields))
+	for k := range n.fields {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		f := n.fields[k]
+		if f.required || (f.node.kinds != cue.StructKind && f.node.kinds != cue.ListKind) {
+			continue
+		}
+		b.WriteString(strconv.Quote(k))
+		if !f.regular {
+			b.WriteString("?")
+		}
+		b.WriteString(": ")
+		f.node.shape(b)
+		b.WriteString("\n")
+	}
+	if n.pattern != nil && n.pattern.kinds == cue.StructKind {
+		b.WriteString("[string]: ")
+		n.pattern.shape(b)
+		b.WriteString("\n")
+	}
+	b.WriteString("...}")
 }
