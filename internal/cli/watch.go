@@ -14,6 +14,7 @@ import (
 	"lbc/compiler"
 	"lbc/internal/atomicfs"
 	"lbc/internal/exitcode"
+	"lbc/internal/outdir"
 	"lbc/internal/version"
 	"lbc/internal/watch"
 	"lbc/reconcile"
@@ -111,8 +112,17 @@ func diffRendered(w func(string), old, new rendered) int {
 }
 
 // writeChanged writes the files of new that differ from old into dir, each
-// atomically, and removes devices that are gone.
+// atomically, and removes devices that are gone. dir is marked as lbc's
+// (outdir.Check has allowed it).
 func writeChanged(dir string, old, new rendered) error {
+	if _, err := os.Lstat(filepath.Join(dir, outdir.Marker)); err != nil {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		if err := outdir.Mark(dir); err != nil {
+			return err
+		}
+	}
 	for dev, files := range new {
 		if err := os.MkdirAll(filepath.Join(dir, dev), 0o755); err != nil {
 			return err
@@ -145,6 +155,11 @@ func writeChanged(dir string, old, new rendered) error {
 // the last good result is kept.
 func (e *env) watch() int {
 	dir := e.args.Source.Dir
+	if e.args.Out != "" {
+		if err := outdir.Check(e.args.Out, dir); err != nil {
+			return e.fail(err)
+		}
+	}
 	src, err := e.openSource()
 	if err != nil {
 		return e.fail(err)
