@@ -1,6 +1,6 @@
 # lbc — see README.md. The two commands that matter: `make demo`, `make test`.
 GO      ?= go
-PKGS    := haproxy openssh-server openssh-client iproute2 keepalived socat netcat-openbsd util-linux procps git
+PKGS    := haproxy openssh-server openssh-client iproute2 keepalived socat netcat-openbsd util-linux procps git shellcheck
 BENCH_PKGS := ansible-core time
 
 .PHONY: all deps bench-deps build test demo bench gen vet clean

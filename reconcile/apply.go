@@ -3,20 +3,18 @@ package reconcile
 import (
 	"bufio"
 	"bytes"
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"lbc/internal/exitcode"
+	"lbc/reconcile/host"
 )
 
 // Outcome is how an apply ended on one device.
@@ -29,24 +27,6 @@ const (
 	OutcomeFailedBeforeChange Outcome = "failed-before-change" // nothing on the host changed
 	OutcomeFailed             Outcome = "failed"               // failed, and the old state could not be confirmed
 	OutcomeSkipped            Outcome = "skipped"              // not started (unplanned device, or --max-failures)
-)
-
-// Step names, as reported to Progress and recorded in DeviceResult.Steps.
-const (
-	StepConnect         = "connect"
-	StepLock            = "lock"
-	StepStaleCheck      = "stale-check"
-	StepStage           = "stage"
-	StepKeepLastGood    = "keep-last-good"
-	StepArm             = "arm-rollback"
-	StepAddVIPs         = "add-vips"
-	StepSaveServerState = "save-server-state"
-	StepSwap            = "swap"
-	StepReload          = "reload"
-	StepVerify          = "verify"
-	StepRemoveVIPs      = "remove-vips"
-	StepCommit          = "write-state"
-	StepRollback        = "rollback"
 )
 
 // Errors that callers branch on (errors.Is).
@@ -248,7 +228,7 @@ func applyDevice(ctx context.Context, dp *DevicePlan, rev string, dial Dialer, o
 	}
 	defer func() { trace(dp.Device, "end "+string(r.Outcome)) }()
 	progress(StepConnect)
-	t, err := dial(ctx, dp.Host.device(dp.Device))
+	t, err := dial(ctx, schemaDevice(dp.Device, dp.Host))
 	trace(dp.Device, "connected")
 	if err != nil {
 		r.Outcome = OutcomeFailedBeforeChange
@@ -257,7 +237,7 @@ func applyDevice(ctx context.Context, dp *DevicePlan, rev string, dial Dialer, o
 	}
 	defer t.Close()
 	x := &tx{t: t, dp: dp, h: dp.Host, rev: rev, o: o, r: &r, progress: progress, token: newToken(),
-		redial: func(ctx context.Context) (Transport, error) { return dial(ctx, dp.Host.device(dp.Device)) }}
+		redial: func(ctx context.Context) (Transport, error) { return dial(ctx, schemaDevice(dp.Device, dp.Host)) }}
 	x.run(ctx)
 	return r
 }
@@ -336,7 +316,7 @@ func (x *tx) run(ctx context.Context) {
 	x.r.Steps = append(x.r.Steps, StepStaleCheck)
 	step, err := x.change(ctx)
 	cut := errors.Is(err, ErrConnectionLost) || errors.Is(err, errSessionEnded)
-	if err != nil && beforeChange(step) && !cut {
+	if err != nil && host.BeforeChange(step) && !cut {
 		failBefore(step, err)
 		return
 	}
@@ -357,7 +337,7 @@ func (x *tx) run(ctx context.Context) {
 		}
 		x.r.Outcome = OutcomeFailed
 		x.r.Err = errors.Join(stepErr, fmt.Errorf("apply %s: rollback: %w (the host runs "+
-			"%s when the lock session ends; see %s)", dev, rbErr, x.h.txnPath(), path.Join(x.h.StateDir, "txn.log")))
+			"%s when the lock session ends; see %s)", dev, rbErr, x.h.TxnPath(), x.h.TxnLog()))
 		return
 	}
 	x.r.Steps = append(x.r.Steps, StepRollback)
@@ -367,14 +347,13 @@ func (x *tx) run(ctx context.Context) {
 
 // runScript runs s, records its completed steps and warnings, and returns
 // the failed step with its error.
-func (x *tx) runScript(ctx context.Context, s *script) (*scriptResult, string, error) {
-	res, err := s.run(ctx, x.lock.scripts(x.t), x.progress)
+func (x *tx) runScript(ctx context.Context, s *host.Script) (string, error) {
+	x.r.Warnings = append(x.r.Warnings, s.Notes...)
+	rep, err := runScript(ctx, s, x.lock.scripts(x.t), x.progress)
 	trace(x.dp.Device, "script end")
-	x.r.Steps = append(x.r.Steps, res.done...)
-	for _, w := range res.warnings {
-		x.r.Warnings = append(x.r.Warnings, w)
-	}
-	return res, res.failed, err
+	x.r.Steps = append(x.r.Steps, rep.Done...)
+	x.r.Warnings = append(x.r.Warnings, rep.Warnings...)
+	return rep.Failed, err
 }
 
 // lockDevice takes the device lock (see takeLock), unless the plan
@@ -399,7 +378,7 @@ func lockedRead(read []byte) (*Live, error) {
 	if read == nil {
 		return nil, errors.New("read live state on the host failed")
 	}
-	return parseLive(read)
+	return host.ParseRead(read)
 }
 
 // lockSession is the lock holder's session (lockCmd): it holds the device
@@ -415,13 +394,13 @@ type lockSession struct {
 // holder then reads the device (as ReadLive does) in the same round trip;
 // read is that output, nil when the read failed on the host.
 func takeLock(ctx context.Context, t Transport, h Host, device, owner, token string, wait time.Duration, keepalived bool) (*lockSession, []byte, error) {
-	st, err := t.Stream(ctx, lockCmd(h, wait))
+	st, err := t.Stream(ctx, host.LockCommand(h, wait))
 	if err != nil {
 		return nil, nil, err
 	}
 	// The holder's shell reads this once flock has the lock. Should the
 	// write fail, the session has ended: the reads below tell why.
-	prologue := holderPrologue(h, owner, token, keepalived)
+	prologue := host.Prologue(h, owner, token, keepalived)
 	if r, ok := t.(rewriter); ok {
 		prologue = r.rewrite(prologue)
 	}
@@ -452,8 +431,8 @@ func takeLock(ctx context.Context, t Transport, h Host, device, owner, token str
 		return line{}, false
 	}
 	l, ok := next(wait + 10*time.Second)
-	if ok && l.s == "locked" {
-		// The read, ended by "==lbc read ok" (or failed).
+	if ok && l.s == host.LockedLine {
+		// The read, ended by host.ReadOKLine (or failed).
 		var b bytes.Buffer
 		for {
 			l, ok := next(60 * time.Second)
@@ -462,10 +441,10 @@ func takeLock(ctx context.Context, t Transport, h Host, device, owner, token str
 				return ls, nil, fmt.Errorf("%s: no answer", StepStaleCheck)
 			case l.eof:
 				return ls, nil, fmt.Errorf("%s: the lock holder ended: %w", StepStaleCheck, ErrConnectionLost)
-			case l.s == "==lbc step "+StepStaleCheck:
-			case l.s == "==lbc read ok":
+			case l.s == host.StepMarker(StepStaleCheck):
+			case l.s == host.ReadOKLine:
 				return ls, b.Bytes(), nil
-			case l.s == "==lbc read failed":
+			case l.s == host.ReadFailedLine:
 				return ls, nil, nil
 			default:
 				b.WriteString(l.s)
@@ -484,7 +463,7 @@ func takeLock(ctx context.Context, t Transport, h Host, device, owner, token str
 		}
 		return nil, nil, err
 	}
-	out, _ := t.Run(ctx, ownerCmd(h), nil)
+	out, _ := t.Run(ctx, host.OwnerCommand(h), nil)
 	who := strings.TrimSpace(string(out))
 	if who == "" {
 		who = "an unknown owner"
@@ -497,7 +476,7 @@ func takeLock(ctx context.Context, t Transport, h Host, device, owner, token str
 // the holder runs them one after another.
 func (ls *lockSession) scripts(t Transport) Transport { return holderTransport{t, ls} }
 
-// holderTransport runs scripts through a lock session (see lockCmd).
+// holderTransport runs scripts through a lock session (see host.LockCommand).
 type holderTransport struct {
 	Transport
 	ls *lockSession
@@ -508,18 +487,18 @@ type holderTransport struct {
 type rewriter interface{ rewrite(cmd string) string }
 
 // Stream sends script to the lock holder, which runs it with sh
-// (holderScript); the returned Stream's stdout is the script's up to the
+// (host.Frame); the returned Stream's stdout is the script's up to the
 // holder's exit line. The script has no stdin.
 func (h holderTransport) Stream(ctx context.Context, script string) (Stream, error) {
 	if r, ok := h.Transport.(rewriter); ok {
 		script = r.rewrite(script)
 	}
-	if _, err := io.WriteString(h.ls.Stdin(), holderScript(script)); err != nil {
+	if _, err := io.WriteString(h.ls.Stdin(), host.Frame(script)); err != nil {
 		return nil, fmt.Errorf("send script: %w", ErrConnectionLost)
 	}
 	pr, pw := io.Pipe()
 	hs := &holderStream{stdout: pr, done: make(chan struct{})}
-	stderrLine, exitLine := "==lbc stderr "+h.ls.token, "==lbc exit "+h.ls.token+" "
+	stderrLine := host.StderrLine(h.ls.token)
 	go func() {
 		defer close(hs.done)
 		stderr := false
@@ -528,8 +507,8 @@ func (h holderTransport) Stream(ctx context.Context, script string) (Stream, err
 			switch {
 			case l == stderrLine:
 				stderr = true
-			case strings.HasPrefix(l, exitLine):
-				code, _ := strconv.Atoi(strings.TrimPrefix(l, exitLine))
+			case isExit(l, h.ls.token):
+				code, _ := host.ParseExit(l, h.ls.token)
 				if code != 0 {
 					hs.err = &ExitError{Cmd: script, Code: code, Stderr: errb.String()}
 				}
@@ -547,6 +526,8 @@ func (h holderTransport) Stream(ctx context.Context, script string) (Stream, err
 	}()
 	return hs, nil
 }
+
+func isExit(line, token string) bool { _, ok := host.ParseExit(line, token); return ok }
 
 // holderStream is a script running in the lock holder's shell.
 type holderStream struct {
@@ -620,7 +601,7 @@ func (x *tx) staleCheck() error {
 func (x *tx) sameAsPlan(live *Live) error {
 	now := map[string]string{
 		x.h.Config:      live.Config.Fingerprint(),
-		x.h.statePath(): live.StateFile.Fingerprint(),
+		x.h.StatePath(): live.StateFile.Fingerprint(),
 	}
 	if x.dp.Desired.ManageKeepalived {
 		now[x.h.KeepalivedConfig] = live.Keepalived.Fingerprint()
@@ -647,137 +628,26 @@ func (x *tx) sameAsPlan(live *Live) error {
 	return nil
 }
 
-// change runs the whole transaction after the lock as one script, which
-// carries every file it writes in its own text (written with the shell's
-// printf: no process):
-//
-//   - stage: write the new files beside the live ones and run the device's
-//     check commands on them;
-//   - keep-last-good: keep the live files in <stateDir>/last-good
-//     (written from the bytes read under the lock);
-//   - arm: install the rollback script as <stateDir>/txn.sh;
-//
-// which change nothing the host runs; then:
-//
-//   - add-vips: new addresses first (a config binding an address the host
-//     does not have yet fails to load);
-//   - save-server-state: for the new process (failing is a warning);
-//   - swap: rename the staged files over the live ones;
-//   - reload, and verify: wait on the host until the new config runs with
-//     every frontend bound, or fail;
-//   - remove-vips: the addresses lbc added and no longer wants;
-//   - write-state: write the next state.json beside the live one, rename
-//     it into place and disarm (empty txn.sh: only a non-empty one is
-//     armed).
-//
-// VIPs are /32 or /128 (compiler), each its own primary address; but when
-// a removed one has a subnet's prefix (added by an older lbc), deleting it
-// may delete the subnet's secondaries too (unless promote_secondaries is
-// set), so the wanted ones are replaced after it.
-//
-// Once the host has the whole script it runs to its end even if the
-// connection is cut (it ignores SIGHUP and SIGPIPE): it commits, or it
-// fails and the lock holder rolls back what it armed.
+// change runs the whole transaction after the lock as one script
+// (host.ChangeScript) and returns the step that failed.
 func (x *tx) change(ctx context.Context) (string, error) {
-	rb, err := rollbackScript(x.h, x.dp, x.live)
+	s, err := host.ChangeScript(x.hostChange(), x.o.Verifier)
 	if err != nil {
 		return StepStage, err
 	}
-	h, ka := x.h, x.dp.Desired.ManageKeepalived
-	add, rm := ":", ":"
-	if len(x.dp.VIPsAdd) > 0 {
-		if add, err = addVIPCmd(h, x.dp.VIPsAdd); err != nil {
-			return StepStage, err
-		}
-	}
-	if len(x.dp.VIPsRemove) > 0 {
-		if rm, err = delVIPCmd(h, x.dp.VIPsRemove); err != nil {
-			return StepStage, err
-		}
-		if len(x.dp.Desired.VIPs) > 0 && subnetSized(x.dp.VIPsRemove) {
-			again, err := addVIPCmd(h, x.dp.Desired.VIPs)
-			if err != nil {
-				return StepStage, err
-			}
-			rm += " && " + again
-		}
-	}
-	after, err := x.o.Verifier.After(h, []byte(x.dp.Desired.Config))
-	if err != nil {
-		return StepStage, err
-	}
-	var werr error
-	write := func(path, data string) string {
-		w, err := writeFileCmd(path, data)
-		werr = cmp.Or(werr, err)
-		return w
-	}
-	stage := []string{write(staged(h.Config), x.dp.Desired.Config)}
-	if ka {
-		stage = append(stage, write(staged(h.KeepalivedConfig), x.dp.Desired.Keepalived))
-	}
-	arm := write(h.txnPath(), rb)
-	next := write(stateTmp(h), string(x.nextState()))
-	if werr != nil {
-		return StepStage, werr
-	}
-	s := newScript(false)
-	if h.Check != "" {
-		stage = append(stage, fmt.Sprintf("{ %s || { echo 'check haproxy.cfg failed' >&2; false; }; }", checkCmd(h.Check, staged(h.Config))))
-	} else {
-		x.r.Warnings = append(x.r.Warnings, "no haproxy check command: config not checked on the host")
-	}
-	if ka && h.KeepalivedCheck != "" {
-		stage = append(stage, fmt.Sprintf("{ %s || { echo 'check keepalived.conf failed' >&2; false; }; }", checkCmd(h.KeepalivedCheck, staged(h.KeepalivedConfig))))
-	}
-	s.step(StepStage, strings.Join(stage, " &&\n  "))
-	keep := keepLastGoodCmd(h.Config, x.live.Config, h.lastGood("haproxy.cfg"))
-	if ka {
-		keep += " &&\n  " + keepLastGoodCmd(h.KeepalivedConfig, x.live.Keepalived, h.lastGood("keepalived.conf"))
-	}
-	s.step(StepKeepLastGood, keep)
-	// The rollback script is written in place: the holder runs it only
-	// once this script has ended, and should the script die while writing
-	// it, nothing has changed yet that a part of it could undo wrongly
-	// (last-good is the live file now).
-	s.step(StepArm, arm)
-	s.step(StepAddVIPs, add)
-	s.warnStep(StepSaveServerState, saveServerStateCmd(h), "save server state failed (a host whose HAProxy does not run yet has none)")
-	swap := swapCmd(h.Config)
-	if ka {
-		swap += " && " + swapCmd(h.KeepalivedConfig)
-	}
-	s.step(StepSwap, swap)
-	// A daemon the reload commands start inherits neither the device lock
-	// (flock -o keeps it) nor the session (a script's stdin is /dev/null).
-	before := x.o.Verifier.Before(h)
-	if v, ok := x.o.Verifier.(beforeSkipper); ok && !v.NeedsBefore(x.live.Config.Data, []byte(x.dp.Desired.Config)) {
-		before = "lbc_before="
-	}
-	reload := before + "\n  ( " + h.Reload + " )"
-	if ka && h.KeepalivedReload != "" {
-		reload += " && { ( " + h.KeepalivedReload + " ) || { echo 'keepalived reload failed' >&2; false; }; }"
-	}
-	s.step(StepReload, reload)
-	s.step(StepVerify, after)
-	s.step(StepRemoveVIPs, rm)
-	// Disarm: an empty txn.sh is not armed (a redirection, no process).
-	s.step(StepCommit, fmt.Sprintf("%s && mv -f %s %s && : > %s && %s", next, q(stateTmp(h)), q(h.statePath()), q(h.txnPath()), clearServerStateCmd(h)))
-	_, step, err := x.runScript(ctx, s)
-	return step, err
+	return x.runScript(ctx, s)
 }
 
-// stateTmp is where stage puts the next state.json until write-state.
-func stateTmp(h Host) string { return h.statePath() + ".lbc-tmp" }
-
-// beforeChange reports whether a failure at step left the host as it was:
-// the steps up to arm change nothing the host runs.
-func beforeChange(step string) bool {
-	switch step {
-	case StepStage, StepKeepLastGood, StepArm:
-		return true
+// hostChange is the transaction as its scripts need it.
+func (x *tx) hostChange() host.Change {
+	d := x.dp.Desired
+	return host.Change{
+		Device: x.dp.Device, Host: x.h,
+		Config: d.Config, ManageKeepalived: d.ManageKeepalived, Keepalived: d.Keepalived,
+		VIPsAdd: x.dp.VIPsAdd, VIPsRemove: x.dp.VIPsRemove, VIPs: d.VIPs,
+		LiveConfig: x.live.Config, LiveKeepalived: x.live.Keepalived,
+		State: x.nextState(),
 	}
-	return false
 }
 
 // nextState is the state.json that write-state writes.
@@ -787,8 +657,8 @@ func (x *tx) nextState() []byte {
 		if x.dp.Desired.ManageKeepalived {
 			ka = sha256Hex([]byte(x.dp.Desired.Keepalived))
 		}
-		st := x.live.State.next(x.rev, x.o.LBCVersion, x.o.Now(), sha256Hex([]byte(x.dp.Desired.Config)), ka, x.dp.Desired.VIPs)
-		x.state = st.encode()
+		st := x.live.State.Next(x.rev, x.o.LBCVersion, x.o.Now(), sha256Hex([]byte(x.dp.Desired.Config)), ka, x.dp.Desired.VIPs)
+		x.state = st.Encode()
 	}
 	return x.state
 }
@@ -797,38 +667,28 @@ func (x *tx) nextState() []byte {
 func (x *tx) cleanStaged(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	if _, err := x.t.Run(ctx, removeCmd(append(stagedList(x.h, x.dp), x.h.txnPath())...), nil); err != nil {
+	staged := host.Change{Host: x.h, ManageKeepalived: x.dp.Desired.ManageKeepalived}
+	if _, err := x.t.Run(ctx, host.CleanStagedCommand(staged), nil); err != nil {
 		x.r.Warnings = append(x.r.Warnings, "remove staged files: "+shortError("", err).Error())
 	}
 }
-
-// stepRollbackVerify is the part of a rollback script that waits for the
-// old config to run again (and disarms once it does).
-const stepRollbackVerify = "rollback-verify"
 
 // rollback runs the armed rollback script, verifies the old config runs
 // again, and disarms, in one script. It runs even when ctx is cancelled.
 func (x *tx) rollback(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
 	defer cancel()
-	s := newScript(true)
-	s.step(StepRollback, x.o.Verifier.Before(x.h)+"\n  sh "+q(x.h.txnPath()))
-	disarm := removeCmd(x.h.txnPath())
-	if x.live.Config.Exists {
-		after, err := x.o.Verifier.After(x.h, x.live.Config.Data)
-		if err != nil {
-			return err
-		}
-		s.step(stepRollbackVerify, "{ "+after+"\n  } && "+disarm)
-	} else {
-		s.step(stepRollbackVerify, disarm)
+	c := x.hostChange()
+	s, err := host.RollbackScript(c, x.o.Verifier)
+	if err != nil {
+		return err
 	}
-	res, err := s.run(ctx, x.lock.scripts(x.t), func(string) {})
-	if err != nil && res.failed == stepRollbackVerify && x.live.Config.Exists {
+	rep, err := runScript(ctx, s, x.lock.scripts(x.t), func(string) {})
+	if err != nil && rep.Failed == host.StepRollbackVerify && c.LiveConfig.Exists {
 		// A reload signalled while the one before it is still under
 		// way can be lost (HAProxy's master re-executes itself on
 		// each): signal once more and look again before giving up.
-		if err2 := x.reloadAgain(ctx); err2 != nil {
+		if err2 := x.reloadAgain(ctx, c); err2 != nil {
 			return fmt.Errorf("%w; reloaded once more: %w", err, err2)
 		}
 		return nil
@@ -838,14 +698,12 @@ func (x *tx) rollback(ctx context.Context) error {
 
 // reloadAgain reloads the restored config once more, verifies it and
 // disarms.
-func (x *tx) reloadAgain(ctx context.Context) error {
-	after, err := x.o.Verifier.After(x.h, x.live.Config.Data)
+func (x *tx) reloadAgain(ctx context.Context, c host.Change) error {
+	s, err := host.ReloadAgainScript(c, x.o.Verifier)
 	if err != nil {
 		return err
 	}
-	s := newScript(true)
-	s.step(StepRollback, x.o.Verifier.Before(x.h)+"\n  ( "+x.h.Reload+" ) &&\n  { "+after+"\n  } && "+removeCmd(x.h.txnPath()))
-	_, err = s.run(ctx, x.lock.scripts(x.t), func(string) {})
+	_, err = runScript(ctx, s, x.lock.scripts(x.t), func(string) {})
 	return err
 }
 
@@ -869,13 +727,12 @@ func (x *tx) afterCut(ctx context.Context, step string, stepErr error) {
 	}
 	defer t.Close()
 	// Wait (bounded) for the old lock holder to end: it rolls back first.
-	out, err := t.Run(ctx, fmt.Sprintf("flock -w 30 %s sh -c %s", q(x.h.lockPath()),
-		q(`if [ -s "$1" ]; then echo armed; else echo disarmed; fi`))+" sh "+q(x.h.txnPath()), nil)
+	out, err := t.Run(ctx, host.WaitUnlockedCommand(x.h), nil)
 	if err != nil {
 		unknown("wait for the lock", shortError("", err))
 		return
 	}
-	armed := strings.TrimSpace(string(out)) == "armed"
+	armed := host.ParseArmed(out)
 	live, err := ReadLive(ctx, t, x.h, x.dp.Desired.ManageKeepalived)
 	if err != nil {
 		unknown("read the host", shortError("", err))
@@ -883,13 +740,13 @@ func (x *tx) afterCut(ctx context.Context, step string, stepErr error) {
 	}
 	switch {
 	case armed:
-		unknown("the rollback script is still armed", fmt.Errorf("see %s", path.Join(x.h.StateDir, "txn.log")))
+		unknown("the rollback script is still armed", fmt.Errorf("see %s", x.h.TxnLog()))
 	case live.StateFile.Exists && string(live.StateFile.Data) == string(x.nextState()) &&
 		live.Config.Fingerprint() == sha256Hex([]byte(x.dp.Desired.Config)):
 		x.r.Outcome = OutcomeApplied
 		x.r.Err = nil
 		x.r.Warnings = append(x.r.Warnings, fmt.Sprintf("connection lost at %s; reconnected: the host committed the change", step))
-	case x.sameAsPlan(live) == nil && beforeChange(step):
+	case x.sameAsPlan(live) == nil && host.BeforeChange(step):
 		// The script failed, or never ran, before it changed anything.
 		x.r.Outcome = OutcomeFailedBeforeChange
 		x.r.Err = fmt.Errorf("%w (reconnected: the host runs its old state)", stepErr)
@@ -897,109 +754,8 @@ func (x *tx) afterCut(ctx context.Context, step string, stepErr error) {
 		x.r.Outcome = OutcomeRolledBack
 		x.r.Err = fmt.Errorf("%w (reconnected: rolled back by the host)", stepErr)
 	default:
-		unknown("the host runs neither the old nor the new state", fmt.Errorf("see %s", path.Join(x.h.StateDir, "txn.log")))
+		unknown("the host runs neither the old nor the new state", fmt.Errorf("see %s", x.h.TxnLog()))
 	}
-}
-
-// rollbackScript is the shell script that puts the host back as live found
-// it. It is idempotent: running it twice leaves the same host.
-func rollbackScript(h Host, dp *DevicePlan, live *Live) (string, error) {
-	var b strings.Builder
-	b.WriteString("# lbc rollback: written by apply, run on failure or when the controller's session ends\nrc=0\n")
-	fmt.Fprintf(&b, "%s\n", removeCmd(stagedList(h, dp)...))
-	restore := func(f File, live, good string) {
-		if f.Exists {
-			tmp := live + ".lbc-rb"
-			fmt.Fprintf(&b, "cp %s %s && mv -f %s %s || rc=1\n", q(good), q(tmp), q(tmp), q(live))
-		} else {
-			fmt.Fprintf(&b, "rm -f %s || rc=1\n", q(live))
-		}
-	}
-	restore(live.Config, h.Config, h.lastGood("haproxy.cfg"))
-	switch {
-	case dp.Desired.ManageKeepalived && live.Keepalived.Exists:
-		restore(live.Keepalived, h.KeepalivedConfig, h.lastGood("keepalived.conf"))
-	case dp.Desired.ManageKeepalived:
-		// The first keepalived.conf. Once swap put it in place, the
-		// apply's reload may have started (or reloaded) keepalived with
-		// its instances; removing the file would not stop them
-		// (keepalived keeps its config when a reload finds none). So
-		// when the file is there, replace it with one without instances
-		// and reload keepalived (below): the VIPs of the rolled-back
-		// change are released. That file stays: the next plan shows it
-		// as the live keepalived.conf, diffed against the rendered one,
-		// with state.json as it was, so the whole change again; should
-		// the device leave HA instead, the file (no instance) is left
-		// alone. When swap did not run, there is no file and nothing
-		// to reload.
-		tmp := h.KeepalivedConfig + ".lbc-rb"
-		fmt.Fprintf(&b, "if [ -e %s ]; then printf '%%s' %s > %s && mv -f %s %s || rc=1; fi\n",
-			q(h.KeepalivedConfig), q(emptyKeepalived(dp.Device)), q(tmp), q(tmp), q(h.KeepalivedConfig))
-	}
-	if len(dp.VIPsRemove) > 0 {
-		cmd, err := addVIPCmd(h, dp.VIPsRemove)
-		if err != nil {
-			return "", err
-		}
-		fmt.Fprintf(&b, "%s || rc=1\n", cmd)
-	}
-	if live.Config.Exists {
-		fmt.Fprintf(&b, "( %s ) || rc=1\n", h.Reload)
-	}
-	if dp.Desired.ManageKeepalived && h.KeepalivedReload != "" {
-		if live.Keepalived.Exists {
-			fmt.Fprintf(&b, "( %s ) || rc=1\n", h.KeepalivedReload)
-		} else {
-			fmt.Fprintf(&b, "if [ -e %s ]; then ( %s ) || rc=1; fi\n", q(h.KeepalivedConfig), h.KeepalivedReload)
-		}
-	}
-	if len(dp.VIPsAdd) > 0 {
-		cmd, err := delVIPCmd(h, dp.VIPsAdd)
-		if err != nil {
-			return "", err
-		}
-		fmt.Fprintf(&b, "%s || rc=1\n", cmd)
-		// Deleting a subnet's primary address deletes its secondaries:
-		// put back every address lbc had before (only VIPs with a subnet's
-		// prefix, added by an older lbc, can be one).
-		var old []string
-		isNew := set(dp.VIPsAdd)
-		for _, v := range dp.Desired.VIPs {
-			if !isNew[v] {
-				old = append(old, v)
-			}
-		}
-		if old = append(old, dp.VIPsRemove...); len(old) > 0 && subnetSized(dp.VIPsAdd) {
-			cmd, err := addVIPCmd(h, old)
-			if err != nil {
-				return "", err
-			}
-			fmt.Fprintf(&b, "%s || rc=1\n", cmd)
-		}
-	}
-	b.WriteString("exit $rc\n")
-	return b.String(), nil
-}
-
-// subnetSized reports whether any of vips has a prefix shorter than its
-// address: deleting such an address may delete others of its subnet.
-func subnetSized(vips []string) bool {
-	for _, s := range vips {
-		if v, err := parseVIP(s); err != nil || v.prefix.Bits() < v.prefix.Addr().BitLen() {
-			return true
-		}
-	}
-	return false
-}
-
-// stagedList is every file a change script writes before it changes
-// anything the host runs.
-func stagedList(h Host, dp *DevicePlan) []string {
-	fs := []string{staged(h.Config), stateTmp(h)}
-	if dp.Desired.ManageKeepalived {
-		fs = append(fs, staged(h.KeepalivedConfig))
-	}
-	return fs
 }
 
 // traceOn (env LBC_TRACE set) prints a timestamped line to stderr at each

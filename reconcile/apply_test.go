@@ -15,6 +15,7 @@ import (
 
 	"lbc/internal/exitcode"
 	"lbc/internal/testkit/sshtest"
+	"lbc/reconcile/host"
 )
 
 func TestApplyFreshThenNoop(t *testing.T) {
@@ -57,7 +58,7 @@ func TestApplyFreshThenNoop(t *testing.T) {
 	if !strings.Contains(th.read("addrs"), "203.0.113.10/32 eth0") {
 		t.Errorf("vip not added: %s", th.read("addrs"))
 	}
-	st, err := parseState([]byte(th.read("state/state.json")))
+	st, err := host.ParseState([]byte(th.read("state/state.json")))
 	if err != nil {
 		t.Fatal(err)
 	}

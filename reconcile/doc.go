@@ -9,6 +9,23 @@
 // files apply would write. WriteText, WriteJSON and WriteMarkdown render a
 // plan; Save and LoadPlan keep it in a file.
 //
+// What runs on a host, and how its answers are read, is package host
+// (reconcile/host): the steps and their markers, the read, lock, change,
+// rollback and verify scripts, all text in and out; its testdata/scripts
+// holds the exact scripts of representative changes. This package sends
+// them and decides what to do with the answers:
+//
+//   - plan.go, diff.go: BuildPlan and the Plan it returns; view*.go render
+//     a plan; status*.go: ReadStatus;
+//   - apply.go: Apply and one device's transaction (tx): the lock session,
+//     the stale check, the change, rollback and what happened after a lost
+//     connection; waves.go: the order of HA pairs;
+//   - script.go: runs a host.Script on the lock session and reads its
+//     report;
+//   - transport.go, ssh.go, pool.go: the SSH transport, its connections
+//     and the locks a plan keeps for apply;
+//   - host.go: the host protocol's types as this package hands them out.
+//
 // Apply runs, per device: lock, stale check, stage and check, keep
 // last-known-good, arm the rollback script, add VIPs, save server state,
 // swap, reload, verify (decided on the host), remove VIPs, write

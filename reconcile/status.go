@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"lbc/compiler"
+	"lbc/reconcile/host"
 	"lbc/schema"
 )
 
@@ -215,7 +216,7 @@ func judge(ds *DeviceStatus, live *Live, art *compiler.DeviceArtifacts, h Host) 
 		if v.Role != compiler.VIPRoleSingle {
 			continue
 		}
-		s := vipString(v.Address, v.Prefix, v.Interface)
+		s := host.VIPString(v.Address, v.Prefix, v.Interface)
 		if !onHost[s] || managed[s] {
 			next = append(next, s)
 		}
@@ -240,11 +241,11 @@ func judge(ds *DeviceStatus, live *Live, art *compiler.DeviceArtifacts, h Host) 
 func heldHAVIPs(vs []HAVIP, addrs []string, ha map[netip.Addr][]string) []HAVIP {
 	held := map[netip.Addr]bool{}
 	for _, a := range addrs {
-		v, err := parseVIP(a)
+		v, err := host.ParseVIP(a)
 		if err != nil {
 			continue
 		}
-		held[v.prefix.Addr()] = true
+		held[v.Prefix.Addr()] = true
 	}
 	mine := map[netip.Addr]bool{}
 	for i := range vs {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"lbc/compiler"
+	"lbc/internal/shquote"
 	"lbc/internal/testkit/sshtest"
 	"lbc/schema"
 )
@@ -81,7 +82,7 @@ func (l *statusLab) dial(ctx context.Context, dev *schema.Device) (Transport, er
 	if err != nil {
 		return nil, err
 	}
-	return pathTransport{t, "PATH=" + q(filepath.Join(th.dir, "bin")) + ":$PATH; export PATH; "}, nil
+	return pathTransport{t, "PATH=" + shquote.Quote(filepath.Join(th.dir, "bin")) + ":$PATH; export PATH; "}, nil
 }
 
 // compile builds the spec (shop-web's first node has weight w) and compiles

@@ -35,6 +35,9 @@ func (e *env) apply() int {
 		return err
 	}
 	if st, err := os.Stat(e.args.Source.Dir); err == nil && !st.IsDir() && e.args.Source.GitRev == "" {
+		if e.args.Shard.Count > 0 {
+			return e.fail(fmt.Errorf("--shard selects devices of a spec tree, not of a saved plan %s (plan with --shard instead)", e.args.Source.Dir))
+		}
 		f, err := os.Open(e.args.Source.Dir)
 		if err != nil {
 			return e.fail(err)

@@ -7,6 +7,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"lbc/internal/shard"
 )
 
 // errUsage marks a command line that could not be parsed; the message has
@@ -35,6 +37,12 @@ type Args struct {
 
 	JSON     bool
 	Markdown bool
+
+	// plan, apply, status, watch: only this shard's devices (Count 0: all)
+	Shard shard.Shard
+
+	// shards
+	Count int
 
 	// compile
 	Out          string
@@ -80,6 +88,13 @@ func parseArgs(cmd string, argv []string, stderr io.Writer) (*Args, error) {
 		fs.DurationVar(&a.SSH.ConnectTimeout, "connect-timeout", 10*time.Second, "SSH connect timeout")
 		fs.IntVar(&a.Parallelism, "parallelism", 10, "devices worked on at once")
 	}
+	shardFlag := func() {
+		fs.Func("shard", "work on shard `i/n` only: its devices, shard i (from 0) of n (see lbc shards)", func(v string) error {
+			sh, err := shard.Parse(v)
+			a.Shard = sh
+			return err
+		})
+	}
 	npos := 1 // positional arguments allowed
 	switch cmd {
 	case "validate":
@@ -97,6 +112,7 @@ func parseArgs(cmd string, argv []string, stderr io.Writer) (*Args, error) {
 	case "plan":
 		source()
 		ssh()
+		shardFlag()
 		fs.BoolVar(&a.JSON, "json", false, "print the plan as JSON, one object a line")
 		fs.BoolVar(&a.Markdown, "markdown", false, "print the plan as markdown (pull-request comment)")
 		fs.BoolVar(&a.DetailedExitcode, "detailed-exitcode", false, "exit 0 when no changes, 2 when changes, 1 on error")
@@ -105,6 +121,7 @@ func parseArgs(cmd string, argv []string, stderr io.Writer) (*Args, error) {
 	case "apply":
 		source()
 		ssh()
+		shardFlag()
 		fs.BoolVar(&a.JSON, "json", false, "print results as JSON, one object a line")
 		fs.IntVar(&a.MaxFailures, "max-failures", 0, "stop starting devices after this many failures (0: no limit)")
 		fs.DurationVar(&a.LockTimeout, "lock-timeout", 0, "wait this long for a device lock (0: fail at once)")
@@ -114,14 +131,20 @@ func parseArgs(cmd string, argv []string, stderr io.Writer) (*Args, error) {
 	case "status":
 		source()
 		ssh()
+		shardFlag()
 		fs.BoolVar(&a.JSON, "json", false, "print status as JSON, one object a line")
 	case "watch":
 		ssh()
+		shardFlag()
 		fs.BoolVar(&a.WatchPlan, "plan", false, "diff against the live hosts instead of the previous compile")
 		fs.BoolVar(&a.WatchApply, "apply", false, "apply every new good result")
 		fs.DurationVar(&a.Interval, "interval", 0, "also re-plan this often (catches drift)")
 		fs.DurationVar(&a.Debounce, "debounce", 100*time.Millisecond, "wait this long for a burst of edits to settle")
 		fs.StringVar(&a.Out, "o", "", "with no --plan: compare against and keep the compiled output here")
+	case "shards":
+		source()
+		fs.IntVar(&a.Count, "count", 0, "how many shards (required)")
+		fs.BoolVar(&a.JSON, "json", false, "print one JSON object a shard, one a line")
 	case "schema", "version", "help":
 		npos = 1
 	default:
@@ -173,6 +196,14 @@ func parseArgs(cmd string, argv []string, stderr io.Writer) (*Args, error) {
 	}
 	if a.JSON && a.Markdown {
 		fmt.Fprintf(stderr, "lbc %s: --json and --markdown exclude each other\n", cmd)
+		return nil, errUsage
+	}
+	if cmd == "shards" && (a.Count < 1 || a.Count > shard.MaxCount) {
+		fmt.Fprintf(stderr, "lbc shards: --count must be between 1 and %d\n", shard.MaxCount)
+		return nil, errUsage
+	}
+	if cmd == "watch" && a.Shard.Count > 0 && !a.WatchPlan && !a.WatchApply {
+		fmt.Fprintln(stderr, "lbc watch: --shard needs --plan or --apply (it selects hosts)")
 		return nil, errUsage
 	}
 	if a.Parallelism < 1 {

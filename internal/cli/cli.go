@@ -27,11 +27,13 @@ Usage:
   lbc apply    [DIR | PLANFILE] [--parallelism N] [--max-failures N]
   lbc status   [DIR] [--json]             what each host runs, and whether in sync
   lbc watch    DIR [--plan|--apply] [--interval D]
+  lbc shards   [DIR] --count N [--json]   which devices each of N shards holds
   lbc schema                              print the embedded CUE schema
   lbc version                             print lbc's version
 
 Specs: --git-rev REF [--repo PATH] reads them from a Git revision.
 Hosts: --known-hosts FILE (default ~/.ssh/known_hosts), --ssh-key FILE (default: ssh-agent).
+Shards: --shard i/n on plan, apply, status and watch works on shard i (from 0) of n only.
 Run 'lbc help COMMAND' for a command's flags.
 
 Exit codes: 0 ok, 1 error (nothing changed), 2 plan has changes (--detailed-exitcode),
@@ -88,6 +90,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return e.status()
 	case "watch":
 		return e.watch()
+	case "shards":
+		return e.shards()
 	}
 	return exitcode.Usage
 }

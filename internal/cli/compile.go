@@ -16,6 +16,7 @@ import (
 	"lbc/internal/exitcode"
 	"lbc/internal/outdir"
 	"lbc/internal/par"
+	"lbc/internal/shard"
 	"lbc/internal/version"
 	"lbc/schema"
 )
@@ -28,7 +29,9 @@ type compiled struct {
 	src  *specSource
 	spec *schema.Spec
 	prev compiler.Lock
-	res  *compiler.Result
+	res  *compiler.Result // under --shard, the shard's devices only
+	// shardNote says which shard res holds ("" without --shard)
+	shardNote string
 
 	// how long loading (with reading the lock), scheduling and rendering took
 	load, schedule, render time.Duration
@@ -61,6 +64,12 @@ func (e *env) compileSpecs() (*compiled, error) {
 	c := &compiled{src: src, spec: spec, prev: prev, res: res, load: t1.Sub(t0), schedule: t2.Sub(t1), render: t3.Sub(t2)}
 	if e.args.Locked && !prev.Equal(res.Placement) {
 		return nil, fmt.Errorf("%w:\n  %s", errPlacementChanged, strings.Join(compiler.DiffLocks(prev, res.Placement), "\n  "))
+	}
+	if sh := e.args.Shard; sh.Count > 0 {
+		// The shard's devices only; the placement stays whole, so the
+		// lock file and the HA order are the fleet's.
+		c.res = shard.Select(res, sh)
+		c.shardNote = fmt.Sprintf("shard %s: %d of %d devices (the others are left to the other shards)", sh, len(c.res.Devices), len(res.Devices))
 	}
 	return c, nil
 }

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"fmt"
+
 	"lbc/internal/exitcode"
 	"lbc/reconcile"
 )
@@ -10,6 +12,9 @@ func (e *env) status() int {
 	c, err := e.compileSpecs()
 	if err != nil {
 		return e.printLoadError(err)
+	}
+	if c.shardNote != "" {
+		fmt.Fprintf(e.stderr, "lbc status: %s\n", c.shardNote)
 	}
 	dial, err := e.dialer()
 	if err != nil {

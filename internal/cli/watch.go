@@ -15,6 +15,7 @@ import (
 	"lbc/internal/atomicfs"
 	"lbc/internal/exitcode"
 	"lbc/internal/outdir"
+	"lbc/internal/shard"
 	"lbc/internal/version"
 	"lbc/internal/watch"
 	"lbc/reconcile"
@@ -270,6 +271,9 @@ func (e *env) watchHosts(ctx context.Context, spec *schema.Spec, res *compiler.R
 	// An apply that has started finishes (or rolls back) even when a signal
 	// arrives: it runs on a context that the signal does not cancel.
 	actx := context.WithoutCancel(ctx)
+	if sh := e.args.Shard; sh.Count > 0 {
+		res = shard.Select(res, sh) // the placement stays whole; the devices are the shard's
+	}
 	opts := reconcile.PlanOptions{Parallelism: e.args.Parallelism}
 	if e.args.WatchApply {
 		// Plan under the device locks, as lbc apply does; the locks of

@@ -1,4 +1,4 @@
-package reconcile
+package host
 
 import (
 	"crypto/sha256"
@@ -34,8 +34,8 @@ type HistoryEntry struct {
 	LBCVersion string    `json:"lbcVersion"`
 }
 
-// parseState decodes state.json.
-func parseState(b []byte) (*State, error) {
+// ParseState decodes state.json.
+func ParseState(b []byte) (*State, error) {
 	var s State
 	if err := json.Unmarshal(b, &s); err != nil {
 		return nil, fmt.Errorf("parse %s: %w", StateFile, err)
@@ -43,9 +43,9 @@ func parseState(b []byte) (*State, error) {
 	return &s, nil
 }
 
-// next returns the state after a successful apply: prev (may be nil)
+// Next returns the state after a successful apply: prev (may be nil)
 // with its history extended and cut to the last historyLen entries.
-func (prev *State) next(rev, lbcVersion string, now time.Time, cfgSHA, kaSHA string, vips []string) *State {
+func (prev *State) Next(rev, lbcVersion string, now time.Time, cfgSHA, kaSHA string, vips []string) *State {
 	s := &State{
 		Revision:         rev,
 		AppliedAt:        now.UTC(),
@@ -64,7 +64,8 @@ func (prev *State) next(rev, lbcVersion string, now time.Time, cfgSHA, kaSHA str
 	return s
 }
 
-func (s *State) encode() []byte {
+// Encode is state.json's bytes.
+func (s *State) Encode() []byte {
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
 		panic(err) // State has only marshalable fields
@@ -72,8 +73,8 @@ func (s *State) encode() []byte {
 	return append(b, '\n')
 }
 
-// sha256Hex is the fingerprint of a file's bytes; "" stands for an absent file.
-func sha256Hex(b []byte) string {
+// Fingerprint is the sha256 of a file's bytes, in hex.
+func Fingerprint(b []byte) string {
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }

@@ -1,9 +1,8 @@
-package reconcile
+package host
 
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -23,7 +22,7 @@ func (f File) Fingerprint() string {
 	if !f.Exists {
 		return ""
 	}
-	return sha256Hex(f.Data)
+	return Fingerprint(f.Data)
 }
 
 // Live is what a device runs now, read in one round trip.
@@ -35,19 +34,36 @@ type Live struct {
 	Addresses  []string
 }
 
-// ReadLive reads the config, state.json, keepalived.conf (when keepalived
-// is set) and the addresses of one device with a single remote command.
-func ReadLive(ctx context.Context, t Transport, h Host, keepalived bool) (*Live, error) {
-	out, err := t.Run(ctx, readCmd(h, keepalived), nil)
-	if err != nil {
-		return nil, err
+// The read's section markers: "==lbc NAME present", the file in base64,
+// "==lbc NAME end"; or "==lbc NAME absent"; then "==lbc addr" and the
+// output of `ip -j addr show`.
+const (
+	secConfig     = "config"
+	secState      = "state"
+	secKeepalived = "keepalived"
+	addrLine      = markerPrefix + "addr"
+)
+
+// ReadScript prints, in one round trip, each file as a section (config,
+// state.json, and keepalived.conf when keepalived is set), then the
+// addresses; ParseRead reads its output.
+func ReadScript(h Host, keepalived bool) string {
+	var b strings.Builder
+	b.WriteString(`sec() { if [ -e "$2" ]; then echo "` + markerPrefix + `$1 present"; base64 < "$2" || return 1; echo "` + markerPrefix + `$1 end"; else echo "` + markerPrefix + `$1 absent"; fi; }; `)
+	fmt.Fprintf(&b, "sec %s %s && sec %s %s", secConfig, q(h.Config), secState, q(h.StatePath()))
+	if keepalived {
+		fmt.Fprintf(&b, " && sec %s %s", secKeepalived, q(h.KeepalivedConfig))
 	}
-	return parseLive(out)
+	fmt.Fprintf(&b, " && echo '%s' && %s -j addr show", addrLine, h.ip())
+	return b.String()
 }
 
-func parseLive(out []byte) (*Live, error) {
+// ParseRead reads the output of ReadScript. Anything it does not expect
+// (a line outside a section, a marker out of order, bad base64, a
+// state.json that does not parse, output cut short) is an error.
+func ParseRead(out []byte) (*Live, error) {
 	l := &Live{}
-	files := map[string]*File{"config": &l.Config, "state": &l.StateFile, "keepalived": &l.Keepalived}
+	files := map[string]*File{secConfig: &l.Config, secState: &l.StateFile, secKeepalived: &l.Keepalived}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	sc.Buffer(make([]byte, 64*1024), 64*1024*1024)
 	var cur *File
@@ -60,10 +76,10 @@ func parseLive(out []byte) (*Live, error) {
 			buf.WriteByte('\n')
 			continue
 		}
-		if name, ok := strings.CutPrefix(line, "==lbc "); ok {
+		if name, ok := strings.CutPrefix(line, markerPrefix); ok {
 			f := strings.Fields(name)
 			switch {
-			case len(f) == 1 && f[0] == "addr" && cur == nil:
+			case line == addrLine && cur == nil:
 				sawAddr = true
 			case len(f) == 2 && files[f[0]] != nil && f[1] == "absent" && cur == nil:
 			case len(f) == 2 && files[f[0]] != nil && f[1] == "present" && cur == nil:
@@ -99,7 +115,7 @@ func parseLive(out []byte) (*Live, error) {
 	}
 	l.Addresses = addrs
 	if l.StateFile.Exists {
-		s, err := parseState(l.StateFile.Data)
+		s, err := ParseState(l.StateFile.Data)
 		if err != nil {
 			return nil, err
 		}
@@ -127,7 +143,7 @@ func parseIPAddr(b []byte) ([]string, error) {
 			if err != nil {
 				continue // not an IP address (never for inet/inet6)
 			}
-			out = append(out, vipString(addr, a.Prefixlen, l.Ifname))
+			out = append(out, VIPString(addr, a.Prefixlen, l.Ifname))
 		}
 	}
 	sort.Strings(out)

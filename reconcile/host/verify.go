@@ -1,4 +1,4 @@
-package reconcile
+package host
 
 import (
 	"bufio"
@@ -24,6 +24,9 @@ type Verifier interface {
 	// config in a process other than $lbc_before, and fails, saying why
 	// on stderr, when it does not.
 	After(h Host, config []byte) (string, error)
+	// NeedsBefore reports whether After, verifying new after old, needs
+	// what Before records; when it does not, a change leaves Before out.
+	NeedsBefore(old, new []byte) bool
 }
 
 // HAProxyVerifier checks through the stats socket that the rendered config
@@ -61,12 +64,6 @@ LBC_INFO_END
 
 // infoQuery is what lbc_info_get asks the stats socket.
 const infoQuery = "show info;show stat -1 8 -1"
-
-// beforeSkipper is a Verifier that can tell when After proves the reload
-// without what Before records, so that the query can be left out.
-type beforeSkipper interface {
-	NeedsBefore(old, new []byte) bool
-}
 
 // NeedsBefore reports whether verifying new after old needs the Pid that
 // runs before the reload: when new declares a description that old does
@@ -113,7 +110,12 @@ func (v HAProxyVerifier) After(h Host, config []byte) (string, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, infoFunc, statsCmd(h, infoQuery, "2>/dev/null"))
 	fmt.Fprintf(&b, "  lbc_i=0; lbc_w=%.3f; while :; do sleep $lbc_w; lbc_w=%.3f; lbc_info_get\n", first.Seconds(), interval.Seconds())
-	fmt.Fprintf(&b, `if [ -n "$lbc_pid" ] && [ "$lbc_pid" != "$lbc_before" ] && { [ -z %s ] || [ "$lbc_desc" = %s ]; }; then break; fi`+"\n", q(desc), q(desc))
+	// A config without a description is proven by the new Pid alone.
+	sameDesc := ""
+	if desc != "" {
+		sameDesc = fmt.Sprintf(` && [ "$lbc_desc" = %s ]`, q(desc))
+	}
+	fmt.Fprintf(&b, `if [ -n "$lbc_pid" ] && [ "$lbc_pid" != "$lbc_before" ]%s; then break; fi`+"\n", sameDesc)
 	fmt.Fprintf(&b, "lbc_i=$((lbc_i+1)); [ $lbc_i -ge %d ] && break; done\n", n)
 	fmt.Fprintf(&b, `if [ -z "$lbc_pid" ]; then echo "after %s: haproxy did not answer on its stats socket" >&2; false`+"\n", timeout)
 	fmt.Fprintf(&b, `elif [ "$lbc_pid" = "$lbc_before" ]; then echo "after %s: haproxy still runs the old process (pid $lbc_pid): the new config was not loaded" >&2; false`+"\n", timeout)

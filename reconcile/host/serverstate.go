@@ -1,4 +1,4 @@
-package reconcile
+package host
 
 import (
 	"fmt"
@@ -44,7 +44,7 @@ const serverStateEmpty = `1\n`
 // so the step's warning is shown. The version line is checked with the
 // shell's read: no process.
 func saveServerStateCmd(h Host) string {
-	f := h.serverStatePath()
+	f := h.ServerStatePath()
 	// The here-document's body follows the line that holds the whole list.
 	sc := statsCmd(h, "show servers state", "> "+q(f))
 	line, doc, _ := strings.Cut(sc, "\n")
@@ -56,6 +56,6 @@ func saveServerStateCmd(h Host) string {
 // one with a redirection (no process); it never fails. HAProxy reads the
 // file only when it starts or reloads, which no step does meanwhile.
 func clearServerStateCmd(h Host) string {
-	f := h.serverStatePath()
+	f := h.ServerStatePath()
 	return fmt.Sprintf("{ printf '%s' > %s; } 2>/dev/null || rm -f %s || :", serverStateEmpty, q(f), q(f))
 }

@@ -1,4 +1,4 @@
-package reconcile
+package host
 
 import (
 	"fmt"
@@ -146,7 +146,7 @@ func TestStatsClientsAgainstHAProxy(t *testing.T) {
 	dir := t.TempDir()
 	h := Host{StateDir: dir}
 	cfg := filepath.Join(dir, "haproxy.cfg")
-	os.WriteFile(cfg, []byte("global\n    stats socket "+h.socketPath()+" mode 600 level admin\n    description lbc:5eed\n\n"+
+	os.WriteFile(cfg, []byte("global\n    stats socket "+h.SocketPath()+" mode 600 level admin\n    description lbc:5eed\n\n"+
 		"defaults\n    mode http\n    timeout connect 1s\n    timeout client 1s\n    timeout server 1s\n\n"+
 		"backend be_web\n    server n1 127.0.0.1:9 weight 7\n    server n2 127.0.0.1:10 weight 3\n"), 0o644)
 	hap := exec.Command("haproxy", "-db", "-f", cfg)
@@ -155,7 +155,7 @@ func TestStatsClientsAgainstHAProxy(t *testing.T) {
 	}
 	t.Cleanup(func() { hap.Process.Kill(); hap.Wait() })
 	for i := 0; i < 200; i++ { // up to 2 s for the socket
-		if _, err := os.Stat(h.socketPath()); err == nil {
+		if _, err := os.Stat(h.SocketPath()); err == nil {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -183,7 +183,7 @@ func TestStatsClientsAgainstHAProxy(t *testing.T) {
 			t.Errorf("%s: info %q, want %q", client, info, want)
 		}
 		run(saveServerStateCmd(h))
-		b, err := os.ReadFile(h.serverStatePath())
+		b, err := os.ReadFile(h.ServerStatePath())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -200,7 +200,7 @@ func TestStatsClientsAgainstHAProxy(t *testing.T) {
 			}
 		}
 		dumps[client] = strings.Join(lines, "\n")
-		os.Remove(h.serverStatePath())
+		os.Remove(h.ServerStatePath())
 	}
 	if dumps["socat"] != dumps["nc.openbsd"] {
 		t.Errorf("server-state dumps differ:\nsocat:\n%s\nnc.openbsd:\n%s", dumps["socat"], dumps["nc.openbsd"])
