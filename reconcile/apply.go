@@ -13,7 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"lbc/internal/exitcode"
 	"lbc/reconcile/host"
 )
 
@@ -27,6 +26,7 @@ const (
 	OutcomeFailedBeforeChange Outcome = "failed-before-change" // nothing on the host changed
 	OutcomeFailed             Outcome = "failed"               // failed, and the old state could not be confirmed
 	OutcomeSkipped            Outcome = "skipped"              // not started (unplanned device, or --max-failures)
+	OutcomeRefused            Outcome = "refused"              // the revision guard refused it; nothing on the host changed
 )
 
 // Errors that callers branch on (errors.Is).
@@ -49,6 +49,10 @@ type ApplyOptions struct {
 	// Waves splits the devices to change into groups applied one after
 	// another; nil: PairWaves, from the HA pairs the plan records.
 	Waves func(p *Plan) [][]string
+	// Guard, when set, is asked per device, under its lock and before
+	// anything on the host changes, whether the revision the host runs
+	// may be replaced by the plan's (see RevisionGuard).
+	Guard RevisionGuard
 }
 
 // DeviceResult is how apply went on one device.
@@ -64,27 +68,6 @@ type DeviceResult struct {
 // in the plan's order.
 type ApplyResult struct {
 	Devices []DeviceResult
-}
-
-// ExitCode is the exit code of `lbc apply`: 0 when every device was applied
-// or had nothing to do; 4 (partial) when some device is changed while another
-// failed or was skipped, or when a rollback failed; 3 when devices were
-// rolled back and none applied; 1 when nothing changed anywhere.
-func (r *ApplyResult) ExitCode() int {
-	n := map[Outcome]int{}
-	for _, d := range r.Devices {
-		n[d.Outcome]++
-	}
-	bad := n[OutcomeRolledBack] + n[OutcomeFailedBeforeChange] + n[OutcomeFailed] + n[OutcomeSkipped]
-	switch {
-	case bad == 0:
-		return exitcode.OK
-	case n[OutcomeApplied] > 0 || n[OutcomeFailed] > 0:
-		return exitcode.Partial
-	case n[OutcomeRolledBack] > 0:
-		return exitcode.RolledBack
-	}
-	return exitcode.Error
 }
 
 // DefaultOwner names this process to whoever finds a device locked by it.
@@ -314,6 +297,11 @@ func (x *tx) run(ctx context.Context) {
 		return
 	}
 	x.r.Steps = append(x.r.Steps, StepStaleCheck)
+	if err := x.checkRevision(); err != nil {
+		x.r.Outcome = OutcomeRefused
+		x.r.Err = fmt.Errorf("apply %s: refused: %w", dev, err)
+		return
+	}
 	step, err := x.change(ctx)
 	cut := errors.Is(err, ErrConnectionLost) || errors.Is(err, errSessionEnded)
 	if err != nil && host.BeforeChange(step) && !cut {

@@ -6,8 +6,9 @@
 // BuildPlan reads every device in one round trip (config, state.json,
 // keepalived.conf, addresses) and returns a Plan: plain data with unified
 // diffs, the VIPs to add and remove, the fingerprints of what it saw and the
-// files apply would write. WriteText, WriteJSON and WriteMarkdown render a
-// plan; Save and LoadPlan keep it in a file.
+// files apply would write. Save and LoadPlan keep it in a file; the CLI
+// renders it (text, JSON, markdown), as it does status and apply results
+// and decides exit codes: this package returns data and errors only.
 //
 // What runs on a host, and how its answers are read, is package host
 // (reconcile/host): the steps and their markers, the read, lock, change,

@@ -269,3 +269,10 @@ func heldHAVIPs(vs []HAVIP, addrs []string, ha map[netip.Addr][]string) []HAVIP 
 	})
 	return vs
 }
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

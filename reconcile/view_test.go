@@ -2,8 +2,6 @@ package reconcile
 
 import (
 	"bytes"
-	"encoding/json"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,8 +9,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files in testdata/")
 
 func samplePlan() *Plan {
 	oldCfg, newCfg := testConfig(8080, 10), testConfig(8080, 20)
@@ -34,58 +30,6 @@ func samplePlan() *Plan {
 		{Device: "lb-a2", Address: "192.0.2.12", Status: StatusUnchanged, Host: h2, Desired: Desired{Config: string(oldCfg)}},
 		{Device: "lb-b1", Address: "192.0.2.13", Status: StatusUnreachable, Error: "plan lb-b1: connect lb-b1 (192.0.2.13:22): dial tcp 192.0.2.13:22: i/o timeout"},
 	}}
-}
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", "view", name)
-	if *update {
-		os.MkdirAll(filepath.Dir(path), 0o755)
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update)", err)
-	}
-	if d := cmp.Diff(string(want), string(got)); d != "" {
-		t.Errorf("%s differs (-want +got):\n%s", path, d)
-	}
-}
-
-func TestViews(t *testing.T) {
-	p := samplePlan()
-	var b bytes.Buffer
-	if err := WriteText(&b, p, ViewOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	golden(t, "plan.txt", b.Bytes())
-	if bytes.Contains(b.Bytes(), []byte("\x1b[")) {
-		t.Error("colour in plain text")
-	}
-	b.Reset()
-	WriteText(&b, p, ViewOptions{Color: true})
-	golden(t, "plan.color.txt", b.Bytes())
-	b.Reset()
-	if err := WriteJSON(&b, p); err != nil {
-		t.Fatal(err)
-	}
-	golden(t, "plan.jsonl", b.Bytes())
-	for i, l := range strings.Split(strings.TrimSpace(b.String()), "\n") {
-		var m map[string]any
-		if err := json.Unmarshal([]byte(l), &m); err != nil {
-			t.Errorf("line %d not one JSON object: %v", i+1, err)
-		}
-		if _, ok := m["desired"]; ok {
-			t.Errorf("line %d carries the files to write", i+1)
-		}
-	}
-	b.Reset()
-	if err := WriteMarkdown(&b, p); err != nil {
-		t.Fatal(err)
-	}
-	golden(t, "plan.md", b.Bytes())
 }
 
 func TestPlanFileRoundTrip(t *testing.T) {

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"sync"
@@ -66,15 +65,14 @@ func (e *env) apply() int {
 		if p, err = e.buildPlan(c, pool.Dial, lock); err != nil {
 			return e.fail(err)
 		}
-		if err := reconcile.WriteText(e.stdout, p, reconcile.ViewOptions{Color: color(e.stdout)}); err != nil {
+		if err := writePlanText(e.stdout, p, color(e.stdout)); err != nil {
 			return e.fail(err)
 		}
 	}
-	refused := e.guardRevisions(p, repo)
 	if pool != nil {
 		pool.ReleaseUnchanged(p)
 	}
-	if !p.HasChanges() && refused == 0 {
+	if !p.HasChanges() {
 		fmt.Fprintln(e.stdout, "nothing to apply: every reachable device is up to date")
 		if c != nil {
 			if err := e.updateLock(c); err != nil {
@@ -90,12 +88,7 @@ func (e *env) apply() int {
 	if err := openPool(); err != nil {
 		return e.fail(err)
 	}
-	opts := reconcile.ApplyOptions{
-		Parallelism: e.args.Parallelism,
-		MaxFailures: e.args.MaxFailures,
-		LockTimeout: e.args.LockTimeout,
-		LBCVersion:  version.Version,
-	}
+	opts := e.applyOptions(repo)
 	if isTerminal(e.stderr) && !e.args.JSON {
 		var mu sync.Mutex
 		start := time.Now()
@@ -109,11 +102,10 @@ func (e *env) apply() int {
 	if err != nil {
 		return e.fail(err)
 	}
-	e.printApply(p, r)
-	code := r.ExitCode()
-	if refused > 0 && code == exitcode.OK {
-		code = exitcode.Error
+	if err := e.printApply(p, r); err != nil {
+		return e.fail(err)
 	}
+	code := applyExitCode(r)
 	if c != nil && code == exitcode.OK {
 		if err := e.updateLock(c); err != nil {
 			return e.fail(err)
@@ -122,60 +114,26 @@ func (e *env) apply() int {
 	return code
 }
 
-// guardRevisions refuses devices whose host runs a revision this apply
-// would downgrade (or one the repository does not know), unless allowed.
-// Refused devices are taken out of the plan; it returns how many.
-func (e *env) guardRevisions(p *reconcile.Plan, repo *gitsrc.Repo) int {
-	n := 0
-	for i := range p.Devices {
-		d := &p.Devices[i]
-		if d.Status != reconcile.StatusChanges && d.Status != reconcile.StatusUnchanged {
-			continue
-		}
-		err := gitsrc.CheckRevision(repo, d.LiveRevision, p.Revision, e.args.AllowDowngrade, e.args.Force)
-		if err == nil {
-			continue
-		}
-		d.Status = reconcile.StatusError
-		d.Error = fmt.Sprintf("refused: %v", err)
-		fmt.Fprintf(e.stderr, "apply %s: refused: %v\n", d.Device, err)
-		n++
+// applyOptions is the one apply policy of every command that applies
+// (apply DIR, apply PLANFILE, watch --apply): the flags, and the revision
+// guard, asked per device under its lock before anything changes, that
+// refuses a host running a newer revision than the specs' (or one repo
+// cannot order) unless --allow-downgrade (or --force). repo is nil when
+// the specs are not in a Git repository.
+func (e *env) applyOptions(repo *gitsrc.Repo) reconcile.ApplyOptions {
+	return reconcile.ApplyOptions{
+		Parallelism: e.args.Parallelism,
+		MaxFailures: e.args.MaxFailures,
+		LockTimeout: e.args.LockTimeout,
+		LBCVersion:  version.Version,
+		Guard:       gitsrc.Guard{Repo: repo, AllowDowngrade: e.args.AllowDowngrade, Force: e.args.Force},
 	}
-	return n
 }
 
-// printApply prints one line per device and a summary.
-func (e *env) printApply(p *reconcile.Plan, r *reconcile.ApplyResult) {
-	counts := map[reconcile.Outcome]int{}
-	enc := json.NewEncoder(e.stdout)
-	for _, d := range r.Devices {
-		counts[d.Outcome]++
-		msg := ""
-		if d.Err != nil {
-			msg = d.Err.Error()
-		}
-		if e.args.JSON {
-			enc.Encode(map[string]any{"device": d.Device, "outcome": d.Outcome, "steps": d.Steps, "warnings": d.Warnings, "error": msg})
-			continue
-		}
-		switch {
-		case d.Outcome == reconcile.OutcomeRolledBack:
-			fmt.Fprintf(e.stdout, "%s: rolled back: %s\n", d.Device, msg)
-		case msg != "":
-			fmt.Fprintf(e.stdout, "%s: %s: %s\n", d.Device, d.Outcome, msg)
-		default:
-			fmt.Fprintf(e.stdout, "%s: %s\n", d.Device, d.Outcome)
-		}
-		for _, w := range d.Warnings {
-			fmt.Fprintf(e.stdout, "%s: warning: %s\n", d.Device, w)
-		}
-	}
-	sum := fmt.Sprintf("%d applied, %d unchanged, %d rolled back, %d failed, %d skipped",
-		counts[reconcile.OutcomeApplied], counts[reconcile.OutcomeUnchanged], counts[reconcile.OutcomeRolledBack],
-		counts[reconcile.OutcomeFailed]+counts[reconcile.OutcomeFailedBeforeChange], counts[reconcile.OutcomeSkipped])
+// printApply prints an apply's result in the requested view.
+func (e *env) printApply(p *reconcile.Plan, r *reconcile.ApplyResult) error {
 	if e.args.JSON {
-		enc.Encode(map[string]any{"summary": sum, "revision": p.Revision, "exitCode": r.ExitCode()})
-		return
+		return writeApplyJSON(e.stdout, p, r)
 	}
-	fmt.Fprintf(e.stdout, "apply: %s (revision %s)\n", sum, orNone(p.Revision))
+	return writeApplyText(e.stdout, e.stderr, p, r)
 }

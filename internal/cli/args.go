@@ -88,6 +88,12 @@ func parseArgs(cmd string, argv []string, stderr io.Writer) (*Args, error) {
 		fs.DurationVar(&a.SSH.ConnectTimeout, "connect-timeout", 10*time.Second, "SSH connect timeout")
 		fs.IntVar(&a.Parallelism, "parallelism", 10, "devices worked on at once")
 	}
+	// applyPolicy: the flags of every command that applies, with one meaning.
+	applyPolicy := func() {
+		fs.DurationVar(&a.LockTimeout, "lock-timeout", 0, "wait this long for a device lock (0: fail at once)")
+		fs.BoolVar(&a.AllowDowngrade, "allow-downgrade", false, "apply a revision older than the one a host runs")
+		fs.BoolVar(&a.Force, "force", false, "apply even when a host runs a revision unknown to the repository")
+	}
 	shardFlag := func() {
 		fs.Func("shard", "work on shard `i/n` only: its devices, shard i (from 0) of n (see lbc shards)", func(v string) error {
 			sh, err := shard.Parse(v)
@@ -124,9 +130,7 @@ func parseArgs(cmd string, argv []string, stderr io.Writer) (*Args, error) {
 		shardFlag()
 		fs.BoolVar(&a.JSON, "json", false, "print results as JSON, one object a line")
 		fs.IntVar(&a.MaxFailures, "max-failures", 0, "stop starting devices after this many failures (0: no limit)")
-		fs.DurationVar(&a.LockTimeout, "lock-timeout", 0, "wait this long for a device lock (0: fail at once)")
-		fs.BoolVar(&a.AllowDowngrade, "allow-downgrade", false, "apply a revision older than the one a host runs")
-		fs.BoolVar(&a.Force, "force", false, "apply even when a host runs a revision unknown to the repository")
+		applyPolicy()
 		fs.BoolVar(&a.Locked, "locked", false, "fail when the placement would change")
 	case "status":
 		source()
@@ -138,6 +142,7 @@ func parseArgs(cmd string, argv []string, stderr io.Writer) (*Args, error) {
 		shardFlag()
 		fs.BoolVar(&a.WatchPlan, "plan", false, "diff against the live hosts instead of the previous compile")
 		fs.BoolVar(&a.WatchApply, "apply", false, "apply every new good result")
+		applyPolicy()
 		fs.DurationVar(&a.Interval, "interval", 0, "also re-plan this often (catches drift)")
 		fs.DurationVar(&a.Debounce, "debounce", 100*time.Millisecond, "wait this long for a burst of edits to settle")
 		fs.StringVar(&a.Out, "o", "", "with no --plan: compare against and keep the compiled output here")
@@ -196,6 +201,10 @@ func parseArgs(cmd string, argv []string, stderr io.Writer) (*Args, error) {
 	}
 	if a.JSON && a.Markdown {
 		fmt.Fprintf(stderr, "lbc %s: --json and --markdown exclude each other\n", cmd)
+		return nil, errUsage
+	}
+	if cmd == "watch" && !a.WatchApply && (a.LockTimeout != 0 || a.AllowDowngrade || a.Force) {
+		fmt.Fprintln(stderr, "lbc watch: --lock-timeout, --allow-downgrade and --force need --apply")
 		return nil, errUsage
 	}
 	if cmd == "shards" && (a.Count < 1 || a.Count > shard.MaxCount) {

@@ -24,9 +24,9 @@ Usage:
   lbc compile  [DIR] [-o OUT] [--locked]  place balancers, render OUT/<device>/...
   lbc explain  BALANCER [DIR]             show how the scheduler placed a balancer
   lbc plan     [DIR] [--detailed-exitcode] [--json|--markdown] [-out FILE]
-  lbc apply    [DIR | PLANFILE] [--parallelism N] [--max-failures N]
+  lbc apply    [DIR | PLANFILE] [--parallelism N] [--max-failures N] [--allow-downgrade] [--force]
   lbc status   [DIR] [--json]             what each host runs, and whether in sync
-  lbc watch    DIR [--plan|--apply] [--interval D]
+  lbc watch    DIR [--plan|--apply [--allow-downgrade] [--force]] [--interval D]
   lbc shards   [DIR] --count N [--json]   which devices each of N shards holds
   lbc schema                              print the embedded CUE schema
   lbc version                             print lbc's version
@@ -48,6 +48,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	// Errors carry host-originated text and file names: escaped (term.go).
+	stderr = termWriter{stderr}
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return exitcode.Usage

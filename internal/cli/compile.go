@@ -103,7 +103,7 @@ func (e *env) compile() int {
 	}
 	st := c.res.Stats
 	fmt.Fprintf(e.stdout, "compiled %d devices, %d balancers into %s (revision %s)\n",
-		len(c.res.Devices), len(c.spec.Balancers), e.args.Out, orNone(c.src.revision))
+		len(c.res.Devices), len(c.spec.Balancers), termLine(e.args.Out), orNone(c.src.revision))
 	fmt.Fprintf(e.stdout, "placements: %d new, %d kept, %d moved, %d removed\n", st.New, st.Kept, st.Moved, st.Removed)
 	if e.args.Timings {
 		// write: the files into a new directory (files), then the swap

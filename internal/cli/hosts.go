@@ -32,6 +32,9 @@ func (e *env) dialer() (reconcile.Dialer, error) {
 
 // isTerminal reports whether f is a character device (a terminal).
 func isTerminal(w any) bool {
+	if t, ok := w.(termWriter); ok {
+		w = t.w
+	}
 	f, ok := w.(*os.File)
 	if !ok {
 		return false

@@ -55,11 +55,11 @@ func (e *env) buildPlan(c *compiled, dial reconcile.Dialer, lock *reconcile.Plan
 func (e *env) writePlan(p *reconcile.Plan) error {
 	switch {
 	case e.args.JSON:
-		return reconcile.WriteJSON(e.stdout, p)
+		return writePlanJSON(e.stdout, p)
 	case e.args.Markdown:
-		return reconcile.WriteMarkdown(e.stdout, p)
+		return writePlanMarkdown(e.stdout, p)
 	}
-	return reconcile.WriteText(e.stdout, p, reconcile.ViewOptions{Color: color(e.stdout)})
+	return writePlanText(e.stdout, p, color(e.stdout))
 }
 
 func savePlan(path string, p *reconcile.Plan) error {

@@ -25,9 +25,9 @@ func (e *env) status() int {
 		return e.fail(err)
 	}
 	if e.args.JSON {
-		err = reconcile.WriteStatusJSON(e.stdout, st)
+		err = writeStatusJSON(e.stdout, st)
 	} else {
-		err = reconcile.WriteStatusText(e.stdout, st, color(e.stdout))
+		err = writeStatusText(e.stdout, st, color(e.stdout))
 	}
 	if err != nil {
 		return e.fail(err)

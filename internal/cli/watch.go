@@ -184,7 +184,8 @@ func (e *env) watch() int {
 	loader := watch.NewLoader(dir)
 	var last *compiler.Result // the last good compile
 	first := true             // no good compile yet
-	out := func(s string) { fmt.Fprint(e.stdout, s) }
+	// The rendered files of OUT may have been edited: their diffs are escaped.
+	out := func(s string) { fmt.Fprint(e.stdout, termText(s)) }
 	cycle := func(ctx context.Context, changed []string) error {
 		start := time.Now()
 		spec, err := loader.Load(ctx, changed)
@@ -201,7 +202,7 @@ func (e *env) watch() int {
 		prev := last
 		last = res
 		if e.args.WatchPlan || e.args.WatchApply {
-			return e.watchHosts(ctx, spec, res, pool, changed)
+			return e.watchHosts(ctx, spec, res, src, pool, changed)
 		}
 		if first {
 			// OUT may hold an earlier compile: bring it up to date, then
@@ -217,7 +218,7 @@ func (e *env) watch() int {
 				}
 			}
 			fmt.Fprintf(e.stdout, "watching %s: %d devices, %d balancers (compiled in %d ms)\n",
-				dir, len(spec.Devices), len(spec.Balancers), took.Milliseconds())
+				termLine(dir), len(spec.Devices), len(spec.Balancers), took.Milliseconds())
 			return nil
 		}
 		old, cur := changedDevices(prev, res)
@@ -245,7 +246,8 @@ func describeChange(changed []string) string {
 	if changed == nil {
 		return "interval"
 	}
-	return "change in " + strings.Join(changed, ", ")
+	// File names are escaped: a name may hold any byte but / and NUL.
+	return "change in " + termLine(strings.Join(changed, ", "))
 }
 
 // compileWatched compiles spec with the lock beside the specs (re-read on
@@ -267,7 +269,7 @@ func (e *env) compileWatched(src *specSource, spec *schema.Spec, prev *compiler.
 }
 
 // watchHosts plans (and with --apply applies) a good compile against the hosts.
-func (e *env) watchHosts(ctx context.Context, spec *schema.Spec, res *compiler.Result, pool *reconcile.Pool, changed []string) error {
+func (e *env) watchHosts(ctx context.Context, spec *schema.Spec, res *compiler.Result, src *specSource, pool *reconcile.Pool, changed []string) error {
 	// An apply that has started finishes (or rolls back) even when a signal
 	// arrives: it runs on a context that the signal does not cancel.
 	actx := context.WithoutCancel(ctx)
@@ -286,20 +288,20 @@ func (e *env) watchHosts(ctx context.Context, spec *schema.Spec, res *compiler.R
 		return err
 	}
 	fmt.Fprintf(e.stdout, "%s %s\n", time.Now().Format("15:04:05.000"), describeChange(changed))
-	if err := reconcile.WriteText(e.stdout, p, reconcile.ViewOptions{Color: color(e.stdout)}); err != nil {
+	if err := writePlanText(e.stdout, p, color(e.stdout)); err != nil {
 		return err
 	}
 	if !e.args.WatchApply || !p.HasChanges() {
 		return nil
 	}
 	pool.ReleaseUnchanged(p)
-	r, err := reconcile.Apply(actx, p, pool.Dial, reconcile.ApplyOptions{
-		Parallelism: e.args.Parallelism, LBCVersion: version.Version})
+	// The policy of lbc apply, revision guard included: a watch on an
+	// older checkout must not roll back a host that runs a newer revision.
+	r, err := reconcile.Apply(actx, p, pool.Dial, e.applyOptions(src.repo))
 	if err != nil {
 		return err
 	}
-	e.printApply(p, r)
-	return nil
+	return e.printApply(p, r)
 }
 
 // printWatchError prints spec errors, their files named under the spec
@@ -309,10 +311,10 @@ func (e *env) printWatchError(err error, prefix string) {
 	var diags schema.Diagnostics
 	if errors.As(err, &diags) {
 		for _, d := range displayDiags(diags, prefix) {
-			fmt.Fprintln(e.stdout, d.String())
+			fmt.Fprintln(e.stdout, termText(d.String()))
 		}
 	} else {
-		fmt.Fprintf(e.stdout, "error: %v\n", err)
+		fmt.Fprintf(e.stdout, "error: %s\n", termText(err.Error()))
 	}
 	fmt.Fprintf(e.stdout, "%s invalid specs: keeping the last good result\n", time.Now().Format("15:04:05.000"))
 }

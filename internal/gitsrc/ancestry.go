@@ -223,3 +223,16 @@ func isHash(s string) bool {
 	}
 	return true
 }
+
+// Guard is CheckRevision with its repository and flags, as the revision
+// guard of an apply (reconcile.RevisionGuard). It is safe for concurrent use.
+type Guard struct {
+	Repo           *Repo // nil when the specs are not in a repository
+	AllowDowngrade bool  // --allow-downgrade
+	Force          bool  // --force
+}
+
+// CheckRevision is CheckRevision(g.Repo, hostRev, newRev, g.AllowDowngrade, g.Force).
+func (g Guard) CheckRevision(hostRev, newRev string) error {
+	return CheckRevision(g.Repo, hostRev, newRev, g.AllowDowngrade, g.Force)
+}

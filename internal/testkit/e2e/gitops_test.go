@@ -17,6 +17,7 @@ import (
 
 	"lbc/compiler"
 	"lbc/internal/testkit/lab"
+	"lbc/internal/testkit/testproc"
 	"lbc/reconcile"
 )
 
@@ -655,6 +656,46 @@ func TestGitOps(t *testing.T) {
 				t.Errorf("re-apply in the depth-1 clone: want exit 0, nothing to apply\n%s", r)
 			}
 			head = c5
+		}},
+		{"WatchDowngrade", func(t *testing.T) {
+			g.t = t
+			// lbc watch --apply in a checkout of the parent commit, while
+			// every host runs head: the watch goes through apply's guard,
+			// so each host is refused and nothing changes.
+			old := g.git(g.repo, "rev-parse", "HEAD~1")
+			dir := filepath.Join(g.tmp, "old-checkout")
+			g.git(g.tmp, "clone", "-q", g.repo, dir)
+			g.git(dir, "checkout", "-q", old)
+			before := g.snapshot()
+			watch := func(extra ...string) *testproc.Proc {
+				args := append(append([]string{"watch", "specs", "--apply", "--lock-timeout", "30s"}, g.sshFlags()...), extra...)
+				return testproc.Start(t, dir, 5*time.Minute, watchWait, []string{"NO_COLOR=1", "SSH_AUTH_SOCK="}, g.lbc, args...)
+			}
+			p := watch()
+			chunk := p.WaitFor(`^apply: 0 applied, 0 unchanged, 0 rolled back, 0 failed, 0 skipped, 2 refused \(revision `+old+`\)$`,
+				`^Plan \(revision `+old+`\): 2 to change, 0 unchanged, 0 unreachable\.$`,
+				`(?m)^`+regexp.QuoteMeta(l.Devices[0].Name)+`: refused$`,
+				`(?m)^`+regexp.QuoteMeta(l.Devices[1].Name)+`: refused$`)
+			if strings.Contains(chunk, ": applied") {
+				t.Errorf("watch --apply on an older checkout applied:\n%s", chunk)
+			}
+			if err := p.Stop(os.Interrupt); err != nil {
+				t.Errorf("watch after SIGINT: %v\n%s", err, p.Stderr())
+			}
+			g.refusedEach(lbcResult{args: []string{"watch"}, stderr: p.Stderr()}, "downgrade", "--allow-downgrade")
+			g.expectSnapshot(before)
+			g.serves(1, "n1", "n2")
+
+			// --allow-downgrade means what it means to apply: the watch
+			// rolls the hosts back to the checkout's revision.
+			p = watch("--allow-downgrade")
+			p.WaitFor(`^apply: 2 applied, 0 unchanged, 0 rolled back, 0 failed, 0 skipped \(revision ` + old + `\)$`)
+			if err := p.Stop(os.Interrupt); err != nil {
+				t.Errorf("watch after SIGINT: %v\n%s", err, p.Stderr())
+			}
+			g.expectRevision(old)
+			g.serves(1, "n2")
+			head = old
 		}},
 	}
 	for _, s := range steps {

@@ -136,7 +136,7 @@ func (e *haEnv) apply(ctx context.Context, p *reconcile.Plan, v reconcile.Verifi
 			e.t.Logf("apply %s: warning: %s", d.Device, w)
 		}
 	}
-	e.t.Logf("apply: exit %d in %v", r.ExitCode(), time.Since(start).Round(time.Millisecond))
+	e.t.Logf("apply: done in %v", time.Since(start).Round(time.Millisecond))
 	for _, d := range r.Devices {
 		var steps []string
 		for _, s := range append([]string{reconcile.StepConnect}, d.Steps...) {
