@@ -272,6 +272,12 @@ func isHostname(s string) bool {
 // runs the checks that span the tree. On any problem it returns
 // Diagnostics holding every problem of every partial.
 func Merge(parts []*Partial) (*Spec, error) {
+	return DefaultLimits.Merge(parts)
+}
+
+// Merge is the package function Merge within l: the tree may define at
+// most l.MaxDevices devices and l.MaxBalancers balancers.
+func (l Limits) Merge(parts []*Partial) (*Spec, error) {
 	c, err := loadSchema()
 	if err != nil {
 		return nil, err
@@ -339,6 +345,7 @@ func Merge(parts []*Partial) (*Spec, error) {
 			spec.Scheduler.Costs[k] = v
 		}
 	}
+	ds = append(ds, l.countTree(parts)...)
 	ds = append(ds, crossCheck(spec, rejected)...)
 	if ds = ds.sorted(); ds.HasErrors() {
 		return nil, ds

@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"context"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -8,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"testing/fstest"
 	"time"
 )
 
@@ -203,5 +205,29 @@ func TestQuote(t *testing.T) {
 	// Never cuts a UTF-8 sequence in two.
 	if got := Quote(strings.Repeat("é", 100)); strings.Contains(got, `\x`) {
 		t.Errorf("Quote cut a rune: %s", got)
+	}
+}
+
+// A huge value is never echoed whole in an error, whether CUE's message
+// or lbc's own quotes it.
+func TestLongValueShortened(t *testing.T) {
+	big := strings.Repeat("x", 5<<20)
+	fsys := fstest.MapFS{
+		"b.cue": {Data: []byte(`balancers: web: {vips: [{address: "203.0.113.10", port: 80}], nodes: [{address: "198.51.100.1", port: 80}], tenant: "` + big + `"}` + "\n")},
+		"d.cue": {Data: []byte(`devices: "lb-a1": {address: "192.0.2.1", stateDir: "/` + big + `"}` + "\n")},
+		"h.cue": {Data: []byte(`balancers: api: {vips: [{address: "203.0.113.11", port: 80}], nodes: [{address: "198.51.100.1", port: 80}], healthMonitor: interval: "` + strings.Repeat("1", 1<<20) + `s"}` + "\n")},
+	}
+	_, err := Load(context.Background(), fsys)
+	if err == nil {
+		t.Fatal("Load succeeded")
+	}
+	msg := err.Error()
+	if len(msg) > 2000 {
+		t.Fatalf("error of %d bytes:\n%.600s", len(msg), msg)
+	}
+	for _, want := range []string{`b.cue:1:`, `... (5242880 bytes): must be a name`, `d.cue:1:`, `... (5242881 bytes): must be an absolute path`, `h.cue:1:`} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error lacks %q:\n%s", want, msg)
+		}
 	}
 }

@@ -181,7 +181,7 @@ func (e *env) watch() int {
 	if err != nil {
 		return e.fail(err)
 	}
-	loader := watch.NewLoader(dir)
+	loader := watch.NewLimitedLoader(dir, e.args.Limits)
 	var last *compiler.Result // the last good compile
 	first := true             // no good compile yet
 	// The rendered files of OUT may have been edited: their diffs are escaped.
@@ -189,6 +189,9 @@ func (e *env) watch() int {
 	cycle := func(ctx context.Context, changed []string) error {
 		start := time.Now()
 		spec, err := loader.Load(ctx, changed)
+		if ctx.Err() != nil {
+			return nil // stopping: SIGINT or SIGTERM
+		}
 		if err != nil {
 			e.printWatchError(err, src.display)
 			return nil
