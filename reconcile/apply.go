@@ -1,15 +1,12 @@
 package reconcile
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
+	"log/slog"
 	"os"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -49,6 +46,12 @@ type ApplyOptions struct {
 	// Waves splits the devices to change into groups applied one after
 	// another; nil: PairWaves, from the HA pairs the plan records.
 	Waves func(p *Plan) [][]string
+	// Locks holds the device locks the plan took (PlanLock.Held): the
+	// transaction of such a device goes on in its lock session.
+	Locks *Locks
+	// Log, when set, gets a debug record at each step of each device (to
+	// see where the time goes).
+	Log *slog.Logger
 	// Guard, when set, is asked per device, under its lock and before
 	// anything on the host changes, whether the revision the host runs
 	// may be replaced by the plan's (see RevisionGuard).
@@ -97,6 +100,7 @@ func Apply(ctx context.Context, plan *Plan, dial Dialer, opts ApplyOptions) (*Ap
 	if opts.Owner == "" {
 		opts.Owner = DefaultOwner()
 	}
+	opts.Log = orDiscard(opts.Log)
 	res := &ApplyResult{Devices: make([]DeviceResult, len(plan.Devices))}
 	index := map[string]int{}
 	for i, d := range plan.Devices {
@@ -203,24 +207,39 @@ func applyDevice(ctx context.Context, dp *DevicePlan, rev string, dial Dialer, o
 		r.Err = fmt.Errorf("apply %s: not planned (%s): %s", dp.Device, dp.Status, dp.Error)
 		return r
 	}
+	trace := func(what string) { o.Log.Debug(what, "device", dp.Device) }
 	progress := func(step string) {
-		trace(dp.Device, step)
+		trace(step)
 		if o.Progress != nil {
 			o.Progress(dp.Device, step)
 		}
 	}
-	defer func() { trace(dp.Device, "end "+string(r.Outcome)) }()
+	defer func() { trace("end " + string(r.Outcome)) }()
 	progress(StepConnect)
-	t, err := dial(ctx, schemaDevice(dp.Device, dp.Host))
-	trace(dp.Device, "connected")
-	if err != nil {
-		r.Outcome = OutcomeFailedBeforeChange
-		r.Err = fmt.Errorf("apply %s: connect: %w", dp.Device, err)
-		return r
+	ep := endpointOf(dp.Device, dp.Host)
+	// A lock the plan took carries its connection: the transaction goes
+	// on in that lock session when the connection still answers.
+	held := o.Locks.take(dp.Device)
+	if held != nil && (held.ep != ep || !held.t.Alive(ctx)) {
+		held.release()
+		held = nil
 	}
+	var t Transport
+	if held != nil {
+		t = held.t
+	} else {
+		var err error
+		if t, err = dial(ctx, ep); err != nil {
+			trace("connected")
+			r.Outcome = OutcomeFailedBeforeChange
+			r.Err = fmt.Errorf("apply %s: connect: %w", dp.Device, err)
+			return r
+		}
+	}
+	trace("connected")
 	defer t.Close()
-	x := &tx{t: t, dp: dp, h: dp.Host, rev: rev, o: o, r: &r, progress: progress, token: newToken(),
-		redial: func(ctx context.Context) (Transport, error) { return dial(ctx, schemaDevice(dp.Device, dp.Host)) }}
+	x := &tx{t: t, held: held, dp: dp, h: dp.Host, rev: rev, o: o, r: &r, progress: progress, trace: trace, token: newToken(),
+		redial: func(ctx context.Context) (Transport, error) { return dial(ctx, ep) }}
 	x.run(ctx)
 	return r
 }
@@ -265,7 +284,9 @@ type tx struct {
 	o        *ApplyOptions
 	r        *DeviceResult
 	progress func(string)
-	token    string // the lock session's token (marks the holder's lines)
+	trace    func(string)
+	held     *heldLock // the lock the plan took, or nil
+	token    string    // the lock session's token (marks the holder's lines)
 	redial   func(context.Context) (Transport, error)
 
 	lock    *lockSession
@@ -337,8 +358,8 @@ func (x *tx) run(ctx context.Context) {
 // the failed step with its error.
 func (x *tx) runScript(ctx context.Context, s *host.Script) (string, error) {
 	x.r.Warnings = append(x.r.Warnings, s.Notes...)
-	rep, err := runScript(ctx, s, x.lock.scripts(x.t), x.progress)
-	trace(x.dp.Device, "script end")
+	rep, err := runScript(s, x.lock, x.progress)
+	x.trace("script end")
 	x.r.Steps = append(x.r.Steps, rep.Done...)
 	x.r.Warnings = append(x.r.Warnings, rep.Warnings...)
 	return rep.Failed, err
@@ -348,7 +369,7 @@ func (x *tx) runScript(ctx context.Context, s *host.Script) (string, error) {
 // already holds it: `lbc apply DIR` plans under the lock (PlanOptions.Lock),
 // and the transaction goes on in that lock session.
 func (x *tx) lockDevice(ctx context.Context) error {
-	if hl := takeHeld(x.t, x.dp.Device); hl != nil {
+	if hl := x.held; hl != nil {
 		x.lock, x.live, x.token = hl.ls, hl.live, hl.ls.token
 		return nil
 	}
@@ -360,218 +381,13 @@ func (x *tx) lockDevice(ctx context.Context) error {
 	return err
 }
 
-// lockedRead parses what a lock holder read under the lock (takeLock's
-// read: nil when the read failed on the host).
-func lockedRead(read []byte) (*Live, error) {
-	if read == nil {
-		return nil, errors.New("read live state on the host failed")
-	}
-	return host.ParseRead(read)
-}
-
-// lockSession is the lock holder's session (lockCmd): it holds the device
-// lock and runs the transaction's scripts.
-type lockSession struct {
-	Stream
-	lines chan string // the holder's stdout, line by line; closed at its end
-	token string
-}
-
-// takeLock takes <stateDir>/lock with flock, held by a session whose stdin
-// stays open until it is closed; the lock ends with the session. The
-// holder then reads the device (as ReadLive does) in the same round trip;
-// read is that output, nil when the read failed on the host.
-func takeLock(ctx context.Context, t Transport, h Host, device, owner, token string, wait time.Duration, keepalived bool) (*lockSession, []byte, error) {
-	st, err := t.Stream(ctx, host.LockCommand(h, wait))
-	if err != nil {
-		return nil, nil, err
-	}
-	// The holder's shell reads this once flock has the lock. Should the
-	// write fail, the session has ended: the reads below tell why.
-	prologue := host.Prologue(h, owner, token, keepalived)
-	if r, ok := t.(rewriter); ok {
-		prologue = r.rewrite(prologue)
-	}
-	io.WriteString(st.Stdin(), prologue)
-	ls := &lockSession{Stream: st, lines: make(chan string, 64), token: token}
-	go func() {
-		defer close(ls.lines)
-		br := bufio.NewReader(st.Stdout())
-		for {
-			l, err := br.ReadString('\n')
-			if err != nil {
-				return
-			}
-			ls.lines <- strings.TrimSuffix(l, "\n")
-		}
-	}()
-	type line struct {
-		s   string
-		eof bool
-	}
-	next := func(wait time.Duration) (line, bool) {
-		select {
-		case l, ok := <-ls.lines:
-			return line{s: l, eof: !ok}, true
-		case <-time.After(wait):
-		case <-ctx.Done():
-		}
-		return line{}, false
-	}
-	l, ok := next(wait + 10*time.Second)
-	if ok && l.s == host.LockedLine {
-		// The read, ended by host.ReadOKLine (or failed).
-		var b bytes.Buffer
-		for {
-			l, ok := next(60 * time.Second)
-			switch {
-			case !ok:
-				return ls, nil, fmt.Errorf("%s: no answer", StepStaleCheck)
-			case l.eof:
-				return ls, nil, fmt.Errorf("%s: the lock holder ended: %w", StepStaleCheck, ErrConnectionLost)
-			case l.s == host.StepMarker(StepStaleCheck):
-			case l.s == host.ReadOKLine:
-				return ls, b.Bytes(), nil
-			case l.s == host.ReadFailedLine:
-				return ls, nil, nil
-			default:
-				b.WriteString(l.s)
-				b.WriteByte('\n')
-			}
-		}
-	}
-	st.Close()
-	if ctx.Err() != nil {
-		return nil, nil, ctx.Err()
-	}
-	var ee *ExitError
-	if err := st.Wait(); !errors.As(err, &ee) || ee.Code != 1 { // flock exits 1 when the lock is busy
-		if err == nil {
-			err = errors.New("lock holder ended without taking the lock")
-		}
-		return nil, nil, err
-	}
-	out, _ := t.Run(ctx, host.OwnerCommand(h), nil)
-	who := strings.TrimSpace(string(out))
-	if who == "" {
-		who = "an unknown owner"
-	}
-	return nil, nil, &lockedError{device, who}
-}
-
-// scripts returns a Transport whose Stream runs a script in the lock
-// holder's shell (Run and Close are t's): a script costs no session, and
-// the holder runs them one after another.
-func (ls *lockSession) scripts(t Transport) Transport { return holderTransport{t, ls} }
-
-// holderTransport runs scripts through a lock session (see host.LockCommand).
-type holderTransport struct {
-	Transport
-	ls *lockSession
-}
-
-// rewriter is a Transport that rewrites what it sends (tests inject
-// faults into scripts with it).
-type rewriter interface{ rewrite(cmd string) string }
-
-// Stream sends script to the lock holder, which runs it with sh
-// (host.Frame); the returned Stream's stdout is the script's up to the
-// holder's exit line. The script has no stdin.
-func (h holderTransport) Stream(ctx context.Context, script string) (Stream, error) {
-	if r, ok := h.Transport.(rewriter); ok {
-		script = r.rewrite(script)
-	}
-	if _, err := io.WriteString(h.ls.Stdin(), host.Frame(script)); err != nil {
-		return nil, fmt.Errorf("send script: %w", ErrConnectionLost)
-	}
-	pr, pw := io.Pipe()
-	hs := &holderStream{stdout: pr, done: make(chan struct{})}
-	stderrLine := host.StderrLine(h.ls.token)
-	go func() {
-		defer close(hs.done)
-		stderr := false
-		var errb strings.Builder
-		for l := range h.ls.lines {
-			switch {
-			case l == stderrLine:
-				stderr = true
-			case isExit(l, h.ls.token):
-				code, _ := host.ParseExit(l, h.ls.token)
-				if code != 0 {
-					hs.err = &ExitError{Cmd: script, Code: code, Stderr: errb.String()}
-				}
-				pw.Close()
-				return
-			case stderr:
-				errb.WriteString(l)
-				errb.WriteByte('\n')
-			default:
-				pw.Write([]byte(l + "\n"))
-			}
-		}
-		hs.err = ErrConnectionLost
-		pw.CloseWithError(ErrConnectionLost)
-	}()
-	return hs, nil
-}
-
-func isExit(line, token string) bool { _, ok := host.ParseExit(line, token); return ok }
-
-// holderStream is a script running in the lock holder's shell.
-type holderStream struct {
-	stdout *io.PipeReader
-	done   chan struct{}
-	err    error
-}
-
-// Stdin refuses every write: a script's stdin is /dev/null, and the lock
-// session's stdin is the holder's own input.
-func (s *holderStream) Stdin() io.WriteCloser { return noStdin{} }
-func (s *holderStream) Stdout() io.Reader     { return s.stdout }
-
-// Wait waits for the holder's exit line for the script.
-func (s *holderStream) Wait() error { <-s.done; return s.err }
-
-// Close stops reading; the script runs on to its end in the holder.
-func (s *holderStream) Close() error {
-	s.stdout.CloseWithError(io.ErrClosedPipe)
-	return nil
-}
-
-// noStdin is the stdin of a script run by the lock holder.
-type noStdin struct{}
-
-func (noStdin) Write([]byte) (int, error) {
-	return 0, errors.New("a script run by the lock holder has no stdin")
-}
-func (noStdin) Close() error { return nil }
-
-// lockedError is ErrLocked naming the device and who holds it.
-type lockedError struct{ device, owner string }
-
-func (e *lockedError) Error() string        { return "device " + e.device + " is locked by " + e.owner }
-func (e *lockedError) Is(target error) bool { return target == ErrLocked }
-
 // unlock releases the device lock, so the lock is free when Apply returns.
 func (x *tx) unlock() {
 	if x.lock == nil {
 		return
 	}
 	release(x.lock)
-	trace(x.dp.Device, "unlocked")
-}
-
-// release closes a lock session's stdin and waits (bounded) for the holder
-// to end: it ends the lock (after a rollback it may have to run).
-func release(st Stream) {
-	st.Stdin().Close()
-	done := make(chan struct{})
-	go func() { st.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second): // a rollback run by the holder may take a while
-	}
-	st.Close()
+	x.trace("unlocked")
 }
 
 // staleCheck compares what the lock holder read under the lock with what
@@ -671,7 +487,7 @@ func (x *tx) rollback(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	rep, err := runScript(ctx, s, x.lock.scripts(x.t), func(string) {})
+	rep, err := runScript(s, x.lock, func(string) {})
 	if err != nil && rep.Failed == host.StepRollbackVerify && c.LiveConfig.Exists {
 		// A reload signalled while the one before it is still under
 		// way can be lost (HAProxy's master re-executes itself on
@@ -691,7 +507,7 @@ func (x *tx) reloadAgain(ctx context.Context, c host.Change) error {
 	if err != nil {
 		return err
 	}
-	_, err = runScript(ctx, s, x.lock.scripts(x.t), func(string) {})
+	_, err = runScript(s, x.lock, func(string) {})
 	return err
 }
 
@@ -746,19 +562,10 @@ func (x *tx) afterCut(ctx context.Context, step string, stepErr error) {
 	}
 }
 
-// traceOn (env LBC_TRACE set) prints a timestamped line to stderr at each
-// step of plan and apply, to see where the time goes.
-var (
-	traceOn    = os.Getenv("LBC_TRACE") != ""
-	traceStart = time.Now()
-	traceMu    sync.Mutex
-)
-
-func trace(dev, what string) {
-	if !traceOn {
-		return
+// orDiscard is l, or a logger that drops every record.
+func orDiscard(l *slog.Logger) *slog.Logger {
+	if l == nil {
+		return slog.New(slog.DiscardHandler)
 	}
-	traceMu.Lock()
-	defer traceMu.Unlock()
-	fmt.Fprintf(os.Stderr, "trace %7.3fs %s: %s\n", time.Since(traceStart).Seconds(), dev, what)
+	return l
 }

@@ -81,11 +81,11 @@ func haPair(t *testing.T) (standby, primary *testHost, dial Dialer) {
 	standby, primary = newTestHost(t, "lb-a1"), newTestHost(t, "lb-b1")
 	haDevice(standby)
 	haDevice(primary)
-	return standby, primary, func(ctx context.Context, dev *schema.Device) (Transport, error) {
-		if dev.Name == primary.dev.Name {
-			return primary.dial(ctx, dev)
+	return standby, primary, func(ctx context.Context, ep Endpoint) (Transport, error) {
+		if ep.Device == primary.dev.Name {
+			return primary.dial(ctx, ep)
 		}
-		return standby.dial(ctx, dev)
+		return standby.dial(ctx, ep)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"lbc/internal/testkit/sshtest"
+	"lbc/internal/testkit/testproc"
 	"lbc/reconcile/host"
 )
 
@@ -35,6 +37,8 @@ func TestApplyFreshThenNoop(t *testing.T) {
 	var mu sync.Mutex
 	o := applyOpts("alice@ctl pid 1")
 	o.Progress = func(dev, step string) { mu.Lock(); steps = append(steps, dev+":"+step); mu.Unlock() }
+	var trace testproc.Buffer
+	o.Log = slog.New(slog.NewTextHandler(&trace, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	r, err := Apply(context.Background(), p, th.dial, o)
 	if err != nil {
 		t.Fatal(err)
@@ -50,6 +54,11 @@ func TestApplyFreshThenNoop(t *testing.T) {
 	}
 	if len(steps) != len(want)+1 || steps[0] != "lb-a1:connect" {
 		t.Errorf("progress %q", steps)
+	}
+	for _, want := range []string{"msg=connect device=lb-a1", "msg=reload device=lb-a1", `msg="end applied" device=lb-a1`} {
+		if !strings.Contains(trace.String(), want) {
+			t.Errorf("trace has no %q:\n%s", want, trace.String())
+		}
 	}
 	if got := th.read("etc/haproxy.cfg"); got != string(cfg) {
 		t.Errorf("config on host:\n%s", got)

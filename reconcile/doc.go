@@ -16,24 +16,29 @@
 // holds the exact scripts of representative changes. This package sends
 // them and decides what to do with the answers:
 //
-//   - plan.go, diff.go: BuildPlan and the Plan it returns; view*.go render
-//     a plan; status*.go: ReadStatus;
-//   - apply.go: Apply and one device's transaction (tx): the lock session,
-//     the stale check, the change, rollback and what happened after a lost
-//     connection; waves.go: the order of HA pairs;
+//   - plan.go, diff.go: BuildPlan and the Plan it returns; status.go,
+//     havip.go: ReadStatus;
+//   - apply.go: Apply and one device's transaction (tx): the stale check,
+//     the change, rollback and what happened after a lost connection;
+//     guard.go: the revision guard; waves.go: the order of HA pairs;
+//   - lock.go: the lock session (the lock holder's, which runs the
+//     scripts sent to it) and Locks, the locks a plan keeps for apply;
 //   - script.go: runs a host.Script on the lock session and reads its
 //     report;
-//   - transport.go, ssh.go, pool.go: the SSH transport, its connections
-//     and the locks a plan keeps for apply;
+//   - transport.go: Transport, the narrow interface to one device (run a
+//     command, stream one, know whether the connection answers), Endpoint
+//     and Dialer; ssh.go: SSHDialer (known_hosts and the key read once a
+//     run) and the SSH transport; conns.go: Conns, one connection a
+//     device kept across a run;
 //   - host.go: the host protocol's types as this package hands them out.
 //
 // Apply runs, per device: lock, stale check, stage and check, keep
 // last-known-good, arm the rollback script, add VIPs, save server state,
 // swap, reload, verify (decided on the host), remove VIPs, write
 // state.json (which also disarms): one session on one connection, the
-// lock holder's, which runs the script sent to it. A Pool keeps the plan's
-// connections (and, when planning under the lock, its lock sessions) for
-// Apply. On the host, the lock
+// lock holder's, which runs the script sent to it. Conns keeps the plan's
+// connections and Locks, when planning under the lock, its lock sessions,
+// for Apply. On the host, the lock
 // holder runs the armed rollback script when its session ends, so a
 // controller that dies or loses its connection mid-way leaves the host in
 // its old state, or in the new one if the script got to commit; the next

@@ -56,8 +56,8 @@ func (e *e2e) writeSpec(bals ...bal) {
 	}
 }
 
-func (e *e2e) dial(ctx context.Context, d *schema.Device) (reconcile.Transport, error) {
-	return reconcile.DialSSH(ctx, d, reconcile.SSHConfig{KnownHosts: e.l.KnownHosts, KeyFile: e.l.KeyFile})
+func (e *e2e) dial(ctx context.Context, ep reconcile.Endpoint) (reconcile.Transport, error) {
+	return reconcile.DialSSH(ctx, ep, reconcile.SSHConfig{KnownHosts: e.l.KnownHosts, KeyFile: e.l.KeyFile})
 }
 
 // plan loads and compiles the spec dir; edit may change the spec.

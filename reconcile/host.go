@@ -73,16 +73,3 @@ func ReadLive(ctx context.Context, t Transport, h Host, keepalived bool) (*Live,
 
 // sha256Hex is the fingerprint of a file's bytes; "" stands for an absent file.
 func sha256Hex(b []byte) string { return host.Fingerprint(b) }
-
-// schemaDevice rebuilds the part of a schema.Device a Dialer needs.
-func schemaDevice(name string, h Host) *schema.Device {
-	return &schema.Device{
-		Name: name, Address: h.Address,
-		SSH:      schema.SSH{User: h.User, Port: h.Port, Sudo: h.Sudo},
-		StateDir: h.StateDir,
-		HAProxy:  schema.HAProxy{Config: h.Config, Reload: h.Reload, Check: h.Check},
-		Keepalived: schema.Keepalived{
-			Config: h.KeepalivedConfig, Reload: h.KeepalivedReload, Check: h.KeepalivedCheck,
-		},
-	}
-}

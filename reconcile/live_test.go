@@ -129,8 +129,8 @@ func (th *testHost) setHook(f func(string) sshtest.Fault) {
 	th.hook.Store(&f)
 }
 
-func (th *testHost) dial(ctx context.Context, dev *schema.Device) (Transport, error) {
-	t, err := DialSSH(ctx, dev, SSHConfig{KnownHosts: th.srv.KnownHostsFile(), KeyFile: th.srv.KeyFile()})
+func (th *testHost) dial(ctx context.Context, ep Endpoint) (Transport, error) {
+	t, err := DialSSH(ctx, ep, SSHConfig{KnownHosts: th.srv.KnownHostsFile(), KeyFile: th.srv.KeyFile()})
 	if err != nil {
 		return nil, err
 	}
@@ -248,7 +248,7 @@ func TestReadLiveOverSSH(t *testing.T) {
 	}
 	h := hostOf(th.dev, th.ipCmd)
 	h.Config = cfgPath
-	tr, err := th.dial(context.Background(), th.dev)
+	tr, err := th.dial(context.Background(), EndpointOf(th.dev))
 	if err != nil {
 		t.Fatal(err)
 	}

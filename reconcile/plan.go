@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"slices"
 	"sort"
 	"strings"
@@ -81,10 +82,6 @@ type Desired struct {
 	Wanted           []string `json:"wanted,omitempty"` // every address the device must carry that lbc adds (role single)
 }
 
-// Dialer connects to a device. The CLI passes DialSSH with its SSH config;
-// tests dial an in-process SSH server.
-type Dialer func(ctx context.Context, dev *schema.Device) (Transport, error)
-
 // PlanOptions tune BuildPlan.
 type PlanOptions struct {
 	Parallelism int    // devices read at once; 10 when 0
@@ -93,17 +90,21 @@ type PlanOptions struct {
 	// a device it names that is no longer in the spec gets a note.
 	Previous compiler.Lock
 	// Lock, when set, takes each device's lock before reading it and
-	// keeps it, in dial's Pool, for Apply: what is planned is what the
+	// keeps it, in Lock.Held, for Apply: what is planned is what the
 	// transaction finds, and the lock and the read cost one round trip.
-	// dial must be a Pool's Dial.
 	Lock *PlanLock
+	// Log, when set, gets a debug record as each device is connected and
+	// read.
+	Log *slog.Logger
 }
 
-// PlanLock says who locks devices while planning, and how long to wait
-// for a lock held by someone else (0: fail at once).
+// PlanLock says who locks devices while planning, how long to wait for a
+// lock held by someone else (0: fail at once), and where the locks are
+// kept for Apply (ApplyOptions.Locks).
 type PlanLock struct {
 	Owner   string
 	Timeout time.Duration
+	Held    *Locks
 }
 
 // addressesKey is the Fingerprints key of the VIP address set.
@@ -117,6 +118,7 @@ func BuildPlan(ctx context.Context, spec *schema.Spec, res *compiler.Result, dia
 		return nil, errors.New("plan: no spec or compile result")
 	}
 	names := deviceNames(res)
+	log := orDiscard(opts.Log)
 	p := &Plan{Format: PlanFormat, Revision: res.Revision, Devices: make([]DevicePlan, len(names))}
 	eachDevice(ctx, len(names), opts.Parallelism, func(i int) {
 		name := names[i]
@@ -125,7 +127,7 @@ func BuildPlan(ctx context.Context, spec *schema.Spec, res *compiler.Result, dia
 			p.Devices[i] = DevicePlan{Device: name, Status: StatusError, Error: fmt.Sprintf("plan %s: device not in spec", name)}
 			return
 		}
-		p.Devices[i] = planDevice(ctx, dev, res.Devices[name], dial, opts.IPCommand, opts.Lock)
+		p.Devices[i] = planDevice(ctx, dev, res.Devices[name], dial, opts.IPCommand, opts.Lock, log)
 	}, func(i int) {
 		p.Devices[i] = DevicePlan{Device: names[i], Status: StatusError, Error: fmt.Sprintf("plan %s: %v", names[i], ctx.Err())}
 	})
@@ -153,7 +155,7 @@ func goneDevices(spec *schema.Spec, prev compiler.Lock) []string {
 	return notes
 }
 
-func planDevice(ctx context.Context, dev *schema.Device, art *compiler.DeviceArtifacts, dial Dialer, ipCmd string, lock *PlanLock) DevicePlan {
+func planDevice(ctx context.Context, dev *schema.Device, art *compiler.DeviceArtifacts, dial Dialer, ipCmd string, lock *PlanLock, log *slog.Logger) DevicePlan {
 	h := hostOf(dev, ipCmd)
 	dp := DevicePlan{Device: dev.Name, Address: dev.Address, Host: h}
 	fail := func(st Status, err error) DevicePlan {
@@ -167,22 +169,27 @@ func planDevice(ctx context.Context, dev *schema.Device, art *compiler.DeviceArt
 		}
 		dp.Desired.ManageKeepalived, dp.Desired.Keepalived = true, string(art.Keepalived)
 	}
-	trace(dev.Name, "plan: connect")
-	t, err := dial(ctx, dev)
+	log.Debug("plan: connect", "device", dev.Name)
+	ep := endpointOf(dev.Name, h)
+	t, err := dial(ctx, ep)
 	if err != nil {
 		return fail(StatusUnreachable, err)
 	}
-	defer t.Close()
-	trace(dev.Name, "plan: read")
+	log.Debug("plan: read", "device", dev.Name)
 	var live *Live
 	if lock != nil {
-		if live, err = lockAndRead(ctx, t, h, dev.Name, lock); err != nil {
+		// The held lock owns t from now on.
+		if live, err = lockAndRead(ctx, t, ep, h, lock); err != nil {
 			return fail(StatusError, fmt.Errorf("lock and read: %w", err))
 		}
-	} else if live, err = ReadLive(ctx, t, h, h.KeepalivedConfig != ""); err != nil {
-		return fail(StatusError, fmt.Errorf("read live state: %w", err))
+	} else {
+		live, err = ReadLive(ctx, t, h, h.KeepalivedConfig != "")
+		t.Close()
+		if err != nil {
+			return fail(StatusError, fmt.Errorf("read live state: %w", err))
+		}
 	}
-	trace(dev.Name, "plan: read done")
+	log.Debug("plan: read done", "device", dev.Name)
 	if art.Keepalived == nil && live.State != nil && live.State.KeepalivedSHA256 != "" && h.KeepalivedConfig != "" {
 		// lbc wrote keepalived.conf here and the device carries no HA
 		// balancer any more: its instances would keep claiming VIPs that
@@ -265,14 +272,14 @@ func vrrpVIPs(conf string) map[string]bool {
 	return vips
 }
 
-// lockAndRead takes the device lock on t (a Pool's connection), reads the
-// device under it and leaves the lock held in the pool for Apply.
-func lockAndRead(ctx context.Context, t Transport, h Host, device string, lock *PlanLock) (*Live, error) {
-	c, ok := t.(pooled)
-	if !ok {
-		return nil, errors.New("planning under the lock needs a Pool's connection")
+// lockAndRead takes the device lock on t, reads the device under it and
+// leaves the lock held, with t, in lock.Held for Apply.
+func lockAndRead(ctx context.Context, t Transport, ep Endpoint, h Host, lock *PlanLock) (*Live, error) {
+	if lock.Held == nil {
+		t.Close()
+		return nil, errors.New("planning under the lock needs PlanLock.Held")
 	}
-	ls, read, err := takeLock(ctx, t, h, device, lock.Owner, newToken(), lock.Timeout, h.KeepalivedConfig != "")
+	ls, read, err := takeLock(ctx, t, h, ep.Device, lock.Owner, newToken(), lock.Timeout, h.KeepalivedConfig != "")
 	var live *Live
 	if err == nil {
 		live, err = lockedRead(read)
@@ -281,9 +288,10 @@ func lockAndRead(ctx context.Context, t Transport, h Host, device string, lock *
 		if ls != nil {
 			release(ls)
 		}
+		t.Close()
 		return nil, err
 	}
-	c.hold(&heldLock{device: device, ls: ls, live: live})
+	lock.Held.put(&heldLock{ep: ep, t: t, ls: ls, live: live})
 	return live, nil
 }
 

@@ -2,7 +2,6 @@ package reconcile
 
 import (
 	"bufio"
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -13,14 +12,15 @@ import (
 	"lbc/reconcile/host"
 )
 
-// runScript runs s on t (a lock session's holderTransport), calling
-// progress as each step starts, and returns what its output reported. On
-// failure the report names the failed step (the first one when the script
-// failed before any) and the error leaves out the script's text.
-func runScript(ctx context.Context, s *host.Script, t Transport, progress func(string)) (*host.Report, error) {
+// runScript runs s in the lock session ls, calling progress as each step
+// starts, and returns what its output reported. On failure the report
+// names the failed step (the first one when the script failed before any)
+// and the error leaves out the script's text. It waits for the script's
+// end, or the session's: the host bounds every step.
+func runScript(s *host.Script, ls *lockSession, progress func(string)) (*host.Report, error) {
 	rep := s.NewReport()
 	cmd := s.String()
-	st, err := t.Stream(ctx, cmd)
+	st, err := ls.send(cmd)
 	if err != nil {
 		return rep, shortError(cmd, err)
 	}

@@ -20,7 +20,7 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"lbc/internal/shquote"
-	"lbc/schema"
+	"lbc/reconcile/host"
 )
 
 // Errors DialSSH returns (wrapped) when it refuses a host or cannot log in.
@@ -74,25 +74,65 @@ type sshTransport struct {
 	once   sync.Once
 }
 
-// DialSSH connects to dev, checking its host key against cfg.KnownHosts.
-// The returned Transport runs every command on that one connection.
-func DialSSH(ctx context.Context, dev *schema.Device, cfg SSHConfig) (Transport, error) {
-	port := dev.SSH.Port
+// SSHDialer connects to devices over SSH. It reads known_hosts and the
+// key file once, when it is made: every connection of a run checks host
+// keys against the same file and logs in with the same key.
+type SSHDialer struct {
+	cfg      SSHConfig
+	hostKeys ssh.HostKeyCallback
+	// signer is the key file's key; nil when the agent signs (no key
+	// file, or an encrypted one: want is then its public half).
+	signer ssh.Signer
+	want   ssh.PublicKey
+}
+
+// NewSSHDialer reads cfg's known_hosts and key file. No error carries key
+// material.
+func NewSSHDialer(cfg SSHConfig) (*SSHDialer, error) {
+	if cfg.KnownHosts == "" {
+		return nil, errors.New("no known_hosts file given")
+	}
+	hostKeys, err := knownhosts.New(cfg.KnownHosts)
+	if err != nil {
+		return nil, fmt.Errorf("known_hosts: %w", err)
+	}
+	d := &SSHDialer{cfg: cfg, hostKeys: hostKeys}
+	if d.signer, d.want, err = readKey(cfg.KeyFile); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// DialSSH connects to one device with a dialer made for it alone; a run
+// that connects to several makes one SSHDialer.
+func DialSSH(ctx context.Context, ep Endpoint, cfg SSHConfig) (Transport, error) {
+	d, err := NewSSHDialer(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect %s: %w", ep.Device, err)
+	}
+	return d.Dial(ctx, ep)
+}
+
+// Dial connects to ep, checking its host key against known_hosts. The
+// returned Transport runs every command on that one connection. Dial
+// is a Dialer.
+func (d *SSHDialer) Dial(ctx context.Context, ep Endpoint) (Transport, error) {
+	port := ep.Port
 	if port == 0 {
 		port = 22
 	}
-	addr := net.JoinHostPort(dev.Address, strconv.Itoa(port))
-	client, err := dialSSH(ctx, dev, addr, cfg)
+	addr := net.JoinHostPort(ep.Address, strconv.Itoa(port))
+	client, err := d.dial(ctx, ep, addr)
 	if err != nil {
-		return nil, fmt.Errorf("connect %s (%s): %w", dev.Name, addr, err)
+		return nil, fmt.Errorf("connect %s (%s): %w", ep.Device, addr, err)
 	}
-	n := cfg.MaxSessions
+	n := d.cfg.MaxSessions
 	if n <= 0 {
 		n = defaultMaxSessions
 	}
 	t := &sshTransport{
 		client: client,
-		sudo:   dev.SSH.Sudo && dev.SSH.User != "root",
+		sudo:   ep.Sudo && ep.User != "root",
 		sem:    make(chan struct{}, n),
 		dead:   make(chan struct{}),
 		done:   make(chan struct{}),
@@ -125,15 +165,9 @@ var kexAlgorithms = []string{
 	ssh.KeyExchangeDH16SHA512,
 }
 
-func dialSSH(ctx context.Context, dev *schema.Device, addr string, cfg SSHConfig) (*ssh.Client, error) {
-	if cfg.KnownHosts == "" {
-		return nil, errors.New("no known_hosts file given")
-	}
-	hostKeys, err := knownhosts.New(cfg.KnownHosts)
-	if err != nil {
-		return nil, fmt.Errorf("known_hosts: %w", err)
-	}
-	auth, closeAgent, err := authMethod(cfg.KeyFile)
+func (d *SSHDialer) dial(ctx context.Context, ep Endpoint, addr string) (*ssh.Client, error) {
+	cfg, hostKeys := d.cfg, d.hostKeys
+	auth, closeAgent, err := d.authMethod()
 	if err != nil {
 		return nil, err
 	}
@@ -143,8 +177,8 @@ func dialSSH(ctx context.Context, dev *schema.Device, addr string, cfg SSHConfig
 	if timeout <= 0 {
 		timeout = defaultConnectTimeout
 	}
-	d := net.Dialer{Timeout: timeout}
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	nd := net.Dialer{Timeout: timeout}
+	conn, err := nd.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
@@ -154,11 +188,11 @@ func dialSSH(ctx context.Context, dev *schema.Device, addr string, cfg SSHConfig
 
 	var keyErr error
 	config := &ssh.ClientConfig{
-		User:              dev.SSH.User,
+		User:              ep.User,
 		Auth:              []ssh.AuthMethod{auth},
 		HostKeyAlgorithms: knownAlgorithms(hostKeys, addr, conn.RemoteAddr()),
 		HostKeyCallback: func(hostname string, remote net.Addr, key ssh.PublicKey) error {
-			keyErr = checkHostKey(hostKeys, hostname, remote, key, dev.Address, port(addr), cfg.KnownHosts)
+			keyErr = checkHostKey(hostKeys, hostname, remote, key, ep.Address, port(addr), cfg.KnownHosts)
 			return keyErr
 		},
 		Timeout: timeout,
@@ -178,7 +212,7 @@ func dialSSH(ctx context.Context, dev *schema.Device, addr string, cfg SSHConfig
 		case keyErr != nil:
 			return nil, keyErr
 		case strings.Contains(err.Error(), "unable to authenticate"):
-			return nil, fmt.Errorf("%w as %q: server refused the key(s) offered: %w", ErrAuth, dev.SSH.User, err)
+			return nil, fmt.Errorf("%w as %q: server refused the key(s) offered: %w", ErrAuth, ep.User, err)
 		}
 		return nil, err
 	}
@@ -285,32 +319,41 @@ func knownAlgorithms(db ssh.HostKeyCallback, addr string, remote net.Addr) []str
 	return algos
 }
 
+// readKey reads an unencrypted key file's signer, or, for an encrypted
+// one, its public half (the agent must hold it). Both nil without a key
+// file. No error carries key material.
+func readKey(keyFile string) (signer ssh.Signer, want ssh.PublicKey, err error) {
+	if keyFile == "" {
+		return nil, nil, nil
+	}
+	pem, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("key file: %w", err)
+	}
+	signer, err = ssh.ParsePrivateKey(pem)
+	clear(pem)
+	var pm *ssh.PassphraseMissingError
+	switch {
+	case err == nil:
+		return signer, nil, nil
+	case errors.As(err, &pm):
+		if os.Getenv("SSH_AUTH_SOCK") == "" {
+			return nil, nil, fmt.Errorf("key file %s is encrypted and lbc does not ask for passphrases: "+
+				"load it into ssh-agent (ssh-add %s) and set SSH_AUTH_SOCK", keyFile, shquote.Quote(keyFile))
+		}
+		return nil, pm.PublicKey, nil
+	}
+	return nil, nil, fmt.Errorf("key file %s: %w", keyFile, err)
+}
+
 // authMethod returns the key file's signer, or the agent's when there is no
 // key file or it is encrypted. closeAgent closes the agent connection (after
-// the handshake). No error carries key material.
-func authMethod(keyFile string) (m ssh.AuthMethod, closeAgent func(), err error) {
-	var want ssh.PublicKey // the encrypted key's public half, when known
-	if keyFile != "" {
-		pem, err := os.ReadFile(keyFile)
-		if err != nil {
-			return nil, nil, fmt.Errorf("key file: %w", err)
-		}
-		signer, err := ssh.ParsePrivateKey(pem)
-		clear(pem)
-		var pm *ssh.PassphraseMissingError
-		switch {
-		case err == nil:
-			return ssh.PublicKeys(signer), func() {}, nil
-		case errors.As(err, &pm):
-			if os.Getenv("SSH_AUTH_SOCK") == "" {
-				return nil, nil, fmt.Errorf("key file %s is encrypted and lbc does not ask for passphrases: "+
-					"load it into ssh-agent (ssh-add %s) and set SSH_AUTH_SOCK", keyFile, shquote.Quote(keyFile))
-			}
-			want = pm.PublicKey
-		default:
-			return nil, nil, fmt.Errorf("key file %s: %w", keyFile, err)
-		}
+// the handshake).
+func (d *SSHDialer) authMethod() (m ssh.AuthMethod, closeAgent func(), err error) {
+	if d.signer != nil {
+		return ssh.PublicKeys(d.signer), func() {}, nil
 	}
+	keyFile, want := d.cfg.KeyFile, d.want
 	sock := os.Getenv("SSH_AUTH_SOCK")
 	if sock == "" {
 		return nil, nil, errors.New("no key file given and SSH_AUTH_SOCK is not set (no ssh-agent)")
@@ -467,7 +510,7 @@ func (t *sshTransport) newSession(ctx context.Context) (*ssh.Session, error) {
 
 func (t *sshTransport) wrap(cmd string) string {
 	if t.sudo {
-		return "sudo -n sh -c " + shquote.Quote(cmd)
+		return host.Sudo(cmd)
 	}
 	return cmd
 }

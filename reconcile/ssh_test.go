@@ -38,7 +38,7 @@ func dial(t testing.TB, srv *sshtest.Server, cfg reconcile.SSHConfig) reconcile.
 	if cfg.KeyFile == "" {
 		cfg.KeyFile = srv.KeyFile()
 	}
-	tr, err := reconcile.DialSSH(testCtx(t), srv.Device("lb-t1"), cfg)
+	tr, err := reconcile.DialSSH(testCtx(t), reconcile.EndpointOf(srv.Device("lb-t1")), cfg)
 	if err != nil {
 		t.Fatalf("DialSSH: %v", err)
 	}
@@ -80,7 +80,7 @@ func TestSSHKeyExchange(t *testing.T) {
 		{[]string{ssh.InsecureKeyExchangeDH14SHA1}, ""},
 	} {
 		srv := sshtest.Start(t, sshtest.Options{KeyExchanges: c.server})
-		tr, err := reconcile.DialSSH(testCtx(t), srv.Device("lb-t1"), reconcile.SSHConfig{KnownHosts: srv.KnownHostsFile(), KeyFile: srv.KeyFile()})
+		tr, err := reconcile.DialSSH(testCtx(t), reconcile.EndpointOf(srv.Device("lb-t1")), reconcile.SSHConfig{KnownHosts: srv.KnownHostsFile(), KeyFile: srv.KeyFile()})
 		if c.want == "" {
 			if err == nil {
 				tr.Close()
@@ -143,7 +143,7 @@ func TestSSHHostKeyUnknown(t *testing.T) {
 	if err := os.WriteFile(empty, []byte("# nothing yet\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err := reconcile.DialSSH(testCtx(t), srv.Device("lb-t1"), reconcile.SSHConfig{KnownHosts: empty, KeyFile: srv.KeyFile()})
+	_, err := reconcile.DialSSH(testCtx(t), reconcile.EndpointOf(srv.Device("lb-t1")), reconcile.SSHConfig{KnownHosts: empty, KeyFile: srv.KeyFile()})
 	if !errors.Is(err, reconcile.ErrHostKeyUnknown) {
 		t.Fatalf("DialSSH = %v, want ErrHostKeyUnknown", err)
 	}
@@ -168,7 +168,7 @@ func TestSSHHostKeyChanged(t *testing.T) {
 	if err := os.WriteFile(kh, []byte(line), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err := reconcile.DialSSH(testCtx(t), srv.Device("lb-t1"), reconcile.SSHConfig{KnownHosts: kh, KeyFile: srv.KeyFile()})
+	_, err := reconcile.DialSSH(testCtx(t), reconcile.EndpointOf(srv.Device("lb-t1")), reconcile.SSHConfig{KnownHosts: kh, KeyFile: srv.KeyFile()})
 	if !errors.Is(err, reconcile.ErrHostKeyChanged) {
 		t.Fatalf("DialSSH = %v, want ErrHostKeyChanged", err)
 	}
@@ -193,17 +193,51 @@ func TestSSHHostKeyAlgorithmFromKnownHosts(t *testing.T) {
 func TestSSHNoKnownHosts(t *testing.T) {
 	srv := sshtest.Start(t, sshtest.Options{})
 	for _, kh := range []string{"", filepath.Join(t.TempDir(), "missing")} {
-		_, err := reconcile.DialSSH(testCtx(t), srv.Device("lb-t1"), reconcile.SSHConfig{KnownHosts: kh, KeyFile: srv.KeyFile()})
+		_, err := reconcile.DialSSH(testCtx(t), reconcile.EndpointOf(srv.Device("lb-t1")), reconcile.SSHConfig{KnownHosts: kh, KeyFile: srv.KeyFile()})
 		if err == nil || !strings.Contains(err.Error(), "known_hosts") {
 			t.Errorf("DialSSH with known_hosts %q = %v, want an error about known_hosts", kh, err)
 		}
 	}
 }
 
+// A dialer reads known_hosts and the key file once, when it is made:
+// every device of a run is dialled with what it read then (the files
+// gone or emptied afterwards change nothing).
+func TestSSHDialerReadsFilesOnce(t *testing.T) {
+	srv := sshtest.Start(t, sshtest.Options{})
+	dir := t.TempDir()
+	kh, key := filepath.Join(dir, "known_hosts"), filepath.Join(dir, "id")
+	for src, dst := range map[string]string{srv.KnownHostsFile(): kh, srv.KeyFile(): key} {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dst, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d, err := reconcile.NewSSHDialer(reconcile.SSHConfig{KnownHosts: kh, KeyFile: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(kh, nil, 0o600)
+	os.Remove(key)
+	for _, name := range []string{"lb-t1", "lb-t2"} {
+		tr, err := d.Dial(testCtx(t), reconcile.EndpointOf(srv.Device(name)))
+		if err != nil {
+			t.Fatalf("dial %s after the files changed: %v", name, err)
+		}
+		tr.Close()
+	}
+	if _, err := reconcile.NewSSHDialer(reconcile.SSHConfig{KnownHosts: kh, KeyFile: key}); err == nil {
+		t.Error("a new dialer read the removed key file")
+	}
+}
+
 func TestSSHWrongClientKey(t *testing.T) {
 	srv := sshtest.Start(t, sshtest.Options{})
 	_, key := sshtest.WriteKey(t, t.TempDir(), "other", "")
-	_, err := reconcile.DialSSH(testCtx(t), srv.Device("lb-t1"), reconcile.SSHConfig{KnownHosts: srv.KnownHostsFile(), KeyFile: key})
+	_, err := reconcile.DialSSH(testCtx(t), reconcile.EndpointOf(srv.Device("lb-t1")), reconcile.SSHConfig{KnownHosts: srv.KnownHostsFile(), KeyFile: key})
 	if !errors.Is(err, reconcile.ErrAuth) {
 		t.Fatalf("DialSSH = %v, want ErrAuth", err)
 	}
@@ -239,7 +273,7 @@ func TestSSHEncryptedKeyWithoutAgent(t *testing.T) {
 	srv := sshtest.Start(t, sshtest.Options{})
 	key, _ := encryptKey(t, srv)
 	t.Setenv("SSH_AUTH_SOCK", "")
-	_, err := reconcile.DialSSH(testCtx(t), srv.Device("lb-t1"), reconcile.SSHConfig{KnownHosts: srv.KnownHostsFile(), KeyFile: key})
+	_, err := reconcile.DialSSH(testCtx(t), reconcile.EndpointOf(srv.Device("lb-t1")), reconcile.SSHConfig{KnownHosts: srv.KnownHostsFile(), KeyFile: key})
 	if err == nil || !strings.Contains(err.Error(), "encrypted") || !strings.Contains(err.Error(), "ssh-add") {
 		t.Fatalf("DialSSH = %v, want an error saying the key is encrypted", err)
 	}
@@ -298,7 +332,7 @@ func TestSSHAgent(t *testing.T) {
 	key, raw := encryptKey(t, srv)
 	startAgent(t, raw)
 	for _, keyFile := range []string{"", key} {
-		tr, err := reconcile.DialSSH(testCtx(t), srv.Device("lb-t1"), reconcile.SSHConfig{KnownHosts: srv.KnownHostsFile(), KeyFile: keyFile})
+		tr, err := reconcile.DialSSH(testCtx(t), reconcile.EndpointOf(srv.Device("lb-t1")), reconcile.SSHConfig{KnownHosts: srv.KnownHostsFile(), KeyFile: keyFile})
 		if err != nil {
 			t.Fatalf("DialSSH with agent, key file %q: %v", keyFile, err)
 		}
@@ -313,7 +347,7 @@ func TestSSHSudo(t *testing.T) {
 	srv := sshtest.Start(t, sshtest.Options{Hook: func(string) sshtest.Fault { return sshtest.FailExit(0, "") }})
 	dev := srv.Device("lb-t1")
 	dev.SSH.User, dev.SSH.Sudo = "deploy", true
-	tr, err := reconcile.DialSSH(testCtx(t), dev, reconcile.SSHConfig{KnownHosts: srv.KnownHostsFile(), KeyFile: srv.KeyFile()})
+	tr, err := reconcile.DialSSH(testCtx(t), reconcile.EndpointOf(dev), reconcile.SSHConfig{KnownHosts: srv.KnownHostsFile(), KeyFile: srv.KeyFile()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -342,7 +376,7 @@ func TestSSHBadAddress(t *testing.T) {
 	ln.Close() // nothing listens there now
 	dev := srv.Device("lb-v6")
 	dev.Address, dev.SSH.Port = "::1", port
-	_, err = reconcile.DialSSH(testCtx(t), dev, reconcile.SSHConfig{KnownHosts: srv.KnownHostsFile(), KeyFile: srv.KeyFile()})
+	_, err = reconcile.DialSSH(testCtx(t), reconcile.EndpointOf(dev), reconcile.SSHConfig{KnownHosts: srv.KnownHostsFile(), KeyFile: srv.KeyFile()})
 	want := fmt.Sprintf("connect lb-v6 ([::1]:%d): ", port)
 	if err == nil || !strings.HasPrefix(err.Error(), want) {
 		t.Errorf("DialSSH = %v, want an error starting %q", err, want)
@@ -591,9 +625,13 @@ func BenchmarkDialSSH(b *testing.B) {
 	srv := sshtest.Start(b, sshtest.Options{})
 	ctx := testCtx(b)
 	cfg := reconcile.SSHConfig{KnownHosts: srv.KnownHostsFile(), KeyFile: srv.KeyFile()}
-	dev := srv.Device("lb-b1")
+	d, err := reconcile.NewSSHDialer(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ep := reconcile.EndpointOf(srv.Device("lb-b1"))
 	for b.Loop() {
-		tr, err := reconcile.DialSSH(ctx, dev, cfg)
+		tr, err := d.Dial(ctx, ep)
 		if err != nil {
 			b.Fatal(err)
 		}

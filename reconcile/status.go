@@ -131,7 +131,7 @@ func compiledHAVIPs(art *compiler.DeviceArtifacts) []HAVIP {
 func deviceStatus(ctx context.Context, dev *schema.Device, art *compiler.DeviceArtifacts, ha map[netip.Addr][]string, dial Dialer, ipCmd string) DeviceStatus {
 	ds := DeviceStatus{Device: dev.Name, Address: dev.Address, Balancers: art.Balancers, HAVIPs: compiledHAVIPs(art)}
 	h := hostOf(dev, ipCmd)
-	t, err := dial(ctx, dev)
+	t, err := dial(ctx, EndpointOf(dev))
 	if err != nil {
 		ds.Sync, ds.Error = SyncUnreachable, fmt.Sprintf("status %s: connect: %v", dev.Name, err)
 		return ds

@@ -62,9 +62,9 @@ func (p pathTransport) Stream(ctx context.Context, cmd string) (Stream, error) {
 	return p.Transport.Stream(ctx, p.prefix+cmd)
 }
 
-func (l *statusLab) dial(ctx context.Context, dev *schema.Device) (Transport, error) {
-	th := l.hosts[dev.Name]
-	if l.down[dev.Name] {
+func (l *statusLab) dial(ctx context.Context, ep Endpoint) (Transport, error) {
+	th := l.hosts[ep.Device]
+	if l.down[ep.Device] {
 		// A real connect to a port nobody listens on.
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -72,11 +72,11 @@ func (l *statusLab) dial(ctx context.Context, dev *schema.Device) (Transport, er
 		}
 		port := ln.Addr().(*net.TCPAddr).Port
 		ln.Close()
-		d := *dev
-		d.SSH.Port = port
-		return DialSSH(ctx, &d, SSHConfig{KnownHosts: th.srv.KnownHostsFile(), KeyFile: th.srv.KeyFile(), ConnectTimeout: 2 * time.Second})
+		d := ep
+		d.Port = port
+		return DialSSH(ctx, d, SSHConfig{KnownHosts: th.srv.KnownHostsFile(), KeyFile: th.srv.KeyFile(), ConnectTimeout: 2 * time.Second})
 	}
-	t, err := th.dial(ctx, dev)
+	t, err := th.dial(ctx, ep)
 	if err != nil {
 		return nil, err
 	}

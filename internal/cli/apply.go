@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -19,17 +20,20 @@ func (e *env) apply() int {
 		repo *gitsrc.Repo
 		c    *compiled
 	)
-	// The plan's connections stay open for the transactions.
-	var pool *reconcile.Pool
+	// The plan's connections stay open for the transactions, and so do
+	// the locks it took on the devices it changes.
+	var conns *reconcile.Conns
+	locks := reconcile.NewLocks()
 	defer func() {
-		if pool != nil {
-			pool.Close()
+		locks.Close()
+		if conns != nil {
+			conns.Close()
 		}
 	}()
-	openPool := func() error {
+	openConns := func() error {
 		dial, err := e.dialer()
-		if err == nil && pool == nil {
-			pool = reconcile.NewPool(dial)
+		if err == nil && conns == nil {
+			conns = reconcile.NewConns(dial)
 		}
 		return err
 	}
@@ -56,24 +60,32 @@ func (e *env) apply() int {
 			return e.printLoadError(err)
 		}
 		repo = c.src.repo
-		if err := openPool(); err != nil {
+		if err := openConns(); err != nil {
 			return e.fail(err)
 		}
 		// Plan under the device locks: what is shown is what each
 		// transaction finds, and the lock costs no extra round trip.
-		lock := &reconcile.PlanLock{Owner: reconcile.DefaultOwner(), Timeout: e.args.LockTimeout}
-		if p, err = e.buildPlan(c, pool.Dial, lock); err != nil {
+		lock := &reconcile.PlanLock{Owner: reconcile.DefaultOwner(), Timeout: e.args.LockTimeout, Held: locks}
+		if p, err = e.buildPlan(c, conns.Dial, lock); err != nil {
 			return e.fail(err)
 		}
-		if err := writePlanText(e.stdout, p, color(e.stdout)); err != nil {
-			return e.fail(err)
+		// With --json, stdout holds the results only (one object a
+		// device and a summary), so that a shard's output can be collected.
+		if !e.args.JSON {
+			if err := writePlanText(e.stdout, p, color(e.stdout)); err != nil {
+				return e.fail(err)
+			}
 		}
 	}
-	if pool != nil {
-		pool.ReleaseUnchanged(p)
-	}
+	locks.ReleaseUnchanged(p)
 	if !p.HasChanges() {
-		fmt.Fprintln(e.stdout, "nothing to apply: every reachable device is up to date")
+		if e.args.JSON {
+			if err := e.printApply(p, unchangedResult(p)); err != nil {
+				return e.fail(err)
+			}
+		} else {
+			fmt.Fprintln(e.stdout, "nothing to apply: every reachable device is up to date")
+		}
 		if c != nil {
 			if err := e.updateLock(c); err != nil {
 				return e.fail(err)
@@ -85,10 +97,11 @@ func (e *env) apply() int {
 		}
 		return exitcode.OK
 	}
-	if err := openPool(); err != nil {
+	if err := openConns(); err != nil {
 		return e.fail(err)
 	}
 	opts := e.applyOptions(repo)
+	opts.Locks, opts.Log = locks, e.log
 	if isTerminal(e.stderr) && !e.args.JSON {
 		var mu sync.Mutex
 		start := time.Now()
@@ -98,7 +111,7 @@ func (e *env) apply() int {
 			fmt.Fprintf(e.stderr, "%6.2fs %s: %s\n", time.Since(start).Seconds(), dev, step)
 		}
 	}
-	r, err := reconcile.Apply(e.ctx, p, pool.Dial, opts)
+	r, err := reconcile.Apply(e.ctx, p, conns.Dial, opts)
 	if err != nil {
 		return e.fail(err)
 	}
@@ -128,6 +141,21 @@ func (e *env) applyOptions(repo *gitsrc.Repo) reconcile.ApplyOptions {
 		LBCVersion:  version.Version,
 		Guard:       gitsrc.Guard{Repo: repo, AllowDowngrade: e.args.AllowDowngrade, Force: e.args.Force},
 	}
+}
+
+// unchangedResult is the result of an apply that had nothing to do: each
+// device unchanged, or failed before any change when the plan could not
+// read it.
+func unchangedResult(p *reconcile.Plan) *reconcile.ApplyResult {
+	r := &reconcile.ApplyResult{Devices: make([]reconcile.DeviceResult, len(p.Devices))}
+	for i, d := range p.Devices {
+		r.Devices[i] = reconcile.DeviceResult{Device: d.Device, Outcome: reconcile.OutcomeUnchanged}
+		if d.Status != reconcile.StatusUnchanged {
+			r.Devices[i].Outcome = reconcile.OutcomeFailedBeforeChange
+			r.Devices[i].Err = errors.New(d.Error)
+		}
+	}
+	return r
 }
 
 // printApply prints an apply's result in the requested view.

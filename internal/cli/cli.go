@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -68,7 +69,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return exitcode.Usage
 	}
-	e := &env{ctx: ctx, args: a, stdout: stdout, stderr: stderr}
+	e := &env{ctx: ctx, args: a, stdout: stdout, stderr: stderr, log: traceLog(stderr)}
 	switch cmd {
 	case "help":
 		return e.help()
@@ -104,6 +105,18 @@ type env struct {
 	args   *Args
 	stdout io.Writer
 	stderr io.Writer
+	// log traces each step of plan and apply per device (LBC_TRACE set);
+	// nil otherwise.
+	log *slog.Logger
+}
+
+// traceLog is a logger to stderr when LBC_TRACE is set (to see where the
+// time of a plan or apply goes), nil otherwise.
+func traceLog(stderr io.Writer) *slog.Logger {
+	if os.Getenv("LBC_TRACE") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
 func (e *env) help() int {

@@ -1,13 +1,11 @@
 package cli
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 
 	"lbc/reconcile"
-	"lbc/schema"
 )
 
 // dialer returns the SSH dialer for the connection flags. Host keys are
@@ -24,10 +22,12 @@ func (e *env) dialer() (reconcile.Dialer, error) {
 	if _, err := os.Stat(kh); err != nil {
 		return nil, fmt.Errorf("known_hosts: %w (hosts are always checked; use --known-hosts FILE)", err)
 	}
-	cfg := reconcile.SSHConfig{KnownHosts: kh, KeyFile: e.args.SSH.KeyFile, ConnectTimeout: e.args.SSH.ConnectTimeout}
-	return func(ctx context.Context, dev *schema.Device) (reconcile.Transport, error) {
-		return reconcile.DialSSH(ctx, dev, cfg)
-	}, nil
+	// known_hosts and the key are read once, for every device.
+	d, err := reconcile.NewSSHDialer(reconcile.SSHConfig{KnownHosts: kh, KeyFile: e.args.SSH.KeyFile, ConnectTimeout: e.args.SSH.ConnectTimeout})
+	if err != nil {
+		return nil, err
+	}
+	return d.Dial, nil
 }
 
 // isTerminal reports whether f is a character device (a terminal).

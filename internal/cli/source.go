@@ -160,7 +160,12 @@ func readLock(src *specSource) (compiler.Lock, error) {
 // repoRel is dir relative to the repository's root, with forward slashes.
 func repoRel(repo *gitsrc.Repo, dir string) (string, error) {
 	if repo.Root() == "" {
-		return ".", nil // a bare repository: DIR names a path inside its trees
+		// A bare repository: DIR names a path inside its trees.
+		rel := path.Clean(filepath.ToSlash(dir))
+		if path.IsAbs(rel) || rel == ".." || strings.HasPrefix(rel, "../") {
+			return "", fmt.Errorf("%s: in a bare repository, DIR is a path inside the commit's tree", dir)
+		}
+		return rel, nil
 	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {

@@ -165,7 +165,7 @@ func (e *env) watch() int {
 	if err != nil {
 		return e.fail(err)
 	}
-	var pool *reconcile.Pool
+	var conns *reconcile.Conns
 	if e.args.WatchPlan || e.args.WatchApply {
 		dial, err := e.dialer()
 		if err != nil {
@@ -173,8 +173,8 @@ func (e *env) watch() int {
 		}
 		// One connection a device for the whole watch: every cycle reads
 		// the hosts again, and a connection that died is dialled anew.
-		pool = reconcile.NewPool(dial)
-		defer pool.Close()
+		conns = reconcile.NewConns(dial)
+		defer conns.Close()
 	}
 	w, err := watch.New(dir, watch.Options{Debounce: e.args.Debounce, Interval: e.args.Interval,
 		Logf: func(f string, a ...any) { fmt.Fprintf(e.stderr, "watch: "+f+"\n", a...) }})
@@ -205,7 +205,7 @@ func (e *env) watch() int {
 		prev := last
 		last = res
 		if e.args.WatchPlan || e.args.WatchApply {
-			return e.watchHosts(ctx, spec, res, src, pool, changed)
+			return e.watchHosts(ctx, spec, res, src, conns, changed)
 		}
 		if first {
 			// OUT may hold an earlier compile: bring it up to date, then
@@ -272,21 +272,22 @@ func (e *env) compileWatched(src *specSource, spec *schema.Spec, prev *compiler.
 }
 
 // watchHosts plans (and with --apply applies) a good compile against the hosts.
-func (e *env) watchHosts(ctx context.Context, spec *schema.Spec, res *compiler.Result, src *specSource, pool *reconcile.Pool, changed []string) error {
+func (e *env) watchHosts(ctx context.Context, spec *schema.Spec, res *compiler.Result, src *specSource, conns *reconcile.Conns, changed []string) error {
 	// An apply that has started finishes (or rolls back) even when a signal
 	// arrives: it runs on a context that the signal does not cancel.
 	actx := context.WithoutCancel(ctx)
 	if sh := e.args.Shard; sh.Count > 0 {
 		res = shard.Select(res, sh) // the placement stays whole; the devices are the shard's
 	}
-	opts := reconcile.PlanOptions{Parallelism: e.args.Parallelism}
+	opts := reconcile.PlanOptions{Parallelism: e.args.Parallelism, Log: e.log}
+	locks := reconcile.NewLocks()
 	if e.args.WatchApply {
 		// Plan under the device locks, as lbc apply does; the locks of
 		// devices with nothing to apply are released below.
-		opts.Lock = &reconcile.PlanLock{Owner: reconcile.DefaultOwner(), Timeout: e.args.LockTimeout}
+		opts.Lock = &reconcile.PlanLock{Owner: reconcile.DefaultOwner(), Timeout: e.args.LockTimeout, Held: locks}
 	}
-	defer pool.ReleaseLocks(nil)
-	p, err := reconcile.BuildPlan(actx, spec, res, pool.Dial, opts)
+	defer locks.Close()
+	p, err := reconcile.BuildPlan(actx, spec, res, conns.Dial, opts)
 	if err != nil {
 		return err
 	}
@@ -297,10 +298,12 @@ func (e *env) watchHosts(ctx context.Context, spec *schema.Spec, res *compiler.R
 	if !e.args.WatchApply || !p.HasChanges() {
 		return nil
 	}
-	pool.ReleaseUnchanged(p)
+	locks.ReleaseUnchanged(p)
 	// The policy of lbc apply, revision guard included: a watch on an
 	// older checkout must not roll back a host that runs a newer revision.
-	r, err := reconcile.Apply(actx, p, pool.Dial, e.applyOptions(src.repo))
+	ao := e.applyOptions(src.repo)
+	ao.Locks, ao.Log = locks, e.log
+	r, err := reconcile.Apply(actx, p, conns.Dial, ao)
 	if err != nil {
 		return err
 	}

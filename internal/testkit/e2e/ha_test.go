@@ -37,8 +37,8 @@ type haEnv struct {
 	res  *compiler.Result
 }
 
-func (e *haEnv) dial(ctx context.Context, d *schema.Device) (reconcile.Transport, error) {
-	return reconcile.DialSSH(ctx, d, reconcile.SSHConfig{KnownHosts: e.l.KnownHosts, KeyFile: e.l.KeyFile})
+func (e *haEnv) dial(ctx context.Context, ep reconcile.Endpoint) (reconcile.Transport, error) {
+	return reconcile.DialSSH(ctx, ep, reconcile.SSHConfig{KnownHosts: e.l.KnownHosts, KeyFile: e.l.KeyFile})
 }
 
 func (e *haEnv) writeSpec(bals ...haBal) {

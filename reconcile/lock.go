@@ -1,0 +1,300 @@
+package reconcile
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"lbc/reconcile/host"
+)
+
+// Locks keeps the device locks a plan took (PlanLock.Held), each with its
+// connection and what its holder read, for the transactions of Apply
+// (ApplyOptions.Locks): what the plan read under a lock is what the
+// transaction finds, and the lock and the read cost one round trip.
+// Connections are Conns'; a held lock owns the Transport it was taken on
+// and closes it when it is released.
+type Locks struct {
+	mu   sync.Mutex
+	held map[string]*heldLock // by device
+}
+
+// heldLock is a device lock a plan took, waiting for the device's
+// transaction.
+type heldLock struct {
+	ep   Endpoint
+	t    Transport // the connection of the lock session
+	ls   *lockSession
+	live *Live
+}
+
+// NewLocks returns an empty set of held locks.
+func NewLocks() *Locks { return &Locks{held: map[string]*heldLock{}} }
+
+// put keeps hl for its device's transaction, releasing one held before.
+func (l *Locks) put(hl *heldLock) {
+	l.mu.Lock()
+	old := l.held[hl.ep.Device]
+	l.held[hl.ep.Device] = hl
+	l.mu.Unlock()
+	if old != nil {
+		old.release()
+	}
+}
+
+// take returns, and forgets, the lock held for device; nil when there is
+// none (or l is nil).
+func (l *Locks) take(device string) *heldLock {
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	hl := l.held[device]
+	delete(l.held, device)
+	return hl
+}
+
+// Release releases the locks held for every device that keep does not
+// name (every one when keep is nil), at once.
+func (l *Locks) Release(keep func(device string) bool) {
+	l.mu.Lock()
+	var rel []*heldLock
+	for dev, hl := range l.held {
+		if keep == nil || !keep(dev) {
+			rel = append(rel, hl)
+			delete(l.held, dev)
+		}
+	}
+	l.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, hl := range rel {
+		wg.Add(1)
+		go func() { defer wg.Done(); hl.release() }()
+	}
+	wg.Wait()
+}
+
+// ReleaseUnchanged releases the locks a plan took on the devices that plan
+// has nothing to apply to (any status but changes), as soon as the plan is
+// known; the others stay held for their transactions.
+func (l *Locks) ReleaseUnchanged(plan *Plan) {
+	changes := map[string]bool{}
+	for _, d := range plan.Devices {
+		changes[d.Device] = d.Status == StatusChanges
+	}
+	l.Release(func(dev string) bool { return changes[dev] })
+}
+
+// Close releases every lock still held.
+func (l *Locks) Close() error {
+	l.Release(nil)
+	return nil
+}
+
+// release ends the lock session and closes its connection.
+func (hl *heldLock) release() {
+	release(hl.ls)
+	hl.t.Close()
+}
+
+// lockedRead parses what a lock holder read under the lock (takeLock's
+// read: nil when the read failed on the host).
+func lockedRead(read []byte) (*Live, error) {
+	if read == nil {
+		return nil, errors.New("read live state on the host failed")
+	}
+	return host.ParseRead(read)
+}
+
+// lockSession is the lock holder's session (host.LockCommand): it holds
+// the device lock and runs the transaction's scripts (send).
+type lockSession struct {
+	Stream
+	lines chan string // the holder's stdout, line by line; closed at its end
+	token string
+	// rewrite, when set, rewrites each text sent (the prologue, every
+	// script): tests inject faults into scripts with it.
+	rewrite func(string) string
+}
+
+// takeLock takes <stateDir>/lock with flock, held by a session whose stdin
+// stays open until it is closed; the lock ends with the session. The
+// holder then reads the device (as ReadLive does) in the same round trip;
+// read is that output, nil when the read failed on the host.
+func takeLock(ctx context.Context, t Transport, h Host, device, owner, token string, wait time.Duration, keepalived bool) (*lockSession, []byte, error) {
+	st, err := t.Stream(ctx, host.LockCommand(h, wait))
+	if err != nil {
+		return nil, nil, err
+	}
+	// The holder's shell reads this once flock has the lock. Should the
+	// write fail, the session has ended: the reads below tell why.
+	ls := &lockSession{Stream: st, lines: make(chan string, 64), token: token, rewrite: func(s string) string { return s }}
+	if r, ok := t.(rewriter); ok {
+		ls.rewrite = r.rewrite
+	}
+	io.WriteString(st.Stdin(), ls.rewrite(host.Prologue(h, owner, token, keepalived)))
+	go func() {
+		defer close(ls.lines)
+		br := bufio.NewReader(st.Stdout())
+		for {
+			l, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			ls.lines <- strings.TrimSuffix(l, "\n")
+		}
+	}()
+	type line struct {
+		s   string
+		eof bool
+	}
+	next := func(wait time.Duration) (line, bool) {
+		select {
+		case l, ok := <-ls.lines:
+			return line{s: l, eof: !ok}, true
+		case <-time.After(wait):
+		case <-ctx.Done():
+		}
+		return line{}, false
+	}
+	l, ok := next(wait + 10*time.Second)
+	if ok && l.s == host.LockedLine {
+		// The read, ended by host.ReadOKLine (or failed).
+		var b bytes.Buffer
+		for {
+			l, ok := next(60 * time.Second)
+			switch {
+			case !ok:
+				return ls, nil, fmt.Errorf("%s: no answer", StepStaleCheck)
+			case l.eof:
+				return ls, nil, fmt.Errorf("%s: the lock holder ended: %w", StepStaleCheck, ErrConnectionLost)
+			case l.s == host.StepMarker(StepStaleCheck):
+			case l.s == host.ReadOKLine:
+				return ls, b.Bytes(), nil
+			case l.s == host.ReadFailedLine:
+				return ls, nil, nil
+			default:
+				b.WriteString(l.s)
+				b.WriteByte('\n')
+			}
+		}
+	}
+	st.Close()
+	if ctx.Err() != nil {
+		return nil, nil, ctx.Err()
+	}
+	var ee *ExitError
+	if err := st.Wait(); !errors.As(err, &ee) || ee.Code != 1 { // flock exits 1 when the lock is busy
+		if err == nil {
+			err = errors.New("lock holder ended without taking the lock")
+		}
+		return nil, nil, err
+	}
+	out, _ := t.Run(ctx, host.OwnerCommand(h), nil)
+	who := strings.TrimSpace(string(out))
+	if who == "" {
+		who = "an unknown owner"
+	}
+	return nil, nil, &lockedError{device, who}
+}
+
+// rewriter is a Transport that rewrites what it sends (tests inject
+// faults into scripts with it).
+type rewriter interface{ rewrite(cmd string) string }
+
+// send sends script to the lock holder, which runs it with sh
+// (host.Frame): a script costs no session, and the holder runs them one
+// after another. The returned Stream's stdout is the script's up to the
+// holder's exit line; the script has no stdin.
+func (ls *lockSession) send(script string) (Stream, error) {
+	script = ls.rewrite(script)
+	if _, err := io.WriteString(ls.Stdin(), host.Frame(script)); err != nil {
+		return nil, fmt.Errorf("send script: %w", ErrConnectionLost)
+	}
+	pr, pw := io.Pipe()
+	hs := &holderStream{stdout: pr, done: make(chan struct{})}
+	stderrLine := host.StderrLine(ls.token)
+	go func() {
+		defer close(hs.done)
+		stderr := false
+		var errb strings.Builder
+		for l := range ls.lines {
+			switch {
+			case l == stderrLine:
+				stderr = true
+			case isExit(l, ls.token):
+				code, _ := host.ParseExit(l, ls.token)
+				if code != 0 {
+					hs.err = &ExitError{Cmd: script, Code: code, Stderr: errb.String()}
+				}
+				pw.Close()
+				return
+			case stderr:
+				errb.WriteString(l)
+				errb.WriteByte('\n')
+			default:
+				pw.Write([]byte(l + "\n"))
+			}
+		}
+		hs.err = ErrConnectionLost
+		pw.CloseWithError(ErrConnectionLost)
+	}()
+	return hs, nil
+}
+
+func isExit(line, token string) bool { _, ok := host.ParseExit(line, token); return ok }
+
+// holderStream is a script running in the lock holder's shell.
+type holderStream struct {
+	stdout *io.PipeReader
+	done   chan struct{}
+	err    error
+}
+
+// Stdin refuses every write: a script's stdin is /dev/null, and the lock
+// session's stdin is the holder's own input.
+func (s *holderStream) Stdin() io.WriteCloser { return noStdin{} }
+func (s *holderStream) Stdout() io.Reader     { return s.stdout }
+
+// Wait waits for the holder's exit line for the script.
+func (s *holderStream) Wait() error { <-s.done; return s.err }
+
+// Close stops reading; the script runs on to its end in the holder.
+func (s *holderStream) Close() error {
+	s.stdout.CloseWithError(io.ErrClosedPipe)
+	return nil
+}
+
+// noStdin is the stdin of a script run by the lock holder.
+type noStdin struct{}
+
+func (noStdin) Write([]byte) (int, error) {
+	return 0, errors.New("a script run by the lock holder has no stdin")
+}
+func (noStdin) Close() error { return nil }
+
+// lockedError is ErrLocked naming the device and who holds it.
+type lockedError struct{ device, owner string }
+
+func (e *lockedError) Error() string        { return "device " + e.device + " is locked by " + e.owner }
+func (e *lockedError) Is(target error) bool { return target == ErrLocked }
+
+// release closes a lock session's stdin and waits (bounded) for the holder
+// to end: it ends the lock (after a rollback it may have to run).
+func release(st Stream) {
+	st.Stdin().Close()
+	done := make(chan struct{})
+	go func() { st.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second): // a rollback run by the holder may take a while
+	}
+	st.Close()
+}
