@@ -542,6 +542,17 @@ func TestGitOps(t *testing.T) {
 			g.serves(2, "n2")
 			t.Logf("refused downgrade:\n%s", r.stderr)
 
+			// The same out-of-order job with a saved plan: apply PLANFILE
+			// goes through the same guard.
+			planFile := filepath.Join(g.tmp, "c2.plan")
+			g.must(0, g.repo, append(append([]string{"plan", "--git-rev", c2, "-out", planFile}, g.sshFlags()...), "specs")...)
+			r = g.run(g.repo, append(append([]string{"apply"}, g.sshFlags()...), planFile)...)
+			if r.code != 1 {
+				t.Errorf("apply PLANFILE of c2 over c3: want exit 1\n%s", r)
+			}
+			g.refusedEach(r, "downgrade", "--allow-downgrade")
+			g.expectSnapshot(before)
+
 			// One host still at c1 (as if it had been down for c3's
 			// apply): c2 is an upgrade there, a downgrade on the other.
 			// The run applies one, refuses one: partial, exit 4.
