@@ -162,7 +162,7 @@ func (g *gitopsEnv) sshFlags() []string {
 //	  --parallelism 10 --lock-timeout 2m "$SPECS"
 func (g *gitopsEnv) ciApply(dir, rev string, extra ...string) lbcResult {
 	g.t.Helper()
-	args := append([]string{"apply", "--git-rev", rev, "--locked"}, g.sshFlags()...)
+	args := append([]string{"apply", "--adopt", "--git-rev", rev, "--locked"}, g.sshFlags()...)
 	args = append(args, "--parallelism", "10", "--lock-timeout", "2m")
 	args = append(args, extra...)
 	return g.run(dir, append(args, "specs")...)
