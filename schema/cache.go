@@ -108,6 +108,7 @@ var buildID = sync.OnceValue(func() string {
 // imported packages are computed once per tree.
 type keyer struct {
 	fsys   fs.FS
+	lim    Limits // a file over the size limit, a count over the limits: another result
 	mu     sync.Mutex
 	module *moduleInfo
 	pkgs   map[string]*pkgHash // import path → hash of its files and imports
@@ -125,12 +126,8 @@ type pkgHash struct {
 	err  error
 }
 
-func newKeyer(fsys fs.FS) *keyer { return &keyer{fsys: fsys, pkgs: map[string]*pkgHash{}} }
-
-// source is one file of an instance as read.
-type source struct {
-	name string
-	src  []byte
+func newKeyer(fsys fs.FS, lim Limits) *keyer {
+	return &keyer{fsys: fsys, lim: lim, pkgs: map[string]*pkgHash{}}
 }
 
 // key returns the cache key of the instance dir whose files are srcs.
@@ -142,7 +139,7 @@ func (k *keyer) key(dir string, srcs []source) (string, bool) {
 	io.WriteString(h, buildID())
 	io.WriteString(h, "\x00")
 	io.WriteString(h, schemaSource)
-	io.WriteString(h, "\x00"+dir+"\x00")
+	fmt.Fprintf(h, "\x00%d %d %d\x00%s\x00", k.lim.MaxFileBytes, k.lim.MaxDevices, k.lim.MaxBalancers, dir)
 	imports := map[string]bool{}
 	for _, s := range srcs {
 		fmt.Fprintf(h, "%s\x00%d\x00", s.name, len(s.src))
@@ -216,7 +213,7 @@ func (k *keyer) moduleInfo() *moduleInfo {
 	defer k.mu.Unlock()
 	if k.module == nil {
 		k.module = &moduleInfo{}
-		src, err := fs.ReadFile(k.fsys, "cue.mod/module.cue")
+		src, err := readSpecFile(k.fsys, "cue.mod/module.cue", k.lim.MaxFileBytes)
 		if err != nil {
 			k.module.err = err
 			return k.module
@@ -300,7 +297,7 @@ func (k *keyer) pkgFiles(dir string, depth int) ([]byte, error) {
 				return nil, errNoKey // what a link reads is not known here
 			}
 			name := path.Join(d, e.Name())
-			src, err := fs.ReadFile(k.fsys, name)
+			src, err := readSpecFile(k.fsys, name, k.lim.MaxFileBytes)
 			if err != nil {
 				return nil, err
 			}

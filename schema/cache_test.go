@@ -354,7 +354,7 @@ func TestCacheDir(t *testing.T) {
 	}
 }
 
-// LoadInstanceCached (watch's loader) reads and writes the same entries.
+// Limits.LoadInstanceCached (watch's loader) reads and writes the same entries.
 func TestLoadInstanceCached(t *testing.T) {
 	c, err := OpenCache(t.TempDir(), 0)
 	if err != nil {
@@ -364,7 +364,7 @@ func TestLoadInstanceCached(t *testing.T) {
 	loadCounting(t, fsys, c)
 	before := evaluations.Load()
 	for _, d := range []string{"balancers/a", "devices"} {
-		p, err := LoadInstanceCached(fsys, d, c)
+		p, err := DefaultLimits.LoadInstanceCached(fsys, d, c)
 		if err != nil || p.Dir != d {
 			t.Fatalf("%s: %v", d, err)
 		}
@@ -373,7 +373,7 @@ func TestLoadInstanceCached(t *testing.T) {
 		t.Errorf("%d instances evaluated, want 0 (all cached)", n)
 	}
 	fsys["balancers/a/a.cue"].Data = append(fsys["balancers/a/a.cue"].Data, []byte("balancers: web: tenant: \"shop\"\n")...)
-	p, err := LoadInstanceCached(fsys, "balancers/a", c)
+	p, err := DefaultLimits.LoadInstanceCached(fsys, "balancers/a", c)
 	if err != nil || p.Balancers["web"] == nil || p.Balancers["web"].Tenant != "shop" {
 		t.Fatalf("after an edit: %v, %+v", err, p)
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path"
 	"sort"
 	"strconv"
@@ -41,37 +40,40 @@ type Partial struct {
 	schedulerFields map[string]Pos
 }
 
-// LoadDir loads the spec tree rooted at dir; positions are relative to dir.
+// LoadDir loads the spec tree rooted at dir within DefaultLimits;
+// positions are relative to dir.
 func LoadDir(ctx context.Context, dir string) (*Spec, error) {
-	if _, err := os.Stat(dir); err != nil {
-		return nil, fmt.Errorf("load specs: %w", err)
-	}
-	return Load(ctx, os.DirFS(dir))
+	return DefaultLimits.LoadDir(ctx, dir)
 }
 
-// Load loads the spec tree fsys: every instance is checked against the
-// schema in parallel, then the results are merged and checked together.
-// On any problem it returns Diagnostics holding all of them.
+// Load loads the spec tree fsys within DefaultLimits: every instance is
+// checked against the schema in parallel, then the results are merged and
+// checked together. On any problem it returns Diagnostics holding all of
+// them. It returns when ctx is done (see Limits.Load).
 func Load(ctx context.Context, fsys fs.FS) (*Spec, error) {
-	return LoadCached(ctx, fsys, nil)
+	return DefaultLimits.Load(ctx, fsys)
 }
 
 // LoadCached is Load reading the result of each unchanged instance from
 // cache (nil: no cache) and storing the others there.
 func LoadCached(ctx context.Context, fsys fs.FS, cache *Cache) (*Spec, error) {
+	return DefaultLimits.LoadCached(ctx, fsys, cache)
+}
+
+func (l Limits) load(ctx context.Context, fsys fs.FS, cache *Cache) (*Spec, error) {
 	dirs, err := Instances(fsys)
 	if err != nil {
 		return nil, err
 	}
 	var k *keyer
 	if cache != nil {
-		k = newKeyer(fsys)
+		k = newKeyer(fsys, l)
 	}
 	parts := make([]*Partial, len(dirs))
 	var stored atomic.Bool
 	err = par.Do(ctx, len(dirs), 0, func(i int) (err error) {
 		var put bool
-		parts[i], put, err = loadCachedInstance(fsys, dirs[i], pathAuto, cache, k)
+		parts[i], put, err = l.loadCachedInstance(fsys, dirs[i], pathAuto, cache, k)
 		if put {
 			stored.Store(true)
 		}
@@ -86,7 +88,7 @@ func LoadCached(ctx context.Context, fsys fs.FS, cache *Cache) (*Spec, error) {
 	if stored.Load() {
 		cache.trim()
 	}
-	return Merge(parts)
+	return l.Merge(parts)
 }
 
 // Instances returns the directories of fsys that hold .cue files, sorted;
@@ -128,21 +130,29 @@ func isSpecFile(name string) bool { return strings.HasSuffix(name, ".cue") && !h
 //
 // An instance whose files are plain data (see data.go) that the validator
 // generated from the schema accepts is unified and decoded in Go, without
-// CUE's evaluator (about ten times cheaper); every other instance, and every
-// instance with a problem, is evaluated by CUE, which reports the problems.
-// Both give the same Partial.
+// CUE's evaluator (about ten times cheaper); any other instance is
+// evaluated by CUE alone, without the schema, and its concrete result goes
+// through the same validator (see evaluated.go); every instance the
+// validator does not accept, and every instance with a problem, is
+// evaluated by CUE unified with the schema, which reports the problems.
+// All give the same Partial.
 func LoadInstance(fsys fs.FS, dir string) (*Partial, error) {
-	return loadInstance(fsys, dir, pathAuto)
+	return DefaultLimits.LoadInstance(fsys, dir)
 }
 
-// LoadInstanceCached is LoadInstance reading the result from cache when
-// the instance is unchanged, and storing it there when not (cache nil: no
-// cache).
-func LoadInstanceCached(fsys fs.FS, dir string, cache *Cache) (*Partial, error) {
+// LoadInstance is the package function LoadInstance within l.
+func (l Limits) LoadInstance(fsys fs.FS, dir string) (*Partial, error) {
+	return l.loadInstance(fsys, dir, pathAuto)
+}
+
+// LoadInstanceCached is LoadInstance within l, reading the result from
+// cache when the instance is unchanged and storing it there when not
+// (cache nil: no cache).
+func (l Limits) LoadInstanceCached(fsys fs.FS, dir string, cache *Cache) (*Partial, error) {
 	if cache == nil {
-		return LoadInstance(fsys, dir)
+		return l.LoadInstance(fsys, dir)
 	}
-	p, put, err := loadCachedInstance(fsys, dir, pathAuto, cache, newKeyer(fsys))
+	p, put, err := l.loadCachedInstance(fsys, dir, pathAuto, cache, newKeyer(fsys, l))
 	if put && cache.puts.Add(1)%trimEvery == 0 {
 		cache.trim()
 	}
@@ -166,27 +176,32 @@ const (
 var errNotFast = errors.New("not taken by the fast path")
 
 func loadInstance(fsys fs.FS, dir string, how evalPath) (*Partial, error) {
-	p, _, err := loadCachedInstance(fsys, dir, how, nil, nil)
+	return DefaultLimits.loadInstance(fsys, dir, how)
+}
+
+func (l Limits) loadInstance(fsys fs.FS, dir string, how evalPath) (*Partial, error) {
+	p, _, err := l.loadCachedInstance(fsys, dir, how, nil, nil)
 	return p, err
 }
 
 // loadCachedInstance loads the instance dir, from cache when it holds it
-// (cache nil: none); put reports that the result was stored.
-func loadCachedInstance(fsys fs.FS, dir string, how evalPath, cache *Cache, k *keyer) (p *Partial, put bool, err error) {
-	srcs, err := readInstance(fsys, dir)
+// (cache nil: none); put reports that the result was stored. An instance
+// with a file lbc does not read (see fileProblem) is not cached.
+func (l Limits) loadCachedInstance(fsys fs.FS, dir string, how evalPath, cache *Cache, k *keyer) (p *Partial, put bool, err error) {
+	srcs, problems, err := l.readInstance(fsys, dir)
 	if err != nil {
 		return nil, false, err
 	}
 	var key string
 	cacheable := false
-	if cache != nil {
+	if cache != nil && len(problems) == 0 {
 		if key, cacheable = k.key(dir, srcs); cacheable {
 			if p := cache.get(key); p != nil && p.Dir == dir {
 				return p, false, nil
 			}
 		}
 	}
-	p, err = evalInstance(fsys, dir, srcs, how)
+	p, err = l.evalInstance(fsys, dir, srcs, problems, how)
 	if err != nil || !cacheable {
 		return p, false, err
 	}
@@ -194,28 +209,42 @@ func loadCachedInstance(fsys fs.FS, dir string, how evalPath, cache *Cache, k *k
 	return p, true, nil
 }
 
-// readInstance reads the .cue files of the instance dir, in name order.
-func readInstance(fsys fs.FS, dir string) ([]source, error) {
+// source is one file of an instance as read.
+type source struct {
+	name string
+	src  []byte
+}
+
+// readInstance reads the .cue files of the instance dir, in name order;
+// problems are the files that are what is wrong (see fileProblem), in the
+// files' order.
+func (l Limits) readInstance(fsys fs.FS, dir string) (srcs []source, problems map[string]Diagnostic, err error) {
 	entries, err := fs.ReadDir(fsys, dir)
 	if err != nil {
-		return nil, fmt.Errorf("load instance %s: %w", dir, err)
+		return nil, nil, fmt.Errorf("load instance %s: %w", dir, err)
 	}
-	var srcs []source
 	for _, e := range entries {
 		if e.IsDir() || !isSpecFile(e.Name()) {
 			continue
 		}
 		name := path.Join(dir, e.Name())
-		src, err := fs.ReadFile(fsys, name)
+		src, err := readSpecFile(fsys, name, l.MaxFileBytes)
 		if err != nil {
-			return nil, fmt.Errorf("load instance %s: %w", dir, err)
+			d, ok := fileProblem(name, err)
+			if !ok {
+				return nil, nil, fmt.Errorf("load instance %s: %w", dir, err)
+			}
+			if problems == nil {
+				problems = map[string]Diagnostic{}
+			}
+			problems[name] = d
 		}
 		srcs = append(srcs, source{name, src})
 	}
 	if len(srcs) == 0 {
-		return nil, fmt.Errorf("load instance %s: no .cue files", dir)
+		return nil, nil, fmt.Errorf("load instance %s: no .cue files", dir)
 	}
-	return srcs, nil
+	return srcs, problems, nil
 }
 
 // evaluations counts the instances evaluated rather than read from a
@@ -223,7 +252,7 @@ func readInstance(fsys fs.FS, dir string) ([]source, error) {
 var evaluations atomic.Int64
 
 // evalInstance evaluates the instance dir whose files are srcs.
-func evalInstance(fsys fs.FS, dir string, srcs []source, how evalPath) (*Partial, error) {
+func (l Limits) evalInstance(fsys fs.FS, dir string, srcs []source, problems map[string]Diagnostic, how evalPath) (*Partial, error) {
 	evaluations.Add(1)
 	c, err := loadSchema()
 	if err != nil {
@@ -235,6 +264,10 @@ func evalInstance(fsys fs.FS, dir string, srcs []source, how evalPath) (*Partial
 	for _, s := range srcs {
 		name := s.name
 		p.Files = append(p.Files, name)
+		if d, bad := problems[name]; bad {
+			p.Diagnostics = append(p.Diagnostics, d)
+			continue
+		}
 		f, err := parser.ParseFile(name, s.src)
 		if err != nil {
 			p.Diagnostics = append(p.Diagnostics, c.fromCUE(err, relName, func([]string) Pos { return Pos{File: name, Line: 1, Col: 1} })...)
@@ -260,6 +293,10 @@ func evalInstance(fsys fs.FS, dir string, srcs []source, how evalPath) (*Partial
 	pos := newPositions(relName)
 	if !imports && how != pathCUE {
 		if data, ok := dataFiles(files); ok {
+			if ds := l.countData(data, first); len(ds) > 0 {
+				p.Diagnostics = ds
+				return p, nil
+			}
 			if ok, _ := c.validator.check(data); ok {
 				for _, f := range files {
 					pos.addFile(f)
@@ -301,6 +338,10 @@ func evalInstance(fsys fs.FS, dir string, srcs []source, how evalPath) (*Partial
 		}
 		v = v.Unify(ctx.CompileString(c.shape, cue.Filename(schemaFile)))
 		if data, ok := evaluatedData(v); ok {
+			if ds := l.countData(data, first); len(ds) > 0 {
+				p.Diagnostics = ds
+				return p, nil
+			}
 			if ok, _ := c.validator.check(data); ok {
 				for _, f := range built {
 					pos.addFile(f)
@@ -336,6 +377,10 @@ func evalInstance(fsys fs.FS, dir string, srcs []source, how evalPath) (*Partial
 	var diags Diagnostics
 	if err := v.Validate(cue.Concrete(true)); err != nil {
 		diags = c.fromCUE(err, relName, fallback)
+	}
+	if ds := l.countCUE(v, first); len(ds) > 0 {
+		p.Diagnostics = ds
+		return p, nil
 	}
 	decode(c, p, cueNode{v}, diags, pos, first)
 	p.Diagnostics = p.Diagnostics.sorted()

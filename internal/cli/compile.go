@@ -14,6 +14,7 @@ import (
 	"lbc/compiler"
 	"lbc/internal/atomicfs"
 	"lbc/internal/exitcode"
+	"lbc/internal/outdir"
 	"lbc/internal/par"
 	"lbc/internal/shard"
 	"lbc/internal/version"
@@ -84,6 +85,9 @@ func (e *env) updateLock(c *compiled) error {
 // compile writes OUT/<device>/{haproxy.cfg,vips.json,keepalived.conf}.
 func (e *env) compile() int {
 	start := time.Now()
+	if err := outdir.Check(e.args.Out, e.args.Source.Dir); err != nil {
+		return e.fail(err)
+	}
 	c, err := e.compileSpecs()
 	if err != nil {
 		return e.printLoadError(err)
@@ -116,8 +120,9 @@ func ms(d time.Duration) string {
 	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 1, 64) + " ms"
 }
 
-// writeArtifacts replaces dir with the compiled files, atomically as a
-// whole: the files are written into a new directory beside dir, which then
+// writeArtifacts replaces dir with the compiled files and the marker of
+// an output directory lbc made (outdir.Check has allowed dir), atomically
+// as a whole: the files are written into a new directory beside dir, which then
 // takes dir's place (see atomicfs.ReplaceDir); on any error dir is left as
 // it was. The devices are written in parallel (writeWorkers at once).
 //
@@ -139,6 +144,9 @@ func writeArtifacts(dir string, res *compiler.Result) (files time.Duration, err 
 	err = atomicfs.ReplaceDir(dir, func(tmp string) error {
 		start := time.Now()
 		defer func() { files = time.Since(start) }()
+		if err := outdir.Mark(tmp); err != nil {
+			return err
+		}
 		return par.Do(context.Background(), len(names), writeWorkers, func(i int) error {
 			return writeDevice(tmp, names[i], res.Devices[names[i]])
 		})
@@ -152,7 +160,7 @@ func writeArtifacts(dir string, res *compiler.Result) (files time.Duration, err 
 // swapping thousands of files; a recompile of an unchanged tree then
 // leaves OUT alone.
 func sameArtifacts(dir string, names []string, res *compiler.Result) bool {
-	if !sameNames(dir, names, true) {
+	if !sameDevices(dir, names) {
 		return false
 	}
 	err := par.Do(context.Background(), len(names), writeWorkers, func(i int) error {
@@ -163,7 +171,7 @@ func sameArtifacts(dir string, names []string, res *compiler.Result) bool {
 			want = append(want, f)
 		}
 		sort.Strings(want)
-		if !sameNames(dd, want, false) {
+		if !sameNames(dd, want) {
 			return errDiffers
 		}
 		for _, f := range want {
@@ -179,15 +187,38 @@ func sameArtifacts(dir string, names []string, res *compiler.Result) bool {
 
 var errDiffers = errors.New("differs")
 
-// sameNames reports whether dir holds exactly the entries names (sorted),
-// all directories (dirs) or all regular files.
-func sameNames(dir string, names []string, dirs bool) bool {
+// sameDevices reports whether dir holds exactly a directory per device of
+// names (sorted) and the marker of an output directory lbc made.
+func sameDevices(dir string, names []string) bool {
+	es, err := os.ReadDir(dir)
+	if err != nil || len(es) != len(names)+1 {
+		return false
+	}
+	i := 0
+	for _, e := range es {
+		if e.Name() == outdir.Marker {
+			if !e.Type().IsRegular() {
+				return false
+			}
+			continue
+		}
+		if i == len(names) || e.Name() != names[i] || !e.IsDir() {
+			return false
+		}
+		i++
+	}
+	return i == len(names)
+}
+
+// sameNames reports whether dir holds exactly the regular files names
+// (sorted).
+func sameNames(dir string, names []string) bool {
 	es, err := os.ReadDir(dir) // sorted by name
 	if err != nil || len(es) != len(names) {
 		return false
 	}
 	for i, e := range es {
-		if e.Name() != names[i] || e.IsDir() != dirs || (!dirs && !e.Type().IsRegular()) {
+		if e.Name() != names[i] || !e.Type().IsRegular() {
 			return false
 		}
 	}
