@@ -36,22 +36,15 @@ func (l *Lab) writeStepLog(d *Device) error {
 	if err := os.MkdirAll(bin, 0o755); err != nil {
 		return err
 	}
-	bash, err := exec.LookPath("bash")
-	if err != nil {
-		return fmt.Errorf("step log: %w", err)
+	real := map[string]string{}
+	for _, name := range []string{"bash", "echo", "mv", "flock"} {
+		p, err := exec.LookPath(name)
+		if err != nil {
+			return fmt.Errorf("step log: %w", err)
+		}
+		real[name] = p
 	}
-	echo, err := exec.LookPath("echo")
-	if err != nil {
-		return fmt.Errorf("step log: %w", err)
-	}
-	mv, err := exec.LookPath("mv")
-	if err != nil {
-		return fmt.Errorf("step log: %w", err)
-	}
-	flock, err := exec.LookPath("flock")
-	if err != nil {
-		return fmt.Errorf("step log: %w", err)
-	}
+	bash, echo, mv, flock := real["bash"], real["echo"], real["mv"], real["flock"]
 	// pause waits while the pause file names step $s.
 	pause := fmt.Sprintf(`n=0
 while [ $n -lt %[2]d ] && [ -e %[1]s ]; do
