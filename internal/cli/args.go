@@ -64,6 +64,7 @@ type Args struct {
 	LockTimeout    time.Duration
 	AllowDowngrade bool
 	Force          bool
+	Adopt          bool // also watch --apply
 
 	// watch
 	WatchPlan  bool
@@ -93,6 +94,7 @@ func parseArgs(cmd string, argv []string, stderr io.Writer) (*Args, error) {
 		fs.DurationVar(&a.LockTimeout, "lock-timeout", 0, "wait this long for a device lock (0: fail at once)")
 		fs.BoolVar(&a.AllowDowngrade, "allow-downgrade", false, "apply a revision older than the one a host runs")
 		fs.BoolVar(&a.Force, "force", false, "apply even when a host runs a revision unknown to the repository")
+		fs.BoolVar(&a.Adopt, "adopt", false, "replace config files that lbc did not write (shown by plan as \"not managed by lbc\")")
 	}
 	shardFlag := func() {
 		fs.Func("shard", "work on shard `i/n` only: its devices, shard i (from 0) of n (see lbc shards)", func(v string) error {
@@ -203,8 +205,8 @@ func parseArgs(cmd string, argv []string, stderr io.Writer) (*Args, error) {
 		fmt.Fprintf(stderr, "lbc %s: --json and --markdown exclude each other\n", cmd)
 		return nil, errUsage
 	}
-	if cmd == "watch" && !a.WatchApply && (a.LockTimeout != 0 || a.AllowDowngrade || a.Force) {
-		fmt.Fprintln(stderr, "lbc watch: --lock-timeout, --allow-downgrade and --force need --apply")
+	if cmd == "watch" && !a.WatchApply && (a.LockTimeout != 0 || a.AllowDowngrade || a.Force || a.Adopt) {
+		fmt.Fprintln(stderr, "lbc watch: --lock-timeout, --allow-downgrade, --force and --adopt need --apply")
 		return nil, errUsage
 	}
 	if cmd == "shards" && (a.Count < 1 || a.Count > shard.MaxCount) {

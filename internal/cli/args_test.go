@@ -24,6 +24,9 @@ func TestParseArgs(t *testing.T) {
 			SSH: SSHArgs{ConnectTimeout: 10 * time.Second}, Parallelism: 10}},
 		{"apply", []string{"plan.json", "--parallelism", "3", "--lock-timeout", "5s", "--known-hosts", "kh", "--ssh-key", "k"}, Args{Command: "apply", Source: Source{Dir: "plan.json"}, Parallelism: 3, LockTimeout: 5 * time.Second,
 			SSH: SSHArgs{KnownHosts: "kh", KeyFile: "k", ConnectTimeout: 10 * time.Second}}},
+		{"apply", []string{"specs", "--adopt"}, Args{Command: "apply", Source: Source{Dir: "specs"}, Parallelism: 10, Adopt: true, SSH: SSHArgs{ConnectTimeout: 10 * time.Second}}},
+		{"watch", []string{"specs", "--apply", "--adopt"}, Args{Command: "watch", Source: Source{Dir: "specs"}, Parallelism: 10, WatchApply: true, Adopt: true,
+			Debounce: 100 * time.Millisecond, SSH: SSHArgs{ConnectTimeout: 10 * time.Second}}},
 		// watch --apply takes apply's policy flags, with the same meaning.
 		{"watch", []string{"specs", "--apply", "--lock-timeout", "3s", "--allow-downgrade", "--force"}, Args{Command: "watch", Source: Source{Dir: "specs"},
 			WatchApply: true, LockTimeout: 3 * time.Second, AllowDowngrade: true, Force: true, Debounce: 100 * time.Millisecond,
@@ -54,6 +57,7 @@ func TestParseArgsRejects(t *testing.T) {
 		{"plan", []string{"--json", "--markdown"}, "exclude each other"},
 		{"apply", []string{"--parallelism", "0"}, "at least 1"},
 		{"apply", []string{"--insecure"}, "flag provided but not defined: -insecure"},
+		{"watch", []string{"--adopt"}, "need --apply"},
 		{"watch", []string{"--allow-downgrade"}, "need --apply"},
 		{"watch", []string{"--plan", "--lock-timeout", "1s"}, "need --apply"},
 		{"apply", []string{"--shard", "4/4"}, "i must be between 0 and n-1"},
