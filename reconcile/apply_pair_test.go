@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"lbc/compiler"
+	"lbc/internal/testkit/sshtest"
 	"lbc/reconcile/host"
 	"lbc/schema"
 )
@@ -26,13 +27,7 @@ func TestFailedStandbyStopsItsPrimary(t *testing.T) {
 	p := &Plan{Format: PlanFormat, Revision: "rev1", Devices: []DevicePlan{ps.Devices[0], pp.Devices[0]},
 		HAPairs: []compiler.Placement{{Balancer: "web", Primary: "lb-b1", Standby: "lb-a1"}}}
 	// The standby's swap step fails (after its script staged and armed).
-	f := func(cmd string) string {
-		if !strings.Contains(cmd, standbyState) {
-			return cmd
-		}
-		return strings.Replace(cmd, "lbc_step "+StepSwap+"\n{ ", "lbc_step "+StepSwap+"\n{ echo 'disk full' >&2; false; } && { ", 1)
-	}
-	th.inject.Store(&f)
+	th.srv.Inject(sshtest.StepFault{Step: StepSwap, Action: sshtest.Fail, Where: standbyState})
 	o := applyOpts("test")
 	o.Waves = HAWaves(&compiler.Result{Placement: compiler.Lock{"web": p.HAPairs[0]}})
 	r, err := Apply(context.Background(), p, th.dial, o)

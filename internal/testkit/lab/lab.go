@@ -41,6 +41,9 @@ type Options struct {
 	// command starts keepalived once lbc has written a config, with or
 	// without this option.
 	Keepalived bool
+	// StepLog makes every device log the steps of lbc's transactions on
+	// the host and able to pause at one (see Device.StepLog, PauseAt).
+	StepLog bool
 }
 
 // Lab is a running lab. Its fields are read-only.
@@ -58,6 +61,7 @@ type Lab struct {
 	Nodes      []Node
 
 	keepalived bool
+	stepLog    bool
 	release    func() // releases the index and name locks
 	closeOnce  sync.Once
 	closeErr   error
@@ -117,7 +121,7 @@ func Start(ctx context.Context, opts Options) (l *Lab, err error) {
 		return nil, err
 	}
 	opts.Name = name
-	l = &Lab{Name: name, Index: index, keepalived: opts.Keepalived, release: release}
+	l = &Lab{Name: name, Index: index, keepalived: opts.Keepalived, stepLog: opts.StepLog, release: release}
 	defer func() {
 		if err != nil {
 			l.Close()
