@@ -180,6 +180,19 @@ func takeLock(ctx context.Context, t Transport, h Host, device, owner, token str
 			}
 		}
 	}
+	if ok && l.eof {
+		// The command ended without the lock: its exit status says why
+		// (flock exits 1 when the lock is busy). Wait for it (bounded)
+		// before closing the session, which could otherwise end the
+		// channel before the status arrives.
+		waited := make(chan struct{})
+		go func() { st.Wait(); close(waited) }()
+		select {
+		case <-waited:
+		case <-time.After(5 * time.Second):
+		case <-ctx.Done():
+		}
+	}
 	st.Close()
 	if ctx.Err() != nil {
 		return nil, nil, ctx.Err()
