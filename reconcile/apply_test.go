@@ -311,7 +311,9 @@ func TestKeepLastGoodBytes(t *testing.T) {
 		th.write("etc/haproxy.cfg", live, 0o644)
 		p = th.plan("rev2", testConfig(18081, 20), "203.0.113.11")
 		th.failStep(StepSwap)
-		r, err := Apply(context.Background(), p, th.dial, applyOpts("test"))
+		opts := applyOpts("test")
+		opts.Adopt = true // a hand-written config
+		r, err := Apply(context.Background(), p, th.dial, opts)
 		if err != nil {
 			t.Fatal(err)
 		}

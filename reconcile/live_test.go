@@ -180,14 +180,20 @@ func (testVerifier) After(h Host, cfg []byte) (string, error) {
 		shquote.Quote(filepath.Join(h.StateDir, "running")), sha256Hex(cfg), sha256Hex(cfg)), nil
 }
 
-// testConfig is a small valid haproxy.cfg binding port on 127.0.0.1 with
+// testConfig is a small valid haproxy.cfg, with lbc's header, binding port on 127.0.0.1 with
 // one server of the given weight.
 func testConfig(port, weight int) []byte {
 	var b bytes.Buffer
 	b.WriteString("global\n    maxconn 100\n\ndefaults\n    mode http\n    timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n\n")
 	b.WriteString("frontend fe-web\n    bind 127.0.0.1:" + itoa(port) + "\n    default_backend be-web\n\n")
 	b.WriteString("backend be-web\n    balance roundrobin\n    server n1 127.0.0.1:9 weight " + itoa(weight) + " check\n    server n2 127.0.0.1:10 weight 1 check\n")
-	return b.Bytes()
+	return withHeader(b.Bytes())
+}
+
+// withHeader puts the header line of a file rendered by lbc before body:
+// plan and apply treat a config without one as not managed by lbc.
+func withHeader(body []byte) []byte {
+	return append([]byte("# lbc test revision none content sha256:"+sha256Hex(body)+"\n"), body...)
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }

@@ -19,7 +19,7 @@ func TestNoMoreHAEmptiesKeepalived(t *testing.T) {
 	th := newTestHost(t, "lb-a1")
 	th.dev.Keepalived = schema.Keepalived{Config: filepath.Join(th.dir, "etc/keepalived.conf"), Check: "test -s"}
 	cfg := testConfig(18080, 10)
-	ka := "vrrp_instance vi_203.0.113.20 {\n    virtual_router_id 7\n}\n"
+	ka := string(withHeader([]byte("vrrp_instance vi_203.0.113.20 {\n    virtual_router_id 7\n}\n")))
 	plan := func(rev string, ka string) *Plan {
 		spec, res := th.result(rev, cfg)
 		if ka != "" {

@@ -58,7 +58,7 @@ func TestKillControllerAtEveryStep(t *testing.T) {
 		return g.run(tmp, append(append([]string{"plan", "--detailed-exitcode"}, g.sshFlags()...), "specs")...)
 	}
 	write(false)
-	g.must(0, tmp, append(append([]string{"apply"}, g.sshFlags()...), "specs")...)
+	g.must(0, tmp, append(append([]string{"apply", "--adopt"}, g.sshFlags()...), "specs")...)
 	g.serves(1, "n1", "n2")
 
 	lp := startLoop(l, fmt.Sprintf("http://%s/", l.VIP(1)), 10*time.Minute)
