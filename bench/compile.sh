@@ -55,7 +55,7 @@ export LBC_CACHE=$work/cache
 echo "== compile: load average $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) CPUs; median of $RUNS interleaved rounds after one warm-up run of each command"
 echo "   lbc takes plain-data instances through a validator generated from its schema instead of CUE's evaluator, and evaluates"
 echo "   every other instance alone with CUE (no schema) before that validator; tests check both give what CUE unified with the schema gives."
-for tree in plain idiomatic; do
+for tree in ${BENCH_COMPILE_TREES:-plain idiomatic}; do
 	if [ $tree = plain ]; then dir=$GEN; else dir=$GEN/idiomatic; fi
 	timings=$work/timings-$tree
 	: >"$timings"
