@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sync"
 	"time"
 
 	"lbc/internal/exitcode"
@@ -102,16 +101,16 @@ func (e *env) apply() int {
 	}
 	opts := e.applyOptions(repo)
 	opts.Locks, opts.Log = locks, e.log
+	var view *progressView
 	if isTerminal(e.stderr) && !e.args.JSON {
-		var mu sync.Mutex
-		start := time.Now()
-		opts.Progress = func(dev, step string) {
-			mu.Lock()
-			defer mu.Unlock()
-			fmt.Fprintf(e.stderr, "%6.2fs %s: %s\n", time.Since(start).Seconds(), dev, step)
-		}
+		// A few lines redrawn in place, whatever the number of devices.
+		view = newProgressView(e.stderr, len(p.Devices), time.Now)
+		opts.Progress, opts.Done = view.Step, view.Done
 	}
 	r, err := reconcile.Apply(e.ctx, p, conns.Dial, opts)
+	if view != nil {
+		view.Finish()
+	}
 	if err != nil {
 		return e.fail(err)
 	}
@@ -163,5 +162,8 @@ func (e *env) printApply(p *reconcile.Plan, r *reconcile.ApplyResult) error {
 	if e.args.JSON {
 		return writeApplyJSON(e.stdout, p, r)
 	}
-	return writeApplyText(e.stdout, e.stderr, p, r)
+	// On a terminal, a large fleet's applied and unchanged devices are
+	// counted, not listed.
+	compact := isTerminal(e.stdout) && len(r.Devices) > compactAbove
+	return writeApplyText(e.stdout, e.stderr, p, r, compact)
 }

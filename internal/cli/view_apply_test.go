@@ -49,7 +49,7 @@ func sampleApply() (*reconcile.Plan, *reconcile.ApplyResult) {
 func TestApplyViews(t *testing.T) {
 	p, r := sampleApply()
 	var out, errs bytes.Buffer
-	if err := writeApplyText(&out, &errs, p, r); err != nil {
+	if err := writeApplyText(&out, &errs, p, r, false); err != nil {
 		t.Fatal(err)
 	}
 	golden(t, "apply.txt", out.Bytes())
