@@ -12,6 +12,14 @@ import (
 	"lbc/reconcile"
 )
 
+// holdMax is the largest fleet that lbc apply DIR plans under the device
+// locks, keeping each changed device's connection and lock session open
+// until its transaction; a larger one is planned without the locks, as a
+// saved plan is, so that the connections open at once stay within
+// --parallelism whatever the number of devices (measured with make bench,
+// section scale).
+const holdMax = 200
+
 // apply applies a saved plan, or plans and applies the specs of DIR.
 func (e *env) apply() int {
 	var (
@@ -63,9 +71,21 @@ func (e *env) apply() int {
 			return e.fail(err)
 		}
 		// Plan under the device locks: what is shown is what each
-		// transaction finds, and the lock costs no extra round trip.
-		lock := &reconcile.PlanLock{Owner: reconcile.DefaultOwner(), Timeout: e.args.LockTimeout, Held: locks}
-		if p, err = e.buildPlan(c, conns.Dial, lock); err != nil {
+		// transaction finds, and the lock costs no extra round trip. Each
+		// lock held keeps a connection (and a session on the host) open
+		// until its transaction, so a fleet of more than holdMax devices
+		// is planned as a saved plan is applied: without the locks, each
+		// transaction then takes its lock and refuses a host that changed
+		// since the plan (stale), and connections stay within
+		// --parallelism.
+		dial, lock := conns.Dial, &reconcile.PlanLock{Owner: reconcile.DefaultOwner(), Timeout: e.args.LockTimeout, Held: locks}
+		if len(c.res.Devices) > holdMax {
+			if dial, err = e.dialer(); err != nil {
+				return e.fail(err)
+			}
+			lock = nil
+		}
+		if p, err = e.buildPlan(c, dial, lock); err != nil {
 			return e.fail(err)
 		}
 		// With --json, stdout holds the results only (one object a
@@ -107,7 +127,16 @@ func (e *env) apply() int {
 		view = newProgressView(e.stderr, len(p.Devices), time.Now)
 		opts.Progress, opts.Done = view.Step, view.Done
 	}
-	r, err := reconcile.Apply(e.ctx, p, conns.Dial, opts)
+	dial := conns.Dial
+	if len(p.Devices) > holdMax {
+		// One connection a transaction, closed at its end (Conns would
+		// keep every device's open until the run ends).
+		var err error
+		if dial, err = e.dialer(); err != nil {
+			return e.fail(err)
+		}
+	}
+	r, err := reconcile.Apply(e.ctx, p, dial, opts)
 	if view != nil {
 		view.Finish()
 	}

@@ -2,8 +2,10 @@ package fleetsim
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -72,5 +74,31 @@ func TestFleet(t *testing.T) {
 	}
 	if st := f.Stats(); st.TotalConns == 0 || st.Commands == 0 {
 		t.Errorf("stats %+v: no connection counted", st)
+	}
+}
+
+// TestConnectionsBounded: on a fleet larger than what lbc apply DIR plans
+// under the device locks (200 devices), the SSH connections open at once
+// stay within a few times --parallelism, not one a device.
+func TestConnectionsBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("applies to 210 simulated hosts")
+	}
+	const n, par = 210, 8
+	f, err := Start(t.TempDir(), n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.WriteSpecs(filepath.Join(f.Dir, "specs"), 1); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := lbc(t, f, "apply", "--parallelism", strconv.Itoa(par)); code != 0 || !strings.Contains(out, fmt.Sprintf("%d applied", n)) {
+		t.Fatalf("apply: exit %d\n%.2000s", code, out)
+	}
+	st := f.ResetPeak()
+	t.Logf("%d hosts, --parallelism %d: %d connections in all, at most %d open at once", n, par, st.TotalConns, st.PeakConnections)
+	if st.PeakConnections > 2*par {
+		t.Errorf("%d connections open at once, want at most %d (2 × --parallelism)", st.PeakConnections, 2*par)
 	}
 }
