@@ -86,6 +86,10 @@ func Start(dir string, n int) (*Fleet, error) {
 	if n < 1 || n > 20000 {
 		return nil, fmt.Errorf("fleetsim: %d hosts: want 1 to 20000", n)
 	}
+	dir, err := filepath.Abs(dir) // the devices' paths must be absolute
+	if err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
