@@ -226,7 +226,8 @@ verify() {
 }
 
 SSHFLAGS=(--known-hosts "$LAB_KNOWN_HOSTS" --ssh-key "$LAB_KEY" --parallelism 10)
-lbc_apply() { timed "$1" "$LBC" apply "$work/spec-$2" "${SSHFLAGS[@]}"; }
+# --adopt: the lab's hosts start with a haproxy.cfg lbc did not write.
+lbc_apply() { timed "$1" "$LBC" apply "$work/spec-$2" "${SSHFLAGS[@]}" --adopt; }
 
 # --- idle background ------------------------------------------------------
 # Busy CPU of the machine while no tool runs (the lab's HAProxy health checks

@@ -133,7 +133,9 @@ show "$LBC" plan "$spec" "${SSH[@]}" --detailed-exitcode || rc=$?
 [ $rc = 2 ] || die "lbc plan --detailed-exitcode: exit $rc, want 2 (changes)"
 
 section "5. lbc apply: one atomic transaction per host"
-show "$LBC" apply "$spec" "${SSH[@]}"
+# The lab's hosts start with a hand-written haproxy.cfg (plan shows it as
+# "not managed by lbc"): --adopt lets this first apply replace it.
+show "$LBC" apply "$spec" "${SSH[@]}" --adopt
 
 section "6. Traffic through every VIP: 10 requests each, which node answered"
 # count VIP PORT NODE...: 10 requests; every answer must be one of NODE...

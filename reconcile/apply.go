@@ -23,7 +23,7 @@ const (
 	OutcomeFailedBeforeChange Outcome = "failed-before-change" // nothing on the host changed
 	OutcomeFailed             Outcome = "failed"               // failed, and the old state could not be confirmed
 	OutcomeSkipped            Outcome = "skipped"              // not started (unplanned device, or --max-failures)
-	OutcomeRefused            Outcome = "refused"              // the revision guard refused it; nothing on the host changed
+	OutcomeRefused            Outcome = "refused"              // the revision guard, or a config lbc did not write (no --adopt), refused it; nothing on the host changed
 )
 
 // Errors that callers branch on (errors.Is).
@@ -46,6 +46,10 @@ type ApplyOptions struct {
 	Done func(DeviceResult)
 	// Verifier confirms a reload; HAProxyVerifier{} when nil.
 	Verifier Verifier
+	// Adopt lets apply replace a config file that lbc did not write (one
+	// without lbc's header, see ErrUnmanaged); without it such a device
+	// fails before any change.
+	Adopt bool
 	// Waves splits the devices to change into groups applied one after
 	// another; nil: PairWaves, from the HA pairs the plan records.
 	Waves func(p *Plan) [][]string
@@ -152,7 +156,12 @@ func Apply(ctx context.Context, plan *Plan, dial Dialer, opts ApplyOptions) (*Ap
 					r = DeviceResult{Device: dp.Device, Outcome: OutcomeSkipped,
 						Err: fmt.Errorf("apply %s: not started: %s, applied before it as its HA partner, failed, so %s keeps the config it runs", dp.Device, partner, dp.Device)}
 				default:
-					r = applyDevice(ctx, dp, plan.Revision, dial, &opts)
+					if err := recovered(func() { r = applyDevice(ctx, dp, plan.Revision, dial, &opts) }); err != nil {
+						// The transaction's deferred steps (unlock: the
+						// holder rolls back what is armed) ran; what the
+						// host runs now is not known here.
+						r = DeviceResult{Device: dp.Device, Outcome: OutcomeFailed, Err: fmt.Errorf("apply %s: %w", dp.Device, err)}
+					}
 				}
 				mu.Lock()
 				if r.Outcome != OutcomeApplied && r.Outcome != OutcomeUnchanged && r.Outcome != OutcomeSkipped {
@@ -325,6 +334,11 @@ func (x *tx) run(ctx context.Context) {
 	}
 	x.r.Steps = append(x.r.Steps, StepStaleCheck)
 	if err := x.checkRevision(); err != nil {
+		x.r.Outcome = OutcomeRefused
+		x.r.Err = fmt.Errorf("apply %s: refused: %w", dev, err)
+		return
+	}
+	if err := checkManaged(dev, x.h, x.live, x.dp.Desired.ManageKeepalived, x.o.Adopt); err != nil {
 		x.r.Outcome = OutcomeRefused
 		x.r.Err = fmt.Errorf("apply %s: refused: %w", dev, err)
 		return

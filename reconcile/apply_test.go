@@ -5,14 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"lbc/internal/testkit/sshtest"
 	"lbc/internal/testkit/testproc"
@@ -203,15 +200,8 @@ func TestConcurrentApplyLocked(t *testing.T) {
 	p := th.plan("rev1", testConfig(18080, 10), "203.0.113.10")
 	inReload := make(chan struct{})
 	release := make(chan struct{})
-	var once sync.Once
-	// The first apply's change script waits, unsent, until released.
-	f := func(cmd string) string {
-		if strings.Contains(cmd, "lbc_step "+StepReload+"\n") {
-			once.Do(func() { close(inReload); <-release })
-		}
-		return cmd
-	}
-	th.inject.Store(&f)
+	// The first apply's host waits at its reload until released.
+	th.srv.Inject(sshtest.StepFault{Step: StepReload, Action: sshtest.Pause, Then: func() { close(inReload); <-release }})
 	var r1 *ApplyResult
 	done := make(chan struct{})
 	go func() {
@@ -235,266 +225,6 @@ func TestConcurrentApplyLocked(t *testing.T) {
 	}
 }
 
-// faultCase is where a fault goes: the lock holder's command (sshtest
-// faults on the whole command), or one step of a script, where the test
-// transport rewrites the script (fail: the step's first command fails;
-// cut: the connection is cut when the script reaches the start or the end
-// of the step, and the script goes on, as a host's would).
-type faultCase struct {
-	step string
-	// at, when set, is the text whose start fails instead of the step's
-	// first command.
-	at func(th *testHost) string
-}
-
-func faultCases() []faultCase {
-	return []faultCase{
-		{step: StepLock},
-		{step: StepStaleCheck},
-		{step: StepStage},
-		{step: StepStage + "/check", at: func(th *testHost) string { return "{ " + th.dev.HAProxy.Check + " " }},
-		{step: StepKeepLastGood},
-		{step: StepArm},
-		{step: StepAddVIPs},
-		{step: StepSaveServerState},
-		{step: StepSwap},
-		{step: StepReload},
-		{step: StepVerify},
-		{step: StepRemoveVIPs},
-		{step: StepCommit},
-	}
-}
-
-type faultKind int
-
-const (
-	faultFail faultKind = iota
-	faultCutBefore
-	faultCutAfter
-)
-
-// stepIndex is the position of step in faultCases.
-func stepIndex(step string) int {
-	return slices.IndexFunc(faultCases(), func(f faultCase) bool { return f.step == step })
-}
-
-// setupForFaults applies rev1 (config weight 10, VIP .10) and plans rev2
-// (weight 20, VIP .11 instead of .10): every step has work to do.
-func setupForFaults(t *testing.T) (*testHost, *Plan, snapshot) {
-	th := newTestHost(t, "lb-a1")
-	mustApply(t, th, th.plan("rev1", testConfig(18080, 10), "203.0.113.10"))
-	p := th.plan("rev2", testConfig(18081, 20), "203.0.113.11")
-	d := p.Devices[0]
-	if d.Status != StatusChanges || len(d.VIPsAdd) != 1 || len(d.VIPsRemove) != 1 {
-		t.Fatalf("setup plan: %+v", d)
-	}
-	return th, p, th.snap()
-}
-
-// armFault arms one fault of kind at c; the returned flag says whether it
-// fired.
-func armFault(th *testHost, c faultCase, kind faultKind) *atomic.Bool {
-	fired := new(atomic.Bool)
-	step := strings.Split(c.step, "/")[0]
-	if step == StepLock {
-		f := map[faultKind]sshtest.Fault{faultFail: sshtest.FailExit(1, "injected failure\n"),
-			faultCutBefore: sshtest.CutBefore, faultCutAfter: sshtest.CutAfter}[kind]
-		th.setHook(func(cmd string) sshtest.Fault {
-			if strings.Contains(cmd, "exec flock -o") && fired.CompareAndSwap(false, true) {
-				return f
-			}
-			return sshtest.NoFault
-		})
-		return fired
-	}
-	mark := filepath.Join(th.t.TempDir(), "cut")
-	cut := fmt.Sprintf("\n: > %s; lbc_w=0; while [ ! -e %s.done ] && [ $lbc_w -lt 500 ]; do sleep 0.01; lbc_w=$((lbc_w+1)); done\n", mark, mark)
-	begin, end := "lbc_step "+step+"\n", "# end of step "+step+"\n"
-	f := func(cmd string) string {
-		if !strings.Contains(cmd, begin) || !fired.CompareAndSwap(false, true) {
-			return cmd
-		}
-		switch {
-		case kind == faultFail && c.at != nil:
-			at := c.at(th)
-			if !strings.Contains(cmd, at) {
-				th.t.Errorf("%q not in the script of step %s", at, step)
-			}
-			return strings.Replace(cmd, at, at[:2]+"false && "+at[2:], 1)
-		case kind == faultFail:
-			return strings.Replace(cmd, begin+"{ ", begin+"false && { ", 1)
-		case kind == faultCutBefore:
-			return strings.Replace(cmd, begin, begin+cut, 1)
-		default:
-			return strings.Replace(cmd, end, end+cut, 1)
-		}
-	}
-	th.inject.Store(&f)
-	if kind != faultFail {
-		// Cut every connection when the script reaches the mark.
-		stop := make(chan struct{})
-		th.t.Cleanup(func() { close(stop) })
-		go func() {
-			tick := time.NewTicker(2 * time.Millisecond)
-			defer tick.Stop()
-			for {
-				select {
-				case <-stop:
-					return
-				case <-tick.C:
-				}
-				if _, err := os.Stat(mark); err == nil {
-					th.srv.CutAll()
-					os.WriteFile(mark+".done", nil, 0o644)
-					return
-				}
-			}
-		}()
-	}
-	return fired
-}
-
-// failStep makes every script with step fail there (until clearFaults), saying
-// "disk full", after the steps before it ran.
-func (th *testHost) failStep(step string) {
-	f := func(cmd string) string {
-		return strings.Replace(cmd, "lbc_step "+step+"\n{ ", "lbc_step "+step+"\n{ echo 'disk full' >&2; false; } && { ", 1)
-	}
-	th.inject.Store(&f)
-}
-
-// armed reports whether the host has a rollback script armed: txn.sh
-// present and not empty.
-func (th *testHost) armed() bool {
-	r := th.read("state/txn.sh")
-	return r != "<absent>" && r != ""
-}
-
-// clearFaults removes every fault hook.
-func (th *testHost) clearFaults() {
-	th.setHook(nil)
-	th.inject.Store(nil)
-}
-
-func TestFailExitAtEveryStep(t *testing.T) {
-	for _, c := range faultCases() {
-		t.Run(c.step, func(t *testing.T) {
-			th, p, old := setupForFaults(t)
-			fired := armFault(th, c, faultFail)
-			r, err := Apply(context.Background(), p, th.dial, applyOpts("test"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !fired.Load() {
-				t.Fatal("fault never fired")
-			}
-			th.clearFaults()
-			th.waitUnlocked()
-			d := r.Devices[0]
-			t.Logf("%s: %v (steps %q, warnings %q)", d.Outcome, d.Err, d.Steps, d.Warnings)
-			for _, f := range []string{"etc/haproxy.cfg.lbc-new", "state/state.json.lbc-tmp"} {
-				if th.read(f) != "<absent>" {
-					t.Errorf("%s left on the host", f)
-				}
-			}
-			if th.armed() {
-				t.Error("txn.sh still armed")
-			}
-			switch {
-			case c.step == StepSaveServerState: // a warning, not a failure
-				if d.Outcome != OutcomeApplied || len(d.Warnings) == 0 {
-					t.Fatalf("outcome %s warnings %q", d.Outcome, d.Warnings)
-				}
-				return
-			case stepIndex(c.step) < stepIndex(StepAddVIPs):
-				if d.Outcome != OutcomeFailedBeforeChange {
-					t.Errorf("outcome %s, want failed-before-change", d.Outcome)
-				}
-				if th.snap() != old {
-					t.Errorf("host changed by a failure before any change:\n%+v\nwas\n%+v", th.snap(), old)
-				}
-			default:
-				if d.Outcome != OutcomeRolledBack {
-					t.Errorf("outcome %s, want rolled-back", d.Outcome)
-				}
-				if !strings.Contains(d.Err.Error(), "apply lb-a1: "+strings.Split(c.step, "/")[0]+": ") {
-					t.Errorf("error %q does not name the step", d.Err)
-				}
-				if th.snap() != old {
-					t.Errorf("not rolled back to identical bytes:\n%+v\nwas\n%+v", th.snap(), old)
-				}
-			}
-			// The host is as before: planning again shows the same change.
-			p2 := th.plan("rev2", testConfig(18081, 20), "203.0.113.11")
-			if p2.Devices[0].ConfigDiff != p.Devices[0].ConfigDiff {
-				t.Errorf("plan after failure differs")
-			}
-		})
-	}
-}
-
-// TestCutConnectionAtEveryStep cuts the connection before and after each
-// step's command: the host must end old or new, never a mix, the lock must
-// be free, and a new plan must show exactly what remains.
-func TestCutConnectionAtEveryStep(t *testing.T) {
-	for _, c := range faultCases() {
-		for _, f := range []struct {
-			name  string
-			fault faultKind
-		}{{"before", faultCutBefore}, {"after", faultCutAfter}} {
-			t.Run(c.step+"/"+f.name, func(t *testing.T) {
-				th, p, old := setupForFaults(t)
-				fired := armFault(th, c, f.fault)
-				r, err := Apply(context.Background(), p, th.dial, applyOpts("test"))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if !fired.Load() {
-					t.Fatal("fault never fired")
-				}
-				th.clearFaults()
-				th.waitUnlocked()
-				d := r.Devices[0]
-				t.Logf("%s: %v", d.Outcome, d.Err)
-				now := th.snap()
-				p2 := th.plan("rev2", testConfig(18081, 20), "203.0.113.11")
-				d2 := p2.Devices[0]
-				switch {
-				case now == old:
-					// The real outcome, found over a new connection.
-					if d.Outcome != OutcomeRolledBack && d.Outcome != OutcomeFailedBeforeChange {
-						t.Errorf("host is old, reported %s", d.Outcome)
-					}
-					if stepIndex(c.step) >= stepIndex(StepAddVIPs) && !strings.Contains(fmt.Sprint(d.Err), "rolled back by the host") {
-						t.Errorf("error %q does not say the host rolled back", d.Err)
-					}
-					if d2.Status != StatusChanges || d2.ConfigDiff != p.Devices[0].ConfigDiff ||
-						!slices.Equal(d2.VIPsAdd, p.Devices[0].VIPsAdd) || !slices.Equal(d2.VIPsRemove, p.Devices[0].VIPsRemove) {
-						t.Errorf("host old but plan shows %+v", d2)
-					}
-				case now.config == string(testConfig(18081, 20)) && strings.Contains(now.state, `"rev2"`) &&
-					now.addrs == strings.Replace(old.addrs, "203.0.113.10", "203.0.113.11", 1) && now.running == sha256Hex(testConfig(18081, 20))+"\n":
-					if d2.Status != StatusUnchanged {
-						t.Errorf("host new but plan shows %s %s", d2.Status, d2.ConfigDiff)
-					}
-					if d.Outcome != OutcomeApplied || d.Err != nil {
-						t.Errorf("host is new, reported %s: %v", d.Outcome, d.Err)
-					}
-				default:
-					t.Fatalf("host is a mix:\n%+v\nold:\n%+v\ntxn.log: %s", now, old, th.read("state/txn.log"))
-				}
-				if th.armed() {
-					t.Error("txn.sh still armed")
-				}
-				// The lock is free: the next apply takes it and converges.
-				if d2.Status == StatusChanges {
-					mustApply(t, th, p2)
-				}
-			})
-		}
-	}
-}
-
 func TestMaxFailuresSkipsTheRest(t *testing.T) {
 	th := newTestHost(t, "lb-a1")
 	pa := th.plan("rev1", testConfig(18080, 10))
@@ -502,10 +232,7 @@ func TestMaxFailuresSkipsTheRest(t *testing.T) {
 	pb := th.plan("rev1", testConfig(18080, 10))
 	p := &Plan{Format: PlanFormat, Revision: "rev1", Devices: []DevicePlan{pa.Devices[0], pb.Devices[0]}}
 	// The swap step fails (after the script has staged and armed).
-	f := func(cmd string) string {
-		return strings.Replace(cmd, "lbc_step "+StepSwap+"\n{ ", "lbc_step "+StepSwap+"\nfalse && { ", 1)
-	}
-	th.inject.Store(&f)
+	th.failStep(StepSwap)
 	o := applyOpts("test")
 	o.Parallelism, o.MaxFailures = 1, 1
 	r, err := Apply(context.Background(), p, th.dial, o)
@@ -532,55 +259,6 @@ func TestUnreachableReportedNotApplied(t *testing.T) {
 	r, _ := Apply(context.Background(), p, th.dial, applyOpts("test"))
 	if r.Devices[0].Outcome != OutcomeSkipped {
 		t.Errorf("apply: %s", r.Devices[0].Outcome)
-	}
-}
-
-// When the connection is cut and the script then fails after it armed the
-// rollback (here: the reload fails), nobody is left to roll back but the
-// lock holder on the host: it runs the armed script, and the host ends
-// exactly as before.
-func TestHostRollsBackAfterCutAndFailure(t *testing.T) {
-	th, p, old := setupForFaults(t)
-	mark := filepath.Join(t.TempDir(), "cut")
-	cut := fmt.Sprintf("\n: > %s; lbc_w=0; while [ ! -e %s.done ] && [ $lbc_w -lt 500 ]; do sleep 0.01; lbc_w=$((lbc_w+1)); done\n", mark, mark)
-	begin := "lbc_step " + StepReload + "\n"
-	var fired atomic.Bool
-	f := func(cmd string) string {
-		if !strings.Contains(cmd, begin) || !fired.CompareAndSwap(false, true) {
-			return cmd
-		}
-		return strings.Replace(cmd, begin+"{ ", begin+cut+"false && { ", 1)
-	}
-	th.inject.Store(&f)
-	go func() {
-		for i := 0; i < 2500; i++ {
-			if _, err := os.Stat(mark); err == nil {
-				th.srv.CutAll()
-				os.WriteFile(mark+".done", nil, 0o644)
-				return
-			}
-			time.Sleep(2 * time.Millisecond)
-		}
-	}()
-	r, err := Apply(context.Background(), p, th.dial, applyOpts("test"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	th.clearFaults()
-	th.waitUnlocked()
-	d := r.Devices[0]
-	t.Logf("%s: %v", d.Outcome, d.Err)
-	if !fired.Load() {
-		t.Fatal("fault never fired")
-	}
-	if d.Outcome != OutcomeRolledBack || !strings.Contains(fmt.Sprint(d.Err), "rolled back by the host") {
-		t.Errorf("outcome %s %v, want rolled back by the host", d.Outcome, d.Err)
-	}
-	if th.snap() != old {
-		t.Errorf("host not as before:\n%+v\nwas\n%+v\ntxn.log: %s", th.snap(), old, th.read("state/txn.log"))
-	}
-	if th.armed() {
-		t.Error("txn.sh still armed")
 	}
 }
 
@@ -633,7 +311,9 @@ func TestKeepLastGoodBytes(t *testing.T) {
 		th.write("etc/haproxy.cfg", live, 0o644)
 		p = th.plan("rev2", testConfig(18081, 20), "203.0.113.11")
 		th.failStep(StepSwap)
-		r, err := Apply(context.Background(), p, th.dial, applyOpts("test"))
+		opts := applyOpts("test")
+		opts.Adopt = true // a hand-written config
+		r, err := Apply(context.Background(), p, th.dial, opts)
 		if err != nil {
 			t.Fatal(err)
 		}

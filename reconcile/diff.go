@@ -3,6 +3,7 @@ package reconcile
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/sergi/go-diff/diffmatchpatch"
 )
@@ -10,16 +11,36 @@ import (
 // diffContext is the number of unchanged lines shown around a change.
 const diffContext = 3
 
+// The bounds of the diff work: a host can return any file, and a line diff
+// costs time in the product of the files' sizes and the edit's. A file of
+// more than MaxDiffLines lines (either side) is not diffed (the line diff
+// maps each distinct line to one rune: beyond about 1.1 million it cannot),
+// nor is a pair whose diff takes longer than DiffBudget; both show as
+// "files differ: N → M lines" instead.
+const (
+	MaxDiffLines = 200_000
+	DiffBudget   = 5 * time.Second
+)
+
+// diffBudget is DiffBudget; tests shorten it.
+var diffBudget = DiffBudget
+
 // UnifiedDiff returns a unified diff (context 3) from a to b, with the
 // given file labels, or "" when a and b are equal. A file that does not
 // end in a newline gets the usual "\ No newline at end of file" marker.
+// Files too large to diff within the bounds above give the labels and one
+// line "files differ: N → M lines (...)".
 func UnifiedDiff(fromLabel, toLabel string, a, b []byte) string {
 	if string(a) == string(b) {
 		return ""
 	}
-	lines := diffLines(string(a), string(b))
 	var out strings.Builder
 	fmt.Fprintf(&out, "--- %s\n+++ %s\n", fromLabel, toLabel)
+	lines, why := diffLines(string(a), string(b))
+	if why != "" {
+		fmt.Fprintf(&out, "files differ: %d → %d lines (%s)\n", countLines(a), countLines(b), why)
+		return out.String()
+	}
 	for _, h := range hunks(lines) {
 		out.WriteString(h)
 	}
@@ -33,11 +54,34 @@ type diffLine struct {
 	eol  bool   // the line ended in a newline
 }
 
-func diffLines(a, b string) []diffLine {
+// countLines is the number of lines of b (a last line without a newline
+// counts).
+func countLines(b []byte) int {
+	n := strings.Count(string(b), "\n")
+	if len(b) > 0 && b[len(b)-1] != '\n' {
+		n++
+	}
+	return n
+}
+
+// diffLines returns the line diff from a to b, or why it was not made
+// (too many lines, or over the time budget).
+func diffLines(a, b string) ([]diffLine, string) {
+	if na, nb := countLines([]byte(a)), countLines([]byte(b)); na > MaxDiffLines || nb > MaxDiffLines {
+		return nil, fmt.Sprintf("not diffed: more than %d lines", MaxDiffLines)
+	}
 	dmp := diffmatchpatch.New()
-	dmp.DiffTimeout = 0 // deterministic: never cut a diff short under load
+	// A diff that runs out of time is cut short (diffmatchpatch then
+	// returns a coarse one): it is not shown, so what is shown never
+	// depends on the machine's load.
+	dmp.DiffTimeout = diffBudget
+	start := time.Now()
 	ca, cb, arr := dmp.DiffLinesToChars(a, b)
-	diffs := dmp.DiffCharsToLines(dmp.DiffMain(ca, cb, false), arr)
+	diffs := dmp.DiffMain(ca, cb, false)
+	if time.Since(start) >= diffBudget {
+		return nil, fmt.Sprintf("not diffed: the diff took more than %s", diffBudget)
+	}
+	diffs = dmp.DiffCharsToLines(diffs, arr)
 	var out []diffLine
 	for _, d := range diffs {
 		op := byte(' ')
@@ -58,7 +102,7 @@ func diffLines(a, b string) []diffLine {
 			text = text[i+1:]
 		}
 	}
-	return out
+	return out, ""
 }
 
 // hunks groups a line diff into unified-diff hunks with diffContext lines

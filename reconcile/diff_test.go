@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func lines(n int, f func(i int) string) string {
@@ -93,5 +94,36 @@ func TestUnifiedDiffPatches(t *testing.T) {
 		if got, _ := os.ReadFile(f); string(got) != sb {
 			t.Fatalf("case %d: patched file differs\n%s", n, d)
 		}
+	}
+}
+
+// A host can return any config: one of more lines than the line diff can
+// map (about 1.1 million distinct lines made it panic) is summarized, not
+// diffed, and nothing panics.
+func TestUnifiedDiffHugeFileSummarized(t *testing.T) {
+	huge := lines(1_200_000, func(i int) string { return fmt.Sprintf("l%d", i) })
+	small := lines(10, func(i int) string { return fmt.Sprintf("l%d", i) })
+	got := UnifiedDiff("live/x", "new/x", []byte(huge), []byte(small))
+	want := fmt.Sprintf("--- live/x\n+++ new/x\nfiles differ: 1200000 → 10 lines (not diffed: more than %d lines)\n", MaxDiffLines)
+	if got != want {
+		t.Fatalf("diff of a huge file:\n%.300s\nwant:\n%s", got, want)
+	}
+}
+
+// A diff that would take long (100k distinct lines against 20k others:
+// 33 s before it was bounded) stops at the time budget and is summarized.
+func TestUnifiedDiffTimeBudget(t *testing.T) {
+	defer func(b time.Duration) { diffBudget = b }(diffBudget)
+	diffBudget = 300 * time.Millisecond
+	a := lines(100_000, func(i int) string { return fmt.Sprintf("a%d", i) })
+	b := lines(20_000, func(i int) string { return fmt.Sprintf("b%d", i) })
+	start := time.Now()
+	got := UnifiedDiff("live/x", "new/x", []byte(a), []byte(b))
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("diff took %s, want about the budget (%s)", d, diffBudget)
+	}
+	want := "--- live/x\n+++ new/x\nfiles differ: 100000 → 20000 lines (not diffed: the diff took more than 300ms)\n"
+	if got != want {
+		t.Fatalf("diff over budget:\n%.300s\nwant:\n%s", got, want)
 	}
 }

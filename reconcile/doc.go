@@ -16,11 +16,12 @@
 // holds the exact scripts of representative changes. This package sends
 // them and decides what to do with the answers:
 //
-//   - plan.go, diff.go: BuildPlan and the Plan it returns; status.go,
-//     havip.go: ReadStatus;
+//   - plan.go, diff.go: BuildPlan and the Plan it returns; status.go:
+//     ReadStatus; havip.go: who holds each HA VIP;
 //   - apply.go: Apply and one device's transaction (tx): the stale check,
 //     the change, rollback and what happened after a lost connection;
-//     guard.go: the revision guard; waves.go: the order of HA pairs;
+//     guard.go: the revision guard (ApplyOptions.Guard), asked under each
+//     device's lock; waves.go: the order of HA pairs;
 //   - lock.go: the lock session (the lock holder's, which runs the
 //     scripts sent to it) and Locks, the locks a plan keeps for apply;
 //   - script.go: runs a host.Script on the lock session and reads its
@@ -32,7 +33,8 @@
 //     device kept across a run;
 //   - host.go: the host protocol's types as this package hands them out.
 //
-// Apply runs, per device: lock, stale check, stage and check, keep
+// Apply runs, per device: lock, stale check, the revision guard (a host
+// running a newer revision is refused: OutcomeRefused), stage and check, keep
 // last-known-good, arm the rollback script, add VIPs, save server state,
 // swap, reload, verify (decided on the host), remove VIPs, write
 // state.json (which also disarms): one session on one connection, the

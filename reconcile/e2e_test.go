@@ -92,7 +92,7 @@ func (e *e2e) apply(p *reconcile.Plan, progress func(dev, step string)) *reconci
 	e.t.Helper()
 	start := time.Now()
 	r, err := reconcile.Apply(context.Background(), p, e.dial, reconcile.ApplyOptions{
-		Owner: "e2e", LBCVersion: "e2e", Progress: func(dev, step string) {
+		Owner: "e2e", LBCVersion: "e2e", Adopt: true, Progress: func(dev, step string) {
 			if os.Getenv("LBC_E2E_TRACE") != "" {
 				e.t.Logf("%s %s %s", time.Since(start).Round(time.Millisecond), dev, step)
 			}

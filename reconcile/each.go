@@ -2,7 +2,11 @@ package reconcile
 
 import (
 	"context"
+	"fmt"
+	"path"
+	"runtime"
 	"sort"
+	"strings"
 
 	"lbc/compiler"
 	"lbc/internal/par"
@@ -20,20 +24,56 @@ func deviceNames(res *compiler.Result) []string {
 
 // eachDevice calls f(i) for every i in [0, n), at most workers at a time
 // (10 when workers <= 0), and waits for them all. Once ctx is done, the
-// calls not yet started get skip(i) instead.
-func eachDevice(ctx context.Context, n, workers int, f, skip func(i int)) {
+// calls not yet started get fail(i, ctx.Err()) instead; a call that panics
+// gets fail(i, err) with the panic as err, and the others go on.
+func eachDevice(ctx context.Context, n, workers int, f func(i int), fail func(i int, err error)) {
 	if workers <= 0 {
 		workers = 10
 	}
 	started := make([]bool, n)
 	par.Do(ctx, n, workers, func(i int) error {
 		started[i] = true
-		f(i)
+		if err := recovered(func() { f(i) }); err != nil {
+			fail(i, err)
+		}
 		return nil
 	})
 	for i, ok := range started {
 		if !ok {
-			skip(i)
+			fail(i, ctx.Err())
+		}
+	}
+}
+
+// recovered runs f and returns the panic it raised as an error naming
+// where it happened (for a bug report), or nil: a device whose data makes
+// lbc panic fails alone instead of taking the whole run down.
+func recovered(f func()) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("internal error (please report it): panic: %v (at %s)", r, panicSite())
+		}
+	}()
+	f()
+	return nil
+}
+
+// panicSite is the function and line that panicked, called from a
+// deferred recover: the first frame below runtime.gopanic that is not in
+// the runtime.
+func panicSite() string {
+	pc := make([]uintptr, 32)
+	frames := runtime.CallersFrames(pc[:runtime.Callers(3, pc)])
+	seenPanic := false
+	for {
+		fr, more := frames.Next()
+		if fr.Function == "runtime.gopanic" {
+			seenPanic = true
+		} else if seenPanic && !strings.HasPrefix(fr.Function, "runtime.") {
+			return fmt.Sprintf("%s %s:%d", fr.Function, path.Base(fr.File), fr.Line)
+		}
+		if !more {
+			return "unknown"
 		}
 	}
 }

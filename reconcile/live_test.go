@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -24,17 +23,16 @@ import (
 // testHost is a device backed by a temp dir, reached over the in-process SSH
 // server: real /bin/sh runs every command; ip(8) is a fake that keeps the
 // address list in a file; reload records the sha256 of the config it
-// "loaded" in <stateDir>/running, which testVerifier reads.
+// "loaded" in <stateDir>/running, which testVerifier reads. The server
+// follows the steps (sshtest.Options.Steps): th.srv.Inject fails or cuts
+// any step where it runs; the fake ip and reload are wrapped as tools.
 type testHost struct {
-	t    *testing.T
-	srv  *sshtest.Server
-	dir  string
-	dev  *schema.Device
-	hook atomic.Pointer[func(cmd string) sshtest.Fault]
-	// inject, when set, rewrites every command before it is sent
-	// (faults inside a script's steps).
-	inject atomic.Pointer[func(cmd string) string]
-	ipCmd  string
+	t     *testing.T
+	srv   *sshtest.Server
+	dir   string
+	dev   *schema.Device
+	hook  atomic.Pointer[func(cmd string) sshtest.Fault]
+	ipCmd string
 }
 
 const fakeIP = `#!/bin/sh
@@ -54,7 +52,7 @@ esac
 func newTestHost(t *testing.T, name string) *testHost {
 	t.Helper()
 	th := &testHost{t: t}
-	th.srv = sshtest.Start(t, sshtest.Options{Hook: func(cmd string) sshtest.Fault {
+	th.srv = sshtest.Start(t, sshtest.Options{Steps: true, Hook: func(cmd string) sshtest.Fault {
 		if h := th.hook.Load(); h != nil {
 			return (*h)(cmd)
 		}
@@ -73,8 +71,10 @@ func (th *testHost) init(name string) {
 			t.Fatal(err)
 		}
 	}
-	th.write("bin/ip", fakeIP, 0o755)
-	th.write("bin/reload", `#!/bin/sh
+	th.write("bin/ip-fake", fakeIP, 0o755)
+	th.wrap("ip")
+	th.wrap("reload")
+	th.write("bin/reload-fake", `#!/bin/sh
 d="$(dirname "$0")/.."
 echo reload >> "$d/reloads"
 sha256sum < "$d/etc/haproxy.cfg" | cut -c1-64 > "$d/state/running.tmp" && mv -f "$d/state/running.tmp" "$d/state/running"
@@ -101,6 +101,15 @@ func checkCommand(t *testing.T) string {
 		return "test -s"
 	}
 	return "haproxy -q -c -f"
+}
+
+// wrap makes bin/NAME the sshtest wrapper of bin/NAME-fake, as tool NAME.
+func (th *testHost) wrap(name string) {
+	th.t.Helper()
+	bin := filepath.Join(th.dir, "bin")
+	if err := sshtest.WrapTool(filepath.Join(bin, name), name, filepath.Join(bin, name+"-fake")); err != nil {
+		th.t.Fatal(err)
+	}
 }
 
 func (th *testHost) write(rel, data string, mode os.FileMode) {
@@ -130,32 +139,7 @@ func (th *testHost) setHook(f func(string) sshtest.Fault) {
 }
 
 func (th *testHost) dial(ctx context.Context, ep Endpoint) (Transport, error) {
-	t, err := DialSSH(ctx, ep, SSHConfig{KnownHosts: th.srv.KnownHostsFile(), KeyFile: th.srv.KeyFile()})
-	if err != nil {
-		return nil, err
-	}
-	return &injectTransport{t, th}, nil
-}
-
-// injectTransport passes every command through testHost.inject.
-type injectTransport struct {
-	Transport
-	th *testHost
-}
-
-func (t *injectTransport) rewrite(cmd string) string {
-	if f := t.th.inject.Load(); f != nil {
-		return (*f)(cmd)
-	}
-	return cmd
-}
-
-func (t *injectTransport) Run(ctx context.Context, cmd string, stdin io.Reader) ([]byte, error) {
-	return t.Transport.Run(ctx, t.rewrite(cmd), stdin)
-}
-
-func (t *injectTransport) Stream(ctx context.Context, cmd string) (Stream, error) {
-	return t.Transport.Stream(ctx, t.rewrite(cmd))
+	return DialSSH(ctx, ep, SSHConfig{KnownHosts: th.srv.KnownHostsFile(), KeyFile: th.srv.KeyFile()})
 }
 
 // snapshot is every host file apply may touch.
@@ -190,19 +174,26 @@ func (testVerifier) Before(h Host) string {
 // process, so Before always runs.
 func (testVerifier) NeedsBefore(old, new []byte) bool { return true }
 
+// After reads the file with cat, a command (a step fault can fail it).
 func (testVerifier) After(h Host, cfg []byte) (string, error) {
-	return fmt.Sprintf(`lbc_r=; { read -r lbc_r < %s; } 2>/dev/null; [ "$lbc_r" = %s ] || { echo "host runs config $lbc_r, not %s" >&2; false; }`,
+	return fmt.Sprintf(`lbc_r=$(cat %s 2>/dev/null); [ "$lbc_r" = %s ] || { echo "host runs config $lbc_r, not %s" >&2; false; }`,
 		shquote.Quote(filepath.Join(h.StateDir, "running")), sha256Hex(cfg), sha256Hex(cfg)), nil
 }
 
-// testConfig is a small valid haproxy.cfg binding port on 127.0.0.1 with
+// testConfig is a small valid haproxy.cfg, with lbc's header, binding port on 127.0.0.1 with
 // one server of the given weight.
 func testConfig(port, weight int) []byte {
 	var b bytes.Buffer
 	b.WriteString("global\n    maxconn 100\n\ndefaults\n    mode http\n    timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n\n")
 	b.WriteString("frontend fe-web\n    bind 127.0.0.1:" + itoa(port) + "\n    default_backend be-web\n\n")
 	b.WriteString("backend be-web\n    balance roundrobin\n    server n1 127.0.0.1:9 weight " + itoa(weight) + " check\n    server n2 127.0.0.1:10 weight 1 check\n")
-	return b.Bytes()
+	return withHeader(b.Bytes())
+}
+
+// withHeader puts the header line of a file rendered by lbc before body:
+// plan and apply treat a config without one as not managed by lbc.
+func withHeader(body []byte) []byte {
+	return append([]byte("# lbc test revision none content sha256:"+sha256Hex(body)+"\n"), body...)
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }

@@ -128,8 +128,8 @@ func BuildPlan(ctx context.Context, spec *schema.Spec, res *compiler.Result, dia
 			return
 		}
 		p.Devices[i] = planDevice(ctx, dev, res.Devices[name], dial, opts.IPCommand, opts.Lock, log)
-	}, func(i int) {
-		p.Devices[i] = DevicePlan{Device: names[i], Status: StatusError, Error: fmt.Sprintf("plan %s: %v", names[i], ctx.Err())}
+	}, func(i int, err error) {
+		p.Devices[i] = DevicePlan{Device: names[i], Status: StatusError, Error: fmt.Sprintf("plan %s: %v", names[i], err)}
 	})
 	p.Notes = goneDevices(spec, opts.Previous)
 	p.HAPairs = haPairs(res.Placement)
@@ -299,10 +299,10 @@ func lockAndRead(ctx context.Context, t Transport, ep Endpoint, h Host, lock *Pl
 // the host runs (live) and what the compiler rendered (art).
 func compare(dp *DevicePlan, live *Live, art *compiler.DeviceArtifacts) error {
 	h := dp.Host
-	dp.ConfigDiff = UnifiedDiff("live/"+dp.Device+"/haproxy.cfg", "new/"+dp.Device+"/haproxy.cfg", live.Config.Data, art.HAProxyCfg)
+	dp.ConfigDiff = fileDiff(dp, "haproxy.cfg", h.Config, live.Config, art.HAProxyCfg)
 	dp.Fingerprints = map[string]string{h.Config: live.Config.Fingerprint(), h.StatePath(): live.StateFile.Fingerprint()}
 	if dp.Desired.ManageKeepalived {
-		dp.KeepalivedDiff = UnifiedDiff("live/"+dp.Device+"/keepalived.conf", "new/"+dp.Device+"/keepalived.conf", live.Keepalived.Data, []byte(dp.Desired.Keepalived))
+		dp.KeepalivedDiff = fileDiff(dp, "keepalived.conf", h.KeepalivedConfig, live.Keepalived, []byte(dp.Desired.Keepalived))
 		dp.Fingerprints[h.KeepalivedConfig] = live.Keepalived.Fingerprint()
 	}
 
@@ -373,6 +373,59 @@ func compare(dp *DevicePlan, live *Live, art *compiler.DeviceArtifacts) error {
 	return nil
 }
 
+// fileDiff is the diff from the live file f at host path p to want, as
+// the plan shows it. A file lbc did not write (see managed) is not shown:
+// a spec may name any path on the host (haproxy: {config: "/etc/shadow"}),
+// and a plan travels to pull-request comments. Its size and hash stand for
+// it on the diff's "---" line, the diff shows the whole new file, and
+// apply replaces it only when told to adopt it.
+func fileDiff(dp *DevicePlan, name, p string, f File, want []byte) string {
+	from, to := "live/"+dp.Device+"/"+name, "new/"+dp.Device+"/"+name
+	if !f.Exists || managed(dp.Device, f.Data) {
+		return UnifiedDiff(from, to, f.Data, want)
+	}
+	dp.Notes = append(dp.Notes, fmt.Sprintf("%s is not managed by lbc: apply replaces it only with --adopt (keeping a copy in %s)", p, dp.Host.LastGood(name)))
+	return UnifiedDiff(from+" ("+unmanagedSummary(f.Data)+")", to, nil, want)
+}
+
+// unmanagedSummary stands for a file lbc did not write.
+func unmanagedSummary(data []byte) string {
+	return fmt.Sprintf("not managed by lbc: %d bytes, sha256 %s", len(data), sha256Hex(data))
+}
+
+// managed reports whether data, a file read from device, is one lbc
+// wrote: it starts with the header line of a rendered file (edited since
+// or not: a hand edit of a file lbc manages is shown as a diff), or it is
+// the keepalived.conf without instances that lbc leaves on a device that
+// carries no HA balancer any more.
+func managed(device string, data []byte) bool {
+	h, _ := compiler.ParseHeader(data)
+	return h.Version != "" || string(data) == host.EmptyKeepalived(device)
+}
+
+// ErrUnmanaged is a file at a config path that lbc did not write, which
+// apply replaces only when ApplyOptions.Adopt is set.
+var ErrUnmanaged = errors.New("not managed by lbc")
+
+// checkManaged refuses to replace a live file lbc did not write unless
+// adopt is set; the check is on what was read under the lock, not on
+// what the plan says.
+func checkManaged(device string, h Host, live *Live, keepalived, adopt bool) error {
+	if adopt {
+		return nil
+	}
+	check := func(p string, f File) error {
+		if !f.Exists || managed(device, f.Data) {
+			return nil
+		}
+		return fmt.Errorf("%s is %w (%d bytes, sha256 %s): lbc replaces it only with --adopt", p, ErrUnmanaged, len(f.Data), sha256Hex(f.Data))
+	}
+	if err := check(h.Config, live.Config); err != nil || !keepalived {
+		return err
+	}
+	return check(h.KeepalivedConfig, live.Keepalived)
+}
+
 // addressFingerprint hashes which of the addresses lbc wants or manages are
 // on the host; other addresses (DHCP, link-local, keepalived's) may come and
 // go without making a plan stale.
@@ -439,7 +492,9 @@ func (p *Plan) Save(w io.Writer) error {
 	return nil
 }
 
-// LoadPlan reads a plan written by Save and refuses another format version.
+// LoadPlan reads a plan written by Save and refuses another format version
+// and a plan with any value apply would take to a host that a spec could
+// not have given (see checkPlan).
 func LoadPlan(r io.Reader) (*Plan, error) {
 	dec := json.NewDecoder(r)
 	dec.DisallowUnknownFields()
@@ -450,14 +505,8 @@ func LoadPlan(r io.Reader) (*Plan, error) {
 	if p.Format != PlanFormat {
 		return nil, fmt.Errorf("load plan: format %d, this lbc reads format %d", p.Format, PlanFormat)
 	}
-	for i := range p.Devices {
-		d := &p.Devices[i]
-		if d.Device == "" {
-			return nil, fmt.Errorf("load plan: device %d has no name", i)
-		}
-		if d.Status == StatusChanges && (d.Host.Config == "" || d.Host.StateDir == "") {
-			return nil, fmt.Errorf("load plan: device %s: no config path or state dir", d.Device)
-		}
+	if err := checkPlan(&p); err != nil {
+		return nil, fmt.Errorf("load plan: %w", err)
 	}
 	return &p, nil
 }

@@ -5,7 +5,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"lbc/compiler"
@@ -20,7 +19,7 @@ func TestNoMoreHAEmptiesKeepalived(t *testing.T) {
 	th := newTestHost(t, "lb-a1")
 	th.dev.Keepalived = schema.Keepalived{Config: filepath.Join(th.dir, "etc/keepalived.conf"), Check: "test -s"}
 	cfg := testConfig(18080, 10)
-	ka := "vrrp_instance vi_203.0.113.20 {\n    virtual_router_id 7\n}\n"
+	ka := string(withHeader([]byte("vrrp_instance vi_203.0.113.20 {\n    virtual_router_id 7\n}\n")))
 	plan := func(rev string, ka string) *Plan {
 		spec, res := th.result(rev, cfg)
 		if ka != "" {
@@ -86,34 +85,18 @@ func TestSubnetVIPRemovalReaddsWanted(t *testing.T) {
 	th := newTestHost(t, "lb-a1")
 	cfg := testConfig(18080, 10)
 	mustApply(t, th, th.plan("rev1", cfg, "203.0.113.10", "203.0.113.12"))
-	// Record every script sent (they go through the lock holder's stdin,
-	// not as commands).
-	var (
-		mu      sync.Mutex
-		scripts []string
-	)
-	rec := func(cmd string) string {
-		mu.Lock()
-		scripts = append(scripts, cmd)
-		mu.Unlock()
-		return cmd
-	}
-	th.inject.Store(&rec)
 	finish := func() string {
 		t.Helper()
 		// The remove-vips step of the last change script (which also
-		// carries the rollback script, with its own addr commands).
-		mu.Lock()
-		defer mu.Unlock()
-		for i := len(scripts) - 1; i >= 0; i-- {
-			_, step, ok := strings.Cut(scripts[i], "lbc_step "+StepRemoveVIPs+"\n")
-			if ok {
-				step, _, _ = strings.Cut(step, "# end of step "+StepRemoveVIPs)
-				return step
-			}
+		// carries the rollback script, with its own addr commands), as
+		// the lock holder received it.
+		in := th.srv.Input()
+		i := strings.LastIndex(in, "lbc_step "+StepRemoveVIPs+"\n")
+		if i < 0 {
+			t.Fatal("no remove-vips script")
 		}
-		t.Fatal("no remove-vips script")
-		return ""
+		step, _, _ := strings.Cut(in[i+len("lbc_step "+StepRemoveVIPs+"\n"):], "# end of step "+StepRemoveVIPs)
+		return step
 	}
 	// /32 only: .12 goes, nothing is re-added.
 	mustApply(t, th, th.plan("rev2", cfg, "203.0.113.10"))

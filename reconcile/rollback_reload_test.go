@@ -33,7 +33,7 @@ func TestRollbackReloadsAgainWhenTheFirstIsLost(t *testing.T) {
 		t.Fatalf("first apply: %v %+v", err, r)
 	}
 	// From now on the second reload is lost: it does nothing.
-	th.write("bin/reload", `#!/bin/sh
+	th.write("bin/reload-fake", `#!/bin/sh
 d="$(dirname "$0")/.."
 n=$(cat "$d/reload-count" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "$d/reload-count"
 [ "$n" = 2 ] && exit 0

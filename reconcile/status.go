@@ -90,9 +90,13 @@ func ReadStatus(ctx context.Context, spec *schema.Spec, res *compiler.Result, di
 			return
 		}
 		out[i] = deviceStatus(ctx, dev, art, ha, dial, opts.IPCommand)
-	}, func(i int) {
+	}, func(i int, err error) {
 		name := names[i]
-		out[i] = DeviceStatus{Device: name, Sync: SyncUnreachable, Error: fmt.Sprintf("status %s: %v", name, ctx.Err())}
+		sync := SyncUnreachable
+		if ctx.Err() == nil {
+			sync = SyncError // a panic
+		}
+		out[i] = DeviceStatus{Device: name, Sync: sync, Error: fmt.Sprintf("status %s: %v", name, err)}
 		if dev, art := spec.Devices[name], res.Devices[name]; dev != nil && art != nil {
 			out[i].Address, out[i].Balancers, out[i].HAVIPs = dev.Address, art.Balancers, compiledHAVIPs(art)
 		}

@@ -11,6 +11,8 @@ import (
 )
 
 func samplePlan() *Plan {
+	// The diff without the header line, as the golden files were made.
+	body := func(cfg []byte) []byte { return cfg[bytes.IndexByte(cfg, '\n')+1:] }
 	oldCfg, newCfg := testConfig(8080, 10), testConfig(8080, 20)
 	h := Host{Address: "192.0.2.11", User: "root", Port: 22, StateDir: "/var/lib/lbc",
 		Config: "/etc/haproxy/haproxy.cfg", Reload: "systemctl reload haproxy", Check: "haproxy -c -f", IP: "ip"}
@@ -19,11 +21,11 @@ func samplePlan() *Plan {
 	return &Plan{Format: PlanFormat, Revision: "0123abc", Devices: []DevicePlan{
 		{
 			Device: "lb-a1", Address: "192.0.2.11", Status: StatusChanges,
-			ConfigDiff: UnifiedDiff("live/lb-a1/haproxy.cfg", "new/lb-a1/haproxy.cfg", oldCfg, newCfg),
+			ConfigDiff: UnifiedDiff("live/lb-a1/haproxy.cfg", "new/lb-a1/haproxy.cfg", body(oldCfg), body(newCfg)),
 			VIPsAdd:    []string{"203.0.113.11/32 dev eth0"}, VIPsRemove: []string{"203.0.113.10/32 dev eth0"},
 			Notes:        []string{"live haproxy.cfg is not the one lbc applied last (edited by hand, or an apply was interrupted)"},
 			LiveRevision: "fedcba9",
-			Fingerprints: map[string]string{"/etc/haproxy/haproxy.cfg": sha256Hex(oldCfg), "/var/lib/lbc/state.json": "", addressesKey: sha256Hex(nil)},
+			Fingerprints: map[string]string{"/etc/haproxy/haproxy.cfg": sha256Hex(body(oldCfg)), "/var/lib/lbc/state.json": "", addressesKey: sha256Hex(nil)},
 			Desired:      Desired{Config: string(newCfg), VIPs: []string{"203.0.113.11/32 dev eth0"}, Wanted: []string{"203.0.113.11/32 dev eth0"}},
 			Host:         h,
 		},

@@ -55,7 +55,7 @@ func (e *env) apply() int {
 		p, err = reconcile.LoadPlan(f)
 		f.Close()
 		if err != nil {
-			return e.fail(fmt.Errorf("load plan %s: %w", e.args.Source.Dir, err))
+			return e.fail(fmt.Errorf("%s: %w", e.args.Source.Dir, err))
 		}
 		if r, err := gitsrc.Open("."); err == nil {
 			repo = r
@@ -168,6 +168,7 @@ func (e *env) applyOptions(repo *gitsrc.Repo) reconcile.ApplyOptions {
 		LockTimeout: e.args.LockTimeout,
 		LBCVersion:  version.Version,
 		Guard:       gitsrc.Guard{Repo: repo, AllowDowngrade: e.args.AllowDowngrade, Force: e.args.Force},
+		Adopt:       e.args.Adopt,
 	}
 }
 

@@ -1,5 +1,8 @@
 // Package cli implements the lbc command line: argument parsing, the
-// subcommands, and how their results are printed. main calls Main.
+// subcommands, the one apply policy every command that applies uses
+// (applyOptions), the views of plans, applies and status (view_*.go),
+// escaping of host-originated text (term.go), and the exit codes results
+// map to. Lower layers return data and errors only. main calls Main.
 package cli
 
 import (

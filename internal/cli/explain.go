@@ -22,7 +22,8 @@ func (e *env) explain() int {
 		fmt.Fprintln(e.stderr, "lbc "+err.Error())
 		return exitcode.Error
 	}
-	if err := ex.Write(e.stdout); err != nil {
+	// Names come from the specs and lbc.lock, files in the tree: escaped.
+	if err := ex.Write(termWriter{e.stdout}); err != nil {
 		return e.fail(err)
 	}
 	return exitcode.OK

@@ -92,18 +92,18 @@ func (r cliResult) String() string {
 	return fmt.Sprintf("exit %d\n--- stdout\n%s--- stderr\n%s", r.code, r.stdout, r.stderr)
 }
 
-// lbc runs the CLI in process, its output captured as a pipe would.
-func lbc(t *testing.T, args ...string) cliResult {
+// runCLI runs the CLI in process, its output captured as a pipe would.
+func runCLI(t *testing.T, args ...string) cliResult {
 	t.Helper()
 	var out, errs bytes.Buffer
 	code := run(context.Background(), args, &out, &errs)
 	return cliResult{code, out.String(), errs.String()}
 }
 
-// (h *hostileHost) lbc runs cmd against the host's spec tree.
+// lbc runs cmd against the host's spec tree.
 func (h *hostileHost) lbc(cmd string, extra ...string) cliResult {
 	h.t.Helper()
-	return lbc(h.t, append(append(append([]string{cmd}, h.flags...), extra...), h.specs)...)
+	return runCLI(h.t, append(append(append([]string{cmd}, h.flags...), extra...), h.specs)...)
 }
 
 // noRawControl fails when the text output holds a control character other
@@ -129,7 +129,7 @@ func noRawControl(t *testing.T, what string, r cliResult, want string) {
 func TestHostileLiveConfigLine(t *testing.T) {
 	h := newHostileHost(t)
 	out := t.TempDir()
-	if r := lbc(t, "compile", "--no-lock-update", "-o", out, h.specs); r.code != 0 {
+	if r := runCLI(t, "compile", "--no-lock-update", "-o", out, h.specs); r.code != 0 {
 		t.Fatalf("compile: %s", r)
 	}
 	cfg, err := os.ReadFile(filepath.Join(out, "lb-a1", "haproxy.cfg"))
@@ -198,7 +198,7 @@ func TestHostileLockOwner(t *testing.T) {
 		t.Fatalf("plan -out: %s", r)
 	}
 	syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
-	r = lbc(t, append(append([]string{"apply"}, h.flags...), planFile)...)
+	r = runCLI(t, append(append([]string{"apply"}, h.flags...), planFile)...)
 	if r.code == 0 || !strings.Contains(r.stderr, "locked by mallory"+escShown) {
 		t.Errorf("apply PLANFILE of a locked device: want the owner on stderr\n%s", r)
 	}
@@ -218,7 +218,7 @@ func TestHostileStderr(t *testing.T) {
 	noRawControl(t, "plan", r, "boom "+escShown)
 	r = h.lbc("status")
 	noRawControl(t, "status", r, "boom "+escShown)
-	r = lbc(t, append(append([]string{"apply"}, h.flags...), planFile)...)
+	r = runCLI(t, append(append([]string{"apply"}, h.flags...), planFile)...)
 	if r.code == 0 || !strings.Contains(r.stderr, "boom "+escShown) {
 		t.Errorf("apply PLANFILE with a failing host: want its stderr, escaped, on stderr\n%s", r)
 	}
@@ -233,12 +233,12 @@ func TestHostileSpecFileName(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, name), []byte("package spec\n\nbalancers: web: {protocol: \"smtp\"}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	r := lbc(t, "validate", dir)
+	r := runCLI(t, "validate", dir)
 	if r.code != 1 {
 		t.Errorf("validate: want exit 1\n%s", r)
 	}
 	noRawControl(t, "validate", r, "bad"+escShown+".cue:3:")
-	r = lbc(t, "validate", "--json", dir)
+	r = runCLI(t, "validate", "--json", dir)
 	if !strings.Contains(r.stdout, `bad\u001b]0;pwned\u0007\u001b[2J.cue`) {
 		t.Errorf("validate --json does not carry the name as JSON:\n%s", r)
 	}

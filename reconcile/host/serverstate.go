@@ -54,8 +54,11 @@ func saveServerStateCmd(h Host) string {
 
 // clearServerStateCmd replaces the server-state file by the version-only
 // one with a redirection (no process); it never fails. HAProxy reads the
-// file only when it starts or reloads, which no step does meanwhile.
+// file only when it starts or reloads, which no step does meanwhile. It
+// is one braced command: after `a && ` its `|| :` must not make a
+// failure of a succeed (write-state once reported a state.json it could
+// not write as committed, and the holder then rolled the host back).
 func clearServerStateCmd(h Host) string {
 	f := h.ServerStatePath()
-	return fmt.Sprintf("{ printf '%s' > %s; } 2>/dev/null || rm -f %s || :", serverStateEmpty, q(f), q(f))
+	return fmt.Sprintf("{ { printf '%s' > %s; } 2>/dev/null || rm -f %s || :; }", serverStateEmpty, q(f), q(f))
 }

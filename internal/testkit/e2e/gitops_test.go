@@ -162,7 +162,7 @@ func (g *gitopsEnv) sshFlags() []string {
 //	  --parallelism 10 --lock-timeout 2m "$SPECS"
 func (g *gitopsEnv) ciApply(dir, rev string, extra ...string) lbcResult {
 	g.t.Helper()
-	args := append([]string{"apply", "--git-rev", rev, "--locked"}, g.sshFlags()...)
+	args := append([]string{"apply", "--adopt", "--git-rev", rev, "--locked"}, g.sshFlags()...)
 	args = append(args, "--parallelism", "10", "--lock-timeout", "2m")
 	args = append(args, extra...)
 	return g.run(dir, append(args, "specs")...)
@@ -541,6 +541,17 @@ func TestGitOps(t *testing.T) {
 			g.expectSnapshot(before)
 			g.serves(2, "n2")
 			t.Logf("refused downgrade:\n%s", r.stderr)
+
+			// The same out-of-order job with a saved plan: apply PLANFILE
+			// goes through the same guard.
+			planFile := filepath.Join(g.tmp, "c2.plan")
+			g.must(0, g.repo, append(append([]string{"plan", "--git-rev", c2, "-out", planFile}, g.sshFlags()...), "specs")...)
+			r = g.run(g.repo, append(append([]string{"apply"}, g.sshFlags()...), planFile)...)
+			if r.code != 1 {
+				t.Errorf("apply PLANFILE of c2 over c3: want exit 1\n%s", r)
+			}
+			g.refusedEach(r, "downgrade", "--allow-downgrade")
+			g.expectSnapshot(before)
 
 			// One host still at c1 (as if it had been down for c3's
 			// apply): c2 is an upgrade there, a downgrade on the other.

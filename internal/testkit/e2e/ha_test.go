@@ -126,7 +126,7 @@ func (e *haEnv) apply(ctx context.Context, p *reconcile.Plan, v reconcile.Verifi
 	waves := reconcile.HAWaves(e.res)
 	e.t.Logf("apply waves: %v", waves(p))
 	r, err := reconcile.Apply(ctx, p, e.dial, reconcile.ApplyOptions{
-		Owner: "e2e-ha", LBCVersion: "test", Progress: st.progress, Waves: waves, Verifier: v,
+		Owner: "e2e-ha", LBCVersion: "test", Adopt: true, Progress: st.progress, Waves: waves, Verifier: v,
 	})
 	if err != nil {
 		e.t.Fatal(err)

@@ -41,7 +41,7 @@ func TestSavedPlan(t *testing.T) {
 			t.Errorf("the saved plan holds %q", secret)
 		}
 	}
-	r = g.must(0, tmp, append(append([]string{"apply"}, flags...), planFile)...)
+	r = g.must(0, tmp, append(append([]string{"apply", "--adopt"}, flags...), planFile)...)
 	if !strings.Contains(r.stdout, "1 applied") {
 		t.Errorf("apply of the saved plan: want 1 applied\n%s", r)
 	}
@@ -62,7 +62,7 @@ func TestSavedPlan(t *testing.T) {
 	if err := os.WriteFile(dev.Config, edited, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	r = g.must(1, tmp, append(append([]string{"apply"}, flags...), planFile)...)
+	r = g.must(1, tmp, append(append([]string{"apply", "--adopt"}, flags...), planFile)...)
 	if out := r.stdout + r.stderr; !strings.Contains(out, "stale") || !strings.Contains(out, dev.Name) || !strings.Contains(out, dev.Config) {
 		t.Errorf("stale plan: want a refusal naming %s and %s\n%s", dev.Name, dev.Config, r)
 	}

@@ -115,7 +115,7 @@ func TestServerStateAcrossApplies(t *testing.T) {
 	}
 	apply := func() time.Time {
 		t.Helper()
-		g.must(0, tmp, append(append([]string{"apply"}, g.sshFlags()...), "specs")...)
+		g.must(0, tmp, append(append([]string{"apply", "--adopt"}, g.sshFlags()...), "specs")...)
 		return time.Now()
 	}
 	url := fmt.Sprintf("http://%s/", l.VIP(1))

@@ -123,7 +123,7 @@ func TestWatchApply(t *testing.T) {
 		}
 	}
 	flags := g.sshFlags()
-	applyArgs := append(append([]string{"apply"}, flags...), "specs")
+	applyArgs := append(append([]string{"apply", "--adopt"}, flags...), "specs")
 
 	// 1. The tree, applied once with the CLI.
 	w111 := []wNode{{1, 1}, {2, 1}, {3, 1}}
@@ -140,7 +140,7 @@ func TestWatchApply(t *testing.T) {
 
 	// 2. lbc watch --apply, as a process.
 	accepts := []int{sshAccepts(t, l, 1), sshAccepts(t, l, 2)}
-	watchArgs := append([]string{"watch", "specs", "--apply"}, flags...)
+	watchArgs := append([]string{"watch", "specs", "--apply", "--adopt"}, flags...)
 	p := testproc.Start(t, tmp, 5*time.Minute, watchWait, []string{"NO_COLOR=1", "SSH_AUTH_SOCK="}, bin, watchArgs...)
 	// The first cycle plans against the hosts: nothing to apply.
 	first := p.WaitFor(`^Plan \(revision none\): 0 to change, 2 unchanged, 0 unreachable\.\n`,

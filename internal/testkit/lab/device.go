@@ -85,6 +85,12 @@ LogLevel INFO
 func (l *Lab) startSSHD(ctx context.Context, d *Device) error {
 	cfg := filepath.Join(d.Dir, "sshd_config")
 	text := fmt.Sprintf(sshdConfig, d.Name, d.Address, d.Dir, l.Dir)
+	if l.stepLog {
+		if err := l.writeStepLog(d); err != nil {
+			return err
+		}
+		text = strings.Replace(text, "SetEnv SHLVL=1\n", "SetEnv SHLVL=1 PATH="+stepLogPath(d)+"\n", 1)
+	}
 	if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
 		return err
 	}

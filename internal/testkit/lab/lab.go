@@ -41,6 +41,9 @@ type Options struct {
 	// command starts keepalived once lbc has written a config, with or
 	// without this option.
 	Keepalived bool
+	// StepLog makes every device log the steps of lbc's transactions on
+	// the host and able to pause at one (see Device.StepLog, PauseAt).
+	StepLog bool
 }
 
 // Lab is a running lab. Its fields are read-only.
@@ -58,6 +61,7 @@ type Lab struct {
 	Nodes      []Node
 
 	keepalived bool
+	stepLog    bool
 	release    func() // releases the index and name locks
 	closeOnce  sync.Once
 	closeErr   error
@@ -92,7 +96,7 @@ type Node struct {
 var (
 	nameRE = regexp.MustCompile(`^[a-z][a-z0-9]{0,4}$`)
 	// pathRE is the schema's #Path: the lab's paths must pass it.
-	pathRE  = regexp.MustCompile(`^/[A-Za-z0-9._/@%+=:,-]{0,900}$`)
+	pathRE  = regexp.MustCompile(`^/[A-Za-z0-9._/-]{0,900}$`)
 	labelRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,62}$`)
 )
 
@@ -117,7 +121,7 @@ func Start(ctx context.Context, opts Options) (l *Lab, err error) {
 		return nil, err
 	}
 	opts.Name = name
-	l = &Lab{Name: name, Index: index, keepalived: opts.Keepalived, release: release}
+	l = &Lab{Name: name, Index: index, keepalived: opts.Keepalived, stepLog: opts.StepLog, release: release}
 	defer func() {
 		if err != nil {
 			l.Close()

@@ -1,9 +1,12 @@
 // Package sshtest runs an in-process SSH server for tests: it executes exec
 // requests with the local /bin/sh and can inject faults before or after any
-// command. It is not a general SSH server (no shell, pty, env or forwarding).
+// command, and (Options.Steps) at any step of a transaction, as the host
+// announces it on the live session (see StepFault). It is not a general
+// SSH server (no shell, pty, env or forwarding).
 package sshtest
 
 import (
+	"bufio"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -18,6 +21,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -26,6 +30,7 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
+	"lbc/reconcile/host"
 	"lbc/schema"
 )
 
@@ -78,6 +83,10 @@ type Options struct {
 	// KeyExchanges, when set, is the only key exchanges the server
 	// accepts (x/crypto/ssh's defaults otherwise).
 	KeyExchanges []string
+	// Steps makes the server follow the step markers of every session
+	// and run them with its tool wrappers, so that Inject can fail or cut
+	// a step where it runs (see StepFault).
+	Steps bool
 }
 
 // Server is a running test SSH server. It stops on t.Cleanup.
@@ -92,7 +101,8 @@ type Server struct {
 	keyFile   string
 	knownFile string
 
-	wg sync.WaitGroup
+	wg    sync.WaitGroup
+	steps *steps // Options.Steps
 
 	mu       sync.Mutex
 	closed   bool
@@ -142,6 +152,11 @@ func Start(t testing.TB, opts Options) *Server {
 	}
 	s.config.KeyExchanges = opts.KeyExchanges
 	s.config.AddHostKey(hostSigner)
+	if opts.Steps {
+		if err := s.startSteps(); err != nil {
+			t.Fatalf("sshtest: %v", err)
+		}
+	}
 	if opts.ExtraHostKey {
 		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {
@@ -168,9 +183,44 @@ func Start(t testing.TB, opts Options) *Server {
 	}
 
 	s.wg.Add(1)
-	go s.accept()
+	go s.accept(ln)
 	t.Cleanup(s.stop)
 	return s
+}
+
+// StopListening closes the listening socket: connecting is refused
+// (connections open now go on) until Listen.
+func (s *Server) StopListening() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln != nil {
+		s.ln.Close()
+		s.ln = nil
+	}
+}
+
+// Listen listens again, on the same address, after StopListening.
+func (s *Server) Listen() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln != nil || s.closed {
+		return
+	}
+	var ln net.Listener
+	var err error
+	for i := 0; i < 100; i++ { // the port may linger for a moment
+		if ln, err = net.Listen("tcp", s.addr.String()); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		s.t.Errorf("sshtest: listen again: %v", err)
+		return
+	}
+	s.ln = ln
+	s.wg.Add(1)
+	go s.accept(ln)
 }
 
 // WriteKey writes a fresh ed25519 private key in OpenSSH format to
@@ -283,10 +333,10 @@ func (s *Server) CutAll() {
 }
 
 func (s *Server) stop() {
+	s.StopListening()
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
-	s.ln.Close()
 	s.CutAll()
 	s.mu.Lock()
 	for p := range s.procs {
@@ -302,10 +352,10 @@ func (s *Server) stop() {
 	}
 }
 
-func (s *Server) accept() {
+func (s *Server) accept(ln net.Listener) {
 	defer s.wg.Done()
 	for {
-		c, err := s.ln.Accept()
+		c, err := ln.Accept()
 		if err != nil {
 			return
 		}
@@ -466,6 +516,14 @@ func (s *Server) exec(conn net.Conn, req *ssh.Request, ss *session, cmdline stri
 	if s.opts.Hook != nil {
 		f = s.opts.Hook(cmdline)
 	}
+	if s.steps != nil {
+		switch a, msg := s.steps.commandFault(cmdline); a {
+		case Fail:
+			f = FailExit(1, msg)
+		case Cut:
+			f = CutBefore
+		}
+	}
 	if f.kind == faultCutBefore {
 		conn.Close()
 		return
@@ -480,7 +538,30 @@ func (s *Server) exec(conn net.Conn, req *ssh.Request, ss *session, cmdline stri
 
 	cmd := exec.Command("/bin/sh", "-c", cmdline)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Stdout = ch
+	var sess *stepSession
+	if s.steps != nil {
+		var env []string
+		var err error
+		if sess, env, err = s.newStepSession(conn, cmdline); err != nil {
+			io.WriteString(ch.Stderr(), err.Error()+"\n")
+			sendExit(ch, 127, "")
+			ss.close()
+			return
+		}
+		defer sess.close()
+		cmd.Env = env
+	}
+	// stdout is a pipe of our own, forwarded line by line (so that a cut
+	// at a step marker comes right after it) and, like sshd, closed when
+	// the channel is gone: the host's later writes fail with EPIPE.
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		io.WriteString(ch.Stderr(), "sshtest: "+err.Error()+"\n")
+		sendExit(ch, 127, "")
+		ss.close()
+		return
+	}
+	cmd.Stdout = outW
 	cmd.Stderr = ch.Stderr()
 	cmd.WaitDelay = 2 * time.Second
 	stdin, err := cmd.StdinPipe()
@@ -495,18 +576,25 @@ func (s *Server) exec(conn net.Conn, req *ssh.Request, ss *session, cmdline stri
 		}
 		ss.mu.Unlock()
 	}
+	outW.Close()
 	if err != nil {
+		outR.Close()
 		io.WriteString(ch.Stderr(), "sshtest: "+err.Error()+"\n")
 		sendExit(ch, 127, "")
 		ss.close()
 		return
 	}
+	outDone := make(chan struct{})
+	go func() {
+		defer close(outDone)
+		copyOut(ch, outR, sess)
+	}()
 	// Copy the channel to the command's stdin; this ends when the client
 	// sends EOF or the channel closes (after the exit status below).
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		io.Copy(stdin, ch)
+		s.copyIn(stdin, ch, sess)
 		stdin.Close()
 	}()
 	err = cmd.Wait()
@@ -516,6 +604,13 @@ func (s *Server) exec(conn net.Conn, req *ssh.Request, ss *session, cmdline stri
 	s.mu.Lock()
 	delete(s.procs, cmd.Process)
 	s.mu.Unlock()
+	// A process the command left behind may hold stdout open: bounded.
+	select {
+	case <-outDone:
+	case <-time.After(2 * time.Second):
+		outR.Close()
+		<-outDone
+	}
 
 	if f.kind == faultCutAfter {
 		conn.Close()
@@ -557,4 +652,88 @@ func sendExit(ch ssh.Channel, code int, sig string) {
 	var b [4]byte
 	binary.BigEndian.PutUint32(b[:], uint32(code))
 	ch.SendRequest("exit-status", false, b[:])
+}
+
+// copyOut forwards the command's stdout to the channel, a line at a time,
+// noting the step markers it carries. When the channel is gone it closes
+// the pipe, as sshd does.
+func copyOut(ch ssh.Channel, r *os.File, sess *stepSession) {
+	defer r.Close()
+	br := bufio.NewReaderSize(r, 64<<10)
+	for {
+		line, err := br.ReadSlice('\n')
+		if len(line) > 0 {
+			if _, werr := ch.Write(line); werr != nil {
+				if sess != nil {
+					sess.stopped()
+				}
+				return
+			}
+			if sess != nil && err == nil {
+				if step, ok := host.ParseStep(string(line[:len(line)-1])); ok {
+					sess.saw(step)
+				}
+			}
+		}
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+			if sess != nil {
+				sess.stopped()
+			}
+			return
+		}
+	}
+}
+
+// copyIn copies the channel to the command's stdin, recording it and, for
+// a CutInTransit fault, cutting the connection before the text that
+// starts its step.
+func (s *Server) copyIn(stdin io.Writer, ch ssh.Channel, sess *stepSession) {
+	if sess == nil {
+		io.Copy(stdin, ch)
+		return
+	}
+	var held []byte // the tail that may be the start of the text
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := ch.Read(buf)
+		if n > 0 {
+			st := s.steps
+			st.mu.Lock()
+			st.input.Write(buf[:n])
+			st.mu.Unlock()
+			data := append(held, buf[:n]...)
+			held = nil
+			if f, text := sess.inTransit(); f != nil {
+				if i := strings.Index(string(data), text); i >= 0 {
+					st.mu.Lock()
+					f.starts++
+					act := f.starts == max(f.Nth, 1) && st.fire(f)
+					st.mu.Unlock()
+					if act {
+						stdin.Write(data[:i])
+						sess.cut(f.Refuse)
+						return
+					}
+				} else {
+					// Hold back the longest tail that begins the text.
+					for k := min(len(text)-1, len(data)); k > 0; k-- {
+						if strings.HasPrefix(text, string(data[len(data)-k:])) {
+							held = append([]byte(nil), data[len(data)-k:]...)
+							data = data[:len(data)-k]
+							break
+						}
+					}
+				}
+			}
+			if _, werr := stdin.Write(data); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			if len(held) > 0 {
+				stdin.Write(held)
+			}
+			return
+		}
+	}
 }

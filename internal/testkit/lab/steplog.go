@@ -1,0 +1,123 @@
+package lab
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"lbc/reconcile/host"
+)
+
+// The step log (Options.StepLog). A device's sshd then gives every session
+// a PATH whose first directory is <Dir>/steplog, which holds two wrappers:
+// sh, which is bash with the echo builtin disabled (so that the lock
+// holder's step markers are printed by a command), and echo, which, for a
+// step marker, appends the step's name to <Dir>/steps.log and, when
+// <Dir>/steps.pause names that step, waits there (at most 30 s) until the
+// file is gone, before it prints the marker. A test reads on the host
+// which step a transaction has reached, and can hold the host at a step
+// while it does something to the controller (kill it). Nothing of lbc
+// changes: the scripts it sends run as they would, through these tools.
+
+// stepLogMax bounds a pause at a step, in 10 ms rounds.
+const stepLogMax = 3000
+
+func (l *Lab) writeStepLog(d *Device) error {
+	bin := filepath.Join(d.Dir, "steplog")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		return err
+	}
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		return fmt.Errorf("step log: %w", err)
+	}
+	echo, err := exec.LookPath("echo")
+	if err != nil {
+		return fmt.Errorf("step log: %w", err)
+	}
+	env := filepath.Join(bin, "bash_env")
+	marker := host.StepMarker("")
+	files := map[string]string{
+		"bash_env": "enable -n echo\n",
+		"sh":       fmt.Sprintf("#!/bin/sh\nBASH_ENV=%s exec %s \"$@\"\n", env, bash),
+		"echo": fmt.Sprintf(`#!/bin/sh
+# lab step log: the step markers of lbc's lock holder
+case "$*" in %[1]q*)
+  s="$*"; s=${s#%[1]q}
+  echo "$s" >> %[2]s
+  n=0
+  while [ $n -lt %[4]d ] && [ -e %[3]s ]; do
+    p=; read -r p < %[3]s
+    [ "$p" = "$s" ] || break
+    sleep 0.01; n=$((n+1))
+  done;;
+esac
+exec %[5]s "$@"
+`, marker, d.StepLog(), d.pauseFile(), stepLogMax, echo),
+	}
+	for name, text := range files {
+		if err := os.WriteFile(filepath.Join(bin, name), []byte(text), 0o755); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// stepLogPath is the PATH a step-logging device's sessions get.
+func stepLogPath(d *Device) string {
+	return filepath.Join(d.Dir, "steplog") + ":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+}
+
+// StepLog is the file where a device started with Options.StepLog logs
+// each step its lbc transactions reach, one name a line.
+func (d *Device) StepLog() string { return filepath.Join(d.Dir, "steps.log") }
+
+func (d *Device) pauseFile() string { return filepath.Join(d.Dir, "steps.pause") }
+
+// Steps returns the steps logged so far.
+func (d *Device) Steps() []string {
+	b, err := os.ReadFile(d.StepLog())
+	if err != nil {
+		return nil
+	}
+	return strings.Fields(string(b))
+}
+
+// ClearSteps empties the step log.
+func (d *Device) ClearSteps() error { return os.WriteFile(d.StepLog(), nil, 0o644) }
+
+// PauseAt makes the device's transactions wait at step (when they reach
+// its marker) until Resume, at most 30 s.
+func (d *Device) PauseAt(step string) error {
+	return os.WriteFile(d.pauseFile(), []byte(step+"\n"), 0o644)
+}
+
+// Resume lets a paused transaction go on.
+func (d *Device) Resume() error {
+	if err := os.Remove(d.pauseFile()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// WaitStep waits, at most max, until the step log holds step; it returns
+// the log then.
+func (d *Device) WaitStep(step string, max time.Duration) ([]string, error) {
+	deadline := time.Now().Add(max)
+	for {
+		steps := d.Steps()
+		for _, s := range steps {
+			if s == step {
+				return steps, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return steps, fmt.Errorf("lab %s: step %s not reached in %v (log %q)", d.Name, step, max, steps)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
