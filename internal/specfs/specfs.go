@@ -141,35 +141,10 @@ func (f *FS) Open(name string) (fs.File, error) {
 		file.Close()
 		return nil, &fs.PathError{Op: "open", Path: name, Err: &TooLargeError{Size: st.Size(), Limit: f.max}}
 	}
-	return &limited{File: file, name: name, left: f.max, max: f.max}, nil
-}
-
-// limited is a regular file that fails a read past the size limit (a file
-// that grows after it was opened).
-type limited struct {
-	*os.File
-	name      string
-	left, max int64
-}
-
-func (l *limited) Read(p []byte) (int, error) {
-	if l.max <= 0 {
-		return l.File.Read(p)
+	if f.max <= 0 {
+		return file, nil
 	}
-	if l.left <= 0 {
-		// One byte more tells a file of exactly the limit from a longer one.
-		var b [1]byte
-		if n, _ := l.File.Read(b[:]); n > 0 {
-			return 0, &fs.PathError{Op: "read", Path: l.name, Err: &TooLargeError{Size: -1, Limit: l.max}}
-		}
-		return 0, io.EOF
-	}
-	if int64(len(p)) > l.left {
-		p = p[:l.left]
-	}
-	n, err := l.File.Read(p)
-	l.left -= int64(n)
-	return n, err
+	return &limitedFile{File: file, name: name, left: f.max, max: f.max}, nil
 }
 
 // ReadFile reads name whole, within the size limit.
@@ -252,7 +227,8 @@ func (l limitFS) ReadDir(name string) ([]fs.DirEntry, error) { return fs.ReadDir
 
 func (l limitFS) Stat(name string) (fs.FileInfo, error) { return fs.Stat(l.fsys, name) }
 
-// limitedFile is limited for any fs.File.
+// limitedFile is a regular file that fails a read past the size limit (a
+// file that grows after it was opened).
 type limitedFile struct {
 	fs.File
 	name      string
@@ -261,6 +237,7 @@ type limitedFile struct {
 
 func (l *limitedFile) Read(p []byte) (int, error) {
 	if l.left <= 0 {
+		// One byte more tells a file of exactly the limit from a longer one.
 		var b [1]byte
 		if n, _ := l.File.Read(b[:]); n > 0 {
 			return 0, &fs.PathError{Op: "read", Path: l.name, Err: &TooLargeError{Size: -1, Limit: l.max}}
