@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"lbc/reconcile"
 	"strings"
 	"time"
 
@@ -27,6 +28,11 @@ type SSHArgs struct {
 	KnownHosts     string
 	KeyFile        string
 	ConnectTimeout time.Duration
+	// The bounds on what a host returns and how long lbc waits for it
+	// (reconcile.Limits).
+	MaxReadMiB   int64
+	ReadTimeout  time.Duration
+	StartTimeout time.Duration
 }
 
 // Args is a parsed command line. Only the fields of the command are set.
@@ -87,6 +93,9 @@ func parseArgs(cmd string, argv []string, stderr io.Writer) (*Args, error) {
 		fs.StringVar(&a.SSH.KnownHosts, "known-hosts", "", "known_hosts file (default ~/.ssh/known_hosts)")
 		fs.StringVar(&a.SSH.KeyFile, "ssh-key", "", "private key file (default: the ssh-agent)")
 		fs.DurationVar(&a.SSH.ConnectTimeout, "connect-timeout", 10*time.Second, "SSH connect timeout")
+		fs.Int64Var(&a.SSH.MaxReadMiB, "max-read", reconcile.DefaultMaxRead>>20, "most MiB one read of a host may return (its config, state.json, keepalived.conf, addresses)")
+		fs.DurationVar(&a.SSH.ReadTimeout, "read-timeout", reconcile.DefaultReadTimeout, "longest one read of a host may take")
+		fs.DurationVar(&a.SSH.StartTimeout, "start-timeout", reconcile.DefaultStartTimeout, "longest a host's lock holder may take to start (login, shell), beyond --lock-timeout")
 		fs.IntVar(&a.Parallelism, "parallelism", 10, "devices worked on at once")
 	}
 	// applyPolicy: the flags of every command that applies, with one meaning.
@@ -215,6 +224,10 @@ func parseArgs(cmd string, argv []string, stderr io.Writer) (*Args, error) {
 	}
 	if cmd == "watch" && a.Shard.Count > 0 && !a.WatchPlan && !a.WatchApply {
 		fmt.Fprintln(stderr, "lbc watch: --shard needs --plan or --apply (it selects hosts)")
+		return nil, errUsage
+	}
+	if a.SSH.MaxReadMiB < 0 || a.SSH.MaxReadMiB > 1<<20 || a.SSH.ReadTimeout < 0 || a.SSH.StartTimeout < 0 {
+		fmt.Fprintf(stderr, "lbc %s: --max-read must be between 0 and %d MiB, --read-timeout and --start-timeout not negative\n", cmd, 1<<20)
 		return nil, errUsage
 	}
 	if a.Parallelism < 1 {
