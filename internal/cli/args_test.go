@@ -8,6 +8,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"lbc/internal/shard"
+	"lbc/schema"
 )
 
 func TestParseArgs(t *testing.T) {
@@ -21,22 +22,30 @@ func TestParseArgs(t *testing.T) {
 		{"compile", []string{"-o", "build", "specs", "--locked"}, Args{Command: "compile", Source: Source{Dir: "specs"}, Out: "build", Locked: true, Parallelism: 10}},
 		{"explain", []string{"shop-web", "specs", "--git-rev", "HEAD~1"}, Args{Command: "explain", Balancer: "shop-web", Source: Source{Dir: "specs", GitRev: "HEAD~1"}, Parallelism: 10}},
 		{"plan", []string{"--detailed-exitcode", "--markdown", "-out", "p.json", "d"}, Args{Command: "plan", Source: Source{Dir: "d"}, Markdown: true, DetailedExitcode: true, PlanOut: "p.json",
-			SSH: SSHArgs{ConnectTimeout: 10 * time.Second, MaxReadMiB: 64, ReadTimeout: 2 * time.Minute, StartTimeout: 30 * time.Second}, Parallelism: 10}},
+			SSH: SSHArgs{ConnectTimeout: 10 * time.Second, MaxRead: 64 << 20, ReadTimeout: 2 * time.Minute, StartTimeout: 30 * time.Second}, Parallelism: 10}},
 		{"apply", []string{"plan.json", "--parallelism", "3", "--lock-timeout", "5s", "--known-hosts", "kh", "--ssh-key", "k"}, Args{Command: "apply", Source: Source{Dir: "plan.json"}, Parallelism: 3, LockTimeout: 5 * time.Second,
-			SSH: SSHArgs{KnownHosts: "kh", KeyFile: "k", ConnectTimeout: 10 * time.Second, MaxReadMiB: 64, ReadTimeout: 2 * time.Minute, StartTimeout: 30 * time.Second}}},
-		{"apply", []string{"specs", "--adopt"}, Args{Command: "apply", Source: Source{Dir: "specs"}, Parallelism: 10, Adopt: true, SSH: SSHArgs{ConnectTimeout: 10 * time.Second, MaxReadMiB: 64, ReadTimeout: 2 * time.Minute, StartTimeout: 30 * time.Second}}},
+			SSH: SSHArgs{KnownHosts: "kh", KeyFile: "k", ConnectTimeout: 10 * time.Second, MaxRead: 64 << 20, ReadTimeout: 2 * time.Minute, StartTimeout: 30 * time.Second}}},
+		{"apply", []string{"specs", "--adopt"}, Args{Command: "apply", Source: Source{Dir: "specs"}, Parallelism: 10, Adopt: true, SSH: SSHArgs{ConnectTimeout: 10 * time.Second, MaxRead: 64 << 20, ReadTimeout: 2 * time.Minute, StartTimeout: 30 * time.Second}}},
 		{"watch", []string{"specs", "--apply", "--adopt"}, Args{Command: "watch", Source: Source{Dir: "specs"}, Parallelism: 10, WatchApply: true, Adopt: true,
-			Debounce: 100 * time.Millisecond, SSH: SSHArgs{ConnectTimeout: 10 * time.Second, MaxReadMiB: 64, ReadTimeout: 2 * time.Minute, StartTimeout: 30 * time.Second}}},
+			Debounce: 100 * time.Millisecond, SSH: SSHArgs{ConnectTimeout: 10 * time.Second, MaxRead: 64 << 20, ReadTimeout: 2 * time.Minute, StartTimeout: 30 * time.Second}}},
 		// watch --apply takes apply's policy flags, with the same meaning.
 		{"watch", []string{"specs", "--apply", "--lock-timeout", "3s", "--allow-downgrade", "--force"}, Args{Command: "watch", Source: Source{Dir: "specs"},
 			WatchApply: true, LockTimeout: 3 * time.Second, AllowDowngrade: true, Force: true, Debounce: 100 * time.Millisecond,
-			SSH: SSHArgs{ConnectTimeout: 10 * time.Second, MaxReadMiB: 64, ReadTimeout: 2 * time.Minute, StartTimeout: 30 * time.Second}, Parallelism: 10}},
+			SSH: SSHArgs{ConnectTimeout: 10 * time.Second, MaxRead: 64 << 20, ReadTimeout: 2 * time.Minute, StartTimeout: 30 * time.Second}, Parallelism: 10}},
 		{"status", []string{"--shard", "2/5", "d"}, Args{Command: "status", Source: Source{Dir: "d"}, Shard: shard.Shard{Index: 2, Count: 5},
-			SSH: SSHArgs{ConnectTimeout: 10 * time.Second, MaxReadMiB: 64, ReadTimeout: 2 * time.Minute, StartTimeout: 30 * time.Second}, Parallelism: 10}},
+			SSH: SSHArgs{ConnectTimeout: 10 * time.Second, MaxRead: 64 << 20, ReadTimeout: 2 * time.Minute, StartTimeout: 30 * time.Second}, Parallelism: 10}},
 		{"shards", []string{"--count", "4", "--json"}, Args{Command: "shards", Source: Source{Dir: "."}, Count: 4, JSON: true, Parallelism: 10}},
-		{"status", []string{"--max-read", "8", "--read-timeout", "5s", "--start-timeout", "1m", "d"}, Args{Command: "status", Source: Source{Dir: "d"}, Parallelism: 10,
-			SSH: SSHArgs{ConnectTimeout: 10 * time.Second, MaxReadMiB: 8, ReadTimeout: 5 * time.Second, StartTimeout: time.Minute}}},
+		{"status", []string{"--max-read", "8M", "--read-timeout", "5s", "--start-timeout", "1m", "d"}, Args{Command: "status", Source: Source{Dir: "d"}, Parallelism: 10,
+			SSH: SSHArgs{ConnectTimeout: 10 * time.Second, MaxRead: 8 << 20, ReadTimeout: 5 * time.Second, StartTimeout: time.Minute}}},
+		{"compile", []string{"--max-file-size", "2M", "--max-balancers", "200000", "--max-devices", "5"}, Args{Command: "compile", Source: Source{Dir: "."}, Out: "out", Parallelism: 10,
+			Limits: schema.Limits{MaxFileBytes: 2 << 20, MaxBalancers: 200000, MaxDevices: 5}}},
+		{"watch", []string{"d", "--max-file-size", "1G"}, Args{Command: "watch", Source: Source{Dir: "d"}, Debounce: 100 * time.Millisecond,
+			SSH: SSHArgs{ConnectTimeout: 10 * time.Second, MaxRead: 64 << 20, ReadTimeout: 2 * time.Minute, StartTimeout: 30 * time.Second}, Parallelism: 10,
+			Limits: schema.Limits{MaxFileBytes: 1 << 30, MaxBalancers: schema.DefaultLimits.MaxBalancers, MaxDevices: schema.DefaultLimits.MaxDevices}}},
 	} {
+		if tc.want.Limits == (schema.Limits{}) {
+			tc.want.Limits = schema.DefaultLimits // every command that loads specs
+		}
 		got, err := parseArgs(tc.cmd, tc.argv, &bytes.Buffer{})
 		if err != nil {
 			t.Errorf("%s %q: %v", tc.cmd, tc.argv, err)
@@ -55,12 +64,14 @@ func TestParseArgsRejects(t *testing.T) {
 		want string
 	}{
 		{"validate", []string{"a", "b"}, "too many arguments"},
+		{"validate", []string{"--max-file-size", "64X"}, `invalid size "64X"`},
+		{"validate", []string{"--max-file-size", "-1"}, `invalid size "-1"`},
 		{"explain", nil, "missing BALANCER"},
 		{"plan", []string{"--json", "--markdown"}, "exclude each other"},
 		{"apply", []string{"--parallelism", "0"}, "at least 1"},
 		{"apply", []string{"--insecure"}, "flag provided but not defined: -insecure"},
 		{"watch", []string{"--adopt"}, "need --apply"},
-		{"plan", []string{"--max-read", "-1"}, "--max-read must be between 0"},
+		{"plan", []string{"--read-timeout", "-1s"}, "must not be negative"},
 		{"watch", []string{"--allow-downgrade"}, "need --apply"},
 		{"watch", []string{"--plan", "--lock-timeout", "1s"}, "need --apply"},
 		{"apply", []string{"--shard", "4/4"}, "i must be between 0 and n-1"},

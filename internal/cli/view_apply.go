@@ -95,11 +95,13 @@ func writeApplyText(out, errs io.Writer, p *reconcile.Plan, r *reconcile.ApplyRe
 		if d.Outcome == reconcile.OutcomeRolledBack {
 			outcome = "rolled back"
 		}
-		if _, err := fmt.Fprintf(out, "%s: %s\n", d.Device, outcome); err != nil {
+		// A device name may come from a saved plan, a file: escaped too.
+		dev := termLine(d.Device)
+		if _, err := fmt.Fprintf(out, "%s: %s\n", dev, outcome); err != nil {
 			return err
 		}
 		for _, w := range d.Warnings {
-			fmt.Fprintf(out, "%s: warning: %s\n", d.Device, indentText(w, "    "))
+			fmt.Fprintf(out, "%s: warning: %s\n", dev, indentText(w, "    "))
 		}
 		if d.Err != nil {
 			fmt.Fprintln(errs, termText(d.Err.Error()))
@@ -112,6 +114,6 @@ func writeApplyText(out, errs io.Writer, p *reconcile.Plan, r *reconcile.ApplyRe
 	if k := n[reconcile.OutcomeRefused]; k > 0 {
 		sum += fmt.Sprintf(", %d refused", k)
 	}
-	_, err := fmt.Fprintf(out, "apply: %s (revision %s)\n", sum, orNone(p.Revision))
+	_, err := fmt.Fprintf(out, "apply: %s (revision %s)\n", sum, termLine(orNone(p.Revision)))
 	return err
 }

@@ -60,3 +60,30 @@ func TestApplyViews(t *testing.T) {
 	}
 	golden(t, "apply.jsonl", js.Bytes())
 }
+
+// A saved plan is a file anyone may have edited: the names and revision it
+// carries reach the apply view escaped; JSON keeps them as JSON.
+func TestApplyViewEscapesPlanFileText(t *testing.T) {
+	p := &reconcile.Plan{Revision: "rev\x1b]0;x\x07"}
+	r := &reconcile.ApplyResult{Devices: []reconcile.DeviceResult{
+		{Device: "lb\x1b[2J", Outcome: reconcile.OutcomeFailedBeforeChange, Warnings: []string{"w\x1b[31m"},
+			Err: errors.New("apply lb: lock: locked by \x1b[2J")},
+	}}
+	var out, errs bytes.Buffer
+	if err := writeApplyText(&out, &errs, p, r); err != nil {
+		t.Fatal(err)
+	}
+	want := "lb\\x1b[2J: failed-before-change\nlb\\x1b[2J: warning: w\\x1b[31m\n" +
+		"apply: 0 applied, 0 unchanged, 0 rolled back, 1 failed, 0 skipped (revision rev\\x1b]0;x\\x07)\n"
+	if out.String() != want {
+		t.Errorf("stdout %q, want %q", out.String(), want)
+	}
+	if want := "apply lb: lock: locked by \\x1b[2J\n"; errs.String() != want {
+		t.Errorf("stderr %q, want %q", errs.String(), want)
+	}
+	var js bytes.Buffer
+	writeApplyJSON(&js, p, r)
+	if !bytes.Contains(js.Bytes(), []byte(`"device":"lb\u001b[2J"`)) {
+		t.Errorf("JSON %s", js.String())
+	}
+}
