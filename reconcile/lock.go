@@ -249,6 +249,19 @@ func takeLock(ctx context.Context, t Transport, h Host, device, owner, token str
 		err = errors.New("no exit status")
 	case <-ctx.Done():
 	}
+	if ok && l.eof {
+		// The holder ended (flock found the lock busy): its exit status
+		// may come after the end of its output. Closing the session
+		// now could lose it (a busy lock reported as a lost
+		// connection), so wait for it first, bounded.
+		done := make(chan struct{})
+		go func() { st.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+		case <-ctx.Done():
+		}
+	}
 	st.Close()
 	if ctx.Err() != nil {
 		return nil, nil, ctx.Err()
