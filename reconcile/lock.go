@@ -239,28 +239,18 @@ func takeLock(ctx context.Context, t Transport, h Host, device, owner, token str
 		st.Close()
 		return nil, nil, fmt.Errorf("lock holder: unexpected first line %q", l.s)
 	}
-	// The holder ended without taking the lock: its exit status says why
-	// (read before the session is closed, which would lose it).
+	// The holder ended without taking the lock (flock found it busy, or
+	// the state directory was refused): its exit status says why. It may
+	// come after the end of its output, and closing the session first
+	// would lose it (a busy lock reported as a lost connection): wait for
+	// it, bounded.
 	werr := make(chan error, 1)
 	go func() { werr <- st.Wait() }()
 	select {
 	case err = <-werr:
-	case <-time.After(cancelGrace):
+	case <-time.After(10 * time.Second):
 		err = errors.New("no exit status")
 	case <-ctx.Done():
-	}
-	if ok && l.eof {
-		// The holder ended (flock found the lock busy): its exit status
-		// may come after the end of its output. Closing the session
-		// now could lose it (a busy lock reported as a lost
-		// connection), so wait for it first, bounded.
-		done := make(chan struct{})
-		go func() { st.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-		case <-ctx.Done():
-		}
 	}
 	st.Close()
 	if ctx.Err() != nil {
