@@ -3,7 +3,6 @@ package schema
 import (
 	"fmt"
 	"net/netip"
-	"path"
 	"sort"
 	"strings"
 	"time"
@@ -51,13 +50,16 @@ func (p *Partial) addDevice(name string, r *rawDevice, ep *entityPos, first Pos)
 			nets = append(nets, pf)
 		}
 	}
-	for _, f := range []struct{ field, value string }{
-		{"haproxy.config", r.HAProxy.Config},
-		{"keepalived.config", r.Keepalived.Config},
-		{"stateDir", r.StateDir},
+	for _, f := range []struct {
+		field, value string
+		check        func(string) error
+	}{
+		{"haproxy.config", r.HAProxy.Config, CheckPath},
+		{"keepalived.config", r.Keepalived.Config, CheckPath},
+		{"stateDir", r.StateDir, CheckStateDir},
 	} {
-		if c := path.Clean(f.value); c != f.value {
-			bad(f.field, "path %q is not clean (write %q)", f.value, c)
+		if err := f.check(f.value); err != nil {
+			bad(f.field, "%v", err)
 		}
 	}
 	if len(ds) > 0 {
@@ -121,11 +123,11 @@ func (p *Partial) addBalancer(name string, r *rawBalancer, ep *entityPos, first 
 		if !ok {
 			continue
 		}
-		if a.IsUnspecified() || a.IsMulticast() {
-			bad(field, "invalid VIP %q: must be a unicast address", v.Address)
+		if err := CheckVIP(a); err != nil {
+			bad(field, "invalid VIP %s: %v", Quote(v.Address), err)
 			continue
 		}
-		ap := netip.AddrPortFrom(a, uint16(v.Port))
+		ap := netip.AddrPortFrom(a.Unmap(), uint16(v.Port))
 		if j, dup := seen[ap]; dup {
 			bad(fmt.Sprintf("vips[%d]", i), "duplicate VIP %s (also vips[%d])", ap, j)
 			continue
@@ -241,11 +243,10 @@ func parseIP(s string, bad func(string)) (netip.Addr, bool) {
 
 func duration(s string, bad func(string)) time.Duration {
 	d, err := time.ParseDuration(s)
-	switch {
-	case err != nil:
-		bad(fmt.Sprintf("invalid duration %q", s))
-	case d <= 0:
-		bad(fmt.Sprintf("invalid duration %q: must be greater than 0", s))
+	if err != nil {
+		bad(fmt.Sprintf("invalid duration %s", Quote(s)))
+	} else if err := CheckDuration(d); err != nil {
+		bad(fmt.Sprintf("invalid duration %s: %v", Quote(s), err))
 	}
 	return d
 }
@@ -279,6 +280,12 @@ func isHostname(s string) bool {
 // runs the checks that span the tree. On any problem it returns
 // Diagnostics holding every problem of every partial.
 func Merge(parts []*Partial) (*Spec, error) {
+	return DefaultLimits.Merge(parts)
+}
+
+// Merge is the package function Merge within l: the tree may define at
+// most l.MaxDevices devices and l.MaxBalancers balancers.
+func (l Limits) Merge(parts []*Partial) (*Spec, error) {
 	c, err := loadSchema()
 	if err != nil {
 		return nil, err
@@ -346,6 +353,7 @@ func Merge(parts []*Partial) (*Spec, error) {
 			spec.Scheduler.Costs[k] = v
 		}
 	}
+	ds = append(ds, l.countTree(parts)...)
 	ds = append(ds, crossCheck(spec, rejected)...)
 	if ds = ds.sorted(); ds.HasErrors() {
 		return nil, ds
@@ -385,13 +393,17 @@ func crossCheck(spec *Spec, rejected map[string]bool) Diagnostics {
 		}
 		for i, v := range b.VIPs {
 			field := fmt.Sprintf("vips[%d]", i)
-			ap := netip.AddrPortFrom(v.Address, uint16(v.Port))
+			ap := netip.AddrPortFrom(v.Address.Unmap(), uint16(v.Port))
 			if prev, dup := vips[ap]; dup {
 				pf := fmt.Sprintf("vips[%d]", prev.i)
 				ds = append(ds, errorf(at(b.FieldPos, field, b.Pos), join(base, field),
 					"duplicate VIP %s: also used by %s at %s", ap, join(balancerPath(prev.b.Name), pf), at(prev.b.FieldPos, pf, prev.b.Pos)))
 			} else {
 				vips[ap] = use{b, i}
+			}
+			if n, ok := broadcastOf(spec, v.Address); ok {
+				f := field + ".address"
+				ds = append(ds, errorf(b.PosOf(f), join(base, f), "invalid VIP %q: %v", v.Address.String(), CheckVIPInNetwork(v.Address, n)))
 			}
 			if anyNetworks && !anyDeviceRejected && !inSomeNetwork(spec, v.Address) {
 				f := field + ".address"
@@ -400,6 +412,29 @@ func crossCheck(spec *Spec, rejected map[string]bool) Diagnostics {
 		}
 	}
 	return ds
+}
+
+// broadcastOf returns a device's VIP network whose broadcast address a is.
+func broadcastOf(spec *Spec, a netip.Addr) (netip.Prefix, bool) {
+	var found []netip.Prefix
+	for _, d := range spec.Devices {
+		for _, n := range d.VIPNetworks {
+			if CheckVIPInNetwork(a, n) != nil {
+				found = append(found, n)
+			}
+		}
+	}
+	if len(found) == 0 {
+		return netip.Prefix{}, false
+	}
+	// The same answer whatever the map order: the longest prefix, then the lowest.
+	sort.Slice(found, func(i, j int) bool {
+		if found[i].Bits() != found[j].Bits() {
+			return found[i].Bits() > found[j].Bits()
+		}
+		return found[i].Addr().Less(found[j].Addr())
+	})
+	return found[0], true
 }
 
 func inSomeNetwork(spec *Spec, a netip.Addr) bool {

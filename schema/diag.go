@@ -90,8 +90,10 @@ func errorf(pos Pos, path string, format string, args ...any) Diagnostic {
 	return Diagnostic{Severity: SeverityError, Message: clean(fmt.Sprintf(format, args...)), Path: path, Pos: pos}
 }
 
-// clean escapes control characters so that a message stays one line.
+// clean escapes control characters so that a message stays one line, and
+// shortens the long quoted values in it (see shortenQuoted).
 func clean(s string) string {
+	s = shortenQuoted(s)
 	if strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) < 0 {
 		return s
 	}
@@ -250,4 +252,47 @@ func posOf(p token.Pos, rel func(string) string) Pos {
 	}
 	pp := p.Position() // one line table lookup for both line and column
 	return Pos{File: rel(pp.Filename), Line: pp.Line, Col: pp.Column}
+}
+
+// shortenQuoted cuts every double-quoted string in msg that is longer than
+// maxQuoted bytes to its first maxQuoted bytes and its length, so that a
+// message never echoes a whole huge value (as Quote does for values lbc
+// quotes itself; this catches the values CUE's messages quote).
+func shortenQuoted(msg string) string {
+	if len(msg) < 2*maxQuoted {
+		return msg
+	}
+	var b strings.Builder
+	i := 0
+	for {
+		start := strings.IndexByte(msg[i:], '"')
+		if start < 0 {
+			break
+		}
+		start += i
+		end := start + 1
+		for end < len(msg) && msg[end] != '"' {
+			if msg[end] == '\\' {
+				end++
+			}
+			end++
+		}
+		if end >= len(msg) {
+			break
+		}
+		// msg[start:end+1] is one quoted string, quotes included.
+		if body := msg[start+1 : end]; len(body) > maxQuoted {
+			cut := maxQuoted
+			for cut > 0 && (!utf8RuneStart(body[cut]) || body[cut-1] == '\\') {
+				cut--
+			}
+			b.WriteString(msg[i:start])
+			fmt.Fprintf(&b, "\"%s\"... (%d bytes)", body[:cut], len(body))
+		} else {
+			b.WriteString(msg[i : end+1])
+		}
+		i = end + 1
+	}
+	b.WriteString(msg[i:])
+	return b.String()
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path"
 	"sort"
 	"strings"
@@ -39,25 +38,28 @@ type Partial struct {
 	schedulerFields map[string]Pos
 }
 
-// LoadDir loads the spec tree rooted at dir; positions are relative to dir.
+// LoadDir loads the spec tree rooted at dir within DefaultLimits;
+// positions are relative to dir.
 func LoadDir(ctx context.Context, dir string) (*Spec, error) {
-	if _, err := os.Stat(dir); err != nil {
-		return nil, fmt.Errorf("load specs: %w", err)
-	}
-	return Load(ctx, os.DirFS(dir))
+	return DefaultLimits.LoadDir(ctx, dir)
 }
 
-// Load loads the spec tree fsys: every instance is checked against the
-// schema in parallel, then the results are merged and checked together.
-// On any problem it returns Diagnostics holding all of them.
+// Load loads the spec tree fsys within DefaultLimits: every instance is
+// checked against the schema in parallel, then the results are merged and
+// checked together. On any problem it returns Diagnostics holding all of
+// them. It returns when ctx is done (see Limits.Load).
 func Load(ctx context.Context, fsys fs.FS) (*Spec, error) {
+	return DefaultLimits.Load(ctx, fsys)
+}
+
+func (l Limits) load(ctx context.Context, fsys fs.FS) (*Spec, error) {
 	dirs, err := Instances(fsys)
 	if err != nil {
 		return nil, err
 	}
 	parts := make([]*Partial, len(dirs))
 	err = par.Do(ctx, len(dirs), 0, func(i int) (err error) {
-		parts[i], err = LoadInstance(fsys, dirs[i])
+		parts[i], err = l.LoadInstance(fsys, dirs[i])
 		return err
 	})
 	if ctx.Err() != nil {
@@ -66,7 +68,7 @@ func Load(ctx context.Context, fsys fs.FS) (*Spec, error) {
 	if err != nil {
 		return nil, err
 	}
-	return Merge(parts)
+	return l.Merge(parts)
 }
 
 // Instances returns the directories of fsys that hold .cue files, sorted;
@@ -112,7 +114,12 @@ func isSpecFile(name string) bool { return strings.HasSuffix(name, ".cue") && !h
 // instance with a problem, is evaluated by CUE, which reports the problems.
 // Both give the same Partial.
 func LoadInstance(fsys fs.FS, dir string) (*Partial, error) {
-	return loadInstance(fsys, dir, pathAuto)
+	return DefaultLimits.LoadInstance(fsys, dir)
+}
+
+// LoadInstance is the package function LoadInstance within l.
+func (l Limits) LoadInstance(fsys fs.FS, dir string) (*Partial, error) {
+	return l.loadInstance(fsys, dir, pathAuto)
 }
 
 // How loadInstance evaluates an instance: plain data in Go when it can
@@ -129,6 +136,10 @@ const (
 var errNotFast = errors.New("not taken by the fast path")
 
 func loadInstance(fsys fs.FS, dir string, how evalPath) (*Partial, error) {
+	return DefaultLimits.loadInstance(fsys, dir, how)
+}
+
+func (l Limits) loadInstance(fsys fs.FS, dir string, how evalPath) (*Partial, error) {
 	c, err := loadSchema()
 	if err != nil {
 		return nil, err
@@ -145,8 +156,13 @@ func loadInstance(fsys fs.FS, dir string, how evalPath) (*Partial, error) {
 			continue
 		}
 		name := path.Join(dir, e.Name())
-		src, err := fs.ReadFile(fsys, name)
+		src, err := readSpecFile(fsys, name, l.MaxFileBytes)
 		if err != nil {
+			if d, ok := fileProblem(name, err); ok {
+				p.Files = append(p.Files, name)
+				p.Diagnostics = append(p.Diagnostics, d)
+				continue
+			}
 			return nil, fmt.Errorf("load instance %s: %w", dir, err)
 		}
 		p.Files = append(p.Files, name)
@@ -178,6 +194,10 @@ func loadInstance(fsys fs.FS, dir string, how evalPath) (*Partial, error) {
 	pos := newPositions(relName)
 	if !imports && how != pathCUE {
 		if data, ok := dataFiles(files); ok {
+			if ds := l.countData(data, first); len(ds) > 0 {
+				p.Diagnostics = ds
+				return p, nil
+			}
 			if ok, _ := c.validator.check(data); ok {
 				for _, f := range files {
 					pos.addFile(f)
@@ -223,6 +243,10 @@ func loadInstance(fsys fs.FS, dir string, how evalPath) (*Partial, error) {
 	var diags Diagnostics
 	if err := v.Validate(cue.Concrete(true)); err != nil {
 		diags = c.fromCUE(err, relName, fallback)
+	}
+	if ds := l.countCUE(v, first); len(ds) > 0 {
+		p.Diagnostics = ds
+		return p, nil
 	}
 	decode(c, p, cueNode{v}, diags, pos, first)
 	p.Diagnostics = p.Diagnostics.sorted()

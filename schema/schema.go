@@ -207,7 +207,7 @@ var regexNames = map[string]string{
 	"#Label":     "must be a label: 1 to 63 of A-Z a-z 0-9 . _ : - starting with a letter or digit",
 	"#Host":      "must be an IP address or a DNS name",
 	"#IP":        "must be an IPv4 or IPv6 address",
-	"#Path":      "must be an absolute path of A-Z a-z 0-9 . _ / @ % + = : , -",
+	"#Path":      "must be an absolute path of " + pathCharsText,
 	"#Command":   "must be a command of words separated by single spaces, without quotes, backslash, $, #, tabs or control characters",
 	"#Interface": "must be an interface name: 1 to 15 of A-Z a-z 0-9 . _ - starting with a letter or digit",
 	"#HTTPPath":  "must be an HTTP path starting with /, without spaces, quotes, backslash, $, # or control characters",

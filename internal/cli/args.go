@@ -5,10 +5,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
 	"lbc/internal/shard"
+	"lbc/internal/specfs"
+	"lbc/schema"
 )
 
 // errUsage marks a command line that could not be parsed; the message has
@@ -34,6 +37,7 @@ type Args struct {
 	Command string
 	Source  Source
 	SSH     SSHArgs
+	Limits  schema.Limits // what loading the specs may take
 
 	JSON     bool
 	Markdown bool
@@ -76,12 +80,18 @@ type Args struct {
 // parseArgs parses the arguments that follow the command name. Flags may
 // come before or after positional arguments. It prints usage errors to stderr.
 func parseArgs(cmd string, argv []string, stderr io.Writer) (*Args, error) {
-	a := &Args{Command: cmd, Source: Source{Dir: "."}, Parallelism: 10}
+	a := &Args{Command: cmd, Source: Source{Dir: "."}, Parallelism: 10, Limits: schema.DefaultLimits}
 	fs := flag.NewFlagSet("lbc "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	limits := func() {
+		fs.Var((*byteSize)(&a.Limits.MaxFileBytes), "max-file-size", "largest spec file read, in bytes (suffixes K, M, G: KiB, MiB, GiB; 0: no limit)")
+		fs.IntVar(&a.Limits.MaxBalancers, "max-balancers", a.Limits.MaxBalancers, "most balancers a spec tree may define (0: no limit)")
+		fs.IntVar(&a.Limits.MaxDevices, "max-devices", a.Limits.MaxDevices, "most devices a spec tree may define (0: no limit)")
+	}
 	source := func() {
 		fs.StringVar(&a.Source.GitRev, "git-rev", "", "read the specs from this Git revision (no checkout)")
 		fs.StringVar(&a.Source.Repo, "repo", "", "Git repository for --git-rev (default: the one holding DIR)")
+		limits()
 	}
 	ssh := func() {
 		fs.StringVar(&a.SSH.KnownHosts, "known-hosts", "", "known_hosts file (default ~/.ssh/known_hosts)")
@@ -141,6 +151,7 @@ func parseArgs(cmd string, argv []string, stderr io.Writer) (*Args, error) {
 		fs.BoolVar(&a.JSON, "json", false, "print status as JSON, one object a line")
 	case "watch":
 		ssh()
+		limits()
 		shardFlag()
 		fs.BoolVar(&a.WatchPlan, "plan", false, "diff against the live hosts instead of the previous compile")
 		fs.BoolVar(&a.WatchApply, "apply", false, "apply every new good result")
@@ -222,4 +233,33 @@ func parseArgs(cmd string, argv []string, stderr io.Writer) (*Args, error) {
 		return nil, errUsage
 	}
 	return a, nil
+}
+
+// byteSize is a flag of a byte count: 1048576, 512K, 64M, 1G (powers of 1024).
+type byteSize int64
+
+func (b *byteSize) String() string { return specfs.Bytes(int64(*b)) }
+
+func (b *byteSize) Set(s string) error {
+	mult := int64(1)
+	t := strings.TrimSuffix(strings.TrimSuffix(s, "iB"), "B")
+	if t != "" {
+		switch t[len(t)-1] {
+		case 'K', 'k':
+			mult = 1 << 10
+		case 'M', 'm':
+			mult = 1 << 20
+		case 'G', 'g':
+			mult = 1 << 30
+		}
+		if mult > 1 {
+			t = t[:len(t)-1]
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return fmt.Errorf("invalid size %q: want a number of bytes, with an optional K, M or G", s)
+	}
+	*b = byteSize(n * mult)
+	return nil
 }

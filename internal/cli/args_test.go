@@ -8,6 +8,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"lbc/internal/shard"
+	"lbc/schema"
 )
 
 func TestParseArgs(t *testing.T) {
@@ -34,7 +35,15 @@ func TestParseArgs(t *testing.T) {
 		{"status", []string{"--shard", "2/5", "d"}, Args{Command: "status", Source: Source{Dir: "d"}, Shard: shard.Shard{Index: 2, Count: 5},
 			SSH: SSHArgs{ConnectTimeout: 10 * time.Second}, Parallelism: 10}},
 		{"shards", []string{"--count", "4", "--json"}, Args{Command: "shards", Source: Source{Dir: "."}, Count: 4, JSON: true, Parallelism: 10}},
+		{"compile", []string{"--max-file-size", "2M", "--max-balancers", "200000", "--max-devices", "5"}, Args{Command: "compile", Source: Source{Dir: "."}, Out: "out", Parallelism: 10,
+			Limits: schema.Limits{MaxFileBytes: 2 << 20, MaxBalancers: 200000, MaxDevices: 5}}},
+		{"watch", []string{"d", "--max-file-size", "1G"}, Args{Command: "watch", Source: Source{Dir: "d"}, Debounce: 100 * time.Millisecond,
+			SSH: SSHArgs{ConnectTimeout: 10 * time.Second}, Parallelism: 10,
+			Limits: schema.Limits{MaxFileBytes: 1 << 30, MaxBalancers: schema.DefaultLimits.MaxBalancers, MaxDevices: schema.DefaultLimits.MaxDevices}}},
 	} {
+		if tc.want.Limits == (schema.Limits{}) {
+			tc.want.Limits = schema.DefaultLimits // every command that loads specs
+		}
 		got, err := parseArgs(tc.cmd, tc.argv, &bytes.Buffer{})
 		if err != nil {
 			t.Errorf("%s %q: %v", tc.cmd, tc.argv, err)
@@ -53,6 +62,8 @@ func TestParseArgsRejects(t *testing.T) {
 		want string
 	}{
 		{"validate", []string{"a", "b"}, "too many arguments"},
+		{"validate", []string{"--max-file-size", "64X"}, `invalid size "64X"`},
+		{"validate", []string{"--max-file-size", "-1"}, `invalid size "-1"`},
 		{"explain", nil, "missing BALANCER"},
 		{"plan", []string{"--json", "--markdown"}, "exclude each other"},
 		{"apply", []string{"--parallelism", "0"}, "at least 1"},

@@ -14,6 +14,7 @@ import (
 	"lbc/compiler"
 	"lbc/internal/atomicfs"
 	"lbc/internal/exitcode"
+	"lbc/internal/outdir"
 	"lbc/internal/par"
 	"lbc/internal/shard"
 	"lbc/internal/version"
@@ -84,6 +85,9 @@ func (e *env) updateLock(c *compiled) error {
 // compile writes OUT/<device>/{haproxy.cfg,vips.json,keepalived.conf}.
 func (e *env) compile() int {
 	start := time.Now()
+	if err := outdir.Check(e.args.Out, e.args.Source.Dir); err != nil {
+		return e.fail(err)
+	}
 	c, err := e.compileSpecs()
 	if err != nil {
 		return e.printLoadError(err)
@@ -116,8 +120,9 @@ func ms(d time.Duration) string {
 	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 1, 64) + " ms"
 }
 
-// writeArtifacts replaces dir with the compiled files, atomically as a
-// whole: the files are written into a new directory beside dir, which then
+// writeArtifacts replaces dir with the compiled files and the marker of
+// an output directory lbc made (outdir.Check has allowed dir), atomically
+// as a whole: the files are written into a new directory beside dir, which then
 // takes dir's place (see atomicfs.ReplaceDir); on any error dir is left as
 // it was. The devices are written in parallel (writeWorkers at once).
 //
@@ -136,6 +141,9 @@ func writeArtifacts(dir string, res *compiler.Result) (files time.Duration, err 
 	err = atomicfs.ReplaceDir(dir, func(tmp string) error {
 		start := time.Now()
 		defer func() { files = time.Since(start) }()
+		if err := outdir.Mark(tmp); err != nil {
+			return err
+		}
 		return par.Do(context.Background(), len(names), writeWorkers, func(i int) error {
 			return writeDevice(tmp, names[i], res.Devices[names[i]])
 		})

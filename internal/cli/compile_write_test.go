@@ -8,7 +8,22 @@ import (
 	"testing"
 
 	"lbc/compiler"
+	"lbc/internal/outdir"
 )
+
+// markerText is what outdir.Mark writes.
+func markerText(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := outdir.Mark(dir); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, outdir.Marker))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
 
 func writeTestResult(n int) *compiler.Result {
 	res := &compiler.Result{Devices: map[string]*compiler.DeviceArtifacts{}}
@@ -25,7 +40,8 @@ func writeTestResult(n int) *compiler.Result {
 }
 
 // TestWriteArtifacts: OUT holds exactly the files of the result (written
-// in parallel), replacing what it held, and nothing is left beside it.
+// in parallel) and lbc's marker, replacing what it held, and nothing is
+// left beside it.
 func TestWriteArtifacts(t *testing.T) {
 	root := t.TempDir()
 	out := filepath.Join(root, "out")
@@ -37,7 +53,7 @@ func TestWriteArtifacts(t *testing.T) {
 	if _, err := writeArtifacts(out, res); err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]string{}
+	want := map[string]string{outdir.Marker: markerText(t)}
 	for name, d := range res.Devices {
 		want[name+"/haproxy.cfg"] = string(d.HAProxyCfg)
 		want[name+"/vips.json"] = string(d.VIPsJSON)
@@ -83,8 +99,8 @@ func TestWriteArtifactsFailureKeepsOut(t *testing.T) {
 		t.Fatalf("err = %v, want the error of lb-020x/y", err)
 	}
 	ents, _ := os.ReadDir(out)
-	if len(ents) != 5 {
-		t.Errorf("OUT has %d devices after a failed write, want the old 5", len(ents))
+	if len(ents) != 5+1 { // and the marker
+		t.Errorf("OUT has %d entries after a failed write, want the old 5 devices and the marker", len(ents))
 	}
 	if ents, _ := os.ReadDir(root); len(ents) != 1 {
 		t.Errorf("leftovers beside OUT: %v", ents)

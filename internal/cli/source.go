@@ -57,7 +57,13 @@ func (e *env) openSource() (*specSource, error) {
 	if !st.IsDir() {
 		return nil, fmt.Errorf("read specs: %s is not a directory", s.Dir)
 	}
-	src := &specSource{fsys: os.DirFS(s.Dir), dir: s.Dir, display: filepath.ToSlash(filepath.Clean(s.Dir))}
+	// Only regular files inside the tree, each within --max-file-size. The
+	// tree stays open for the life of the process.
+	tree, err := e.args.Limits.OpenDir(s.Dir)
+	if err != nil {
+		return nil, err
+	}
+	src := &specSource{fsys: tree, dir: s.Dir, display: filepath.ToSlash(filepath.Clean(s.Dir))}
 	if src.display == "." {
 		src.display = ""
 	}
@@ -83,7 +89,7 @@ func (e *env) loadSpecs() (*specSource, *schema.Spec, error) {
 // load loads and validates the spec tree. Diagnostics come back with file
 // names as the user would open them.
 func (e *env) load(src *specSource) (*schema.Spec, error) {
-	spec, err := schema.Load(e.ctx, src.fsys)
+	spec, err := e.args.Limits.Load(e.ctx, src.fsys)
 	if err != nil {
 		var diags schema.Diagnostics
 		if errors.As(err, &diags) {
@@ -137,12 +143,12 @@ func prefixPositions(spec *schema.Spec, prefix string) {
 
 // readLock reads the placement lock beside the specs; a missing one is empty.
 func readLock(src *specSource) (compiler.Lock, error) {
-	data, err := fs.ReadFile(src.fsys, compiler.LockFileName)
+	data, err := schema.ReadSpecFile(src.fsys, compiler.LockFileName, maxLockBytes)
 	if errors.Is(err, fs.ErrNotExist) {
 		return compiler.Lock{}, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", compiler.LockFileName, err)
+		return nil, fmt.Errorf("read %s: %w", path.Join(src.display, compiler.LockFileName), unwrapPath(err))
 	}
 	lock, err := compiler.ParseLock(data)
 	if err != nil {
@@ -173,4 +179,18 @@ func repoRel(repo *gitsrc.Repo, dir string) (string, error) {
 		return "", fmt.Errorf("%s is outside the repository %s", dir, repo.Root())
 	}
 	return filepath.ToSlash(rel), nil
+}
+
+// maxLockBytes bounds the lock file: a line a balancer, of two or three
+// names of at most 63 bytes, for a tree of up to 1,000,000 balancers.
+const maxLockBytes = 200 << 20
+
+// unwrapPath drops the operation and path of a *fs.PathError (the caller
+// names the file).
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }

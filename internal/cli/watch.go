@@ -14,6 +14,7 @@ import (
 	"lbc/compiler"
 	"lbc/internal/atomicfs"
 	"lbc/internal/exitcode"
+	"lbc/internal/outdir"
 	"lbc/internal/shard"
 	"lbc/internal/version"
 	"lbc/internal/watch"
@@ -112,8 +113,17 @@ func diffRendered(w func(string), old, new rendered) int {
 }
 
 // writeChanged writes the files of new that differ from old into dir, each
-// atomically, and removes devices that are gone.
+// atomically, and removes devices that are gone. dir is marked as lbc's
+// (outdir.Check has allowed it).
 func writeChanged(dir string, old, new rendered) error {
+	if _, err := os.Lstat(filepath.Join(dir, outdir.Marker)); err != nil {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		if err := outdir.Mark(dir); err != nil {
+			return err
+		}
+	}
 	for dev, files := range new {
 		if err := os.MkdirAll(filepath.Join(dir, dev), 0o755); err != nil {
 			return err
@@ -146,6 +156,11 @@ func writeChanged(dir string, old, new rendered) error {
 // the last good result is kept.
 func (e *env) watch() int {
 	dir := e.args.Source.Dir
+	if e.args.Out != "" {
+		if err := outdir.Check(e.args.Out, dir); err != nil {
+			return e.fail(err)
+		}
+	}
 	src, err := e.openSource()
 	if err != nil {
 		return e.fail(err)
@@ -166,7 +181,7 @@ func (e *env) watch() int {
 	if err != nil {
 		return e.fail(err)
 	}
-	loader := watch.NewLoader(dir)
+	loader := watch.NewLimitedLoader(dir, e.args.Limits)
 	var last *compiler.Result // the last good compile
 	first := true             // no good compile yet
 	// The rendered files of OUT may have been edited: their diffs are escaped.
@@ -174,6 +189,9 @@ func (e *env) watch() int {
 	cycle := func(ctx context.Context, changed []string) error {
 		start := time.Now()
 		spec, err := loader.Load(ctx, changed)
+		if ctx.Err() != nil {
+			return nil // stopping: SIGINT or SIGTERM
+		}
 		if err != nil {
 			e.printWatchError(err, src.display)
 			return nil

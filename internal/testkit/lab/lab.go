@@ -96,7 +96,7 @@ type Node struct {
 var (
 	nameRE = regexp.MustCompile(`^[a-z][a-z0-9]{0,4}$`)
 	// pathRE is the schema's #Path: the lab's paths must pass it.
-	pathRE  = regexp.MustCompile(`^/[A-Za-z0-9._/@%+=:,-]{0,900}$`)
+	pathRE  = regexp.MustCompile(`^/[A-Za-z0-9._/-]{0,900}$`)
 	labelRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,62}$`)
 )
 
