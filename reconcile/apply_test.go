@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"lbc/internal/testkit/sshtest"
 	"lbc/internal/testkit/testproc"
@@ -192,6 +195,32 @@ func TestStalePlanRefused(t *testing.T) {
 			th.write("state/state.json", before.state, 0o644)
 			th.write("addrs", before.addrs, 0o644)
 		})
+	}
+}
+
+// A busy lock is reported as locked, with its owner, also when the host
+// sends flock's exit status a while after the end of its output (the
+// controller once closed the session at that end, lost the status and
+// reported a lost connection).
+func TestBusyLockWithLateExitStatus(t *testing.T) {
+	th := newTestHostWith(t, "lb-a1", sshtest.Options{LateExit: 300 * time.Millisecond})
+	p := th.plan("rev1", testConfig(18080, 10), "203.0.113.10")
+	f, err := os.OpenFile(filepath.Join(th.dev.StateDir, "lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+	th.write("state/lock.owner", "carol@ctl pid 3\n", 0o644)
+	r, err := Apply(context.Background(), p, th.dial, applyOpts("test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := r.Devices[0]; d.Outcome != OutcomeFailedBeforeChange || !errors.Is(d.Err, ErrLocked) ||
+		!strings.Contains(d.Err.Error(), "device lb-a1 is locked by carol@ctl pid 3") {
+		t.Errorf("apply: %s %v, want locked by carol@ctl pid 3", d.Outcome, d.Err)
 	}
 }
 

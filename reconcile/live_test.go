@@ -51,13 +51,22 @@ esac
 
 func newTestHost(t *testing.T, name string) *testHost {
 	t.Helper()
+	return newTestHostWith(t, name, sshtest.Options{})
+}
+
+// newTestHostWith is newTestHost with the server's options (Steps and Hook
+// are set here).
+func newTestHostWith(t *testing.T, name string, opts sshtest.Options) *testHost {
+	t.Helper()
 	th := &testHost{t: t}
-	th.srv = sshtest.Start(t, sshtest.Options{Steps: true, Hook: func(cmd string) sshtest.Fault {
+	opts.Steps = true
+	opts.Hook = func(cmd string) sshtest.Fault {
 		if h := th.hook.Load(); h != nil {
 			return (*h)(cmd)
 		}
 		return sshtest.NoFault
-	}})
+	}
+	th.srv = sshtest.Start(t, opts)
 	th.init(name)
 	return th
 }

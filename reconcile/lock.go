@@ -119,9 +119,6 @@ type lockSession struct {
 	Stream
 	lines chan string // the holder's stdout, line by line; closed at its end
 	token string
-	// rewrite, when set, rewrites each text sent (the prologue, every
-	// script): tests inject faults into scripts with it.
-	rewrite func(string) string
 }
 
 // takeLock takes <stateDir>/lock with flock, held by a session whose stdin
@@ -135,11 +132,8 @@ func takeLock(ctx context.Context, t Transport, h Host, device, owner, token str
 	}
 	// The holder's shell reads this once flock has the lock. Should the
 	// write fail, the session has ended: the reads below tell why.
-	ls := &lockSession{Stream: st, lines: make(chan string, 64), token: token, rewrite: func(s string) string { return s }}
-	if r, ok := t.(rewriter); ok {
-		ls.rewrite = r.rewrite
-	}
-	io.WriteString(st.Stdin(), ls.rewrite(host.Prologue(h, owner, token, keepalived)))
+	ls := &lockSession{Stream: st, lines: make(chan string, 64), token: token}
+	io.WriteString(st.Stdin(), host.Prologue(h, owner, token, keepalived))
 	go func() {
 		defer close(ls.lines)
 		br := bufio.NewReader(st.Stdout())
@@ -186,6 +180,19 @@ func takeLock(ctx context.Context, t Transport, h Host, device, owner, token str
 			}
 		}
 	}
+	if ok && l.eof {
+		// The holder ended (flock found the lock busy): its exit status
+		// may come after the end of its output. Closing the session
+		// now could lose it (a busy lock reported as a lost
+		// connection), so wait for it first, bounded.
+		done := make(chan struct{})
+		go func() { st.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+		case <-ctx.Done():
+		}
+	}
 	st.Close()
 	if ctx.Err() != nil {
 		return nil, nil, ctx.Err()
@@ -205,16 +212,11 @@ func takeLock(ctx context.Context, t Transport, h Host, device, owner, token str
 	return nil, nil, &lockedError{device, who}
 }
 
-// rewriter is a Transport that rewrites what it sends (tests inject
-// faults into scripts with it).
-type rewriter interface{ rewrite(cmd string) string }
-
 // send sends script to the lock holder, which runs it with sh
 // (host.Frame): a script costs no session, and the holder runs them one
 // after another. The returned Stream's stdout is the script's up to the
 // holder's exit line; the script has no stdin.
 func (ls *lockSession) send(script string) (Stream, error) {
-	script = ls.rewrite(script)
 	if _, err := io.WriteString(ls.Stdin(), host.Frame(script)); err != nil {
 		return nil, fmt.Errorf("send script: %w", ErrConnectionLost)
 	}

@@ -23,7 +23,7 @@ import (
 	"lbc/reconcile/host"
 )
 
-// Errors DialSSH returns (wrapped) when it refuses a host or cannot log in.
+// Errors an SSHDialer returns (wrapped) when it refuses a host or cannot log in.
 var (
 	ErrHostKeyUnknown = errors.New("host key unknown")
 	ErrHostKeyChanged = errors.New("host key changed")

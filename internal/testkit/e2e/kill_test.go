@@ -20,12 +20,15 @@ import (
 // TestKillControllerAtEveryStep SIGKILLs a real `lbc apply` process while
 // its transaction stands at each step on a lab device under traffic. The
 // step comes from the host's own step log (lab.Options.StepLog): the host
-// is held at the step's marker, the controller is killed, then the host is
-// let go. Every time: the host ends old (killed before the change script
-// reached it: stale-check) or new (the host had the whole script, which
+// is held at the step's marker (or, for the lock, before flock runs), the
+// controller is killed, then the host is let go. Every time: the host ends
+// old (killed before the change script reached it: lock, stale-check) or new (the host had the whole script, which
 // runs to its end without the controller, and commits), never a mix; the
 // lock is free within 2 s of the host going on; no request through the
 // VIP fails; the next plan is exact (the same change again, or nothing).
+// Then the same in the rollback: swap fails on the host (lab FailAt) and
+// the controller is killed at rollback, and at rollback-verify: the host
+// finishes the rollback alone and ends old.
 func TestKillControllerAtEveryStep(t *testing.T) {
 	g, specs := labSpecTree(t, lab.Options{Devices: 1, Nodes: 2, StepLog: true})
 	l, tmp := g.l, g.tmp
@@ -67,8 +70,10 @@ func TestKillControllerAtEveryStep(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 
 	lock := filepath.Join(dev.StateDir, "lock")
-	steps := []string{host.StepStaleCheck, host.StepStage, host.StepKeepLastGood, host.StepArm, host.StepAddVIPs,
+	steps := []string{host.StepLock, host.StepStaleCheck, host.StepStage, host.StepKeepLastGood, host.StepArm, host.StepAddVIPs,
 		host.StepSaveServerState, host.StepSwap, host.StepReload, host.StepVerify, host.StepRemoveVIPs, host.StepCommit}
+	rollbacks := map[string]bool{host.StepRollback: true, host.StepRollbackVerify: true}
+	steps = append(steps, host.StepRollback, host.StepRollbackVerify)
 	b := false
 	for _, step := range steps {
 		b = !b
@@ -82,6 +87,11 @@ func TestKillControllerAtEveryStep(t *testing.T) {
 		}
 		if err := dev.PauseAt(step); err != nil {
 			t.Fatal(err)
+		}
+		if rollbacks[step] {
+			if err := dev.FailAt(host.StepSwap); err != nil {
+				t.Fatal(err)
+			}
 		}
 		killed, log := killApplyAt(t, g, dev, step)
 		resumed := time.Now()
@@ -108,8 +118,9 @@ func TestKillControllerAtEveryStep(t *testing.T) {
 		t.Logf("killed at %s (host log %q); lock free %v after the host went on; next plan exit %d",
 			step, log, freeAfter.Round(time.Millisecond), after.code)
 		switch {
-		case step == host.StepStaleCheck:
-			// Killed before the change script was sent: old, and the
+		case step == host.StepLock || step == host.StepStaleCheck || rollbacks[step]:
+			// Killed before the change script was sent, or in the
+			// rollback (which the host finishes alone): old, and the
 			// next plan is the same change.
 			if after.code != 2 || after.stdout != before.stdout {
 				t.Errorf("%s: host should be old and the next plan the same change:\nbefore:\n%s\nafter:\n%s", step, before, after)
@@ -146,6 +157,9 @@ func TestKillControllerAtEveryStep(t *testing.T) {
 		}
 	}
 	t.Logf("%d requests through the VIP during %d kills, %d failed", len(reqs), len(steps), failed)
+	if _, err := os.Stat(filepath.Join(dev.Dir, "steps.fail")); err == nil {
+		t.Error("the injected mv failure never fired")
+	}
 	if len(reqs) < 100 {
 		t.Errorf("only %d requests: the traffic loop did not run", len(reqs))
 	}

@@ -20,8 +20,13 @@ import (
 // <Dir>/steps.pause names that step, waits there (at most 30 s) until the
 // file is gone, before it prints the marker. A test reads on the host
 // which step a transaction has reached, and can hold the host at a step
-// while it does something to the controller (kill it). Nothing of lbc
-// changes: the scripts it sends run as they would, through these tools.
+// while it does something to the controller (kill it). flock, the lock
+// command, is wrapped too: it logs "lock" (and pauses there) before it
+// runs, as if the lock were a step with a marker. A fourth wrapper,
+// mv, fails (once) when <Dir>/steps.fail names the step the log shows the
+// host in: a change then fails at swap and rolls back, so that a test can
+// hold the host in the rollback too. Nothing of lbc changes: the scripts
+// it sends run as they would, through these tools.
 
 // stepLogMax bounds a pause at a step, in 10 ms rounds.
 const stepLogMax = 3000
@@ -31,14 +36,23 @@ func (l *Lab) writeStepLog(d *Device) error {
 	if err := os.MkdirAll(bin, 0o755); err != nil {
 		return err
 	}
-	bash, err := exec.LookPath("bash")
-	if err != nil {
-		return fmt.Errorf("step log: %w", err)
+	real := map[string]string{}
+	for _, name := range []string{"bash", "echo", "mv", "flock"} {
+		p, err := exec.LookPath(name)
+		if err != nil {
+			return fmt.Errorf("step log: %w", err)
+		}
+		real[name] = p
 	}
-	echo, err := exec.LookPath("echo")
-	if err != nil {
-		return fmt.Errorf("step log: %w", err)
-	}
+	bash, echo, mv, flock := real["bash"], real["echo"], real["mv"], real["flock"]
+	// pause waits while the pause file names step $s.
+	pause := fmt.Sprintf(`n=0
+while [ $n -lt %[2]d ] && [ -e %[1]s ]; do
+  p=; read -r p < %[1]s
+  [ "$p" = "$s" ] || break
+  sleep 0.01; n=$((n+1))
+done
+`, d.pauseFile(), stepLogMax)
 	env := filepath.Join(bin, "bash_env")
 	marker := host.StepMarker("")
 	files := map[string]string{
@@ -49,15 +63,30 @@ func (l *Lab) writeStepLog(d *Device) error {
 case "$*" in %[1]q*)
   s="$*"; s=${s#%[1]q}
   echo "$s" >> %[2]s
-  n=0
-  while [ $n -lt %[4]d ] && [ -e %[3]s ]; do
-    p=; read -r p < %[3]s
-    [ "$p" = "$s" ] || break
-    sleep 0.01; n=$((n+1))
-  done;;
+  %[3]s;;
 esac
-exec %[5]s "$@"
-`, marker, d.StepLog(), d.pauseFile(), stepLogMax, echo),
+exec %[4]s "$@"
+`, marker, d.StepLog(), pause, echo),
+		"flock": fmt.Sprintf(`#!/bin/sh
+# lab step log: the lock, logged as step lock
+s=lock
+echo "$s" >> %[1]s
+%[2]s
+exec %[3]s "$@"
+`, d.StepLog(), pause, flock),
+		"mv": fmt.Sprintf(`#!/bin/sh
+# lab step log: mv, failed once in the step steps.fail names
+if [ -e %[1]s ]; then
+  f=; read -r f < %[1]s
+  cur=; while IFS= read -r l; do cur=$l; done < %[2]s
+  if [ -n "$f" ] && [ "$f" = "$cur" ]; then
+    rm -f %[1]s
+    echo "lab: injected failure of mv at step $cur" >&2
+    exit 1
+  fi
+fi
+exec %[3]s "$@"
+`, d.failFile(), d.StepLog(), mv),
 	}
 	for name, text := range files {
 		if err := os.WriteFile(filepath.Join(bin, name), []byte(text), 0o755); err != nil {
@@ -77,6 +106,13 @@ func stepLogPath(d *Device) string {
 func (d *Device) StepLog() string { return filepath.Join(d.Dir, "steps.log") }
 
 func (d *Device) pauseFile() string { return filepath.Join(d.Dir, "steps.pause") }
+func (d *Device) failFile() string  { return filepath.Join(d.Dir, "steps.fail") }
+
+// FailAt makes the first mv the device runs in step fail, once (swap
+// renames the staged config with mv).
+func (d *Device) FailAt(step string) error {
+	return os.WriteFile(d.failFile(), []byte(step+"\n"), 0o644)
+}
 
 // Steps returns the steps logged so far.
 func (d *Device) Steps() []string {

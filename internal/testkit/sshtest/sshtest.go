@@ -83,6 +83,10 @@ type Options struct {
 	// KeyExchanges, when set, is the only key exchanges the server
 	// accepts (x/crypto/ssh's defaults otherwise).
 	KeyExchanges []string
+	// LateExit delays the exit status of every command by that long after
+	// the end of its output (EOF), as a busy sshd may: a client that
+	// closes the session on EOF loses the status.
+	LateExit time.Duration
 	// Steps makes the server follow the step markers of every session
 	// and run them with its tool wrappers, so that Inject can fail or cut
 	// a step where it runs (see StepFault).
@@ -634,6 +638,9 @@ func (s *Server) exec(conn net.Conn, req *ssh.Request, ss *session, cmdline stri
 		code = 255
 	}
 	ch.CloseWrite()
+	if s.opts.LateExit > 0 {
+		time.Sleep(s.opts.LateExit)
+	}
 	sendExit(ch, code, sig)
 	ss.close()
 }
