@@ -136,13 +136,12 @@ type faultState struct {
 type steps struct {
 	toolDir, ctlDir, bashEnv string
 
-	mu      sync.Mutex
-	faults  []*faultState
-	fired   []StepFault
-	off     bool // injection disabled: faults are followed but never act
-	nextID  int
-	input   strings.Builder
-	markers []string // every marker seen, "NAME", in order
+	mu     sync.Mutex
+	faults []*faultState
+	fired  []StepFault
+	off    bool // injection disabled: faults are followed but never act
+	nextID int
+	input  strings.Builder
 }
 
 // tools the server wraps, found on PATH when the server starts.
@@ -259,14 +258,6 @@ func (s *Server) Fired() []StepFault {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	return append([]StepFault(nil), st.fired...)
-}
-
-// Markers returns every step marker seen on any session, in order.
-func (s *Server) Markers() []string {
-	st := s.mustSteps()
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	return append([]string(nil), st.markers...)
 }
 
 // Input returns everything sessions received on their stdin (the scripts
@@ -413,7 +404,6 @@ func (ss *stepSession) handle(line string) string {
 		step := arg
 		ss.waitSeen(step)
 		st.mu.Lock()
-		st.markers = append(st.markers, step)
 		ss.mu.Lock()
 		ss.step = step
 		ss.active = ss.active[:0]
