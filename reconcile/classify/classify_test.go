@@ -36,7 +36,7 @@ func node(i, weight int) schema.Node {
 }
 
 // render renders a device's haproxy.cfg carrying bs, as the compiler does.
-func render(t *testing.T, rev string, bs ...*schema.Balancer) []byte {
+func render(t testing.TB, rev string, bs ...*schema.Balancer) []byte {
 	t.Helper()
 	dev := &schema.Device{Name: "lb-a1", StateDir: "/var/lib/lbc"}
 	cfg, err := compiler.RenderHAProxy(dev, bs, nil, compiler.Options{Version: "v0.0.0-test", Revision: rev})
@@ -210,8 +210,49 @@ func TestHostileLive(t *testing.T) {
 }
 
 // rehash puts an lbc header with a correct content hash on body.
-func rehash(t *testing.T, body string) []byte {
+func rehash(t testing.TB, body string) []byte {
 	t.Helper()
 	sum := sha256.Sum256([]byte(body))
 	return []byte("# lbc v0.0.0-test revision " + rev1 + " content sha256:" + hex.EncodeToString(sum[:]) + "\n" + body)
+}
+
+// Check accepts what Change produces and refuses edited results.
+func TestCheck(t *testing.T) {
+	r := Change(render(t, rev1, web()), render(t, rev2, web(func(b *schema.Balancer) {
+		b.Nodes[1].Weight = 4
+		b.Nodes = append(b.Nodes[1:], node(9, 1))
+	})), true)
+	if r.Class != Runtime || len(r.Ops) != 3 {
+		t.Fatalf("%+v", r)
+	}
+	if err := Check(&r); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []Result{
+		{Class: "hot"},
+		{Class: Reload},
+		{Class: Reload, Reason: "x", Ops: r.Ops},
+		{Class: Runtime, Ops: []Op{{Kind: "set", Backend: "be_web", Server: "s"}}},
+		{Class: Runtime, Ops: []Op{{Kind: KindWeight, Backend: "be_web", Server: "s\x1b[2J", From: "1", To: "2"}}},
+		{Class: Runtime, Ops: []Op{{Kind: KindAdd, Backend: "be_web", Server: "s", Args: []string{"1.2.3.4:1", "weight 1\nshutdown"}}}},
+	} {
+		if err := Check(&bad); err == nil {
+			t.Errorf("Check accepts %+v", bad)
+		}
+	}
+}
+
+// No live file makes Change panic, and whatever it returns passes Check.
+func FuzzChange(f *testing.F) {
+	desired := render(f, rev2, web(func(b *schema.Balancer) { b.Nodes[0].Weight = 5 }))
+	f.Add(string(render(f, rev1, web())))
+	f.Add("# lbc x revision y content sha256:00\nglobal\n")
+	f.Fuzz(func(t *testing.T, body string) {
+		for _, live := range [][]byte{[]byte(body), rehash(t, body)} {
+			r := Change(live, desired, true)
+			if err := Check(&r); err != nil {
+				t.Fatalf("%v: %+v", err, r)
+			}
+		}
+	})
 }

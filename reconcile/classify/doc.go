@@ -24,6 +24,13 @@
 //   - "del server": in any backend, once the server is in maintenance and
 //     has no connection left: a deletion is always preceded by a drain.
 //
+// The server-state file (load-server-state-from-file global), measured on
+// haproxy 2.6.12 across a reload: a server whose configured weight changed
+// takes the new file's weight; one whose configured weight did not keeps
+// the runtime weight the state file holds (a weight set by hand on the
+// socket survives a reload of an unchanged file); adding or removing
+// "disabled" in the file wins over the state file's admin state.
+//
 // The first line (header) and the global "description lbc:<ConfigID>" line
 // differ between any two renderings and are not compared; comments are
 // not compared either. A runtime apply therefore leaves `show info`'s
