@@ -3,7 +3,7 @@ GO      ?= go
 PKGS    := haproxy openssh-server openssh-client iproute2 keepalived socat netcat-openbsd util-linux procps git shellcheck
 BENCH_PKGS := ansible-core time
 
-.PHONY: all deps bench-deps build test demo bench gen vet clean
+.PHONY: all deps bench-deps build test demo bench gen vet vulncheck clean
 
 all: build
 
@@ -30,7 +30,15 @@ vet:
 
 test: deps
 	$(GO) vet ./...
+	$(GO) run ./internal/vulncheck
 	$(GO) test -timeout 40m ./...
+
+# vulncheck runs govulncheck with the Go vulnerability database taken from
+# the module proxy (the module golang.org/x/vulndb), not from its web site;
+# see internal/vulncheck. It fails on a called vulnerable symbol of a
+# required module, warns on one of the standard library (upgrade Go).
+vulncheck:
+	$(GO) run ./internal/vulncheck
 
 demo: deps build
 	bash demo/demo.sh

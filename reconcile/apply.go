@@ -41,6 +41,9 @@ type ApplyOptions struct {
 	LBCVersion  string        // recorded in state.json
 	Now         func() time.Time
 	Progress    func(device, step string) // called as each step starts; may be called concurrently
+	// Done, when set, is called with each device's result as it ends
+	// (also for a device not started); it may be called concurrently.
+	Done func(DeviceResult)
 	// Verifier confirms a reload; HAProxyVerifier{} when nil.
 	Verifier Verifier
 	// Adopt lets apply replace a config file that lbc did not write (one
@@ -166,6 +169,9 @@ func Apply(ctx context.Context, plan *Plan, dial Dialer, opts ApplyOptions) (*Ap
 				}
 				res.Devices[i] = r
 				mu.Unlock()
+				if opts.Done != nil {
+					opts.Done(r)
+				}
 			}()
 		}
 		wg.Wait()

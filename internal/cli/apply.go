@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sync"
 	"time"
 
 	"lbc/internal/exitcode"
@@ -12,6 +11,14 @@ import (
 	"lbc/internal/version"
 	"lbc/reconcile"
 )
+
+// holdMax is the largest fleet that lbc apply DIR plans under the device
+// locks, keeping each changed device's connection and lock session open
+// until its transaction; a larger one is planned without the locks, as a
+// saved plan is, so that the connections open at once stay within
+// --parallelism whatever the number of devices (measured with make bench,
+// section scale).
+const holdMax = 200
 
 // apply applies a saved plan, or plans and applies the specs of DIR.
 func (e *env) apply() int {
@@ -64,9 +71,21 @@ func (e *env) apply() int {
 			return e.fail(err)
 		}
 		// Plan under the device locks: what is shown is what each
-		// transaction finds, and the lock costs no extra round trip.
-		lock := &reconcile.PlanLock{Owner: reconcile.DefaultOwner(), Timeout: e.args.LockTimeout, Held: locks}
-		if p, err = e.buildPlan(c, conns.Dial, lock); err != nil {
+		// transaction finds, and the lock costs no extra round trip. Each
+		// lock held keeps a connection (and a session on the host) open
+		// until its transaction, so a fleet of more than holdMax devices
+		// is planned as a saved plan is applied: without the locks, each
+		// transaction then takes its lock and refuses a host that changed
+		// since the plan (stale), and connections stay within
+		// --parallelism.
+		dial, lock := conns.Dial, &reconcile.PlanLock{Owner: reconcile.DefaultOwner(), Timeout: e.args.LockTimeout, Held: locks}
+		if len(c.res.Devices) > holdMax {
+			if dial, err = e.dialer(); err != nil {
+				return e.fail(err)
+			}
+			lock = nil
+		}
+		if p, err = e.buildPlan(c, dial, lock); err != nil {
 			return e.fail(err)
 		}
 		// With --json, stdout holds the results only (one object a
@@ -102,16 +121,25 @@ func (e *env) apply() int {
 	}
 	opts := e.applyOptions(repo)
 	opts.Locks, opts.Log = locks, e.log
+	var view *progressView
 	if isTerminal(e.stderr) && !e.args.JSON {
-		var mu sync.Mutex
-		start := time.Now()
-		opts.Progress = func(dev, step string) {
-			mu.Lock()
-			defer mu.Unlock()
-			fmt.Fprintf(e.stderr, "%6.2fs %s: %s\n", time.Since(start).Seconds(), dev, step)
+		// A few lines redrawn in place, whatever the number of devices.
+		view = newProgressView(e.stderr, len(p.Devices), time.Now)
+		opts.Progress, opts.Done = view.Step, view.Done
+	}
+	dial := conns.Dial
+	if len(p.Devices) > holdMax {
+		// One connection a transaction, closed at its end (Conns would
+		// keep every device's open until the run ends).
+		var err error
+		if dial, err = e.dialer(); err != nil {
+			return e.fail(err)
 		}
 	}
-	r, err := reconcile.Apply(e.ctx, p, conns.Dial, opts)
+	r, err := reconcile.Apply(e.ctx, p, dial, opts)
+	if view != nil {
+		view.Finish()
+	}
 	if err != nil {
 		return e.fail(err)
 	}
@@ -164,5 +192,8 @@ func (e *env) printApply(p *reconcile.Plan, r *reconcile.ApplyResult) error {
 	if e.args.JSON {
 		return writeApplyJSON(e.stdout, p, r)
 	}
-	return writeApplyText(e.stdout, e.stderr, p, r)
+	// On a terminal, a large fleet's applied and unchanged devices are
+	// counted, not listed.
+	compact := isTerminal(e.stdout) && len(r.Devices) > compactAbove
+	return writeApplyText(e.stdout, e.stderr, p, r, compact)
 }

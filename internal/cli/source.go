@@ -11,6 +11,7 @@ import (
 
 	"lbc/compiler"
 	"lbc/internal/gitsrc"
+	"lbc/internal/specfs"
 	"lbc/schema"
 )
 
@@ -44,6 +45,9 @@ func (e *env) openSource() (*specSource, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read %s at %s: %w", s.Dir, s.GitRev, err)
 		}
+		// Every file of the revision within --max-file-size, the files
+		// CUE reads for imports included.
+		fsys = specfs.Limit(fsys, e.args.Limits.MaxFileBytes)
 		disp := sub
 		if disp == "." {
 			disp = ""

@@ -85,12 +85,23 @@ func writeApplyJSON(w io.Writer, p *reconcile.Plan, r *reconcile.ApplyResult) er
 		ExitCode: applyExitCode(r)})
 }
 
+// compactAbove is how many devices an apply lists one a line on a
+// terminal; above it the applied and unchanged ones (without warnings)
+// are only counted.
+const compactAbove = 20
+
 // writeApplyText writes the human view of an apply: on out, one line per
 // device ("lb-a1: applied", "lb-a2: rolled back") with its warnings, then
 // the summary; on errs, each device's error ("apply lb-a2: reload: ...").
-// Warnings and errors carry what hosts said: escaped (term.go).
-func writeApplyText(out, errs io.Writer, p *reconcile.Plan, r *reconcile.ApplyResult) error {
+// Warnings and errors carry what hosts said: escaped (term.go). compact
+// leaves out the lines of applied and unchanged devices without warnings.
+func writeApplyText(out, errs io.Writer, p *reconcile.Plan, r *reconcile.ApplyResult, compact bool) error {
+	quiet := 0
 	for _, d := range r.Devices {
+		if compact && (d.Outcome == reconcile.OutcomeApplied || d.Outcome == reconcile.OutcomeUnchanged) && len(d.Warnings) == 0 {
+			quiet++
+			continue
+		}
 		outcome := string(d.Outcome)
 		if d.Outcome == reconcile.OutcomeRolledBack {
 			outcome = "rolled back"
@@ -113,6 +124,9 @@ func writeApplyText(out, errs io.Writer, p *reconcile.Plan, r *reconcile.ApplyRe
 		n[reconcile.OutcomeFailed]+n[reconcile.OutcomeFailedBeforeChange], n[reconcile.OutcomeSkipped])
 	if k := n[reconcile.OutcomeRefused]; k > 0 {
 		sum += fmt.Sprintf(", %d refused", k)
+	}
+	if quiet > 0 {
+		fmt.Fprintf(out, "(%d applied or unchanged devices not listed; --json or output to a pipe lists every device)\n", quiet)
 	}
 	_, err := fmt.Fprintf(out, "apply: %s (revision %s)\n", sum, termLine(orNone(p.Revision)))
 	return err

@@ -49,7 +49,7 @@ func sampleApply() (*reconcile.Plan, *reconcile.ApplyResult) {
 func TestApplyViews(t *testing.T) {
 	p, r := sampleApply()
 	var out, errs bytes.Buffer
-	if err := writeApplyText(&out, &errs, p, r); err != nil {
+	if err := writeApplyText(&out, &errs, p, r, false); err != nil {
 		t.Fatal(err)
 	}
 	golden(t, "apply.txt", out.Bytes())
@@ -70,7 +70,7 @@ func TestApplyViewEscapesPlanFileText(t *testing.T) {
 			Err: errors.New("apply lb: lock: locked by \x1b[2J")},
 	}}
 	var out, errs bytes.Buffer
-	if err := writeApplyText(&out, &errs, p, r); err != nil {
+	if err := writeApplyText(&out, &errs, p, r, false); err != nil {
 		t.Fatal(err)
 	}
 	want := "lb\\x1b[2J: failed-before-change\nlb\\x1b[2J: warning: w\\x1b[31m\n" +

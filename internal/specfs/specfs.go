@@ -141,35 +141,10 @@ func (f *FS) Open(name string) (fs.File, error) {
 		file.Close()
 		return nil, &fs.PathError{Op: "open", Path: name, Err: &TooLargeError{Size: st.Size(), Limit: f.max}}
 	}
-	return &limited{File: file, name: name, left: f.max, max: f.max}, nil
-}
-
-// limited is a regular file that fails a read past the size limit (a file
-// that grows after it was opened).
-type limited struct {
-	*os.File
-	name      string
-	left, max int64
-}
-
-func (l *limited) Read(p []byte) (int, error) {
-	if l.max <= 0 {
-		return l.File.Read(p)
+	if f.max <= 0 {
+		return file, nil
 	}
-	if l.left <= 0 {
-		// One byte more tells a file of exactly the limit from a longer one.
-		var b [1]byte
-		if n, _ := l.File.Read(b[:]); n > 0 {
-			return 0, &fs.PathError{Op: "read", Path: l.name, Err: &TooLargeError{Size: -1, Limit: l.max}}
-		}
-		return 0, io.EOF
-	}
-	if int64(len(p)) > l.left {
-		p = p[:l.left]
-	}
-	n, err := l.File.Read(p)
-	l.left -= int64(n)
-	return n, err
+	return &limitedFile{File: file, name: name, left: f.max, max: f.max}, nil
 }
 
 // ReadFile reads name whole, within the size limit.
@@ -211,4 +186,68 @@ func (f *FS) Stat(name string) (fs.FileInfo, error) {
 		return nil, f.explain("stat", name, err)
 	}
 	return st, nil
+}
+
+// Limit returns fsys with every regular file read within max bytes (<= 0:
+// fsys itself): for a tree that is not on disk (a Git revision), where
+// the other rules hold by construction (no FIFO, no link out of a tree).
+func Limit(fsys fs.FS, max int64) fs.FS {
+	if max <= 0 {
+		return fsys
+	}
+	return limitFS{fsys: fsys, max: max}
+}
+
+type limitFS struct {
+	fsys fs.FS
+	max  int64
+}
+
+func (l limitFS) Open(name string) (fs.File, error) {
+	f, err := l.fsys.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return f, nil
+	}
+	if st.Size() > l.max {
+		f.Close()
+		return nil, &fs.PathError{Op: "open", Path: name, Err: &TooLargeError{Size: st.Size(), Limit: l.max}}
+	}
+	return &limitedFile{File: f, name: name, left: l.max, max: l.max}, nil
+}
+
+func (l limitFS) ReadDir(name string) ([]fs.DirEntry, error) { return fs.ReadDir(l.fsys, name) }
+
+func (l limitFS) Stat(name string) (fs.FileInfo, error) { return fs.Stat(l.fsys, name) }
+
+// limitedFile is a regular file that fails a read past the size limit (a
+// file that grows after it was opened).
+type limitedFile struct {
+	fs.File
+	name      string
+	left, max int64
+}
+
+func (l *limitedFile) Read(p []byte) (int, error) {
+	if l.left <= 0 {
+		// One byte more tells a file of exactly the limit from a longer one.
+		var b [1]byte
+		if n, _ := l.File.Read(b[:]); n > 0 {
+			return 0, &fs.PathError{Op: "read", Path: l.name, Err: &TooLargeError{Size: -1, Limit: l.max}}
+		}
+		return 0, io.EOF
+	}
+	if int64(len(p)) > l.left {
+		p = p[:l.left]
+	}
+	n, err := l.File.Read(p)
+	l.left -= int64(n)
+	return n, err
 }

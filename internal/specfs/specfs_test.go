@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"testing/fstest"
 	"time"
 )
 
@@ -124,5 +125,26 @@ func TestBytes(t *testing.T) {
 		if got := Bytes(n); got != want {
 			t.Errorf("Bytes(%d) = %s, want %s", n, got, want)
 		}
+	}
+}
+
+func TestLimit(t *testing.T) {
+	fsys := fstest.MapFS{
+		"a/small.cue": {Data: []byte("x: 1\n")},
+		"a/big.cue":   {Data: make([]byte, 11)},
+	}
+	l := Limit(fsys, 10)
+	if b, err := fs.ReadFile(l, "a/small.cue"); err != nil || string(b) != "x: 1\n" {
+		t.Errorf("small: %q, %v", b, err)
+	}
+	var tl *TooLargeError
+	if _, err := fs.ReadFile(l, "a/big.cue"); !errors.As(err, &tl) {
+		t.Errorf("big: %v, want TooLargeError", err)
+	}
+	if es, err := fs.ReadDir(l, "a"); err != nil || len(es) != 2 {
+		t.Errorf("ReadDir: %v, %v", es, err)
+	}
+	if Limit(fsys, 0) == nil {
+		t.Error("Limit(0) is nil")
 	}
 }

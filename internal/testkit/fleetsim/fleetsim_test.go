@@ -1,0 +1,104 @@
+package fleetsim
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"lbc/internal/cli"
+)
+
+// lbc runs the lbc command line in process against the fleet's specs.
+func lbc(t *testing.T, f *Fleet, args ...string) (int, string) {
+	t.Helper()
+	var out bytes.Buffer
+	args = append(args, "--known-hosts", f.KnownHosts, "--ssh-key", f.KeyFile, filepath.Join(f.Dir, "specs"))
+	code := cli.Main(args, &out, &out)
+	return code, out.String()
+}
+
+// TestFleet: lbc applies to simulated hosts as to real ones (every host
+// gets its config, state.json and VIP; a second apply finds nothing to do;
+// a weight change reaches every host and its stand-in HAProxy "runs" the
+// new config), and the simulator never adds an address to this machine.
+func TestFleet(t *testing.T) {
+	if _, err := os.Stat("/usr/bin/flock"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("flock (util-linux) is missing")
+		}
+		t.Skip("flock (util-linux) is missing")
+	}
+	f, err := Start(t.TempDir(), 12)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.WriteSpecs(filepath.Join(f.Dir, "specs"), 1); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := lbc(t, f, "apply"); code != 0 || !strings.Contains(out, "12 applied") {
+		t.Fatalf("first apply: exit %d\n%s", code, out)
+	}
+	if code, out := lbc(t, f, "apply"); code != 0 || !strings.Contains(out, "nothing to apply") {
+		t.Fatalf("second apply: exit %d\n%s", code, out)
+	}
+	if err := os.WriteFile(filepath.Join(f.Dir, "specs", "balancers", "sim.cue"), []byte(f.BalancersCUE(7)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := lbc(t, f, "plan", "--detailed-exitcode"); code != 2 || !strings.Contains(out, "12 to change") {
+		t.Fatalf("plan of a weight change: exit %d\n%s", code, out)
+	}
+	if code, out := lbc(t, f, "apply", "--json"); code != 0 || strings.Count(out, `"outcome":"applied"`) != 12 {
+		t.Fatalf("apply of a weight change: exit %d\n%s", code, out)
+	}
+	for i, h := range f.Hosts {
+		cfg, err := os.ReadFile(filepath.Join(h.Dir, "haproxy.cfg"))
+		if err != nil || !strings.Contains(string(cfg), " weight 7 check") {
+			t.Errorf("%s: haproxy.cfg without the new weight (%v)", h.Name, err)
+		}
+		info, err := os.ReadFile(filepath.Join(h.Dir, "state", "haproxy.sock.info"))
+		if err != nil || !strings.Contains(string(cfg), "description "+strings.TrimPrefix(strings.SplitN(string(info), "\n", 3)[1], "description: ")) {
+			t.Errorf("%s: the stand-in does not run the new config: %q (%v)", h.Name, info, err)
+		}
+		addrs, err := os.ReadFile(filepath.Join(h.Dir, "addrs"))
+		if want := "198.18.0." + strings.TrimLeft(h.Name[len("sim-"):], "0") + " 32 sim0\n"; err != nil || string(addrs) != want {
+			t.Errorf("host %d: addresses %q, want %q (%v)", i, addrs, want, err)
+		}
+	}
+	if code, out := lbc(t, f, "status"); code != 0 || !strings.Contains(out, "12 in-sync") {
+		t.Fatalf("status: exit %d\n%s", code, out)
+	}
+	if st := f.Stats(); st.TotalConns == 0 || st.Commands == 0 {
+		t.Errorf("stats %+v: no connection counted", st)
+	}
+}
+
+// TestConnectionsBounded: on a fleet larger than what lbc apply DIR plans
+// under the device locks (200 devices), the SSH connections open at once
+// stay within a few times --parallelism, not one a device.
+func TestConnectionsBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("applies to 210 simulated hosts")
+	}
+	const n, par = 210, 8
+	f, err := Start(t.TempDir(), n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.WriteSpecs(filepath.Join(f.Dir, "specs"), 1); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := lbc(t, f, "apply", "--parallelism", strconv.Itoa(par)); code != 0 || !strings.Contains(out, fmt.Sprintf("%d applied", n)) {
+		t.Fatalf("apply: exit %d\n%.2000s", code, out)
+	}
+	st := f.ResetPeak()
+	t.Logf("%d hosts, --parallelism %d: %d connections in all, at most %d open at once", n, par, st.TotalConns, st.PeakConnections)
+	if st.PeakConnections > 2*par {
+		t.Errorf("%d connections open at once, want at most %d (2 × --parallelism)", st.PeakConnections, 2*par)
+	}
+}
