@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -120,23 +119,9 @@ func (r lbcResult) String() string {
 // terminal, NO_COLOR is set, and no ssh-agent is reachable.
 func (g *gitopsEnv) run(dir string, args ...string) lbcResult {
 	g.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, g.lbc, args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "NO_COLOR=1", "SSH_AUTH_SOCK=")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	start := time.Now()
-	err := cmd.Run()
-	r := lbcResult{args: args, stdout: stdout.String(), stderr: stderr.String(), took: time.Since(start)}
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee) && ee.Exited():
-		r.code = ee.ExitCode()
-	default:
-		g.t.Fatalf("lbc %s: %v (ctx %v)\n%s", strings.Join(args, " "), err, ctx.Err(), r)
+	r, err := runLBC(g.lbc, dir, args...)
+	if err != nil {
+		g.t.Fatal(err)
 	}
 	return r
 }
