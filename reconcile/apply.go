@@ -63,6 +63,8 @@ type ApplyOptions struct {
 	// anything on the host changes, whether the revision the host runs
 	// may be replaced by the plan's (see RevisionGuard).
 	Guard RevisionGuard
+	// Limits bound the read under the lock and the lock holder's start.
+	Limits Limits
 }
 
 // DeviceResult is how apply went on one device.
@@ -393,7 +395,7 @@ func (x *tx) lockDevice(ctx context.Context) error {
 		x.lock, x.live, x.token = hl.ls, hl.live, hl.ls.token
 		return nil
 	}
-	ls, read, err := takeLock(ctx, x.t, x.h, x.dp.Device, x.o.Owner, x.token, x.o.LockTimeout, x.dp.Desired.ManageKeepalived)
+	ls, read, err := takeLock(ctx, x.t, x.h, x.dp.Device, x.o.Owner, x.token, x.o.LockTimeout, x.dp.Desired.ManageKeepalived, x.o.Limits)
 	x.lock = ls // a lock taken whose read failed is released by unlock
 	if err == nil {
 		x.live, x.readErr = lockedRead(read)
@@ -557,7 +559,7 @@ func (x *tx) afterCut(ctx context.Context, step string, stepErr error) {
 		return
 	}
 	armed := host.ParseArmed(out)
-	live, err := ReadLive(ctx, t, x.h, x.dp.Desired.ManageKeepalived)
+	live, err := readLive(ctx, t, x.h, x.dp.Desired.ManageKeepalived, x.o.Limits)
 	if err != nil {
 		unknown("read the host", shortError("", err))
 		return

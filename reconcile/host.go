@@ -63,12 +63,9 @@ func hostOf(d *schema.Device, ipCmd string) Host {
 
 // ReadLive reads the config, state.json, keepalived.conf (when keepalived
 // is set) and the addresses of one device with a single remote command.
+// It waits at most DefaultReadTimeout (see Limits).
 func ReadLive(ctx context.Context, t Transport, h Host, keepalived bool) (*Live, error) {
-	out, err := t.Run(ctx, host.ReadScript(h, keepalived), nil)
-	if err != nil {
-		return nil, err
-	}
-	return host.ParseRead(out)
+	return readLive(ctx, t, h, keepalived, Limits{})
 }
 
 // sha256Hex is the fingerprint of a file's bytes; "" stands for an absent file.

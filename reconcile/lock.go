@@ -125,7 +125,12 @@ type lockSession struct {
 // stays open until it is closed; the lock ends with the session. The
 // holder then reads the device (as ReadLive does) in the same round trip;
 // read is that output, nil when the read failed on the host.
-func takeLock(ctx context.Context, t Transport, h Host, device, owner, token string, wait time.Duration, keepalived bool) (*lockSession, []byte, error) {
+//
+// Every wait is bounded: the holder's start (login, shell, the state
+// directory's check) by lim's StartTimeout on top of the lock's own wait,
+// the read by its ReadTimeout and MaxRead. The host refuses an unsafe
+// state directory before flock (host.ExitUnsafeStateDir): ErrUnsafeStateDir.
+func takeLock(ctx context.Context, t Transport, h Host, device, owner, token string, wait time.Duration, keepalived bool, lim Limits) (*lockSession, []byte, error) {
 	st, err := t.Stream(ctx, host.LockCommand(h, wait))
 	if err != nil {
 		return nil, nil, err
@@ -134,39 +139,80 @@ func takeLock(ctx context.Context, t Transport, h Host, device, owner, token str
 	// write fail, the session has ended: the reads below tell why.
 	ls := &lockSession{Stream: st, lines: make(chan string, 64), token: token}
 	io.WriteString(st.Stdin(), host.Prologue(h, owner, token, keepalived))
+	tooLong := make(chan struct{})
 	go func() {
 		defer close(ls.lines)
-		br := bufio.NewReader(st.Stdout())
+		br := bufio.NewReaderSize(st.Stdout(), 64<<10)
+		var l []byte
 		for {
-			l, err := br.ReadString('\n')
+			chunk, err := br.ReadSlice('\n')
+			if len(l)+len(chunk) > maxLine {
+				close(tooLong) // a host that sends a line without end
+				return
+			}
+			l = append(l, chunk...)
+			if err == bufio.ErrBufferFull {
+				continue
+			}
 			if err != nil {
 				return
 			}
-			ls.lines <- strings.TrimSuffix(l, "\n")
+			ls.lines <- strings.TrimSuffix(string(l), "\n")
+			l = l[:0]
 		}
 	}()
 	type line struct {
 		s   string
 		eof bool
 	}
-	next := func(wait time.Duration) (line, bool) {
+	next := func(timer <-chan time.Time) (line, error) {
 		select {
 		case l, ok := <-ls.lines:
-			return line{s: l, eof: !ok}, true
-		case <-time.After(wait):
+			if !ok {
+				select {
+				case <-tooLong:
+					return line{}, fmt.Errorf("%w: a line of more than %d bytes", ErrOutputTooLarge, maxLine)
+				default:
+				}
+			}
+			return line{s: l, eof: !ok}, nil
+		case <-tooLong:
+			return line{}, fmt.Errorf("%w: a line of more than %d bytes", ErrOutputTooLarge, maxLine)
+		case <-timer:
+			return line{}, ErrTimeout
 		case <-ctx.Done():
+			return line{}, ctx.Err()
 		}
-		return line{}, false
 	}
-	l, ok := next(wait + 10*time.Second)
-	if ok && l.s == host.LockedLine {
-		// The read, ended by host.ReadOKLine (or failed).
+	start := time.NewTimer(wait + lim.startTimeout())
+	defer start.Stop()
+	l, err := next(start.C)
+	switch {
+	case errors.Is(err, ErrTimeout):
+		st.Close()
+		return nil, nil, fmt.Errorf("%w: the lock holder on %s did not start within %s (its login or shell is slow; raise --start-timeout)",
+			ErrTimeout, h.Address, lim.startTimeout()+wait)
+	case err != nil:
+		st.Close()
+		return nil, nil, err
+	case l.s == host.LockedLine:
+		// The read, ended by host.ReadOKLine (or failed), bounded in
+		// time and size.
+		read := time.NewTimer(lim.readTimeout())
+		defer read.Stop()
 		var b bytes.Buffer
 		for {
-			l, ok := next(60 * time.Second)
+			l, err := next(read.C)
+			// A host that sends too much or too slowly is cut off: the
+			// session is closed at once (nothing is armed yet), not
+			// released, which would wait for a holder that may never end.
 			switch {
-			case !ok:
-				return ls, nil, fmt.Errorf("%s: no answer", StepStaleCheck)
+			case errors.Is(err, ErrTimeout):
+				st.Close()
+				return nil, nil, fmt.Errorf("%s: %w: %s did not send its read within %s (--read-timeout)", StepStaleCheck, ErrTimeout, h.Address, lim.readTimeout())
+			case err != nil:
+				st.Close()
+				return nil, nil, fmt.Errorf("%s: %w", StepStaleCheck, err)
 			case l.eof:
 				return ls, nil, fmt.Errorf("%s: the lock holder ended: %w", StepStaleCheck, ErrConnectionLost)
 			case l.s == host.StepMarker(StepStaleCheck):
@@ -175,33 +221,43 @@ func takeLock(ctx context.Context, t Transport, h Host, device, owner, token str
 			case l.s == host.ReadFailedLine:
 				return ls, nil, nil
 			default:
+				if int64(b.Len()+len(l.s)+1) > lim.maxRead() {
+					st.Close()
+					return nil, nil, fmt.Errorf("%s: %w: %s sent more than %d bytes (--max-read)", StepStaleCheck, ErrOutputTooLarge, h.Address, lim.maxRead())
+				}
 				b.WriteString(l.s)
 				b.WriteByte('\n')
 			}
 		}
+	case !l.eof:
+		st.Close()
+		return nil, nil, fmt.Errorf("lock holder: unexpected first line %q", l.s)
 	}
-	if ok && l.eof {
-		// The holder ended (flock found the lock busy): its exit status
-		// may come after the end of its output. Closing the session
-		// now could lose it (a busy lock reported as a lost
-		// connection), so wait for it first, bounded.
-		done := make(chan struct{})
-		go func() { st.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-		case <-ctx.Done():
-		}
+	// The holder ended without taking the lock (flock found it busy, or
+	// the state directory was refused): its exit status says why. It may
+	// come after the end of its output, and closing the session first
+	// would lose it (a busy lock reported as a lost connection): wait for
+	// it, bounded.
+	werr := make(chan error, 1)
+	go func() { werr <- st.Wait() }()
+	select {
+	case err = <-werr:
+	case <-time.After(10 * time.Second):
+		err = errors.New("no exit status")
+	case <-ctx.Done():
 	}
 	st.Close()
 	if ctx.Err() != nil {
 		return nil, nil, ctx.Err()
 	}
 	var ee *ExitError
-	if err := st.Wait(); !errors.As(err, &ee) || ee.Code != 1 { // flock exits 1 when the lock is busy
-		if err == nil {
-			err = errors.New("lock holder ended without taking the lock")
-		}
+	switch {
+	case errors.As(err, &ee) && ee.Code == host.ExitUnsafeStateDir:
+		return nil, nil, fmt.Errorf("%w: %s", ErrUnsafeStateDir, strings.TrimSpace(ee.Stderr))
+	case errors.As(err, &ee) && ee.Code == 1: // flock exits 1 when the lock is busy
+	case err == nil:
+		return nil, nil, errors.New("lock holder ended without taking the lock")
+	default:
 		return nil, nil, err
 	}
 	out, _ := t.Run(ctx, host.OwnerCommand(h), nil)
@@ -211,6 +267,11 @@ func takeLock(ctx context.Context, t Transport, h Host, device, owner, token str
 	}
 	return nil, nil, &lockedError{device, who}
 }
+
+// ErrUnsafeStateDir is a state directory the host refused to trust (see
+// host.LockCommand): a symlink, a shared directory, owned by another user,
+// or writable by others. Nothing in it ran.
+var ErrUnsafeStateDir = errors.New("unsafe state directory")
 
 // send sends script to the lock holder, which runs it with sh
 // (host.Frame): a script costs no session, and the holder runs them one

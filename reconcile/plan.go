@@ -103,6 +103,8 @@ type PlanOptions struct {
 	// Log, when set, gets a debug record as each device is connected and
 	// read.
 	Log *slog.Logger
+	// Limits bound each device's read (and lock holder's start).
+	Limits Limits
 }
 
 // PlanLock says who locks devices while planning, how long to wait for a
@@ -134,7 +136,7 @@ func BuildPlan(ctx context.Context, spec *schema.Spec, res *compiler.Result, dia
 			p.Devices[i] = DevicePlan{Device: name, Status: StatusError, Error: fmt.Sprintf("plan %s: device not in spec", name)}
 			return
 		}
-		p.Devices[i] = planDevice(ctx, dev, res.Devices[name], dial, opts.IPCommand, opts.Lock, log)
+		p.Devices[i] = planDevice(ctx, dev, res.Devices[name], dial, opts.IPCommand, opts.Lock, log, opts.Limits)
 	}, func(i int, err error) {
 		p.Devices[i] = DevicePlan{Device: names[i], Status: StatusError, Error: fmt.Sprintf("plan %s: %v", names[i], err)}
 	})
@@ -162,7 +164,7 @@ func goneDevices(spec *schema.Spec, prev compiler.Lock) []string {
 	return notes
 }
 
-func planDevice(ctx context.Context, dev *schema.Device, art *compiler.DeviceArtifacts, dial Dialer, ipCmd string, lock *PlanLock, log *slog.Logger) DevicePlan {
+func planDevice(ctx context.Context, dev *schema.Device, art *compiler.DeviceArtifacts, dial Dialer, ipCmd string, lock *PlanLock, log *slog.Logger, lim Limits) DevicePlan {
 	h := hostOf(dev, ipCmd)
 	dp := DevicePlan{Device: dev.Name, Address: dev.Address, Host: h}
 	fail := func(st Status, err error) DevicePlan {
@@ -186,11 +188,11 @@ func planDevice(ctx context.Context, dev *schema.Device, art *compiler.DeviceArt
 	var live *Live
 	if lock != nil {
 		// The held lock owns t from now on.
-		if live, err = lockAndRead(ctx, t, ep, h, lock); err != nil {
+		if live, err = lockAndRead(ctx, t, ep, h, lock, lim); err != nil {
 			return fail(StatusError, fmt.Errorf("lock and read: %w", err))
 		}
 	} else {
-		live, err = ReadLive(ctx, t, h, h.KeepalivedConfig != "")
+		live, err = readLive(ctx, t, h, h.KeepalivedConfig != "", lim)
 		t.Close()
 		if err != nil {
 			return fail(StatusError, fmt.Errorf("read live state: %w", err))
@@ -281,12 +283,12 @@ func vrrpVIPs(conf string) map[string]bool {
 
 // lockAndRead takes the device lock on t, reads the device under it and
 // leaves the lock held, with t, in lock.Held for Apply.
-func lockAndRead(ctx context.Context, t Transport, ep Endpoint, h Host, lock *PlanLock) (*Live, error) {
+func lockAndRead(ctx context.Context, t Transport, ep Endpoint, h Host, lock *PlanLock, lim Limits) (*Live, error) {
 	if lock.Held == nil {
 		t.Close()
 		return nil, errors.New("planning under the lock needs PlanLock.Held")
 	}
-	ls, read, err := takeLock(ctx, t, h, ep.Device, lock.Owner, newToken(), lock.Timeout, h.KeepalivedConfig != "")
+	ls, read, err := takeLock(ctx, t, h, ep.Device, lock.Owner, newToken(), lock.Timeout, h.KeepalivedConfig != "", lim)
 	var live *Live
 	if err == nil {
 		live, err = lockedRead(read)

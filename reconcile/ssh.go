@@ -31,6 +31,10 @@ var (
 	ErrAuth           = errors.New("authentication failed")
 )
 
+// ErrOutputTooLarge is returned (wrapped) by Run when a command's stdout
+// exceeds SSHConfig.MaxOutput.
+var ErrOutputTooLarge = errors.New("output too large")
+
 // ErrConnectionLost is returned (wrapped) by Run, Stream and Stream.Wait
 // when the connection is gone. When the command had been sent, it may or may
 // not have run, in part or in full.
@@ -50,13 +54,16 @@ type SSHConfig struct {
 	// MaxSessions bounds the sessions open at once on one connection
 	// (default 8; sshd refuses more than its MaxSessions, 10 by default).
 	MaxSessions int
+	// MaxOutput is the most bytes of stdout Run accepts from one command
+	// (DefaultMaxRead when 0): beyond it the command is killed and Run
+	// fails at once with ErrOutputTooLarge.
+	MaxOutput int64
 }
 
 const (
 	defaultConnectTimeout = 10 * time.Second
 	defaultMaxSessions    = 8
-	maxStderr             = 4 << 10  // bytes of stderr kept in an ExitError
-	maxStdout             = 64 << 20 // bytes of stdout Run accepts
+	maxStderr             = 4 << 10 // bytes of stderr kept in an ExitError
 	keepAliveInterval     = 15 * time.Second
 	openRetries           = 12 // session opens refused by the server
 	openBackoffMin        = 10 * time.Millisecond
@@ -67,6 +74,7 @@ const (
 // sshTransport is a Transport over one SSH connection to one device.
 type sshTransport struct {
 	client *ssh.Client
+	maxOut int64 // bytes of stdout Run accepts
 	sudo   bool
 	sem    chan struct{}
 	dead   chan struct{} // closed when the connection has ended
@@ -130,8 +138,13 @@ func (d *SSHDialer) Dial(ctx context.Context, ep Endpoint) (Transport, error) {
 	if n <= 0 {
 		n = defaultMaxSessions
 	}
+	maxOut := d.cfg.MaxOutput
+	if maxOut <= 0 {
+		maxOut = DefaultMaxRead
+	}
 	t := &sshTransport{
 		client: client,
+		maxOut: maxOut,
 		sudo:   ep.Sudo && ep.User != "root",
 		sem:    make(chan struct{}, n),
 		dead:   make(chan struct{}),
@@ -522,8 +535,7 @@ func (t *sshTransport) Run(ctx context.Context, cmd string, stdin io.Reader) ([]
 	if err != nil {
 		return nil, err
 	}
-	var stdout limitedBuffer
-	stdout.max = maxStdout
+	stdout := limitedBuffer{max: int(t.maxOut), full: make(chan struct{})}
 	stderr := limitedBuffer{max: maxStderr, truncate: true}
 	if stdin != nil {
 		s.Stdin = stdin
@@ -536,15 +548,24 @@ func (t *sshTransport) Run(ctx context.Context, cmd string, stdin io.Reader) ([]
 		defer s.Close()
 		done <- s.Run(t.wrap(cmd))
 	}()
-	select {
-	case err = <-done:
-	case <-ctx.Done():
+	kill := func() {
 		s.Signal(ssh.SIGKILL)
 		s.Close()
 		select { // let the session end, so stdin is no longer read
 		case <-done:
 		case <-time.After(cancelGrace):
 		}
+	}
+	select {
+	case err = <-done:
+	case <-stdout.full:
+		// A host that sends more than it may (a config that is a
+		// symlink to /dev/zero) is cut off at once: waiting for it to
+		// end would wait forever.
+		kill()
+		return nil, fmt.Errorf("%w: stdout exceeds %d bytes", ErrOutputTooLarge, t.maxOut)
+	case <-ctx.Done():
+		kill()
 		return nil, ctx.Err()
 	}
 	if err := exitError(cmd, err, &stderr); err != nil {
@@ -664,6 +685,7 @@ func (t *sshTransport) Close() error {
 // limitedBuffer keeps at most max bytes: it fails the write beyond them, or
 // drops them and marks the text truncated.
 type limitedBuffer struct {
+	full      chan struct{} // closed at the first write beyond max, when not nil
 	mu        sync.Mutex
 	buf       bytes.Buffer
 	max       int
@@ -679,6 +701,10 @@ func (b *limitedBuffer) Write(p []byte) (int, error) {
 		return b.buf.Write(p)
 	}
 	if !b.truncate {
+		if b.full != nil && !b.truncated {
+			close(b.full)
+		}
+		b.truncated = true
 		return 0, fmt.Errorf("output exceeds %d bytes", b.max)
 	}
 	b.buf.Write(p[:max(room, 0)])

@@ -67,6 +67,7 @@ type HAVIP struct {
 type StatusOptions struct {
 	Parallelism int    // devices read at once; 10 when 0
 	IPCommand   string // ip(8) on the hosts; "ip" when empty
+	Limits      Limits // bound each device's read
 }
 
 // ReadStatus reads every device of res over dial (config, state.json,
@@ -89,7 +90,7 @@ func ReadStatus(ctx context.Context, spec *schema.Spec, res *compiler.Result, di
 			out[i] = DeviceStatus{Device: name, Sync: SyncError, Error: fmt.Sprintf("status %s: device not in spec", name)}
 			return
 		}
-		out[i] = deviceStatus(ctx, dev, art, ha, dial, opts.IPCommand)
+		out[i] = deviceStatus(ctx, dev, art, ha, dial, opts.IPCommand, opts.Limits)
 	}, func(i int, err error) {
 		name := names[i]
 		sync := SyncUnreachable
@@ -132,7 +133,7 @@ func compiledHAVIPs(art *compiler.DeviceArtifacts) []HAVIP {
 	return out
 }
 
-func deviceStatus(ctx context.Context, dev *schema.Device, art *compiler.DeviceArtifacts, ha map[netip.Addr][]string, dial Dialer, ipCmd string) DeviceStatus {
+func deviceStatus(ctx context.Context, dev *schema.Device, art *compiler.DeviceArtifacts, ha map[netip.Addr][]string, dial Dialer, ipCmd string, lim Limits) DeviceStatus {
 	ds := DeviceStatus{Device: dev.Name, Address: dev.Address, Balancers: art.Balancers, HAVIPs: compiledHAVIPs(art)}
 	h := hostOf(dev, ipCmd)
 	t, err := dial(ctx, EndpointOf(dev))
@@ -141,7 +142,7 @@ func deviceStatus(ctx context.Context, dev *schema.Device, art *compiler.DeviceA
 		return ds
 	}
 	defer t.Close()
-	live, err := ReadLive(ctx, t, h, h.KeepalivedConfig != "")
+	live, err := readLive(ctx, t, h, h.KeepalivedConfig != "", lim)
 	if err != nil {
 		ds.Sync, ds.Error = SyncError, fmt.Sprintf("status %s: read live state: %v", dev.Name, err)
 		if errors.Is(err, ErrConnectionLost) {

@@ -11,6 +11,7 @@ import (
 
 	"lbc/internal/shard"
 	"lbc/internal/specfs"
+	"lbc/reconcile"
 	"lbc/schema"
 )
 
@@ -30,6 +31,11 @@ type SSHArgs struct {
 	KnownHosts     string
 	KeyFile        string
 	ConnectTimeout time.Duration
+	// The bounds on what a host returns and how long lbc waits for it
+	// (reconcile.Limits).
+	MaxRead      int64 // bytes
+	ReadTimeout  time.Duration
+	StartTimeout time.Duration
 }
 
 // Args is a parsed command line. Only the fields of the command are set.
@@ -97,6 +103,10 @@ func parseArgs(cmd string, argv []string, stderr io.Writer) (*Args, error) {
 		fs.StringVar(&a.SSH.KnownHosts, "known-hosts", "", "known_hosts file (default ~/.ssh/known_hosts)")
 		fs.StringVar(&a.SSH.KeyFile, "ssh-key", "", "private key file (default: the ssh-agent)")
 		fs.DurationVar(&a.SSH.ConnectTimeout, "connect-timeout", 10*time.Second, "SSH connect timeout")
+		a.SSH.MaxRead = reconcile.DefaultMaxRead
+		fs.Var((*byteSize)(&a.SSH.MaxRead), "max-read", "most bytes one read of a host may return: its config, state.json, keepalived.conf and addresses (suffixes K, M, G)")
+		fs.DurationVar(&a.SSH.ReadTimeout, "read-timeout", reconcile.DefaultReadTimeout, "longest one read of a host may take")
+		fs.DurationVar(&a.SSH.StartTimeout, "start-timeout", reconcile.DefaultStartTimeout, "longest a host's lock holder may take to start (login, shell), beyond --lock-timeout")
 		fs.IntVar(&a.Parallelism, "parallelism", 10, "devices worked on at once")
 	}
 	// applyPolicy: the flags of every command that applies, with one meaning.
@@ -226,6 +236,10 @@ func parseArgs(cmd string, argv []string, stderr io.Writer) (*Args, error) {
 	}
 	if cmd == "watch" && a.Shard.Count > 0 && !a.WatchPlan && !a.WatchApply {
 		fmt.Fprintln(stderr, "lbc watch: --shard needs --plan or --apply (it selects hosts)")
+		return nil, errUsage
+	}
+	if a.SSH.MaxRead < 0 || a.SSH.ReadTimeout < 0 || a.SSH.StartTimeout < 0 {
+		fmt.Fprintf(stderr, "lbc %s: --max-read, --read-timeout and --start-timeout must not be negative (0: the default)\n", cmd)
 		return nil, errUsage
 	}
 	if a.Parallelism < 1 {

@@ -23,7 +23,7 @@ func (e *env) dialer() (reconcile.Dialer, error) {
 		return nil, fmt.Errorf("known_hosts: %w (hosts are always checked; use --known-hosts FILE)", err)
 	}
 	// known_hosts and the key are read once, for every device.
-	d, err := reconcile.NewSSHDialer(reconcile.SSHConfig{KnownHosts: kh, KeyFile: e.args.SSH.KeyFile, ConnectTimeout: e.args.SSH.ConnectTimeout})
+	d, err := reconcile.NewSSHDialer(reconcile.SSHConfig{KnownHosts: kh, KeyFile: e.args.SSH.KeyFile, ConnectTimeout: e.args.SSH.ConnectTimeout, MaxOutput: e.args.SSH.MaxRead})
 	if err != nil {
 		return nil, err
 	}
@@ -46,4 +46,10 @@ func isTerminal(w any) bool {
 // color reports whether human output to w may use colour.
 func color(w any) bool {
 	return os.Getenv("NO_COLOR") == "" && isTerminal(w)
+}
+
+// limits are the bounds on what a host returns and how long lbc waits
+// (--max-read, --read-timeout, --start-timeout).
+func (e *env) limits() reconcile.Limits {
+	return reconcile.Limits{MaxRead: e.args.SSH.MaxRead, ReadTimeout: e.args.SSH.ReadTimeout, StartTimeout: e.args.SSH.StartTimeout}
 }

@@ -44,7 +44,7 @@ func (e *env) plan() int {
 
 // buildPlan reads the hosts of a compiled tree.
 func (e *env) buildPlan(c *compiled, dial reconcile.Dialer, lock *reconcile.PlanLock) (*reconcile.Plan, error) {
-	p, err := reconcile.BuildPlan(e.ctx, c.spec, c.res, dial, reconcile.PlanOptions{Parallelism: e.args.Parallelism, Previous: c.prev, Lock: lock, Log: e.log})
+	p, err := reconcile.BuildPlan(e.ctx, c.spec, c.res, dial, reconcile.PlanOptions{Parallelism: e.args.Parallelism, Previous: c.prev, Lock: lock, Log: e.log, Limits: e.limits()})
 	if p != nil && c.shardNote != "" {
 		p.Notes = append([]string{c.shardNote}, p.Notes...)
 	}

@@ -20,7 +20,7 @@ func (e *env) status() int {
 	if err != nil {
 		return e.fail(err)
 	}
-	st, err := reconcile.ReadStatus(e.ctx, c.spec, c.res, dial, reconcile.StatusOptions{Parallelism: e.args.Parallelism})
+	st, err := reconcile.ReadStatus(e.ctx, c.spec, c.res, dial, reconcile.StatusOptions{Parallelism: e.args.Parallelism, Limits: e.limits()})
 	if err != nil {
 		return e.fail(err)
 	}

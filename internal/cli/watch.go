@@ -279,7 +279,7 @@ func (e *env) watchHosts(ctx context.Context, spec *schema.Spec, res *compiler.R
 	if sh := e.args.Shard; sh.Count > 0 {
 		res = shard.Select(res, sh) // the placement stays whole; the devices are the shard's
 	}
-	opts := reconcile.PlanOptions{Parallelism: e.args.Parallelism, Log: e.log}
+	opts := reconcile.PlanOptions{Parallelism: e.args.Parallelism, Log: e.log, Limits: e.limits()}
 	locks := reconcile.NewLocks()
 	if e.args.WatchApply {
 		// Plan under the device locks, as lbc apply does; the locks of

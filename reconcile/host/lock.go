@@ -19,7 +19,55 @@ func LockCommand(h Host, wait time.Duration) string {
 		mode = "-w " + strconv.Itoa(int(max(wait.Round(time.Second), time.Second)/time.Second))
 	}
 	// exec: the login shell gives way to flock, one fork fewer.
-	return fmt.Sprintf("%s && exec flock -o %s %s sh -s", mkdirCmd(h.StateDir), mode, q(h.LockPath()))
+	return fmt.Sprintf("%s && %s && exec flock -o %s %s sh -s", mkdirStateCmd(h.StateDir), stateDirCheck(h), mode, q(h.LockPath()))
+}
+
+// ExitUnsafeStateDir is the exit status of LockCommand when the state
+// directory fails stateDirCheck; its stderr says why.
+const ExitUnsafeStateDir = 70
+
+// mkdirStateCmd makes the state directory (and its parents) unless it
+// exists, writable by its owner only whatever the umask.
+func mkdirStateCmd(d string) string {
+	return fmt.Sprintf("{ [ -d %s ] || ( umask 022 && mkdir -p %s ); }", q(d), q(d))
+}
+
+// sharedDirs are directories that are never a state directory of their
+// own: other software (or every user) writes there.
+var sharedDirs = []string{"/", "/tmp", "/var/tmp", "/dev/shm", "/dev", "/run", "/var/run", "/run/lock", "/var/lock",
+	"/run/user", "/etc", "/usr", "/usr/local", "/bin", "/sbin", "/lib", "/home", "/root", "/var", "/var/lib", "/opt", "/srv", "/mnt", "/media", "/proc", "/sys"}
+
+// stateDirCheck is what the host checks before it trusts anything in the
+// state directory, above all before the lock holder may run txn.sh (the
+// armed rollback, run as the user lbc logs in as, root under sudo): the
+// directory is not a symlink nor a well-known shared directory, is owned
+// by that user, and no one else may write to it; an existing txn.sh is a
+// regular file (not a symlink) with the same owner and mode. Otherwise it
+// says why on stderr and exits ExitUnsafeStateDir: no lock is taken and
+// nothing in the directory runs. It costs one process (stat -c, GNU
+// coreutils'); the rest are shell builtins.
+func stateDirCheck(h Host) string {
+	var shared strings.Builder
+	for i, d := range sharedDirs {
+		if i > 0 {
+			shared.WriteByte('|')
+		}
+		shared.WriteString(q(d))
+	}
+	return fmt.Sprintf(`{ lbc_sdc() {
+  case "$1" in %s) echo "state directory $1 is a shared system directory" >&2; return 1;; esac
+  if [ -L "$1" ] || [ ! -d "$1" ]; then echo "state directory $1 is a symlink or not a directory" >&2; return 1; fi
+  if [ ! -O "$1" ]; then echo "state directory $1 is owned by uid $(stat -c %%u -- "$1"), not by uid $(id -u) that lbc runs as" >&2; return 1; fi
+  lbc_t=
+  if [ -e "$1/txn.sh" ] || [ -L "$1/txn.sh" ]; then
+    if [ -L "$1/txn.sh" ] || [ ! -f "$1/txn.sh" ] || [ ! -O "$1/txn.sh" ]; then echo "$1/txn.sh is a symlink, not a regular file or not owned by uid $(id -u): not trusted" >&2; return 1; fi
+    lbc_t="$1/txn.sh"
+  fi
+  if [ -n "$lbc_t" ]; then lbc_m=$(stat -c %%a -- "$1" "$lbc_t") || return 1; else lbc_m=$(stat -c %%a -- "$1") || return 1; fi
+  lbc_d=${lbc_m%%%%[!0-7]*}; lbc_f=${lbc_m#"$lbc_d"}; lbc_f=${lbc_f#?}
+  if [ $(( 0$lbc_d & 022 )) != 0 ]; then echo "state directory $1 has mode $lbc_d: others than its owner may write to it" >&2; return 1; fi
+  if [ -n "$lbc_f" ] && [ $(( 0$lbc_f & 022 )) != 0 ]; then echo "$1/txn.sh has mode $lbc_f: others than its owner may write to it" >&2; return 1; fi
+}; lbc_sdc %s || exit %d; }`, shared.String(), q(h.StateDir), ExitUnsafeStateDir)
 }
 
 // Prologue is what the lock holder's shell runs first. It writes the

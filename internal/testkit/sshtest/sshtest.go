@@ -40,6 +40,7 @@ type Fault struct {
 	kind   faultKind
 	code   int
 	stderr string
+	delay  time.Duration
 }
 
 type faultKind int
@@ -49,6 +50,7 @@ const (
 	faultExit
 	faultCutBefore
 	faultCutAfter
+	faultDelay
 )
 
 var (
@@ -60,6 +62,12 @@ var (
 	// connection before sending its exit status.
 	CutAfter = Fault{kind: faultCutAfter}
 )
+
+// Delay accepts the command, waits d (a slow login: an overloaded host,
+// a slow shell start-up), then runs it normally.
+func Delay(d time.Duration) Fault {
+	return Fault{kind: faultDelay, delay: d}
+}
 
 // FailExit does not run the command; the session writes stderr and exits
 // with code.
@@ -533,6 +541,9 @@ func (s *Server) exec(conn net.Conn, req *ssh.Request, ss *session, cmdline stri
 		return
 	}
 	req.Reply(true, nil)
+	if f.kind == faultDelay {
+		time.Sleep(f.delay)
+	}
 	if f.kind == faultExit {
 		io.WriteString(ch.Stderr(), f.stderr)
 		sendExit(ch, f.code, "")
