@@ -316,6 +316,7 @@ func decodeTestSpec(data []byte) (*schema.Spec, error) {
 				Weight  *int       `json:"weight"`
 				Maxconn int        `json:"maxconn"`
 				Backup  bool       `json:"backup"`
+				State   string     `json:"state"`
 			} `json:"nodes"`
 			HealthMonitor struct {
 				Type     string `json:"type"`
@@ -390,11 +391,14 @@ func decodeTestSpec(data []byte) (*schema.Spec, error) {
 			}
 		}
 		for _, n := range b.Nodes {
-			w := 1
+			w, st := 1, n.State
 			if n.Weight != nil {
 				w = *n.Weight
 			}
-			out.Nodes = append(out.Nodes, schema.Node{Address: n.Address, Port: n.Port, Weight: w, Maxconn: n.Maxconn, Backup: n.Backup})
+			if st == "" {
+				st = schema.NodeActive
+			}
+			out.Nodes = append(out.Nodes, schema.Node{Address: n.Address, Port: n.Port, Weight: w, Maxconn: n.Maxconn, Backup: n.Backup, State: st})
 		}
 		if derr != nil {
 			return nil, errors.New("balancer " + name + ": " + derr.Error())

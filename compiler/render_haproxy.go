@@ -52,7 +52,8 @@ const (
 //	          (monitor not none), cookie or stick-table + stick on src
 //	          (persistence), then one server line per node in spec order:
 //	          server <address>_<port> <address>:<port> weight W [maxconn N]
-//	          [check] [backup] [cookie C]
+//	          [check] [backup] [disabled] [cookie C]
+//	          (W is 0 for a node in state drain; disabled for state maint)
 //
 // It returns an error, and no bytes, when a value is not a single safe
 // word (see the package comment) or the result would not be valid.
@@ -368,8 +369,28 @@ func (w *cfgWriter) balancer(b *schema.Balancer, role string) {
 		nameEnd := len(w.buf)
 		w.s(" ")
 		w.addrPort(ap)
+		// A draining node renders weight 0, not disabled: HAProxy's doc
+		// (configuration.txt, "weight") says a server of weight 0 takes
+		// no part in load balancing but still accepts persistent
+		// connections, which is what drain means, and it is exactly the
+		// runtime "set weight 0" a runtime apply sends, so the file and
+		// the running state agree. "disabled" is maintenance: no traffic
+		// but force-persist, health checks stopped (runtime "state
+		// maint"), so it is what maint renders. Both differ from the
+		// weight and state the server-state file (load-server-state-
+		// from-file global) holds for the server, and HAProxy applies a
+		// changed configured weight or a changed disabled at reload over
+		// what the state file says, so a reload also lands on the spec.
+		weight := n.Weight
+		switch n.State {
+		case schema.NodeDrain:
+			weight = 0
+		case "", schema.NodeActive, schema.NodeMaint:
+		default:
+			w.fail("balancer %s: node %s: unknown state %q", b.Name, ap, n.State)
+		}
 		w.s(" weight ")
-		w.i(n.Weight)
+		w.i(weight)
 		if n.Maxconn > 0 {
 			w.s(" maxconn ")
 			w.i(n.Maxconn)
@@ -379,6 +400,9 @@ func (w *cfgWriter) balancer(b *schema.Balancer, role string) {
 		}
 		if n.Backup {
 			w.s(" backup")
+		}
+		if n.State == schema.NodeMaint {
+			w.s(" disabled")
 		}
 		if cookie {
 			w.s(" cookie ")

@@ -13,6 +13,7 @@ import (
 	"lbc/compiler"
 	"lbc/internal/testkit/lab"
 	"lbc/reconcile"
+	"lbc/reconcile/classify"
 	"lbc/schema"
 )
 
@@ -210,6 +211,10 @@ func TestE2E(t *testing.T) {
 	if diff := devicePlan(p, d1).ConfigDiff; !strings.Contains(diff, "weight 3") || strings.Count(diff, "\n-    server") != 1 {
 		t.Errorf("weight diff:\n%s", diff)
 	}
+	if c := devicePlan(p, d1).Change; c == nil || c.Class != classify.Runtime || len(c.Ops) != 1 || c.Ops[0].Kind != classify.KindWeight ||
+		!strings.HasPrefix(c.Ops[0].String(), "be_web/") || !strings.HasSuffix(c.Ops[0].String(), " weight 1 → 3") {
+		t.Errorf("weight change class: %+v", c)
+	}
 	e.mustApply(p)
 	e.wantRatio(1, web.weights)
 
@@ -219,6 +224,9 @@ func TestE2E(t *testing.T) {
 	p = e.plan(nil)
 	if diff := devicePlan(p, d1).ConfigDiff; strings.Count(diff, "\n+    server") != 1 || strings.Count(diff, "\n-    server") != 0 {
 		t.Errorf("add-node diff:\n%s", diff)
+	}
+	if c := devicePlan(p, d1).Change; c == nil || c.Class != classify.Runtime || len(c.Ops) != 1 || c.Ops[0].Kind != classify.KindAdd {
+		t.Errorf("add-node class: %+v", c)
 	}
 	e.mustApply(p)
 	e.wantRatio(1, web.weights)
@@ -260,6 +268,9 @@ func TestE2E(t *testing.T) {
 	e.writeSpec(web, api)
 	p = e.plan(nil)
 	dp := devicePlan(p, d1)
+	if dp.Change == nil || dp.Change.Class != classify.Reload || !strings.HasSuffix(dp.Change.Reason, " is new") {
+		t.Errorf("move class: %+v", dp.Change)
+	}
 	if fmt.Sprint(dp.VIPsAdd) != fmt.Sprintf("[%s/24 dev eth0]", l.VIP(3)) && !strings.Contains(fmt.Sprint(dp.VIPsAdd), l.VIP(3).String()+"/") {
 		t.Errorf("move: add %v", dp.VIPsAdd)
 	}

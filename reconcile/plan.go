@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"lbc/compiler"
+	"lbc/reconcile/classify"
 	"lbc/reconcile/host"
 	"lbc/schema"
 )
@@ -61,6 +62,12 @@ type DevicePlan struct {
 	// devices of a pair list a balancer, the pair is new and applied
 	// primary first (see HAWaves).
 	NewVRRP []string `json:"newVRRP,omitempty"`
+
+	// Change says whether the haproxy.cfg change could be applied through
+	// HAProxy's runtime API (class runtime, with its operations) or needs a
+	// reload, and why. Informational for now: apply reloads for every
+	// change until runtime apply lands. Nil when haproxy.cfg is unchanged.
+	Change *classify.Result `json:"change,omitempty"`
 
 	// LiveRevision is the revision the host's state.json names ("" if none).
 	LiveRevision string `json:"liveRevision,omitempty"`
@@ -366,6 +373,19 @@ func compare(dp *DevicePlan, live *Live, art *compiler.DeviceArtifacts) error {
 		dp.Notes = append(dp.Notes, "no "+StateFile+" on the host: first apply by lbc")
 	case live.Config.Exists && st.ConfigSHA256 != live.Config.Fingerprint():
 		dp.Notes = append(dp.Notes, "live haproxy.cfg is not the one lbc applied last (edited by hand, or an apply was interrupted)")
+	}
+	if dp.ConfigDiff != "" {
+		var liveCfg []byte
+		if live.Config.Exists {
+			liveCfg = live.Config.Data
+		}
+		// The running HAProxy runs the live file only when lbc applied it
+		// last: otherwise only a reload makes them agree.
+		trusted := st != nil && live.Config.Exists && st.ConfigSHA256 == live.Config.Fingerprint()
+		r := classify.Change(liveCfg, art.HAProxyCfg, trusted)
+		if r.Class != classify.None {
+			dp.Change = &r
+		}
 	}
 	if dp.ConfigDiff != "" || dp.KeepalivedDiff != "" || len(dp.VIPsAdd) > 0 || len(dp.VIPsRemove) > 0 || stateBehind {
 		dp.Status = StatusChanges

@@ -7,6 +7,7 @@ import (
 	"regexp"
 
 	"lbc/compiler"
+	"lbc/reconcile/classify"
 	"lbc/reconcile/host"
 	"lbc/schema"
 )
@@ -118,6 +119,11 @@ func checkDevicePlan(d *DevicePlan) error {
 	}
 	if !d.Desired.ManageKeepalived && d.Desired.Keepalived != "" {
 		bad("desired.keepalived set but not managed")
+	}
+	if d.Change != nil {
+		if err := classify.Check(d.Change); err != nil {
+			bad("%w", err)
+		}
 	}
 	if !revisionRE.MatchString(d.LiveRevision) {
 		bad("liveRevision %q: want letters, digits, . _ -", d.LiveRevision)

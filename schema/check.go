@@ -146,13 +146,18 @@ func (p *Partial) addBalancer(name string, r *rawBalancer, ep *entityPos, first 
 			parsed = false
 			continue
 		}
-		if !n.Backup && n.Weight > 0 {
+		node := Node{Address: a, Port: n.Port, Weight: n.Weight, Maxconn: n.Maxconn, Backup: n.Backup, State: n.State}
+		if node.TakesTraffic() {
 			enabled = true
 		}
-		b.Nodes = append(b.Nodes, Node{Address: a, Port: n.Port, Weight: n.Weight, Maxconn: n.Maxconn, Backup: n.Backup})
+		b.Nodes = append(b.Nodes, node)
 	}
 	if len(r.Nodes) > 0 && parsed && !enabled {
-		bad("nodes", "no enabled node: at least one node must be neither backup nor of weight 0")
+		bad("nodes", "no enabled node: at least one node must be active, not backup and of weight above 0")
+	}
+	b.DrainTimeout = duration(r.Drain.Timeout, func(msg string) { bad("drain.timeout", "%s", msg) })
+	if b.DrainTimeout > maxDrainTimeout {
+		bad("drain.timeout", "drain timeout %q is longer than 24h", r.Drain.Timeout)
 	}
 
 	hm := r.HealthMonitor
@@ -218,6 +223,9 @@ func (p *Partial) addScheduler(r *rawScheduler) {
 	}
 	p.Scheduler = &Scheduler{Filters: r.Filters, Costs: r.Costs}
 }
+
+// maxDrainTimeout bounds how long apply may wait for one node to drain.
+const maxDrainTimeout = 24 * time.Hour
 
 // parseIP parses a node or VIP address.
 func parseIP(s string, bad func(string)) (netip.Addr, bool) {

@@ -49,6 +49,7 @@ type rawNode struct {
 	Weight  int    `json:"weight"`
 	Maxconn int    `json:"maxconn"`
 	Backup  bool   `json:"backup"`
+	State   string `json:"state"`
 }
 
 type rawHealth struct {
@@ -92,6 +93,9 @@ type rawBalancer struct {
 		HA     bool     `json:"ha"`
 	} `json:"placement"`
 	Failback bool `json:"failback"`
+	Drain    struct {
+		Timeout string `json:"timeout"`
+	} `json:"drain"`
 }
 
 type rawScheduler struct {
@@ -451,6 +455,7 @@ func (d *decoder) balancer(c *compiled, v node) *rawBalancer {
 			d.int(e, "weight", &n.Weight)
 			d.int(e, "maxconn", &n.Maxconn)
 			d.bool(e, "backup", &n.Backup)
+			d.str(e, "state", &n.State)
 			r.Nodes = append(r.Nodes, n)
 		})
 	}
@@ -492,6 +497,9 @@ func (d *decoder) balancer(c *compiled, v node) *rawBalancer {
 		d.bool(x, "ha", &r.Placement.HA)
 	}
 	d.bool(v, "failback", &r.Failback)
+	if x, ok := d.field(v, "drain"); ok {
+		d.str(x, "timeout", &r.Drain.Timeout)
+	}
 	return &r
 }
 

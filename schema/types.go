@@ -99,6 +99,9 @@ type Balancer struct {
 	Maxconn       int // 0: not set
 	Placement     Placement
 	Failback      bool // HA only: preempt (true, the default) or nopreempt
+	// DrainTimeout bounds how long a removed or draining node keeps its
+	// current sessions (default 30s).
+	DrainTimeout time.Duration
 
 	FieldPos map[string]Pos // e.g. "vips[0].address", "nodes[2].weight"
 }
@@ -116,6 +119,20 @@ type Node struct {
 	Weight  int // 0..256, default 1
 	Maxconn int // 0: not set
 	Backup  bool
+	State   string // NodeActive (default), NodeDrain or NodeMaint
+}
+
+// Node states.
+const (
+	NodeActive = "active" // takes traffic
+	NodeDrain  = "drain"  // no new sessions; current and persistent ones finish
+	NodeMaint  = "maint"  // no traffic at all
+)
+
+// TakesTraffic reports whether n gets new sessions from the balancing
+// algorithm: active, not a backup and of weight above 0.
+func (n Node) TakesTraffic() bool {
+	return (n.State == NodeActive || n.State == "") && !n.Backup && n.Weight > 0
 }
 
 // HealthMonitor says how nodes are checked.

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"lbc/reconcile"
+	"lbc/reconcile/classify"
 )
 
 // The views of a plan: text (writePlanText, also what apply and watch
@@ -61,6 +62,9 @@ func writePlanText(w io.Writer, p *reconcile.Plan, color bool) error {
 		default:
 			fmt.Fprintf(bw, "%s %s: %s: %s\n", c(ansiRed, "!"), head, d.Status, indentText(d.Error, "    "))
 		}
+		for _, l := range changeLines(d.Change) {
+			fmt.Fprintf(bw, "  %s\n", l)
+		}
 		for _, diff := range []string{d.ConfigDiff, d.KeepalivedDiff} {
 			for _, l := range splitLines(diff) {
 				code := ""
@@ -95,6 +99,26 @@ func writePlanText(w io.Writer, p *reconcile.Plan, color bool) error {
 	return bw.Flush()
 }
 
+// changeLines describes a device's haproxy.cfg change class, escaped:
+// "haproxy.cfg: reload: REASON", or "haproxy.cfg: runtime-capable, ..."
+// and one indented line per runtime operation. Apply reloads for every
+// change today, and the wording says so.
+func changeLines(r *classify.Result) []string {
+	switch {
+	case r == nil || r.Class == classify.None:
+		return nil
+	case r.Class == classify.Reload:
+		return []string{"haproxy.cfg: needs a reload: " + termLine(r.Reason)}
+	case len(r.Ops) == 0:
+		return []string{"haproxy.cfg: runtime-capable, no runtime operation (the file alone changes); applied by reload until runtime apply lands"}
+	}
+	out := []string{fmt.Sprintf("haproxy.cfg: runtime-capable, %d runtime operation(s); applied by reload until runtime apply lands:", len(r.Ops))}
+	for _, o := range r.Ops {
+		out = append(out, "  "+termLine(o.String()))
+	}
+	return out
+}
+
 // indentText escapes s (keeping its layout) and indents its lines after
 // the first.
 func indentText(s, indent string) string {
@@ -117,6 +141,7 @@ type planDeviceRecord struct {
 	Status         reconcile.Status  `json:"status"`
 	ConfigDiff     string            `json:"configDiff,omitempty"`
 	KeepalivedDiff string            `json:"keepalivedDiff,omitempty"`
+	Change         *classify.Result  `json:"change,omitempty"`
 	VIPsAdd        []string          `json:"vipsAdd,omitempty"`
 	VIPsRemove     []string          `json:"vipsRemove,omitempty"`
 	Notes          []string          `json:"notes,omitempty"`
@@ -145,7 +170,7 @@ func writePlanJSON(w io.Writer, p *reconcile.Plan) error {
 		if err := enc.Encode(planDeviceRecord{
 			Type: "device", Device: d.Device, Address: d.Address, Status: d.Status,
 			ConfigDiff: d.ConfigDiff, KeepalivedDiff: d.KeepalivedDiff,
-			VIPsAdd: d.VIPsAdd, VIPsRemove: d.VIPsRemove, Notes: d.Notes,
+			Change: d.Change, VIPsAdd: d.VIPsAdd, VIPsRemove: d.VIPsRemove, Notes: d.Notes,
 			LiveRevision: d.LiveRevision, Fingerprints: d.Fingerprints, Error: d.Error,
 		}); err != nil {
 			return err
@@ -172,6 +197,16 @@ func writePlanMarkdown(w io.Writer, p *reconcile.Plan) error {
 		default:
 			fmt.Fprintf(bw, "\n<details open><summary><code>%s</code> (%s): %s</summary>\n\n", md(d.Device), md(d.Address), md(string(d.Status)))
 			fmt.Fprintf(bw, "%s\n", fenced("text", termText(d.Error)))
+		}
+		for i, l := range changeLines(d.Change) {
+			if i == 0 {
+				fmt.Fprintf(bw, "%s\n", md(l))
+			} else {
+				fmt.Fprintf(bw, "- `%s`\n", md(strings.TrimSpace(l)))
+			}
+		}
+		if d.Change != nil {
+			bw.WriteString("\n")
 		}
 		var body strings.Builder
 		body.WriteString(termText(d.ConfigDiff))

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"lbc/reconcile"
+	"lbc/reconcile/classify"
 )
 
 // testConfig is a small haproxy.cfg with one server of the given weight.
@@ -26,7 +27,12 @@ func samplePlan() *reconcile.Plan {
 		{
 			Device: "lb-a1", Address: "192.0.2.11", Status: reconcile.StatusChanges,
 			ConfigDiff: reconcile.UnifiedDiff("live/lb-a1/haproxy.cfg", "new/lb-a1/haproxy.cfg", testConfig(10), testConfig(20)),
-			VIPsAdd:    []string{"203.0.113.11/32 dev eth0"}, VIPsRemove: []string{"203.0.113.10/32 dev eth0"},
+			Change: &classify.Result{Class: classify.Runtime, Ops: []classify.Op{
+				{Kind: classify.KindWeight, Backend: "be-web", Server: "n1", From: "10", To: "20"},
+				{Kind: classify.KindAdd, Backend: "be-web", Server: "n3", Args: []string{"127.0.0.1:11", "weight", "1", "check", "inter", "2s"}},
+				{Kind: classify.KindDel, Backend: "be-web", Server: "n2", From: "1"},
+			}},
+			VIPsAdd: []string{"203.0.113.11/32 dev eth0"}, VIPsRemove: []string{"203.0.113.10/32 dev eth0"},
 			Notes:        []string{"live haproxy.cfg is not the one lbc applied last (edited by hand, or an apply was interrupted)"},
 			LiveRevision: "fedcba9",
 			Fingerprints: map[string]string{"/etc/haproxy/haproxy.cfg": "24616f47fe7996c709d46197ba6058c764a062c171f2af47fdad6f57d7877774",
@@ -82,5 +88,25 @@ func TestPlanViewsNotes(t *testing.T) {
 	b.Reset()
 	if err := writePlanJSON(&b, p); err != nil || !strings.Contains(b.String(), `"notes":["device lb-gone not in the spec`) {
 		t.Errorf("json view does not show the note (%v):\n%s", err, b.String())
+	}
+}
+
+// A reload shows its reason, escaped like any text a saved plan may carry.
+func TestPlanViewReloadClass(t *testing.T) {
+	p := samplePlan()
+	p.Devices[0].Change = &classify.Result{Class: classify.Reload, Reason: "backend be-web: \x1b[31m"}
+	var b strings.Builder
+	if err := writePlanText(&b, p, false); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "  haproxy.cfg: needs a reload: backend be-web: \\x1b[31m\n") || strings.Contains(b.String(), "runtime-capable") {
+		t.Errorf("text view:\n%s", b.String())
+	}
+	b.Reset()
+	if err := writePlanMarkdown(&b, p); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "haproxy.cfg: needs a reload: backend be-web: \\x1b[31m\n") {
+		t.Errorf("markdown view:\n%s", b.String())
 	}
 }
