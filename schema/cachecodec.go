@@ -169,6 +169,7 @@ func (e *encoder) balancer(b *Balancer) {
 		e.int(n.Weight)
 		e.int(n.Maxconn)
 		e.bool(n.Backup)
+		e.str(n.State)
 	}
 	h := b.HealthMonitor
 	e.str(h.Type)
@@ -196,6 +197,7 @@ func (e *encoder) balancer(b *Balancer) {
 	e.str(b.Placement.Device)
 	e.bool(b.Placement.HA)
 	e.bool(b.Failback)
+	e.duration(b.DrainTimeout)
 	e.posMap(b.FieldPos)
 }
 
@@ -430,7 +432,7 @@ func (d *cdecoder) balancer() *Balancer {
 	if isNil, n := d.n(); !isNil {
 		b.Nodes = make([]Node, n)
 		for i := range b.Nodes {
-			b.Nodes[i] = Node{Address: d.addr(), Port: d.int(), Weight: d.int(), Maxconn: d.int(), Backup: d.bool()}
+			b.Nodes[i] = Node{Address: d.addr(), Port: d.int(), Weight: d.int(), Maxconn: d.int(), Backup: d.bool(), State: d.str()}
 		}
 	}
 	b.HealthMonitor = HealthMonitor{Type: d.str(), Method: d.str(), Path: d.str(), Expect: d.int(),
@@ -444,6 +446,7 @@ func (d *cdecoder) balancer() *Balancer {
 	b.Maxconn = d.int()
 	b.Placement = Placement{Zones: d.strs(), Tags: d.strs(), Device: d.str(), HA: d.bool()}
 	b.Failback = d.bool()
+	b.DrainTimeout = d.duration()
 	b.FieldPos = d.posMap()
 	return b
 }
