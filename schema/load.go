@@ -291,20 +291,27 @@ func (l Limits) evalInstance(fsys fs.FS, dir string, srcs []source, problems map
 	}
 
 	pos := newPositions(relName)
+	// takeData finishes p from concrete data when it is over the count
+	// limits (diagnostics) or the generated validator accepts it
+	// (decoded); false leaves p to CUE's evaluator with the schema.
+	takeData := func(data *dval, from []*ast.File) bool {
+		if ds := l.countData(data, first); len(ds) > 0 {
+			p.Diagnostics = ds
+			return true
+		}
+		if ok, _ := c.validator.check(data); !ok {
+			return false
+		}
+		for _, f := range from {
+			pos.addFile(f)
+		}
+		decode(c, p, data, nil, pos, first)
+		p.Diagnostics = p.Diagnostics.sorted()
+		return true
+	}
 	if !imports && how != pathCUE {
-		if data, ok := dataFiles(files); ok {
-			if ds := l.countData(data, first); len(ds) > 0 {
-				p.Diagnostics = ds
-				return p, nil
-			}
-			if ok, _ := c.validator.check(data); ok {
-				for _, f := range files {
-					pos.addFile(f)
-				}
-				decode(c, p, data, nil, pos, first)
-				p.Diagnostics = p.Diagnostics.sorted()
-				return p, nil
-			}
+		if data, ok := dataFiles(files); ok && takeData(data, files) {
+			return p, nil
 		}
 	}
 	if how == pathFast {
@@ -337,19 +344,8 @@ func (l Limits) evalInstance(fsys fs.FS, dir string, srcs []source, problems map
 			return p, nil
 		}
 		v = v.Unify(ctx.CompileString(c.shape, cue.Filename(schemaFile)))
-		if data, ok := evaluatedData(v); ok {
-			if ds := l.countData(data, first); len(ds) > 0 {
-				p.Diagnostics = ds
-				return p, nil
-			}
-			if ok, _ := c.validator.check(data); ok {
-				for _, f := range built {
-					pos.addFile(f)
-				}
-				decode(c, p, data, nil, pos, first)
-				p.Diagnostics = p.Diagnostics.sorted()
-				return p, nil
-			}
+		if data, ok := evaluatedData(v); ok && takeData(data, built) {
+			return p, nil
 		}
 		if how == pathEvaluated {
 			return nil, errNotFast
