@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"path"
+	"sort"
 	"strings"
 )
 
@@ -29,6 +30,11 @@ type Change struct {
 	LiveConfig, LiveKeepalived File
 	// State is the state.json that write-state writes.
 	State []byte
+	// Files are the auxiliary files to write (new, or changed on the
+	// host); FilesRemove the paths of auxiliary files that lbc wrote
+	// before (state.json lists them) and no longer wants. See AuxFile.
+	Files       []AuxFile
+	FilesRemove []string
 }
 
 // ChangeScript is the whole transaction after the lock, as one script,
@@ -98,6 +104,16 @@ func ChangeScript(c Change, v Verifier) (*Script, error) {
 		return w
 	}
 	stage := []string{write(staged(h.Config), c.Config)}
+	for _, f := range c.Files {
+		w, err := stageAuxCmd(f)
+		werr = cmp.Or(werr, err)
+		stage = append(stage, w)
+	}
+	checked := staged(h.Config)
+	if len(c.Files) > 0 {
+		checked = h.Config + checkSuffix
+		stage = append(stage, write(checked, checkConfig(c.Config, c.Files)))
+	}
 	if ka {
 		stage = append(stage, write(staged(h.KeepalivedConfig), c.Keepalived))
 	}
@@ -108,15 +124,21 @@ func ChangeScript(c Change, v Verifier) (*Script, error) {
 	}
 	s := newScript(false)
 	if h.Check != "" {
-		stage = append(stage, fmt.Sprintf("{ %s || { echo 'check haproxy.cfg failed' >&2; false; }; }", checkCmd(h.Check, staged(h.Config))))
+		stage = append(stage, fmt.Sprintf("{ %s || { echo 'check haproxy.cfg failed' >&2; false; }; }", checkCmd(h.Check, checked)))
 	} else {
 		s.Notes = append(s.Notes, "no haproxy check command: config not checked on the host")
 	}
 	if ka && h.KeepalivedCheck != "" {
 		stage = append(stage, fmt.Sprintf("{ %s || { echo 'check keepalived.conf failed' >&2; false; }; }", checkCmd(h.KeepalivedCheck, staged(h.KeepalivedConfig))))
 	}
+	if checked != staged(h.Config) {
+		stage = append(stage, removeCmd(checked))
+	}
 	s.step(StepStage, strings.Join(stage, " &&\n  "))
 	keep := keepLastGoodCmd(h.Config, c.LiveConfig, h.LastGood("haproxy.cfg"))
+	for _, p := range c.auxTouched() {
+		keep += " &&\n  " + keepAuxCmd(h, p)
+	}
 	if ka {
 		keep += " &&\n  " + keepLastGoodCmd(h.KeepalivedConfig, c.LiveKeepalived, h.LastGood("keepalived.conf"))
 	}
@@ -128,7 +150,14 @@ func ChangeScript(c Change, v Verifier) (*Script, error) {
 	s.step(StepArm, arm)
 	s.step(StepAddVIPs, add)
 	s.warnStep(StepSaveServerState, saveServerStateCmd(h), "save server state failed (a host whose HAProxy does not run yet has none)")
-	swap := swapCmd(h.Config)
+	var swaps []string
+	for _, p := range auxPaths(c.Files) {
+		swaps = append(swaps, swapCmd(p))
+	}
+	if len(c.FilesRemove) > 0 {
+		swaps = append(swaps, removeCmd(c.FilesRemove...))
+	}
+	swap := strings.Join(append(swaps, swapCmd(h.Config)), " && ")
 	if ka {
 		swap += " && " + swapCmd(h.KeepalivedConfig)
 	}
@@ -196,7 +225,21 @@ func stagedList(c Change) []string {
 	if c.ManageKeepalived {
 		fs = append(fs, staged(h.KeepalivedConfig))
 	}
+	if len(c.Files) > 0 {
+		fs = append(fs, h.Config+checkSuffix)
+	}
+	for _, p := range auxPaths(c.Files) {
+		fs = append(fs, staged(p))
+	}
 	return fs
+}
+
+// auxTouched are the paths of the auxiliary files the change writes or
+// removes, sorted.
+func (c Change) auxTouched() []string {
+	ps := append(auxPaths(c.Files), c.FilesRemove...)
+	sort.Strings(ps)
+	return ps
 }
 
 // RollbackFile is the shell script that puts the host back as the lock
@@ -216,6 +259,9 @@ func RollbackFile(c Change) (string, error) {
 		}
 	}
 	restore(c.LiveConfig, h.Config, h.LastGood("haproxy.cfg"))
+	for _, p := range c.auxTouched() {
+		fmt.Fprintf(&b, "%s || rc=1\n", restoreAuxCmd(h, p))
+	}
 	switch {
 	case c.ManageKeepalived && c.LiveKeepalived.Exists:
 		restore(c.LiveKeepalived, h.KeepalivedConfig, h.LastGood("keepalived.conf"))
