@@ -2,8 +2,10 @@ package host
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"path"
+	"sort"
 	"strings"
 )
 
@@ -29,6 +31,14 @@ type Change struct {
 	LiveConfig, LiveKeepalived File
 	// State is the state.json that write-state writes.
 	State []byte
+	// Runtime, when set, makes the change a runtime one: no reload, the
+	// commands go to the stats socket (see Runtime, RuntimeScript).
+	Runtime *Runtime
+	// Files are the auxiliary files to write (new, or changed on the
+	// host); FilesRemove the paths of auxiliary files that lbc wrote
+	// before (state.json lists them) and no longer wants. See AuxFile.
+	Files       []AuxFile
+	FilesRemove []string
 }
 
 // ChangeScript is the whole transaction after the lock, as one script,
@@ -64,75 +74,28 @@ type Change struct {
 // fails and the lock holder rolls back what it armed. Notes says what the
 // script leaves out (no check command).
 func ChangeScript(c Change, v Verifier) (*Script, error) {
-	rb, err := RollbackFile(c)
+	if c.Runtime != nil {
+		return nil, errors.New("change script: a runtime change is sent by RuntimeScript")
+	}
+	rm, err := removeVIPsCmd(c)
+	if err != nil {
+		return nil, err
+	}
+	after, err := v.After(c.Host, []byte(c.Config))
 	if err != nil {
 		return nil, err
 	}
 	h, ka := c.Host, c.ManageKeepalived
-	add, rm := ":", ":"
-	if len(c.VIPsAdd) > 0 {
-		if add, err = addVIPCmd(h, c.VIPsAdd); err != nil {
-			return nil, err
-		}
-	}
-	if len(c.VIPsRemove) > 0 {
-		if rm, err = delVIPCmd(h, c.VIPsRemove); err != nil {
-			return nil, err
-		}
-		if len(c.VIPs) > 0 && subnetSized(c.VIPsRemove) {
-			again, err := addVIPCmd(h, c.VIPs)
-			if err != nil {
-				return nil, err
-			}
-			rm += " && " + again
-		}
-	}
-	after, err := v.After(h, []byte(c.Config))
+	next, err := writeFileCmd(h.stateTmp(), string(c.State))
 	if err != nil {
 		return nil, err
 	}
-	var werr error
-	write := func(path, data string) string {
-		w, err := writeFileCmd(path, data)
-		werr = cmp.Or(werr, err)
-		return w
+	s, err := prepareScript(c, func(s *Script) {
+		s.warnStep(StepSaveServerState, saveServerStateCmd(h), "save server state failed (a host whose HAProxy does not run yet has none)")
+	})
+	if err != nil {
+		return nil, err
 	}
-	stage := []string{write(staged(h.Config), c.Config)}
-	if ka {
-		stage = append(stage, write(staged(h.KeepalivedConfig), c.Keepalived))
-	}
-	arm := write(h.TxnPath(), rb)
-	next := write(h.stateTmp(), string(c.State))
-	if werr != nil {
-		return nil, werr
-	}
-	s := newScript(false)
-	if h.Check != "" {
-		stage = append(stage, fmt.Sprintf("{ %s || { echo 'check haproxy.cfg failed' >&2; false; }; }", checkCmd(h.Check, staged(h.Config))))
-	} else {
-		s.Notes = append(s.Notes, "no haproxy check command: config not checked on the host")
-	}
-	if ka && h.KeepalivedCheck != "" {
-		stage = append(stage, fmt.Sprintf("{ %s || { echo 'check keepalived.conf failed' >&2; false; }; }", checkCmd(h.KeepalivedCheck, staged(h.KeepalivedConfig))))
-	}
-	s.step(StepStage, strings.Join(stage, " &&\n  "))
-	keep := keepLastGoodCmd(h.Config, c.LiveConfig, h.LastGood("haproxy.cfg"))
-	if ka {
-		keep += " &&\n  " + keepLastGoodCmd(h.KeepalivedConfig, c.LiveKeepalived, h.LastGood("keepalived.conf"))
-	}
-	s.step(StepKeepLastGood, keep)
-	// The rollback script is written in place: the holder runs it only
-	// once this script has ended, and should the script die while writing
-	// it, nothing has changed yet that a part of it could undo wrongly
-	// (last-good is the live file now).
-	s.step(StepArm, arm)
-	s.step(StepAddVIPs, add)
-	s.warnStep(StepSaveServerState, saveServerStateCmd(h), "save server state failed (a host whose HAProxy does not run yet has none)")
-	swap := swapCmd(h.Config)
-	if ka {
-		swap += " && " + swapCmd(h.KeepalivedConfig)
-	}
-	s.step(StepSwap, swap)
 	// A daemon the reload commands start inherits neither the device lock
 	// (flock -o keeps it) nor the session (a script's stdin is /dev/null).
 	before := v.Before(h)
@@ -146,9 +109,123 @@ func ChangeScript(c Change, v Verifier) (*Script, error) {
 	s.step(StepReload, reload)
 	s.step(StepVerify, after)
 	s.step(StepRemoveVIPs, rm)
-	// Disarm: an empty txn.sh is not armed (a redirection, no process).
-	s.step(StepCommit, fmt.Sprintf("%s && mv -f %s %s && : > %s && %s", next, q(h.stateTmp()), q(h.StatePath()), q(h.TxnPath()), clearServerStateCmd(h)))
+	s.step(StepCommit, commitCmd(h, next))
 	return s, nil
+}
+
+// prepareScript starts the script of a change with the steps that a
+// reload and a runtime change share: stage, keep-last-good, arm-rollback,
+// add-vips, then the steps beforeSwap adds (when not nil), then swap.
+func prepareScript(c Change, beforeSwap func(*Script)) (*Script, error) {
+	rb, err := RollbackFile(c)
+	if err != nil {
+		return nil, err
+	}
+	h, ka := c.Host, c.ManageKeepalived
+	add := ":"
+	if len(c.VIPsAdd) > 0 {
+		if add, err = addVIPCmd(h, c.VIPsAdd); err != nil {
+			return nil, err
+		}
+	}
+	var werr error
+	write := func(path, data string) string {
+		w, err := writeFileCmd(path, data)
+		werr = cmp.Or(werr, err)
+		return w
+	}
+	stage := []string{write(staged(h.Config), c.Config)}
+	for _, f := range c.Files {
+		w, err := stageAuxCmd(f)
+		werr = cmp.Or(werr, err)
+		stage = append(stage, w)
+	}
+	checked := staged(h.Config)
+	if len(c.Files) > 0 {
+		checked = h.Config + checkSuffix
+		stage = append(stage, write(checked, checkConfig(c.Config, c.Files)))
+	}
+	if ka {
+		stage = append(stage, write(staged(h.KeepalivedConfig), c.Keepalived))
+	}
+	arm := write(h.TxnPath(), rb)
+	if werr != nil {
+		return nil, werr
+	}
+	s := newScript(false)
+	if h.Check != "" {
+		stage = append(stage, fmt.Sprintf("{ %s || { echo 'check haproxy.cfg failed' >&2; false; }; }", checkCmd(h.Check, checked)))
+	} else {
+		s.Notes = append(s.Notes, "no haproxy check command: config not checked on the host")
+	}
+	if ka && h.KeepalivedCheck != "" {
+		stage = append(stage, fmt.Sprintf("{ %s || { echo 'check keepalived.conf failed' >&2; false; }; }", checkCmd(h.KeepalivedCheck, staged(h.KeepalivedConfig))))
+	}
+	if checked != staged(h.Config) {
+		stage = append(stage, removeCmd(checked))
+	}
+	s.step(StepStage, strings.Join(stage, " &&\n  "))
+	keep := keepLastGoodCmd(h.Config, c.LiveConfig, h.LastGood("haproxy.cfg"))
+	for _, p := range c.auxTouched() {
+		keep += " &&\n  " + keepAuxCmd(h, p)
+	}
+	if ka {
+		keep += " &&\n  " + keepLastGoodCmd(h.KeepalivedConfig, c.LiveKeepalived, h.LastGood("keepalived.conf"))
+	}
+	s.step(StepKeepLastGood, keep)
+	// The rollback script is written in place: the holder runs it only
+	// once this script has ended, and should the script die while writing
+	// it, nothing has changed yet that a part of it could undo wrongly
+	// (last-good is the live file now).
+	s.step(StepArm, arm)
+	s.step(StepAddVIPs, add)
+	var swaps []string
+	for _, p := range auxPaths(c.Files) {
+		swaps = append(swaps, swapCmd(p))
+	}
+	if len(c.FilesRemove) > 0 {
+		swaps = append(swaps, removeCmd(c.FilesRemove...))
+	}
+	swap := strings.Join(append(swaps, swapCmd(h.Config)), " && ")
+	if ka {
+		swap += " && " + swapCmd(h.KeepalivedConfig)
+	}
+	if beforeSwap != nil {
+		beforeSwap(s)
+	}
+	s.step(StepSwap, swap)
+	return s, nil
+}
+
+// removeVIPsCmd removes the addresses lbc added and no longer wants.
+// VIPs are /32 or /128 (compiler), each its own primary address; but when
+// a removed one has a subnet's prefix (added by an older lbc), deleting it
+// may delete the subnet's secondaries too (unless promote_secondaries is
+// set), so the wanted ones are replaced after it.
+func removeVIPsCmd(c Change) (string, error) {
+	if len(c.VIPsRemove) == 0 {
+		return ":", nil
+	}
+	h := c.Host
+	rm, err := delVIPCmd(h, c.VIPsRemove)
+	if err != nil {
+		return "", err
+	}
+	if len(c.VIPs) > 0 && subnetSized(c.VIPsRemove) {
+		again, err := addVIPCmd(h, c.VIPs)
+		if err != nil {
+			return "", err
+		}
+		rm += " && " + again
+	}
+	return rm, nil
+}
+
+// commitCmd writes the next state.json (next writes it beside the live
+// one), renames it into place and disarms (an empty txn.sh is not armed:
+// a redirection, no process).
+func commitCmd(h Host, next string) string {
+	return fmt.Sprintf("%s && mv -f %s %s && : > %s && %s", next, q(h.stateTmp()), q(h.StatePath()), q(h.TxnPath()), clearServerStateCmd(h))
 }
 
 // BeforeChange reports whether a failure at step left the host as it was:
@@ -196,7 +273,21 @@ func stagedList(c Change) []string {
 	if c.ManageKeepalived {
 		fs = append(fs, staged(h.KeepalivedConfig))
 	}
+	if len(c.Files) > 0 {
+		fs = append(fs, h.Config+checkSuffix)
+	}
+	for _, p := range auxPaths(c.Files) {
+		fs = append(fs, staged(p))
+	}
 	return fs
+}
+
+// auxTouched are the paths of the auxiliary files the change writes or
+// removes, sorted.
+func (c Change) auxTouched() []string {
+	ps := append(auxPaths(c.Files), c.FilesRemove...)
+	sort.Strings(ps)
+	return ps
 }
 
 // RollbackFile is the shell script that puts the host back as the lock
@@ -216,6 +307,9 @@ func RollbackFile(c Change) (string, error) {
 		}
 	}
 	restore(c.LiveConfig, h.Config, h.LastGood("haproxy.cfg"))
+	for _, p := range c.auxTouched() {
+		fmt.Fprintf(&b, "%s || rc=1\n", restoreAuxCmd(h, p))
+	}
 	switch {
 	case c.ManageKeepalived && c.LiveKeepalived.Exists:
 		restore(c.LiveKeepalived, h.KeepalivedConfig, h.LastGood("keepalived.conf"))
@@ -243,7 +337,10 @@ func RollbackFile(c Change) (string, error) {
 		}
 		fmt.Fprintf(&b, "%s || rc=1\n", cmd)
 	}
-	if c.LiveConfig.Exists {
+	switch {
+	case c.Runtime != nil:
+		b.WriteString(runtimeUndo(h, c.Runtime))
+	case c.LiveConfig.Exists:
 		fmt.Fprintf(&b, "( %s ) || rc=1\n", h.Reload)
 	}
 	if c.ManageKeepalived && h.KeepalivedReload != "" {
