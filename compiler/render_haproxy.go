@@ -218,6 +218,11 @@ func checkWord(s string, keepalived bool) error {
 // balancer writes the frontends and the backend of b.
 func (w *cfgWriter) balancer(b *schema.Balancer, role string) {
 	w.word(b.Name, "balancer name")
+	if len(b.Pools) > 0 || len(b.Rules) > 0 || b.Hosts != nil {
+		// Until they are rendered, never drop a rule (a reject) silently.
+		w.fail("balancer %s: pools, rules and hosts are not rendered yet", b.Name)
+		return
+	}
 	mode := b.Protocol
 	if mode != "http" && mode != "tcp" {
 		w.fail("balancer %s: unknown protocol %q", b.Name, b.Protocol)

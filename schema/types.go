@@ -103,6 +103,13 @@ type Balancer struct {
 	// current sessions (default 30s).
 	DrainTimeout time.Duration
 
+	// L7 routing (protocol http only; see l7.go). Pools are sorted by
+	// name; rules are in spec order; Hosts maps a lower-case host name
+	// to a pool name. DefaultPool names the balancer's own nodes.
+	Pools []Pool
+	Rules []Rule
+	Hosts map[string]string
+
 	FieldPos map[string]Pos // e.g. "vips[0].address", "nodes[2].weight"
 }
 

@@ -48,7 +48,7 @@ type Op struct {
 	Server  string   `json:"server"`
 	From    string   `json:"from,omitempty"`
 	To      string   `json:"to,omitempty"`
-	Args    []string `json:"args,omitempty"` // add: address and keywords, the backend's default-server ones included
+	Args    []string `json:"args,omitempty"` // add, del: the server's address and keywords, the backend's default-server ones included
 }
 
 // String is the operation as plan output shows it.
@@ -227,7 +227,12 @@ func backendOps(be string, ls, ds *section) ([]Op, Result, bool) {
 	}
 	for _, s := range ls.servers {
 		if ds.byName[s.name] == nil {
-			dels = append(dels, Op{Kind: KindDel, Backend: be, Server: s.name, From: strconv.Itoa(s.weight)})
+			// Args: the live server as an add server would bring it back.
+			args := slices.Clone(s.args)
+			if s.check {
+				args = append(args, ls.dflt...)
+			}
+			dels = append(dels, Op{Kind: KindDel, Backend: be, Server: s.name, From: strconv.Itoa(s.weight), Args: args})
 		}
 	}
 	return append(append(ops, adds...), dels...), Result{}, true

@@ -2,6 +2,7 @@ package host
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"path"
 	"strings"
@@ -29,6 +30,9 @@ type Change struct {
 	LiveConfig, LiveKeepalived File
 	// State is the state.json that write-state writes.
 	State []byte
+	// Runtime, when set, makes the change a runtime one: no reload, the
+	// commands go to the stats socket (see Runtime, RuntimeScript).
+	Runtime *Runtime
 }
 
 // ChangeScript is the whole transaction after the lock, as one script,
@@ -64,32 +68,59 @@ type Change struct {
 // fails and the lock holder rolls back what it armed. Notes says what the
 // script leaves out (no check command).
 func ChangeScript(c Change, v Verifier) (*Script, error) {
+	if c.Runtime != nil {
+		return nil, errors.New("change script: a runtime change is sent by RuntimeScript")
+	}
+	rm, err := removeVIPsCmd(c)
+	if err != nil {
+		return nil, err
+	}
+	after, err := v.After(c.Host, []byte(c.Config))
+	if err != nil {
+		return nil, err
+	}
+	h, ka := c.Host, c.ManageKeepalived
+	next, err := writeFileCmd(h.stateTmp(), string(c.State))
+	if err != nil {
+		return nil, err
+	}
+	s, err := prepareScript(c, func(s *Script) {
+		s.warnStep(StepSaveServerState, saveServerStateCmd(h), "save server state failed (a host whose HAProxy does not run yet has none)")
+	})
+	if err != nil {
+		return nil, err
+	}
+	// A daemon the reload commands start inherits neither the device lock
+	// (flock -o keeps it) nor the session (a script's stdin is /dev/null).
+	before := v.Before(h)
+	if !v.NeedsBefore(c.LiveConfig.Data, []byte(c.Config)) {
+		before = "lbc_before="
+	}
+	reload := before + "\n  ( " + h.Reload + " )"
+	if ka && h.KeepalivedReload != "" {
+		reload += " && { ( " + h.KeepalivedReload + " ) || { echo 'keepalived reload failed' >&2; false; }; }"
+	}
+	s.step(StepReload, reload)
+	s.step(StepVerify, after)
+	s.step(StepRemoveVIPs, rm)
+	s.step(StepCommit, commitCmd(h, next))
+	return s, nil
+}
+
+// prepareScript starts the script of a change with the steps that a
+// reload and a runtime change share: stage, keep-last-good, arm-rollback,
+// add-vips, then the steps beforeSwap adds (when not nil), then swap.
+func prepareScript(c Change, beforeSwap func(*Script)) (*Script, error) {
 	rb, err := RollbackFile(c)
 	if err != nil {
 		return nil, err
 	}
 	h, ka := c.Host, c.ManageKeepalived
-	add, rm := ":", ":"
+	add := ":"
 	if len(c.VIPsAdd) > 0 {
 		if add, err = addVIPCmd(h, c.VIPsAdd); err != nil {
 			return nil, err
 		}
-	}
-	if len(c.VIPsRemove) > 0 {
-		if rm, err = delVIPCmd(h, c.VIPsRemove); err != nil {
-			return nil, err
-		}
-		if len(c.VIPs) > 0 && subnetSized(c.VIPsRemove) {
-			again, err := addVIPCmd(h, c.VIPs)
-			if err != nil {
-				return nil, err
-			}
-			rm += " && " + again
-		}
-	}
-	after, err := v.After(h, []byte(c.Config))
-	if err != nil {
-		return nil, err
 	}
 	var werr error
 	write := func(path, data string) string {
@@ -102,7 +133,6 @@ func ChangeScript(c Change, v Verifier) (*Script, error) {
 		stage = append(stage, write(staged(h.KeepalivedConfig), c.Keepalived))
 	}
 	arm := write(h.TxnPath(), rb)
-	next := write(h.stateTmp(), string(c.State))
 	if werr != nil {
 		return nil, werr
 	}
@@ -127,28 +157,46 @@ func ChangeScript(c Change, v Verifier) (*Script, error) {
 	// (last-good is the live file now).
 	s.step(StepArm, arm)
 	s.step(StepAddVIPs, add)
-	s.warnStep(StepSaveServerState, saveServerStateCmd(h), "save server state failed (a host whose HAProxy does not run yet has none)")
 	swap := swapCmd(h.Config)
 	if ka {
 		swap += " && " + swapCmd(h.KeepalivedConfig)
 	}
+	if beforeSwap != nil {
+		beforeSwap(s)
+	}
 	s.step(StepSwap, swap)
-	// A daemon the reload commands start inherits neither the device lock
-	// (flock -o keeps it) nor the session (a script's stdin is /dev/null).
-	before := v.Before(h)
-	if !v.NeedsBefore(c.LiveConfig.Data, []byte(c.Config)) {
-		before = "lbc_before="
-	}
-	reload := before + "\n  ( " + h.Reload + " )"
-	if ka && h.KeepalivedReload != "" {
-		reload += " && { ( " + h.KeepalivedReload + " ) || { echo 'keepalived reload failed' >&2; false; }; }"
-	}
-	s.step(StepReload, reload)
-	s.step(StepVerify, after)
-	s.step(StepRemoveVIPs, rm)
-	// Disarm: an empty txn.sh is not armed (a redirection, no process).
-	s.step(StepCommit, fmt.Sprintf("%s && mv -f %s %s && : > %s && %s", next, q(h.stateTmp()), q(h.StatePath()), q(h.TxnPath()), clearServerStateCmd(h)))
 	return s, nil
+}
+
+// removeVIPsCmd removes the addresses lbc added and no longer wants.
+// VIPs are /32 or /128 (compiler), each its own primary address; but when
+// a removed one has a subnet's prefix (added by an older lbc), deleting it
+// may delete the subnet's secondaries too (unless promote_secondaries is
+// set), so the wanted ones are replaced after it.
+func removeVIPsCmd(c Change) (string, error) {
+	if len(c.VIPsRemove) == 0 {
+		return ":", nil
+	}
+	h := c.Host
+	rm, err := delVIPCmd(h, c.VIPsRemove)
+	if err != nil {
+		return "", err
+	}
+	if len(c.VIPs) > 0 && subnetSized(c.VIPsRemove) {
+		again, err := addVIPCmd(h, c.VIPs)
+		if err != nil {
+			return "", err
+		}
+		rm += " && " + again
+	}
+	return rm, nil
+}
+
+// commitCmd writes the next state.json (next writes it beside the live
+// one), renames it into place and disarms (an empty txn.sh is not armed:
+// a redirection, no process).
+func commitCmd(h Host, next string) string {
+	return fmt.Sprintf("%s && mv -f %s %s && : > %s && %s", next, q(h.stateTmp()), q(h.StatePath()), q(h.TxnPath()), clearServerStateCmd(h))
 }
 
 // BeforeChange reports whether a failure at step left the host as it was:
@@ -243,7 +291,10 @@ func RollbackFile(c Change) (string, error) {
 		}
 		fmt.Fprintf(&b, "%s || rc=1\n", cmd)
 	}
-	if c.LiveConfig.Exists {
+	switch {
+	case c.Runtime != nil:
+		b.WriteString(runtimeUndo(h, c.Runtime))
+	case c.LiveConfig.Exists:
 		fmt.Fprintf(&b, "( %s ) || rc=1\n", h.Reload)
 	}
 	if c.ManageKeepalived && h.KeepalivedReload != "" {

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/rogpeppe/go-internal/txtar"
+
+	"lbc/reconcile/classify"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden scripts in testdata/scripts")
@@ -28,6 +30,8 @@ type goldenCase struct {
 	// and, when its verify fails, the reload-again script; and the
 	// command that waits for the lock after a lost connection.
 	rollback bool
+	// ops makes the case a runtime change (c.Runtime from ServerRuntime).
+	ops []classify.Op
 }
 
 // debian is a device as Debian runs HAProxy, with lbc's defaults.
@@ -88,6 +92,21 @@ func goldenCases() []goldenCase {
 			c: Change{Device: "lb-a1", Host: debian, Config: cfg("0b", 20, "203.0.113.10"),
 				VIPs: []string{vip10}, LiveConfig: file(old), State: state("rev2", vip10)},
 			rollback: true},
+		{name: "runtime-weight", about: "A weight change at runtime: the file is staged, checked, kept and swapped as for a reload; then set weight on the stats socket, and the runtime read back (show servers state, the worker's pid) for lbc to compare; then remove-vips and write-state.",
+			c: Change{Device: "lb-a1", Host: debian, Config: cfg("0b", 20, "203.0.113.10"),
+				VIPs: []string{vip10}, LiveConfig: file(old), State: state("rev2", vip10)},
+			ops: []classify.Op{{Kind: classify.KindWeight, Backend: "be-web", Server: "n1", From: "10", To: "20"}}},
+		{name: "runtime-add-del", about: "A server added and one deleted at runtime (the deleted one drained before), its undo in txn.sh re-adds it as the old file had it.",
+			c: Change{Device: "lb-a1", Host: debian, Config: cfg("0f", 10, "203.0.113.10"),
+				VIPs: []string{vip10}, LiveConfig: file(old), State: state("rev6", vip10)},
+			ops: []classify.Op{
+				{Kind: classify.KindAdd, Backend: "be-web", Server: "198.51.100.12_8080", Args: []string{"198.51.100.12:8080", "weight", "5", "check", "inter", "2s", "fall", "3", "rise", "2"}},
+				{Kind: classify.KindDel, Backend: "be-web", Server: "198.51.100.13_8080", From: "10", Args: []string{"198.51.100.13:8080", "weight", "10", "check", "inter", "2s", "fall", "3", "rise", "2"}}}},
+		{name: "runtime-rollback", about: "A runtime weight change whose read-back differs: the rollback runs txn.sh (files restored, the old weight set again, a reload when a command is refused), reads the runtime back for lbc to compare, then disarms; when it still differs, reload-again.",
+			c: Change{Device: "lb-a1", Host: debian, Config: cfg("0b", 20, "203.0.113.10"),
+				VIPs: []string{vip10}, LiveConfig: file(old), State: state("rev2", vip10)},
+			ops:      []classify.Op{{Kind: classify.KindWeight, Backend: "be-web", Server: "n1", From: "10", To: "20"}},
+			rollback: true},
 	}
 }
 
@@ -106,6 +125,9 @@ func (gc goldenCase) render(t *testing.T) []txtar.File {
 		{Name: "plan: read (session command)", Data: []byte(send(ReadScript(h, ka)) + "\n")},
 		{Name: "apply: lock (session command)", Data: []byte(send(LockCommand(h, 0)) + "\n")},
 		{Name: "apply: prologue (stdin)", Data: []byte(Prologue(h, "alice@ctl pid 42", "5eed", ka))},
+	}
+	if gc.ops != nil {
+		return gc.renderRuntime(t, files)
 	}
 	s, err := ChangeScript(gc.c, v)
 	if err != nil {
@@ -130,6 +152,48 @@ func (gc goldenCase) render(t *testing.T) []txtar.File {
 			txtar.File{Name: "apply: rollback (stdin)", Data: []byte(Frame(r.String()))},
 			txtar.File{Name: "apply: reload-again (stdin)", Data: []byte(Frame(again.String()))},
 			txtar.File{Name: "apply: after a lost connection (session command)", Data: []byte(send(WaitUnlockedCommand(h)) + "\n")})
+	}
+	return files
+}
+
+// renderRuntime adds the scripts of a runtime change to files.
+func (gc goldenCase) renderRuntime(t *testing.T, files []txtar.File) []txtar.File {
+	c := gc.c
+	rt, err := ServerRuntime(gc.ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Runtime = rt
+	s, err := RuntimeScript(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = append(files, txtar.File{Name: "apply: runtime change (stdin)", Data: []byte(Frame(s.String()))})
+	if !gc.rollback {
+		cs, err := CommitScript(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, txtar.File{Name: "apply: commit, once lbc compared the read-back (stdin)", Data: []byte(Frame(cs.String()))})
+	}
+	rb, err := RollbackFile(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = append(files, txtar.File{Name: "txn.sh (written by arm-rollback)", Data: []byte(rb)})
+	if gc.rollback {
+		r, err := RuntimeRollbackScript(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, err := ReloadAgainScript(c, HAProxyVerifier{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files,
+			txtar.File{Name: "apply: rollback (stdin)", Data: []byte(Frame(r.String()))},
+			txtar.File{Name: "apply: disarm, once lbc compared the read-back with the old file (stdin)", Data: []byte(Frame(DisarmScript(c).String()))},
+			txtar.File{Name: "apply: reload-again, when it differs (stdin)", Data: []byte(Frame(again.String()))})
 	}
 	return files
 }
