@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -221,6 +222,11 @@ func (w *cfgWriter) balancer(b *schema.Balancer, role string) {
 	if len(b.Pools) > 0 || len(b.Rules) > 0 || b.Hosts != nil {
 		// Until they are rendered, never drop a rule (a reject) silently.
 		w.fail("balancer %s: pools, rules and hosts are not rendered yet", b.Name)
+		return
+	}
+	if b.NodeTLS != nil || slices.ContainsFunc(b.VIPs, func(v schema.VIP) bool { return v.TLS != nil }) {
+		// Until it is rendered, never serve plain HTTP where TLS was asked.
+		w.fail("balancer %s: tls and nodeTLS are not rendered yet", b.Name)
 		return
 	}
 	mode := b.Protocol
