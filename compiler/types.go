@@ -1,6 +1,10 @@
 package compiler
 
-import "net/netip"
+import (
+	"net/netip"
+	"path"
+	"strings"
+)
 
 // Placement is where one balancer runs: a device, or for an HA balancer a
 // primary and a standby device.
@@ -28,23 +32,42 @@ type VIP struct {
 // DeviceArtifacts are the rendered files for one device.
 type DeviceArtifacts struct {
 	Device     string
-	HAProxyCfg []byte // haproxy.cfg
-	VIPs       []VIP  // sorted by address
-	VIPsJSON   []byte // vips.json, the VIP plan
-	Keepalived []byte // keepalived.conf; nil when the device carries no HA balancer
+	HAProxyCfg []byte    // haproxy.cfg
+	VIPs       []VIP     // sorted by address
+	VIPsJSON   []byte    // vips.json, the VIP plan
+	Keepalived []byte    // keepalived.conf; nil when the device carries no HA balancer
+	Maps       []MapFile // the host tables haproxy.cfg loads, sorted by path
 	Balancers  []string
 }
 
-// FileNames are the names of a device's files under OUT/<device>/, in the
-// order they are written.
+// MapFile is an HAProxy map file that a device's haproxy.cfg loads: the
+// host table of one balancer (see RenderHostsMap).
+type MapFile struct {
+	Path string // absolute, on the device: beside haproxy.cfg (HostsMapPath)
+	Data []byte
+}
+
+// FileNames are the names of a device's fixed files under OUT/<device>/,
+// in the order they are written; the map files (IsMapName) follow them.
 var FileNames = []string{"haproxy.cfg", "vips.json", "keepalived.conf"}
 
+// IsMapName reports whether name is the name of a map file under
+// OUT/<device>/ (HostsMapName).
+func IsMapName(name string) bool {
+	b, ok := strings.CutPrefix(name, "lbc-hosts-")
+	b, ok2 := strings.CutSuffix(b, ".map")
+	return ok && ok2 && b != ""
+}
+
 // Files returns the device's files by name (see FileNames); keepalived.conf
-// only when the device carries an HA balancer.
+// only when the device carries an HA balancer; each map file by its base name.
 func (d *DeviceArtifacts) Files() map[string][]byte {
 	files := map[string][]byte{"haproxy.cfg": d.HAProxyCfg, "vips.json": d.VIPsJSON}
 	if d.Keepalived != nil {
 		files["keepalived.conf"] = d.Keepalived
+	}
+	for _, m := range d.Maps {
+		files[path.Base(m.Path)] = m.Data
 	}
 	return files
 }

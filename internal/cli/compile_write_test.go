@@ -35,6 +35,9 @@ func writeTestResult(n int) *compiler.Result {
 		if i%3 == 0 {
 			d.Keepalived = []byte("ka " + name + "\n")
 		}
+		if i%4 == 0 {
+			d.Maps = []compiler.MapFile{{Path: "/etc/haproxy/lbc-hosts-web.map", Data: []byte("map " + name + "\n")}}
+		}
 		res.Devices[name] = d
 	}
 	return res
@@ -60,6 +63,9 @@ func TestWriteArtifacts(t *testing.T) {
 		want[name+"/vips.json"] = string(d.VIPsJSON)
 		if d.Keepalived != nil {
 			want[name+"/keepalived.conf"] = string(d.Keepalived)
+		}
+		for _, m := range d.Maps {
+			want[name+"/"+filepath.Base(m.Path)] = string(m.Data)
 		}
 	}
 	got := map[string]string{}
