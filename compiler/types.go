@@ -38,6 +38,48 @@ type DeviceArtifacts struct {
 	Keepalived []byte    // keepalived.conf; nil when the device carries no HA balancer
 	Maps       []MapFile // the host tables haproxy.cfg loads, sorted by path
 	Balancers  []string
+	// Files are the auxiliary files haproxy.cfg reads (certificates, map
+	// files), sorted by path; reconcile ships them in the config's
+	// transaction (see AuxFile).
+	AuxFiles []AuxFile
+}
+
+// AuxFile is a file that a device's haproxy.cfg reads besides itself. The
+// compiler names it and says where its content comes from: Data when the
+// compiler renders it from the spec (a map file), or Ref, a reference
+// that a file source resolves at plan and apply time (a certificate name:
+// the compiler never sees key material). Exactly one of them is set.
+//
+// To add a kind: render the file's path into haproxy.cfg, append an
+// AuxFile here (render.go), and, for a kind with a Ref, give reconcile a
+// FileSource that resolves it. Staging, the check, last-known-good, the
+// swap, rollback, state.json and the plan's fingerprints are the same
+// for every kind.
+type AuxFile struct {
+	Path string // absolute path on the host
+	Mode uint32 // permission bits, 0600 or 0644
+	Kind string // what it is: AuxCert, or a kind another renderer adds
+	Ref  string // the reference a FileSource resolves (Data is nil)
+	Data []byte // the content (Ref is "")
+}
+
+// Kinds of auxiliary files.
+const (
+	// AuxCert is a PEM bundle for HAProxy's crt: certificate, chain, key.
+	// Ref is the certificate's name in the certificate source.
+	AuxCert = "cert"
+)
+
+// FilePaths are the paths of d's auxiliary files.
+func (d *DeviceArtifacts) FilePaths() []string {
+	if d == nil {
+		return nil
+	}
+	ps := make([]string, len(d.AuxFiles))
+	for i, f := range d.AuxFiles {
+		ps[i] = f.Path
+	}
+	return ps
 }
 
 // MapFile is an HAProxy map file that a device's haproxy.cfg loads: the
