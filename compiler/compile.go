@@ -177,12 +177,13 @@ func renderDevice(spec *schema.Spec, dev *schema.Device, placed []*schema.Balanc
 		if b.Hosts == nil {
 			continue
 		}
-		m := MapFile{Path: HostsMapPath(dev, b.Name)}
+		m := AuxFile{Path: HostsMapPath(dev, b.Name), Mode: 0o644, Kind: AuxMap}
 		if m.Data, err = RenderHostsMap(b, opts); err != nil {
 			return nil, err
 		}
-		a.Maps = append(a.Maps, m)
+		a.AuxFiles = append(a.AuxFiles, m)
 	}
+	sort.Slice(a.AuxFiles, func(i, j int) bool { return a.AuxFiles[i].Path < a.AuxFiles[j].Path })
 	if a.VIPs, err = vipPlan(dev, placed, roles); err != nil {
 		return nil, fmt.Errorf("render vips.json: %w", err)
 	}

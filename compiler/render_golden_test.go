@@ -85,8 +85,10 @@ func TestGolden(t *testing.T) {
 				if d.Keepalived != nil {
 					got["out/"+name+"/keepalived.conf"] = d.Keepalived
 				}
-				for _, m := range d.Maps {
-					got["out/"+name+"/"+filepath.Base(m.Path)] = m.Data
+				for _, m := range d.AuxFiles {
+					if m.Kind == AuxMap {
+						got["out/"+name+"/"+filepath.Base(m.Path)] = m.Data
+					}
 				}
 			}
 			if len(res.Devices) != len(sp.Devices) {
@@ -145,8 +147,10 @@ func writeGolden(t *testing.T, file string, ar *txtar.Archive, got map[string][]
 // mapsOf returns a device's map files by path.
 func mapsOf(d *DeviceArtifacts) map[string][]byte {
 	m := map[string][]byte{}
-	for _, f := range d.Maps {
-		m[f.Path] = f.Data
+	for _, f := range d.AuxFiles {
+		if f.Kind == AuxMap {
+			m[f.Path] = f.Data
+		}
 	}
 	return m
 }

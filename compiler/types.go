@@ -36,7 +36,6 @@ type DeviceArtifacts struct {
 	VIPs       []VIP     // sorted by address
 	VIPsJSON   []byte    // vips.json, the VIP plan
 	Keepalived []byte    // keepalived.conf; nil when the device carries no HA balancer
-	Maps       []MapFile // the host tables haproxy.cfg loads, sorted by path
 	Balancers  []string
 	// Files are the auxiliary files haproxy.cfg reads (certificates, map
 	// files), sorted by path; reconcile ships them in the config's
@@ -68,6 +67,9 @@ const (
 	// AuxCert is a PEM bundle for HAProxy's crt: certificate, chain, key.
 	// Ref is the certificate's name in the certificate source.
 	AuxCert = "cert"
+	// AuxMap is an HAProxy map file: a balancer's host table (see
+	// RenderHostsMap, HostsMapPath), with Data.
+	AuxMap = "map"
 )
 
 // FilePaths are the paths of d's auxiliary files.
@@ -80,13 +82,6 @@ func (d *DeviceArtifacts) FilePaths() []string {
 		ps[i] = f.Path
 	}
 	return ps
-}
-
-// MapFile is an HAProxy map file that a device's haproxy.cfg loads: the
-// host table of one balancer (see RenderHostsMap).
-type MapFile struct {
-	Path string // absolute, on the device: beside haproxy.cfg (HostsMapPath)
-	Data []byte
 }
 
 // FileNames are the names of a device's fixed files under OUT/<device>/,
@@ -102,14 +97,17 @@ func IsMapName(name string) bool {
 }
 
 // Files returns the device's files by name (see FileNames); keepalived.conf
-// only when the device carries an HA balancer; each map file by its base name.
+// only when the device carries an HA balancer; each map file (AuxMap) by
+// its base name (certificates are references: they are not written there).
 func (d *DeviceArtifacts) Files() map[string][]byte {
 	files := map[string][]byte{"haproxy.cfg": d.HAProxyCfg, "vips.json": d.VIPsJSON}
 	if d.Keepalived != nil {
 		files["keepalived.conf"] = d.Keepalived
 	}
-	for _, m := range d.Maps {
-		files[path.Base(m.Path)] = m.Data
+	for _, f := range d.AuxFiles {
+		if f.Kind == AuxMap {
+			files[path.Base(f.Path)] = f.Data
+		}
 	}
 	return files
 }

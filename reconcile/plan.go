@@ -183,10 +183,6 @@ func planDevice(ctx context.Context, dev *schema.Device, art *compiler.DeviceArt
 		return dp
 	}
 	dp.Desired.Config = string(art.HAProxyCfg)
-	if len(art.Maps) > 0 {
-		// haproxy.cfg loads them: without them the host's check fails.
-		return fail(StatusError, fmt.Errorf("host tables (hosts:) need their map files shipped with haproxy.cfg, which apply does not do yet (%s)", art.Maps[0].Path))
-	}
 	if art.Keepalived != nil {
 		if h.KeepalivedConfig == "" {
 			return fail(StatusError, errors.New("device carries HA balancers but sets no keepalived.config"))

@@ -36,7 +36,8 @@ func writeTestResult(n int) *compiler.Result {
 			d.Keepalived = []byte("ka " + name + "\n")
 		}
 		if i%4 == 0 {
-			d.Maps = []compiler.MapFile{{Path: "/etc/haproxy/lbc-hosts-web.map", Data: []byte("map " + name + "\n")}}
+			d.AuxFiles = []compiler.AuxFile{{Path: "/etc/haproxy/lbc-hosts-web.map", Mode: 0o644, Kind: compiler.AuxMap, Data: []byte("map " + name + "\n")},
+				{Path: "/etc/haproxy/site.pem", Mode: 0o600, Kind: compiler.AuxCert, Ref: "site"}}
 		}
 		res.Devices[name] = d
 	}
@@ -64,8 +65,10 @@ func TestWriteArtifacts(t *testing.T) {
 		if d.Keepalived != nil {
 			want[name+"/keepalived.conf"] = string(d.Keepalived)
 		}
-		for _, m := range d.Maps {
-			want[name+"/"+filepath.Base(m.Path)] = string(m.Data)
+		for _, m := range d.AuxFiles {
+			if m.Kind == compiler.AuxMap {
+				want[name+"/"+filepath.Base(m.Path)] = string(m.Data)
+			}
 		}
 	}
 	got := map[string]string{}
