@@ -32,10 +32,10 @@ type VIP struct {
 // DeviceArtifacts are the rendered files for one device.
 type DeviceArtifacts struct {
 	Device     string
-	HAProxyCfg []byte    // haproxy.cfg
-	VIPs       []VIP     // sorted by address
-	VIPsJSON   []byte    // vips.json, the VIP plan
-	Keepalived []byte    // keepalived.conf; nil when the device carries no HA balancer
+	HAProxyCfg []byte // haproxy.cfg
+	VIPs       []VIP  // sorted by address
+	VIPsJSON   []byte // vips.json, the VIP plan
+	Keepalived []byte // keepalived.conf; nil when the device carries no HA balancer
 	Balancers  []string
 	// Files are the auxiliary files haproxy.cfg reads (certificates, map
 	// files), sorted by path; reconcile ships them in the config's
