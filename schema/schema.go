@@ -49,7 +49,8 @@ type compiled struct {
 	scheduler    rawScheduler
 
 	// shape is the CUE source of the fields unification with #Spec adds
-	// (see vnode.shape); an instance evaluated alone is unified with it.
+	// (see vnode.shape); an instance evaluated alone is unified with it
+	// (see shapeFile).
 	shape string
 
 	// validator checks plain data against #Spec in Go (the fast path).
@@ -252,4 +253,25 @@ func (c *compiled) describeRegex(re string) string {
 		return "must be one of " + strings.ReplaceAll(m[1], "|", ", ")
 	}
 	return "must match " + re
+}
+
+// shapeFile is the shape (see vnode.shape) as a file of an instance: its
+// fields, without a package clause, with every position removed, so that
+// the position CUE gives a value of the instance is where the spec files
+// write it (cue's Value.Pos takes the last conjunct with a valid
+// position), never the shape's.
+func (c *compiled) shapeFile() *ast.File {
+	x, err := parser.ParseExpr(schemaFile, c.shape)
+	s, ok := x.(*ast.StructLit)
+	if err != nil || !ok {
+		panic(fmt.Sprintf("embedded schema: shape: %v", err)) // generated from the schema: a bug
+	}
+	f := &ast.File{Filename: schemaFile}
+	for _, d := range s.Elts {
+		if _, ok := d.(*ast.Ellipsis); !ok { // a file is open
+			f.Decls = append(f.Decls, d)
+		}
+	}
+	ast.Walk(f, nil, func(n ast.Node) { ast.SetPos(n, token.NoPos) })
+	return f
 }
