@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -219,6 +220,11 @@ func checkWord(s string, keepalived bool) error {
 // the device keeps b's host table.
 func (w *cfgWriter) balancer(b *schema.Balancer, role, mapPath string) {
 	w.word(b.Name, "balancer name")
+	if b.NodeTLS != nil || slices.ContainsFunc(b.VIPs, func(v schema.VIP) bool { return v.TLS != nil }) {
+		// Until it is rendered, never serve plain HTTP where TLS was asked.
+		w.fail("balancer %s: tls and nodeTLS are not rendered yet", b.Name)
+		return
+	}
 	mode := b.Protocol
 	if mode != "http" && mode != "tcp" {
 		w.fail("balancer %s: unknown protocol %q", b.Name, b.Protocol)
