@@ -98,6 +98,9 @@ func FuzzRenderNoInjection(f *testing.F) {
 			if _, err := ParseHeader(cfg); err != nil {
 				t.Fatal(err)
 			}
+			if err := CheckHAProxyConfig(cfg); schemaValid && schema.CheckPath(stateDir) == nil && err != nil {
+				t.Fatalf("a rendered line is not in allowed.go: %v", err)
+			}
 		} else if cfg != nil {
 			t.Fatal("bytes returned with an error")
 		}
@@ -114,6 +117,9 @@ func FuzzRenderNoInjection(f *testing.F) {
 			}
 			if bytes.Count(ka, []byte("{")) != bytes.Count(ka, []byte("}")) {
 				t.Fatalf("keepalived.conf braces unbalanced:\n%s", ka)
+			}
+			if err := CheckKeepalivedConfig(ka); schemaValid && schema.CheckPath(stateDir) == nil && err != nil {
+				t.Fatalf("a rendered line is not in allowed.go: %v", err)
 			}
 		} else if ka != nil {
 			t.Fatal("bytes returned with an error")

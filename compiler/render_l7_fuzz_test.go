@@ -73,5 +73,8 @@ func FuzzRenderRulesNoInjection(f *testing.F) {
 		if _, err := ParseHeader(cfg); err != nil {
 			t.Fatal(err)
 		}
+		if err := CheckHAProxyConfig(cfg); err != nil {
+			t.Fatalf("a rendered line is not in allowed.go: %v", err)
+		}
 	})
 }

@@ -24,13 +24,13 @@ func TestPlanClassifiesChange(t *testing.T) {
 	}
 
 	d = th.plan("rev2", testConfig(18080, 20)).Devices[0]
-	if d.Change == nil || d.Change.Class != classify.Runtime || fmt.Sprint(d.Change.Ops) != "[be-web/n1 weight 10 → 20]" {
+	if d.Change == nil || d.Change.Class != classify.Runtime || fmt.Sprint(d.Change.Ops) != "[be_web/n1 weight 10 → 20]" {
 		t.Fatalf("weight change: %+v", d.Change)
 	}
 
 	// A frontend change needs a reload.
 	d = th.plan("rev2", testConfig(18081, 10)).Devices[0]
-	if d.Change == nil || d.Change.Class != classify.Reload || d.Change.Reason != `frontend fe-web: "bind 127.0.0.1:18081" is new or changed` {
+	if d.Change == nil || d.Change.Class != classify.Reload || d.Change.Reason != `frontend fe_web: "bind 127.0.0.1:18081" is new or changed` {
 		t.Fatalf("bind change: %+v", d.Change)
 	}
 

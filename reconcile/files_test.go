@@ -35,9 +35,9 @@ func (f sourceFunc) Resolve(_ context.Context, kind, ref string) ([]byte, error)
 // is on the host proves the check read the staged one.
 func auxConfig(mapPath string, weight int) []byte {
 	var b bytes.Buffer
-	b.WriteString("global\n    maxconn 100\n\ndefaults\n    mode http\n    timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n\n")
-	b.WriteString("frontend fe-web\n    bind 127.0.0.1:18081\n    http-request set-header X-Be %[req.hdr(host),map(" + mapPath + ",none)]\n    default_backend be-web\n\n")
-	b.WriteString("backend be-web\n    server n1 127.0.0.1:9 weight " + itoa(weight) + " check\n")
+	b.WriteString(testGlobal)
+	b.WriteString("frontend fe_web\n    bind 127.0.0.1:18081\n    mode http\n    use_backend %[req.hdr(host),field(1,:),lower,map(" + mapPath + ",be_web)]\n    default_backend be_web\n\n")
+	b.WriteString("backend be_web\n    mode http\n    server n1 127.0.0.1:9 weight " + itoa(weight) + " check\n")
 	return withHeader(b.Bytes())
 }
 
@@ -208,7 +208,7 @@ func TestAuxFileCheckFails(t *testing.T) {
 	}
 	mapPath := filepath.Join(th.dev.StateDir, "files", "hosts.map")
 	// A map of ip keys rejects a key that is no address.
-	cfg := []byte(strings.Replace(string(auxConfig(mapPath, 10)), "req.hdr(host),map(", "src,map_ip(", 1))
+	cfg := []byte(strings.Replace(string(auxConfig(mapPath, 10)), "req.hdr(host),field(1,:),lower,map(", "src,map_ip(", 1))
 	cfg = withHeader(bytes.SplitN(cfg, []byte("\n"), 2)[1])
 	p := th.planFiles("rev1", cfg, []compiler.AuxFile{{Path: mapPath, Mode: 0o644, Kind: "map", Data: []byte("not-an-address be\n")}}, nil)
 	r, err := Apply(context.Background(), p, th.dial, applyOpts("test"))

@@ -194,13 +194,17 @@ func (testVerifier) After(h Host, cfg []byte) (string, error) {
 		shquote.Quote(filepath.Join(h.StateDir, "running")), sha256Hex(cfg), sha256Hex(cfg)), nil
 }
 
+// testGlobal is the global and defaults sections of a test config.
+const testGlobal = "global\n    maxconn 100\n\ndefaults\n    timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n\n"
+
 // testConfig is a small valid haproxy.cfg, with lbc's header, binding port on 127.0.0.1 with
-// one server of the given weight.
+// one server of the given weight. Every line is of a shape lbc renders
+// (compiler/allowed.go), so that a saved plan holding it loads.
 func testConfig(port, weight int) []byte {
 	var b bytes.Buffer
-	b.WriteString("global\n    maxconn 100\n\ndefaults\n    mode http\n    timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n\n")
-	b.WriteString("frontend fe-web\n    bind 127.0.0.1:" + itoa(port) + "\n    default_backend be-web\n\n")
-	b.WriteString("backend be-web\n    balance roundrobin\n    server n1 127.0.0.1:9 weight " + itoa(weight) + " check\n    server n2 127.0.0.1:10 weight 1 check\n")
+	b.WriteString(testGlobal)
+	b.WriteString("frontend fe_web\n    bind 127.0.0.1:" + itoa(port) + "\n    mode http\n    default_backend be_web\n\n")
+	b.WriteString("backend be_web\n    mode http\n    balance roundrobin\n    server n1 127.0.0.1:9 weight " + itoa(weight) + " check\n    server n2 127.0.0.1:10 weight 1 check\n")
 	return withHeader(b.Bytes())
 }
 

@@ -19,10 +19,12 @@ import (
 // reaches a host (names, addresses, paths, commands, interfaces) with the
 // spec's own rules (schema.CheckDevices and schema.CheckValue: the same
 // schema and Go checks, no copy of them), and the rendered files it would
-// write for lbc's header with a matching content hash. The files'
-// contents are not authenticated: an editor who recomputes the hash can
-// still change what HAProxy is given (and `haproxy -c` runs), which is why
-// apply from a plan file needs the same trust as the CI job that made it.
+// write for lbc's header with a matching content hash and for lines that
+// lbc renders, each directive with arguments of the shapes the renderer
+// writes (compiler.CheckHAProxyConfig, CheckKeepalivedConfig). The files
+// are not signed: an editor can still change values within those shapes
+// (a weight, a server address), which is why apply from a plan file
+// needs the same trust as the CI job that made it.
 
 // revisionRE is what a revision may look like: a Git hash, "-dirty", or a
 // test's name; it is recorded in state.json and shown, never run.
@@ -112,10 +114,10 @@ func checkDevicePlan(d *DevicePlan) error {
 			bad("newVRRP: %w", err)
 		}
 	}
-	if err := checkRendered(d.Desired.Config, ""); err != nil {
+	if err := checkRendered(d.Desired.Config, "", compiler.CheckHAProxyConfig); err != nil {
 		bad("desired.config: %w", err)
 	}
-	if err := checkRendered(d.Desired.Keepalived, host.EmptyKeepalived(d.Device)); err != nil {
+	if err := checkRendered(d.Desired.Keepalived, host.EmptyKeepalived(d.Device), compiler.CheckKeepalivedConfig); err != nil {
 		bad("desired.keepalived: %w", err)
 	}
 	if !d.Desired.ManageKeepalived && d.Desired.Keepalived != "" {
@@ -148,13 +150,19 @@ func checkDevicePlan(d *DevicePlan) error {
 }
 
 // checkRendered accepts "", also (a keepalived.conf lbc writes with no
-// header), or a file with lbc's header whose content hash matches.
-func checkRendered(file, also string) error {
+// header), or a file with lbc's header whose content hash matches and
+// whose every line is one lbc renders (lines: compiler/allowed.go): a
+// plan edited to give HAProxy or keepalived a directive lbc never writes
+// (lua-load, external-check, a stats socket on TCP, a notify script) is
+// refused even when the editor recomputed the header's hash.
+func checkRendered(file, also string, lines func([]byte) error) error {
 	if file == "" || (also != "" && file == also) {
 		return nil
 	}
-	_, err := compiler.ParseHeader([]byte(file))
-	return err
+	if _, err := compiler.ParseHeader([]byte(file)); err != nil {
+		return err
+	}
+	return lines([]byte(file))
 }
 
 // specDevice is h as the spec device it was copied from (hostOf), for

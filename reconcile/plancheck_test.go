@@ -3,6 +3,8 @@ package reconcile
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -48,6 +50,12 @@ func TestLoadPlanRefusesEditedPlans(t *testing.T) {
 			des["config"] = des["config"].(string) + "    lua-load /tmp/x.lua\n"
 		}, "desired.config: parse header: content is"},
 		{"revision", func(d, h map[string]any) { d["liveRevision"] = "x\x1b[2J" }, "liveRevision"},
+		// The header's hash recomputed: the lines themselves are checked.
+		{"lua-load, hash recomputed", addLine("global\n", "    lua-load "+pwned+".lua"), `"    lua-load `},
+		{"stats socket on TCP, hash recomputed", addLine("global\n", "    stats socket ipv4@0.0.0.0:9999 level admin"), `"    stats socket ipv4@`},
+		{"external-check command, hash recomputed", addLine("backend be_web\n", "    external-check command "+pwned), `"    external-check command `},
+		{"option external-check, hash recomputed", addLine("backend be_web\n", "    option external-check"), `"    option external-check"`},
+		{"server keyword, hash recomputed", addLine("backend be_web\n", "    server x 127.0.0.1:11 weight 1 check ca-file /etc/shadow"), `is not a line lbc renders`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var m map[string]any
@@ -85,4 +93,28 @@ func TestLoadPlanRefusesEditedPlans(t *testing.T) {
 	if err != nil || r.Devices[0].Outcome != OutcomeApplied {
 		t.Fatalf("apply of the saved plan: %v %+v", err, r)
 	}
+}
+
+// addLine is an edit of a saved plan that adds line to the desired
+// config after the text after, and recomputes the header's content hash,
+// as whoever edits a plan file can.
+func addLine(after, line string) func(d, h map[string]any) {
+	return func(d, h map[string]any) {
+		des := d["desired"].(map[string]any)
+		cfg := des["config"].(string)
+		i := strings.Index(cfg, after) + len(after)
+		if i < len(after) {
+			panic("no " + after + " in the config")
+		}
+		des["config"] = rehash(cfg[:i] + line + "\n" + cfg[i:])
+	}
+}
+
+// rehash recomputes the content hash of an lbc header.
+func rehash(file string) string {
+	head, body, _ := strings.Cut(file, "\n")
+	f := strings.Fields(head)
+	sum := sha256.Sum256([]byte(body))
+	f[len(f)-1] = "sha256:" + hex.EncodeToString(sum[:])
+	return strings.Join(f, " ") + "\n" + body
 }

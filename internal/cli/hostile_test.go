@@ -35,6 +35,7 @@ type hostileHost struct {
 	specs string
 	flags []string
 	hook  atomic.Pointer[func(cmd string) sshtest.Fault]
+	srv   *sshtest.Server
 }
 
 func newHostileHost(t *testing.T) *hostileHost {
@@ -68,6 +69,7 @@ balancers: web: {tenant: "shop", protocol: "http", algorithm: "roundrobin", vips
 	nodes: [{address: "198.51.100.11", port: 8080}], healthMonitor: {type: "none"}}
 `)
 	h.flags = []string{"--known-hosts", srv.KnownHostsFile(), "--ssh-key", srv.KeyFile()}
+	h.srv = srv
 	return h
 }
 
