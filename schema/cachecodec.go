@@ -161,6 +161,7 @@ func (e *encoder) balancer(b *Balancer) {
 	for _, v := range b.VIPs {
 		e.addr(v.Address)
 		e.int(v.Port)
+		e.tls(v.TLS)
 	}
 	e.backend(b.Nodes, b.HealthMonitor, b.Persistence, b.Timeouts)
 	e.int(b.Maxconn)
@@ -171,6 +172,7 @@ func (e *encoder) balancer(b *Balancer) {
 	e.bool(b.Failback)
 	e.duration(b.DrainTimeout)
 	e.l7(b)
+	e.nodeTLS(b.NodeTLS)
 	e.posMap(b.FieldPos)
 }
 
@@ -432,6 +434,7 @@ func (d *cdecoder) balancer() *Balancer {
 		b.VIPs = make([]VIP, n)
 		for i := range b.VIPs {
 			b.VIPs[i] = VIP{Address: d.addr(), Port: d.int()}
+			b.VIPs[i].TLS = d.tls()
 		}
 	}
 	b.Nodes, b.HealthMonitor, b.Persistence, b.Timeouts = d.backend()
@@ -440,6 +443,7 @@ func (d *cdecoder) balancer() *Balancer {
 	b.Failback = d.bool()
 	b.DrainTimeout = d.duration()
 	d.l7(b)
+	b.NodeTLS = d.nodeTLS()
 	b.FieldPos = d.posMap()
 	return b
 }

@@ -133,7 +133,11 @@ func (p *Partial) addBalancer(name string, r *rawBalancer, ep *entityPos, first 
 			continue
 		}
 		seen[ap] = i
-		b.VIPs = append(b.VIPs, VIP{Address: a, Port: v.Port})
+		vip := VIP{Address: a, Port: v.Port}
+		if v.TLS != nil {
+			vip.TLS = checkTLS(r.Protocol, i, v.TLS, fp, pos, base, bad)
+		}
+		b.VIPs = append(b.VIPs, vip)
 	}
 
 	b.Nodes, b.HealthMonitor, b.Persistence, b.Timeouts = checkBackend(r.Protocol, r.Nodes, r.HealthMonitor, r.Persistence, r.Timeouts, bad)
@@ -146,6 +150,9 @@ func (p *Partial) addBalancer(name string, r *rawBalancer, ep *entityPos, first 
 	}
 	if r.Placement.HA && r.Placement.Device != "" {
 		bad("placement.device", "placement.device cannot be combined with placement.ha: the scheduler picks both devices of an HA pair")
+	}
+	if r.NodeTLS != nil {
+		b.NodeTLS = checkNodeTLS(r.NodeTLS, fp, pos, base, bad)
 	}
 	checkL7(b, r, fp, pos, base, &ds)
 	if len(ds) > 0 {
@@ -420,6 +427,14 @@ func crossCheck(spec *Spec, rejected map[string]bool) Diagnostics {
 			}
 		}
 	}
+	ds = append(ds, redirectClashes(bs, func(ap netip.AddrPort) (string, Pos, bool) {
+		u, ok := vips[ap]
+		if !ok {
+			return "", Pos{}, false
+		}
+		pf := fmt.Sprintf("vips[%d]", u.i)
+		return join(balancerPath(u.b.Name), pf), at(u.b.FieldPos, pf, u.b.Pos), true
+	})...)
 	return ds
 }
 

@@ -39,8 +39,30 @@ type rawTool struct {
 }
 
 type rawVIP struct {
-	Address string `json:"address"`
-	Port    int    `json:"port"`
+	Address string  `json:"address"`
+	Port    int     `json:"port"`
+	TLS     *rawTLS `json:"-"`
+}
+
+type rawTLS struct {
+	Certificates []rawCert `json:"-"`
+	MinVersion   string    `json:"minVersion"`
+	ALPN         []string  `json:"alpn"`
+	RedirectHTTP bool      `json:"redirectHTTP"`
+	HSTS         string    `json:"hsts"`
+}
+
+type rawCert struct {
+	Name     string
+	HostPath string
+	SNI      []string
+	pos      Pos
+}
+
+type rawNodeTLS struct {
+	Verify string   `json:"verify"`
+	CA     *rawCert `json:"-"`
+	SNI    string   `json:"sni"`
 }
 
 type rawNode struct {
@@ -100,6 +122,7 @@ type rawBalancer struct {
 	Rules    []rawRule         `json:"-"`
 	Hosts    map[string]string `json:"-"`
 	hostKeys []string          // Hosts' keys in the order the specs write them
+	NodeTLS  *rawNodeTLS       `json:"-"`
 }
 
 type rawScheduler struct {
@@ -448,6 +471,7 @@ func (d *decoder) balancer(c *compiled, v node) *rawBalancer {
 			var vip rawVIP
 			d.str(e, "address", &vip.Address)
 			d.int(e, "port", &vip.Port)
+			vip.TLS = d.tls(c, e)
 			r.VIPs = append(r.VIPs, vip)
 		})
 	}
@@ -465,6 +489,7 @@ func (d *decoder) balancer(c *compiled, v node) *rawBalancer {
 		d.str(x, "timeout", &r.Drain.Timeout)
 	}
 	d.l7(c, v, &r)
+	r.NodeTLS = d.nodeTLS(c, v)
 	return &r
 }
 

@@ -43,6 +43,8 @@ type compiled struct {
 	balancer rawBalancer
 	node     rawNode
 	pool     rawPool
+	tls      rawTLS
+	nodeTLS  rawNodeTLS
 	cookie   string
 	// redirectCode is #Redirect's default code.
 	redirectCode int
@@ -120,6 +122,8 @@ func compileSchema() (*compiled, error) {
 		{"#Balancer", `{vips: [], nodes: [{address: "::1", port: 1}]}`, &node},
 		{"#Persistence", `{type: "cookie"}`, &pers},
 		{"#Pool", `{nodes: []}`, &c.pool},
+		{"#TLS", `{certificates: []}`, &c.tls},
+		{"#NodeTLS", `{}`, &c.nodeTLS},
 		{"#Redirect", `{}`, &redirect},
 		{"#Scheduler", `{}`, &c.scheduler},
 	} {
@@ -238,6 +242,7 @@ var regexNames = map[string]string{
 	"#Token":      "must be a header or cookie name: 1 to 64 of A-Z a-z 0-9 . _ - starting with a letter or digit",
 	"#FileType":   "must be a file extension: 1 to 16 of A-Z a-z 0-9, without the dot",
 	"#HostName":   "must be a host name in lower case: a-z 0-9 . -",
+	"#CertName":   "must be a certificate name: 1 to 64 of A-Z a-z 0-9 _ - starting with a letter or digit (a reference into the certificate source, not PEM text)",
 	"#URL":        "must be an http(s) URL or an absolute path, without spaces, quotes, backslash, $, # or %",
 }
 
