@@ -26,7 +26,7 @@ import (
 
 // resultCodec names the layout of an entry; a change of encodeResult
 // changes it.
-const resultCodec = "compile-result-v1\x00"
+const resultCodec = "compile-result-v2\x00"
 
 // resultHits counts compiles answered from the cache (tests read it).
 var resultHits atomic.Int64
@@ -80,7 +80,9 @@ func (e *env) cachedCompile(cache *schema.Cache, src *specSource) (*compiled, st
 
 // encodeResult encodes what lbc compile writes and prints of res: the
 // revision, the balancer count, the placement and its stats, and each
-// device's files.
+// device's files (DeviceArtifacts.Files). A cached result holds nothing
+// else: no VIP plan, no certificate references; only lbc compile reads
+// it.
 func encodeResult(res *compiler.Result, balancers int) []byte {
 	var b []byte
 	num := func(n int) { b = binary.AppendUvarint(b, uint64(n)) }
@@ -98,18 +100,40 @@ func encodeResult(res *compiler.Result, balancers int) []byte {
 	sort.Strings(names)
 	num(len(names))
 	for _, n := range names {
-		d := res.Devices[n]
 		str([]byte(n))
-		str(d.HAProxyCfg)
-		str(d.VIPsJSON)
-		if d.Keepalived == nil {
-			num(0)
-		} else {
-			num(1)
-			str(d.Keepalived)
+		files := res.Devices[n].Files()
+		fnames := make([]string, 0, len(files))
+		for f := range files {
+			fnames = append(fnames, f)
+		}
+		sort.Strings(fnames)
+		num(len(fnames))
+		for _, f := range fnames {
+			str([]byte(f))
+			str(files[f])
 		}
 	}
 	return b
+}
+
+// setFile puts the file name (as DeviceArtifacts.Files names it) into d;
+// false for a name Files does not make.
+func setFile(d *compiler.DeviceArtifacts, name string, data []byte) bool {
+	switch {
+	case name == "haproxy.cfg":
+		d.HAProxyCfg = data
+	case name == "vips.json":
+		d.VIPsJSON = data
+	case name == "keepalived.conf":
+		d.Keepalived = data
+	case compiler.IsMapName(name):
+		// Files names a map file by its base name, so the path is only
+		// that here: lbc compile writes OUT/<device>/<name>.
+		d.AuxFiles = append(d.AuxFiles, compiler.AuxFile{Path: name, Kind: compiler.AuxMap, Data: data})
+	default:
+		return false
+	}
+	return true
 }
 
 var errBadResult = errors.New("bad cached result")
@@ -150,11 +174,15 @@ func decodeResult(b []byte) (res *compiler.Result, balancers int, err error) {
 	}
 	res.Devices = make(map[string]*compiler.DeviceArtifacts, min(n, len(b)))
 	for range n {
-		d := &compiler.DeviceArtifacts{Device: string(str()), HAProxyCfg: str(), VIPsJSON: str()}
-		if num() == 1 {
-			d.Keepalived = str()
+		d := &compiler.DeviceArtifacts{Device: string(str())}
+		nf := num()
+		for range min(nf, len(b)) {
+			name, data := string(str()), str()
+			if bad || !setFile(d, name, data) {
+				return nil, 0, errBadResult
+			}
 		}
-		if bad {
+		if bad || len(d.Files()) != nf {
 			return nil, 0, errBadResult
 		}
 		res.Devices[d.Device] = d

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"lbc/compiler"
 )
 
 // copyFleet copies examples/fleet (devices, three tenants, definitions
@@ -33,6 +35,22 @@ func copyFleet(t *testing.T) string {
 		return os.WriteFile(filepath.Join(dst, rel), b, 0o644)
 	})
 	if err != nil {
+		t.Fatal(err)
+	}
+	// A host table, so that OUT holds a map file too.
+	l7 := `package spec
+
+balancers: "web-l7": {
+	vips: [{address: "203.0.113.50", port: 80}]
+	nodes: [{address: "198.51.100.90", port: 8080}]
+	pools: api: nodes: [{address: "198.51.100.91", port: 9000}]
+	hosts: {"api.example.com": "api", "www.example.com": "default"}
+}
+`
+	if err := os.MkdirAll(filepath.Join(dst, "balancers", "web"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dst, "balancers", "web", "l7.cue"), []byte(l7), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return dst
@@ -82,6 +100,15 @@ func TestCompileResultCache(t *testing.T) {
 	fresh, hit := compileTo(t, dir, out("a"))
 	if hit {
 		t.Fatal("first compile: read from an empty cache")
+	}
+	maps := 0
+	for f := range fresh {
+		if strings.HasSuffix(f, ".map") {
+			maps++
+		}
+	}
+	if maps == 0 {
+		t.Fatalf("no map file in OUT: %v", fresh)
 	}
 	again, hit := compileTo(t, dir, out("b"))
 	if !hit {
@@ -179,10 +206,19 @@ func TestCompileResultCacheConcurrent(t *testing.T) {
 // A damaged payload never decodes, whatever the damage.
 func TestDecodeResultDamaged(t *testing.T) {
 	res := writeTestResult(5)
+	res.Devices["lb-001"].AuxFiles = []compiler.AuxFile{
+		{Path: "/etc/haproxy/lbc-hosts-web.map", Kind: compiler.AuxMap, Data: []byte("www.example.com be_web\n")},
+		{Path: "/etc/haproxy/certs/web.pem", Kind: compiler.AuxCert, Ref: "web"},
+	}
 	b := encodeResult(res, 7)
 	got, n, err := decodeResult(b)
-	if err != nil || n != 7 || len(got.Devices) != 5 || string(got.Devices["lb-003"].Keepalived) != "ka lb-003\n" {
+	if err != nil || n != 7 || len(got.Devices) != 5 {
 		t.Fatalf("round trip: %v, %d, %+v", err, n, got)
+	}
+	for name, d := range res.Devices {
+		if diff := cmp.Diff(d.Files(), got.Devices[name].Files()); diff != "" {
+			t.Errorf("%s: files differ (-want +got):\n%s", name, diff)
+		}
 	}
 	for i := range len(b) {
 		if _, _, err := decodeResult(b[:i]); err == nil {
