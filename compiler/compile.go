@@ -173,6 +173,7 @@ func renderDevice(spec *schema.Spec, dev *schema.Device, placed []*schema.Balanc
 	if a.HAProxyCfg, err = RenderHAProxy(dev, placed, roles, opts); err != nil {
 		return nil, err
 	}
+	a.AuxFiles = auxFiles(dev, placed)
 	if a.VIPs, err = vipPlan(dev, placed, roles); err != nil {
 		return nil, fmt.Errorf("render vips.json: %w", err)
 	}

@@ -63,6 +63,9 @@ const (
 	// AuxCert is a PEM bundle for HAProxy's crt: certificate, chain, key.
 	// Ref is the certificate's name in the certificate source.
 	AuxCert = "cert"
+	// AuxCA is a CA certificate that nodeTLS verifies the nodes against.
+	// Ref is its name in the certificate source.
+	AuxCA = "ca"
 )
 
 // FilePaths are the paths of d's auxiliary files.
