@@ -1,6 +1,10 @@
 package compiler
 
-import "net/netip"
+import (
+	"net/netip"
+	"path"
+	"strings"
+)
 
 // Placement is where one balancer runs: a device, or for an HA balancer a
 // primary and a standby device.
@@ -66,6 +70,9 @@ const (
 	// AuxCA is a CA certificate that nodeTLS verifies the nodes against.
 	// Ref is its name in the certificate source.
 	AuxCA = "ca"
+	// AuxMap is an HAProxy map file: a balancer's host table (see
+	// RenderHostsMap, HostsMapPath), with Data.
+	AuxMap = "map"
 )
 
 // FilePaths are the paths of d's auxiliary files.
@@ -80,16 +87,30 @@ func (d *DeviceArtifacts) FilePaths() []string {
 	return ps
 }
 
-// FileNames are the names of a device's files under OUT/<device>/, in the
-// order they are written.
+// FileNames are the names of a device's fixed files under OUT/<device>/,
+// in the order they are written; the map files (IsMapName) follow them.
 var FileNames = []string{"haproxy.cfg", "vips.json", "keepalived.conf"}
 
+// IsMapName reports whether name is the name of a map file under
+// OUT/<device>/ (HostsMapName).
+func IsMapName(name string) bool {
+	b, ok := strings.CutPrefix(name, "lbc-hosts-")
+	b, ok2 := strings.CutSuffix(b, ".map")
+	return ok && ok2 && b != ""
+}
+
 // Files returns the device's files by name (see FileNames); keepalived.conf
-// only when the device carries an HA balancer.
+// only when the device carries an HA balancer; each map file (AuxMap) by
+// its base name (certificates are references: they are not written there).
 func (d *DeviceArtifacts) Files() map[string][]byte {
 	files := map[string][]byte{"haproxy.cfg": d.HAProxyCfg, "vips.json": d.VIPsJSON}
 	if d.Keepalived != nil {
 		files["keepalived.conf"] = d.Keepalived
+	}
+	for _, f := range d.AuxFiles {
+		if f.Kind == AuxMap {
+			files[path.Base(f.Path)] = f.Data
+		}
 	}
 	return files
 }
