@@ -43,7 +43,7 @@ var haproxySections = []struct {
 		"maxconn {int}",
 		"stats socket {path} mode 600 level admin expose-fd listeners",
 		"server-state-file {path}",
-		"# no Lua or TLS here: HAProxy's HTTP client is unused, skip loading CAs for it",
+		"# no Lua here: HAProxy's HTTP client is unused, skip loading CAs for it",
 		"httpclient.ssl.verify none",
 		"description lbc:{hex16}",
 	}},
@@ -58,6 +58,10 @@ var haproxySections = []struct {
 	}},
 	{"frontend fe_{ident}", []string{
 		"bind {addrport} [transparent]",
+		// TLS (render_tls.go).
+		"bind {addrport} [transparent] ssl {bindtls}",
+		"http-response set-header Strict-Transport-Security max-age={int}",
+		"http-request redirect scheme https code 301",
 		"mode {mode}",
 		"option httplog",
 		"option tcplog",
@@ -98,7 +102,8 @@ var haproxySections = []struct {
 		"cookie {cookie} insert indirect nocache",
 		"stick-table type {sticktype} size 200k expire 30m",
 		"stick on src",
-		"server {ident} {addrport} weight {int} [maxconn {int}] [check] [backup] [disabled] [cookie {hex}]",
+		"server {ident} {addrport} weight {int} [maxconn {int}] [check] [ssl verify none] [ssl verify required ca-file {path}] " +
+			"[sni str({sni})] [verifyhost {sni}] [check-ssl] [check-sni {sni}] [backup] [disabled] [cookie {hex}]",
 	}},
 }
 
@@ -160,6 +165,7 @@ var (
 	reIface  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,14}$`)
 	// A backend: a balancer's, or a pool's (PoolBackend).
 	reBackend = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}(:[a-z0-9][a-z0-9._-]{0,62})?$`)
+	reSNI     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$`)
 	reACL     = regexp.MustCompile(`^rule(0|[1-9][0-9]{0,5})_(0|[1-9][0-9]{0,5})$`)
 	reCond    = regexp.MustCompile(`^!?rule(0|[1-9][0-9]{0,5})_(0|[1-9][0-9]{0,5})$`)
 	reHostMap = regexp.MustCompile(`^%\[req\.hdr\(host\),field\(1,:\),lower,map\((/[A-Za-z0-9._/-]{0,999}),be_[a-z0-9][a-z0-9._-]{0,62}\)\]$`)
@@ -212,6 +218,8 @@ var argKinds = map[string]func(string) bool{
 		return err == nil && p.String() == s
 	},
 	"backend":   reBackend.MatchString,
+	"sni":       reSNI.MatchString,
+	"bindtls":   bindTLS,
 	"aclname":   reACL.MatchString,
 	"cmp":       oneOf("str", "beg", "end", "sub", "reg"),
 	"code":      oneOf("301", "302", "303", "307", "308"),
@@ -240,7 +248,37 @@ var argKinds = map[string]func(string) bool{
 }
 
 // restKinds are the kinds that take the rest of the line.
-var restKinds = map[string]bool{"names": true, "exts": true, "conds": true}
+var restKinds = map[string]bool{"names": true, "exts": true, "conds": true, "bindtls": true}
+
+// bindTLS is what follows "ssl" on a bind line (render_tls.go):
+// crt PATH, once or more, ssl-min-ver TLSv1.2|TLSv1.3, [alpn LIST].
+func bindTLS(s string) bool {
+	ws := strings.Split(s, " ")
+	n := 0
+	for len(ws) >= 2 && ws[0] == "crt" && schema.CheckPath(ws[1]) == nil {
+		ws, n = ws[2:], n+1
+	}
+	if n == 0 || len(ws) < 2 || ws[0] != "ssl-min-ver" || ws[1] != "TLSv1.2" && ws[1] != "TLSv1.3" {
+		return false
+	}
+	switch ws = ws[2:]; len(ws) {
+	case 0:
+		return true
+	case 2:
+		return ws[0] == "alpn" && eachItem(ws[1], oneOf("h2", "http/1.1", "http/1.0"))
+	}
+	return false
+}
+
+// eachItem reports whether every item of the comma-separated list s is ok.
+func eachItem(s string, ok func(string) bool) bool {
+	for _, it := range strings.Split(s, ",") {
+		if !ok(it) {
+			return false
+		}
+	}
+	return true
+}
 
 func eachWord(ok func(string) bool) func(string) bool {
 	return func(s string) bool {

@@ -109,6 +109,9 @@ func TestHostileLinesRefused(t *testing.T) {
 		{"an acl with a flag", "\nfrontend fe_shop-ha_203.0.113.20_443\n", "    acl rule0_0 path -m str -f /etc/shadow"},
 		{"use_backend by lua", "\nfrontend fe_shop-ha_203.0.113.20_443\n", "    use_backend %[lua.pick]"},
 		{"http-request lua", "\nfrontend fe_shop-ha_203.0.113.20_443\n", "    http-request lua.x"},
+		{"a bind with a crt-list", "\nfrontend fe_shop-ha_203.0.113.20_443\n", "    bind 203.0.113.20:443 ssl crt-list /etc/shadow ssl-min-ver TLSv1.2"},
+		{"a bind with ca-verify-file", "\nfrontend fe_shop-ha_203.0.113.20_443\n", "    bind 203.0.113.20:443 ssl crt /a.pem ssl-min-ver TLSv1.2 ca-verify-file /b"},
+		{"a server with an sni fetch", "\nbackend be_shop-ha\n", "    server x 198.51.100.1:443 weight 1 ssl verify none sni env(SECRET)"},
 	} {
 		t.Run("haproxy/"+tc.name, func(t *testing.T) {
 			err := CheckHAProxyConfig([]byte(insert(cfg, tc.after, tc.line)))
