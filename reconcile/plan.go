@@ -62,7 +62,9 @@ type DevicePlan struct {
 	// balancer, host-table entries added, removed and moved (see l7plan.go);
 	// each line starts with +, - or ~.
 	Routing []string `json:"routing,omitempty"`
-	Notes   []string `json:"notes,omitempty"`
+	// Certificates are the certificates the device serves, per VIP.
+	Certificates []CertInfo `json:"certificates,omitempty"`
+	Notes        []string   `json:"notes,omitempty"`
 	// NewVRRP lists the HA balancers of this device that have a VIP whose
 	// VRRP instance does not preempt (failback: false) and that the live
 	// keepalived.conf has no instance for: apply starts it. When both

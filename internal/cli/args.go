@@ -55,6 +55,11 @@ type Args struct {
 	// plan, apply, status, watch: only this shard's devices (Count 0: all)
 	Shard shard.Shard
 
+	// validate, plan, apply, status: the certificate source and how soon
+	// an expiry is warned about
+	CertDir  string
+	CertWarn time.Duration
+
 	// shards
 	Count int
 
@@ -122,6 +127,10 @@ func parseArgs(cmd string, argv []string, stderr io.Writer) (*Args, error) {
 		fs.DurationVar(&a.SSH.ScriptTimeout, "script-timeout", reconcile.DefaultScriptTimeout, "longest one script of a transaction may run on a host (then lbc lets go of it: the host commits or rolls back by itself)")
 		fs.BoolVar(&a.Adopt, "adopt", false, "replace config files that lbc did not write (shown by plan as \"not managed by lbc\")")
 	}
+	certs := func() {
+		fs.StringVar(&a.CertDir, "cert-dir", "", "certificate source: a directory outside the spec tree holding NAME.pem (certificate, chain), NAME.key and, optionally, NAME.ca.pem (the CA its chain must be complete to)")
+		fs.DurationVar(&a.CertWarn, "cert-warn", 30*24*time.Hour, "warn about a certificate that expires within this time")
+	}
 	shardFlag := func() {
 		fs.Func("shard", "work on shard `i/n` only: its devices, shard i (from 0) of n (see lbc shards)", func(v string) error {
 			sh, err := shard.Parse(v)
@@ -133,6 +142,7 @@ func parseArgs(cmd string, argv []string, stderr io.Writer) (*Args, error) {
 	switch cmd {
 	case "validate":
 		source()
+		certs()
 		fs.BoolVar(&a.JSON, "json", false, "print diagnostics as JSON, one object a line")
 	case "compile":
 		source()
@@ -145,6 +155,7 @@ func parseArgs(cmd string, argv []string, stderr io.Writer) (*Args, error) {
 		npos = 2
 	case "plan":
 		source()
+		certs()
 		ssh()
 		shardFlag()
 		fs.BoolVar(&a.JSON, "json", false, "print the plan as JSON, one object a line")
@@ -154,6 +165,7 @@ func parseArgs(cmd string, argv []string, stderr io.Writer) (*Args, error) {
 		fs.BoolVar(&a.Locked, "locked", false, "fail when the placement would change")
 	case "apply":
 		source()
+		certs()
 		ssh()
 		shardFlag()
 		fs.BoolVar(&a.JSON, "json", false, "print results as JSON, one object a line")
@@ -162,6 +174,7 @@ func parseArgs(cmd string, argv []string, stderr io.Writer) (*Args, error) {
 		fs.BoolVar(&a.Locked, "locked", false, "fail when the placement would change")
 	case "status":
 		source()
+		certs()
 		ssh()
 		shardFlag()
 		fs.BoolVar(&a.JSON, "json", false, "print status as JSON, one object a line")
