@@ -91,30 +91,23 @@ func appendBounded(out []string, n *int, line string) []string {
 
 // multisetDiff returns the items of a not in b and of b not in a, each in
 // its list's order, counting repeats.
-func multisetDiff(a, b []string) (onlyA, onlyB []string) {
+func multisetDiff(a, b []string) (onlyA, onlyB []string) { return minus(a, b), minus(b, a) }
+
+// minus is a without the items of b (each item of b removes one).
+func minus(a, b []string) []string {
 	count := map[string]int{}
 	for _, x := range b {
 		count[x]++
 	}
+	var out []string
 	for _, x := range a {
 		if count[x] > 0 {
 			count[x]--
 		} else {
-			onlyA = append(onlyA, x)
+			out = append(out, x)
 		}
 	}
-	count = map[string]int{}
-	for _, x := range a {
-		count[x]++
-	}
-	for _, x := range b {
-		if count[x] > 0 {
-			count[x]--
-		} else {
-			onlyB = append(onlyB, x)
-		}
-	}
-	return onlyA, onlyB
+	return out
 }
 
 // mapEntries reads an HAProxy map file: "key value" lines, comments and
