@@ -69,6 +69,7 @@ var haproxySections = []struct {
 		"timeout client {dur}",
 		"default_backend be_{name}",
 		// L7 routing (render_l7.go).
+		"# rule {int} of {name}: {comment}",
 		"acl lbc_routed var(txn.lbc_rule) -m found",
 		"acl {aclname} req.hdr(host),field(1,:),lower -m {cmp} {value}",
 		"acl {aclname} req.hdr(host),field(1,:),lower -m {cmp} -- {dashvalue}",
@@ -220,6 +221,7 @@ var argKinds = map[string]func(string) bool{
 	"backend":   reBackend.MatchString,
 	"sni":       reSNI.MatchString,
 	"bindtls":   bindTLS,
+	"comment":   comment,
 	"aclname":   reACL.MatchString,
 	"cmp":       oneOf("str", "beg", "end", "sub", "reg"),
 	"code":      oneOf("301", "302", "303", "307", "308"),
@@ -248,7 +250,18 @@ var argKinds = map[string]func(string) bool{
 }
 
 // restKinds are the kinds that take the rest of the line.
-var restKinds = map[string]bool{"names": true, "exts": true, "conds": true, "bindtls": true}
+var restKinds = map[string]bool{"names": true, "exts": true, "conds": true, "bindtls": true, "comment": true}
+
+// comment is the text of a comment line: printable ASCII (a comment ends
+// at the end of its line, and HAProxy reads nothing in it).
+func comment(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < ' ' || s[i] > '~' {
+			return false
+		}
+	}
+	return len(s) <= 4096
+}
 
 // bindTLS is what follows "ssl" on a bind line (render_tls.go):
 // crt PATH, once or more, ssl-min-ver TLSv1.2|TLSv1.3, [alpn LIST].
