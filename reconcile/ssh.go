@@ -100,7 +100,7 @@ func NewSSHDialer(cfg SSHConfig) (*SSHDialer, error) {
 	if cfg.KnownHosts == "" {
 		return nil, errors.New("no known_hosts file given")
 	}
-	hostKeys, err := knownhosts.New(cfg.KnownHosts)
+	hostKeys, err := newHostKeyIndex(cfg.KnownHosts)
 	if err != nil {
 		return nil, fmt.Errorf("known_hosts: %w", err)
 	}

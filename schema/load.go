@@ -317,6 +317,12 @@ func (l Limits) evalInstance(fsys fs.FS, dir string, srcs []source, problems map
 	if how == pathFast {
 		return nil, errNotFast
 	}
+	// Comprehensions that would make more than the count limits allow
+	// are refused before CUE evaluates them (see probe.go).
+	if ds := l.checkComprehensions(fsys, dir, files, srcs, imports, relName); len(ds) > 0 {
+		p.Diagnostics = ds.sorted()
+		return p, nil
+	}
 
 	// buildInst builds (and so evaluates) the instance; with shape, the
 	// shape's file (see shapeFile) is one of its files, so that it is

@@ -1,0 +1,234 @@
+package schema
+
+import (
+	"fmt"
+	"io/fs"
+	"strings"
+
+	"cuelang.org/go/cue"
+	"cuelang.org/go/cue/ast"
+	"cuelang.org/go/cue/build"
+	"cuelang.org/go/cue/cuecontext"
+	"cuelang.org/go/cue/parser"
+)
+
+// The count limits (--max-balancers, --max-devices) can only be counted
+// once CUE has evaluated an instance, and a comprehension that makes
+// 200,000 balancers costs CUE minutes and gigabytes before that (its
+// evaluation grows faster than the output, and cannot be interrupted).
+// So before CUE evaluates an instance that has comprehensions, a probe
+// measures what they iterate over: a copy of the instance in which each
+// comprehension that yields fields (for ... { name: ... }) is replaced by
+// a field holding the length of its first source, len(SOURCE), which CUE
+// evaluates in a blink. A comprehension whose source has more values than
+// the two limits together allow, or the comprehensions of the top level
+// and of balancers and devices that have more together, is refused with
+// its position, before the instance is evaluated. Comprehensions nested
+// in others are not probed (their sources may depend on the outer ones'
+// values), nor list comprehensions (they make nodes and VIPs, not
+// balancers); a probe that fails (a source that is not a list or a
+// struct, a closed struct) says nothing, and the instance is evaluated as
+// before.
+
+// probeLabel starts the label of a probe field.
+const probeLabel = "lbc-comprehension-probe-"
+
+// probe is one comprehension replaced by a probe field.
+type probe struct {
+	pos Pos
+	top bool // at the top level, or directly in balancers or devices
+	n   int64
+}
+
+// checkComprehensions probes the comprehensions of the instance (see
+// above) and returns a diagnostic for each one over the limits. files are
+// the instance's files (not changed); srcs their text, parsed again for
+// the probe; with imports, the probe loads the instance as
+// loadWithImports does.
+func (l Limits) checkComprehensions(fsys fs.FS, dir string, files []*ast.File, srcs []source, imports bool, rel func(string) string) Diagnostics {
+	if l.MaxBalancers <= 0 || l.MaxDevices <= 0 || !hasComprehension(files) {
+		return nil
+	}
+	max := int64(l.MaxBalancers) + int64(l.MaxDevices)
+	var probes []*probe
+	var inst *build.Instance
+	if imports {
+		inst, _ = loadWithImports(fsys, dir)
+		if inst.Err != nil {
+			return nil
+		}
+		for _, f := range inst.Files {
+			probes = append(probes, probeFile(f, rel, len(probes))...)
+		}
+	} else {
+		inst = build.NewContext().NewInstance(dir, nil)
+		for _, s := range srcs {
+			f, err := parser.ParseFile(s.name, s.src)
+			if err != nil {
+				return nil
+			}
+			probes = append(probes, probeFile(f, rel, len(probes))...)
+			if inst.AddSyntax(f) != nil {
+				return nil
+			}
+		}
+	}
+	if len(probes) == 0 {
+		return nil
+	}
+	v := cuecontext.New().BuildInstance(inst)
+	found := map[int]bool{}
+	probeValues(v, 0, func(i int, n int64) {
+		if i >= 0 && i < len(probes) && !found[i] {
+			found[i] = true
+			probes[i].n = n
+		}
+	})
+	var ds Diagnostics
+	var total int64
+	for i, p := range probes {
+		if !found[i] {
+			continue
+		}
+		if p.n > max {
+			ds = append(ds, comprehensionLimit(p.pos, p.n, l))
+			continue
+		}
+		if p.top {
+			if total += p.n; total > max {
+				ds = append(ds, errorf(p.pos, "", "the comprehensions of this directory iterate over %d values together, "+
+					"more than the limits of %d balancers and %d devices allow (--max-balancers, --max-devices); "+
+					"lbc refuses them before CUE evaluates them", total, l.MaxBalancers, l.MaxDevices))
+				break
+			}
+		}
+	}
+	return ds
+}
+
+func comprehensionLimit(pos Pos, n int64, l Limits) Diagnostic {
+	return errorf(pos, "", "this comprehension iterates over %d values, more than the limits of %d balancers and %d devices allow "+
+		"(--max-balancers, --max-devices); lbc refuses it before CUE evaluates it", n, l.MaxBalancers, l.MaxDevices)
+}
+
+// hasComprehension reports whether a file holds a comprehension.
+func hasComprehension(files []*ast.File) bool {
+	found := false
+	for _, f := range files {
+		ast.Walk(f, func(n ast.Node) bool {
+			if _, ok := n.(*ast.Comprehension); ok {
+				found = true
+			}
+			return !found
+		}, nil)
+	}
+	return found
+}
+
+// probeFile replaces, in f, each comprehension that yields fields and is
+// not inside another one by a probe field; base numbers them.
+func probeFile(f *ast.File, rel func(string) string, base int) []*probe {
+	var probes []*probe
+	var decls func(elts []ast.Decl, top bool)
+	var expr func(e ast.Expr)
+	decls = func(elts []ast.Decl, top bool) {
+		for i, d := range elts {
+			switch x := d.(type) {
+			case *ast.Comprehension:
+				src := firstSource(x)
+				if src == nil {
+					continue
+				}
+				p := x.Pos()
+				probes = append(probes, &probe{pos: Pos{File: rel(p.Filename()), Line: p.Line(), Col: p.Column()}, top: top})
+				elts[i] = &ast.Field{
+					Label: ast.NewString(fmt.Sprint(probeLabel, base+len(probes)-1)),
+					Value: ast.NewCall(ast.NewIdent("len"), src),
+				}
+			case *ast.Field:
+				if top {
+					if name, _, err := ast.LabelName(x.Label); err == nil && (name == "balancers" || name == "devices") {
+						if s, ok := x.Value.(*ast.StructLit); ok {
+							decls(s.Elts, true)
+							continue
+						}
+					}
+				}
+				expr(x.Value)
+			case *ast.EmbedDecl:
+				expr(x.Expr)
+			}
+		}
+	}
+	expr = func(e ast.Expr) {
+		switch x := e.(type) {
+		case *ast.StructLit:
+			decls(x.Elts, false)
+		case *ast.ListLit:
+			for _, el := range x.Elts {
+				if _, ok := el.(*ast.Comprehension); !ok {
+					expr(el)
+				}
+			}
+		case *ast.BinaryExpr:
+			expr(x.X)
+			expr(x.Y)
+		case *ast.ParenExpr:
+			expr(x.X)
+		}
+	}
+	decls(f.Decls, true)
+	return probes
+}
+
+// firstSource is the source of a comprehension's first for clause, when
+// only if clauses come before it (nothing it could depend on).
+func firstSource(c *ast.Comprehension) ast.Expr {
+	for _, cl := range c.Clauses {
+		switch x := cl.(type) {
+		case *ast.IfClause:
+			continue
+		case *ast.ForClause:
+			return x.Source
+		}
+		return nil
+	}
+	return nil
+}
+
+// probeValues calls found with the number and value of each probe field
+// in v (a probe that failed to evaluate is skipped).
+func probeValues(v cue.Value, depth int, found func(i int, n int64)) {
+	if depth > maxDepth {
+		return
+	}
+	switch v.IncompleteKind() {
+	case cue.StructKind:
+		it, err := v.Fields(cue.Optional(true), cue.Definitions(true), cue.Hidden(true))
+		if err != nil {
+			return
+		}
+		for it.Next() {
+			sel := it.Selector()
+			if rest, ok := strings.CutPrefix(sel.String(), `"`+probeLabel); ok && sel.IsString() {
+				rest = strings.TrimSuffix(rest, `"`)
+				var i int
+				if _, err := fmt.Sscan(rest, &i); err == nil {
+					if n, err := it.Value().Int64(); err == nil {
+						found(i, n)
+					}
+				}
+				continue
+			}
+			probeValues(it.Value(), depth+1, found)
+		}
+	case cue.ListKind:
+		it, err := v.List()
+		if err != nil {
+			return
+		}
+		for it.Next() {
+			probeValues(it.Value(), depth+1, found)
+		}
+	}
+}
