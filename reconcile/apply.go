@@ -65,6 +65,12 @@ type ApplyOptions struct {
 	Guard RevisionGuard
 	// Limits bound the read under the lock and the lock holder's start.
 	Limits Limits
+	// Reload applies every change by reload, also those that HAProxy's
+	// runtime API could carry (see runtime.go).
+	Reload bool
+	// DrainInterval is the time between two reads of a drain's sessions;
+	// 1s when 0.
+	DrainInterval time.Duration
 }
 
 // DeviceResult is how apply went on one device.
@@ -74,6 +80,9 @@ type DeviceResult struct {
 	Steps    []string // the steps that completed, in order
 	Warnings []string
 	Err      error
+	// Runtime, for a device applied without a reload: its operations and
+	// its worker, the same before and after.
+	Runtime *RuntimeApply
 }
 
 // ApplyResult is the result of Apply, one entry per device of the plan,
@@ -307,9 +316,10 @@ type tx struct {
 	redial   func(context.Context) (Transport, error)
 
 	lock    *lockSession
-	live    *Live  // what the lock holder read under the lock
-	readErr error  // why that read failed
-	state   []byte // the state.json write-state writes
+	rt      *host.Runtime // the runtime part of the change, nil when it reloads
+	live    *Live         // what the lock holder read under the lock
+	readErr error         // why that read failed
+	state   []byte        // the state.json write-state writes
 }
 
 // run runs the transaction and sets the result's outcome.
@@ -379,12 +389,18 @@ func (x *tx) run(ctx context.Context) {
 // runScript runs s, records its completed steps and warnings, and returns
 // the failed step with its error.
 func (x *tx) runScript(ctx context.Context, s *host.Script) (string, error) {
+	_, step, err := x.runScriptReport(ctx, s)
+	return step, err
+}
+
+// runScriptReport is runScript that also returns the script's report.
+func (x *tx) runScriptReport(ctx context.Context, s *host.Script) (*host.Report, string, error) {
 	x.r.Warnings = append(x.r.Warnings, s.Notes...)
 	rep, err := runScript(s, x.lock, x.progress)
 	x.trace("script end")
 	x.r.Steps = append(x.r.Steps, rep.Done...)
 	x.r.Warnings = append(x.r.Warnings, rep.Warnings...)
-	return rep.Failed, err
+	return rep, rep.Failed, err
 }
 
 // lockDevice takes the device lock (see takeLock), unless the plan
@@ -457,6 +473,13 @@ func (x *tx) sameAsPlan(live *Live) error {
 // change runs the whole transaction after the lock as one script
 // (host.ChangeScript) and returns the step that failed.
 func (x *tx) change(ctx context.Context) (string, error) {
+	rt, ops, err := x.runtimePart()
+	if err != nil {
+		return StepStage, err
+	}
+	if rt != nil {
+		return x.runtimeChange(ctx, rt, ops)
+	}
 	s, err := host.ChangeScript(x.hostChange(), x.o.Verifier)
 	if err != nil {
 		return StepStage, err
@@ -505,6 +528,9 @@ func (x *tx) rollback(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
 	defer cancel()
 	c := x.hostChange()
+	if x.rt != nil {
+		return x.runtimeRollback(ctx, c)
+	}
 	s, err := host.RollbackScript(c, x.o.Verifier)
 	if err != nil {
 		return err

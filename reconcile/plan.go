@@ -63,11 +63,15 @@ type DevicePlan struct {
 	// primary first (see HAWaves).
 	NewVRRP []string `json:"newVRRP,omitempty"`
 
-	// Change says whether the haproxy.cfg change could be applied through
+	// Change says whether the haproxy.cfg change can be applied through
 	// HAProxy's runtime API (class runtime, with its operations) or needs a
-	// reload, and why. Informational for now: apply reloads for every
-	// change until runtime apply lands. Nil when haproxy.cfg is unchanged.
+	// reload, and why; apply takes the runtime path for a runtime change
+	// unless ApplyOptions.Reload (it recomputes the operations from what
+	// it reads under the lock). Nil when haproxy.cfg is unchanged.
 	Change *classify.Result `json:"change,omitempty"`
+	// DrainTimeouts maps each backend of a runtime change that drains or
+	// deletes a server to its balancer's drain.timeout ("30s").
+	DrainTimeouts map[string]string `json:"drainTimeouts,omitempty"`
 
 	// LiveRevision is the revision the host's state.json names ("" if none).
 	LiveRevision string `json:"liveRevision,omitempty"`
@@ -137,6 +141,7 @@ func BuildPlan(ctx context.Context, spec *schema.Spec, res *compiler.Result, dia
 			return
 		}
 		p.Devices[i] = planDevice(ctx, dev, res.Devices[name], dial, opts.IPCommand, opts.Lock, log, opts.Limits)
+		p.Devices[i].DrainTimeouts = drainTimeouts(spec, p.Devices[i].Change)
 	}, func(i int, err error) {
 		p.Devices[i] = DevicePlan{Device: names[i], Status: StatusError, Error: fmt.Sprintf("plan %s: %v", names[i], err)}
 	})
@@ -544,4 +549,28 @@ func haPairs(placement compiler.Lock) []compiler.Placement {
 	}
 	sort.Slice(pairs, func(i, j int) bool { return pairs[i].Balancer < pairs[j].Balancer })
 	return pairs
+}
+
+// drainTimeouts is the drain.timeout of the balancer behind each backend
+// whose servers a runtime change drains or deletes (backend be_NAME is
+// balancer NAME's).
+func drainTimeouts(spec *schema.Spec, r *classify.Result) map[string]string {
+	if r == nil || r.Class != classify.Runtime {
+		return nil
+	}
+	var m map[string]string
+	for _, o := range r.Ops {
+		if o.Kind != classify.KindDel && o.Kind != classify.KindDrain {
+			continue
+		}
+		b := spec.Balancers[strings.TrimPrefix(o.Backend, "be_")]
+		if b == nil || b.DrainTimeout <= 0 {
+			continue
+		}
+		if m == nil {
+			m = map[string]string{}
+		}
+		m[o.Backend] = b.DrainTimeout.String()
+	}
+	return m
 }

@@ -77,6 +77,7 @@ type Args struct {
 	AllowDowngrade bool
 	Force          bool
 	Adopt          bool // also watch --apply
+	Reload         bool // also watch --apply
 
 	// watch
 	WatchPlan  bool
@@ -118,6 +119,7 @@ func parseArgs(cmd string, argv []string, stderr io.Writer) (*Args, error) {
 		fs.BoolVar(&a.AllowDowngrade, "allow-downgrade", false, "apply a revision older than the one a host runs")
 		fs.BoolVar(&a.Force, "force", false, "apply even when a host runs a revision unknown to the repository")
 		fs.BoolVar(&a.Adopt, "adopt", false, "replace config files that lbc did not write (shown by plan as \"not managed by lbc\")")
+		fs.BoolVar(&a.Reload, "reload", false, "apply every change by reload, also those HAProxy's runtime API could carry (server weights, states, servers added or removed)")
 	}
 	shardFlag := func() {
 		fs.Func("shard", "work on shard `i/n` only: its devices, shard i (from 0) of n (see lbc shards)", func(v string) error {
@@ -230,8 +232,8 @@ func parseArgs(cmd string, argv []string, stderr io.Writer) (*Args, error) {
 		fmt.Fprintf(stderr, "lbc %s: --json and --markdown exclude each other\n", cmd)
 		return nil, errUsage
 	}
-	if cmd == "watch" && !a.WatchApply && (a.LockTimeout != 0 || a.AllowDowngrade || a.Force || a.Adopt) {
-		fmt.Fprintln(stderr, "lbc watch: --lock-timeout, --allow-downgrade, --force and --adopt need --apply")
+	if cmd == "watch" && !a.WatchApply && (a.LockTimeout != 0 || a.AllowDowngrade || a.Force || a.Adopt || a.Reload) {
+		fmt.Fprintln(stderr, "lbc watch: --lock-timeout, --allow-downgrade, --force, --adopt and --reload need --apply")
 		return nil, errUsage
 	}
 	if cmd == "shards" && (a.Count < 1 || a.Count > shard.MaxCount) {
