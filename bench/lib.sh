@@ -23,9 +23,14 @@ need_time() {
 # need_cue prints the path of a cue binary of CUE_VERSION, installing it into
 # $BIN when there is none.
 need_cue() {
-	local c
+	local c v
 	for c in "$BIN/cue" "$(command -v cue || true)"; do
-		if [ -n "$c" ] && [ -x "$c" ] && "$c" version 2>/dev/null | head -1 | grep -q "cue version $CUE_VERSION\$"; then
+		# The output is read whole, not piped to head: under pipefail, cue
+		# killed by SIGPIPE when head exits made the check fail at random,
+		# and cue was installed again on most runs.
+		[ -n "$c" ] && [ -x "$c" ] || continue
+		v=$("$c" version 2>/dev/null) || continue
+		if [ "${v%%$'\n'*}" = "cue version $CUE_VERSION" ]; then
 			echo "$c"
 			return
 		fi

@@ -163,7 +163,7 @@ func (l *layout) renderDevices(spec *schema.Spec, names []string, opts Options, 
 	return nil
 }
 
-// renderDevice renders the three files of one device.
+// renderDevice renders the files of one device.
 func renderDevice(spec *schema.Spec, dev *schema.Device, placed []*schema.Balancer, roles map[string]string, hs []*haVIP, opts Options) (*DeviceArtifacts, error) {
 	a := &DeviceArtifacts{Device: dev.Name, Balancers: make([]string, 0, len(placed))}
 	for _, b := range placed {
@@ -173,6 +173,17 @@ func renderDevice(spec *schema.Spec, dev *schema.Device, placed []*schema.Balanc
 	if a.HAProxyCfg, err = RenderHAProxy(dev, placed, roles, opts); err != nil {
 		return nil, err
 	}
+	for _, b := range placed { // sorted by name, so the maps by path
+		if b.Hosts == nil {
+			continue
+		}
+		m := AuxFile{Path: HostsMapPath(dev, b.Name), Mode: 0o644, Kind: AuxMap}
+		if m.Data, err = RenderHostsMap(b, opts); err != nil {
+			return nil, err
+		}
+		a.AuxFiles = append(a.AuxFiles, m)
+	}
+	sort.Slice(a.AuxFiles, func(i, j int) bool { return a.AuxFiles[i].Path < a.AuxFiles[j].Path })
 	if a.VIPs, err = vipPlan(dev, placed, roles); err != nil {
 		return nil, fmt.Errorf("render vips.json: %w", err)
 	}

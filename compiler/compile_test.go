@@ -298,10 +298,10 @@ func TestCompileExamples(t *testing.T) {
 				t.Fatalf("compile: %v", err)
 			}
 			for name, d := range res.Devices {
-				checkRendered(t, name+"/haproxy.cfg", d.HAProxyCfg)
-				checkRendered(t, name+"/vips.json", d.VIPsJSON)
+				checkRendered(t, name+"/haproxy.cfg", d.HAProxyCfg, mapsOf(d))
+				checkRendered(t, name+"/vips.json", d.VIPsJSON, nil)
 				if d.Keepalived != nil {
-					checkRendered(t, name+"/keepalived.conf", d.Keepalived)
+					checkRendered(t, name+"/keepalived.conf", d.Keepalived, nil)
 				}
 			}
 		})

@@ -2,9 +2,11 @@ package compiler
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -13,6 +15,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
@@ -49,9 +52,9 @@ func TestGolden(t *testing.T) {
 			for _, f := range ar.Files {
 				in[f.Name] = f.Data
 			}
-			sp, err := decodeTestSpec(in["spec.json"])
+			sp, err := goldenSpec(in)
 			if err != nil {
-				t.Fatalf("spec.json: %v", err)
+				t.Fatal(err)
 			}
 			prev := Lock{}
 			if l, ok := in["lbc.lock"]; ok {
@@ -74,18 +77,25 @@ func TestGolden(t *testing.T) {
 				t.Fatalf("Compile: %v", err)
 			}
 			got := map[string][]byte{}
+			maps := map[string]map[string][]byte{} // "out/<dev>/haproxy.cfg" → its map files by path
 			for name, d := range res.Devices {
+				maps["out/"+name+"/haproxy.cfg"] = mapsOf(d)
 				got["out/"+name+"/haproxy.cfg"] = d.HAProxyCfg
 				got["out/"+name+"/vips.json"] = d.VIPsJSON
 				if d.Keepalived != nil {
 					got["out/"+name+"/keepalived.conf"] = d.Keepalived
+				}
+				for _, m := range d.AuxFiles {
+					if m.Kind == AuxMap {
+						got["out/"+name+"/"+filepath.Base(m.Path)] = m.Data
+					}
 				}
 			}
 			if len(res.Devices) != len(sp.Devices) {
 				t.Errorf("got files for %d devices, spec has %d", len(res.Devices), len(sp.Devices))
 			}
 			for name, data := range got {
-				checkRendered(t, name, data)
+				checkRendered(t, name, data, maps[name])
 			}
 			if *update {
 				writeGolden(t, file, ar, got)
@@ -134,14 +144,30 @@ func writeGolden(t *testing.T, file string, ar *txtar.Archive, got map[string][]
 	}
 }
 
+// mapsOf returns a device's map files by path.
+func mapsOf(d *DeviceArtifacts) map[string][]byte {
+	m := map[string][]byte{}
+	for _, f := range d.AuxFiles {
+		if f.Kind == AuxMap {
+			m[f.Path] = f.Data
+		}
+	}
+	return m
+}
+
 // checkRendered checks one rendered file with the real tools, and the
-// header of haproxy.cfg and keepalived.conf.
-func checkRendered(t *testing.T, name string, data []byte) {
+// header of haproxy.cfg, keepalived.conf and the map files; maps are the
+// map files a haproxy.cfg loads, by path.
+func checkRendered(t *testing.T, name string, data []byte, maps map[string][]byte) {
 	t.Helper()
+	if IsMapName(filepath.Base(name)) {
+		checkHeader(t, name, data)
+		return
+	}
 	switch filepath.Base(name) {
 	case "haproxy.cfg":
 		checkHeader(t, name, data)
-		haproxyCheck(t, name, data)
+		haproxyCheckMaps(t, name, data, maps)
 	case "keepalived.conf":
 		checkHeader(t, name, data)
 		keepalivedCheck(t, name, data)
@@ -178,11 +204,25 @@ func needTool(t *testing.T, name string) string {
 	return ""
 }
 
-// haproxyCheck runs the real `haproxy -c -f` on a rendered config.
-func haproxyCheck(t *testing.T, name string, cfg []byte) {
+// haproxyCheckMaps runs the real `haproxy -c -f` on a rendered config
+// that loads the map files maps (by path on the device, which HAProxy
+// reads as it parses): each is written to a temporary directory, and its
+// path in the config replaced by the temporary one, for the check only.
+func haproxyCheckMaps(t *testing.T, name string, cfg []byte, maps map[string][]byte) {
 	t.Helper()
 	bin := needTool(t, "haproxy")
-	f := filepath.Join(t.TempDir(), "haproxy.cfg")
+	dir := t.TempDir()
+	for p, data := range maps {
+		tmp := filepath.Join(dir, filepath.Base(p))
+		if err := os.WriteFile(tmp, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(cfg, []byte(p)) {
+			t.Errorf("%s: does not load its map file %s", name, p)
+		}
+		cfg = bytes.ReplaceAll(cfg, []byte(p), []byte(tmp))
+	}
+	f := filepath.Join(dir, "haproxy.cfg")
 	if err := os.WriteFile(f, cfg, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -246,6 +286,23 @@ func keepalivedCheck(t *testing.T, name string, conf []byte) {
 	if err != nil {
 		t.Errorf("%s: keepalived -t: %v\n%s\n--- config:\n%s", name, err, out, conf)
 	}
+}
+
+// goldenSpec reads a golden case's spec: spec.cue, loaded by the schema
+// (the real loader and checks), or spec.json (decodeTestSpec).
+func goldenSpec(in map[string][]byte) (*schema.Spec, error) {
+	if src, ok := in["spec.cue"]; ok {
+		sp, err := schema.Load(context.Background(), fstest.MapFS{"spec.cue": {Data: src, Mode: 0o644}})
+		if err != nil {
+			return nil, fmt.Errorf("spec.cue: %v", err)
+		}
+		return sp, nil
+	}
+	sp, err := decodeTestSpec(in["spec.json"])
+	if err != nil {
+		return nil, fmt.Errorf("spec.json: %v", err)
+	}
+	return sp, nil
 }
 
 // decodeTestSpec reads the JSON form of a spec used by the golden cases:

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -115,7 +116,7 @@ func RenderHAProxy(dev *schema.Device, placed []*schema.Balancer, roles map[stri
 		if role == "" {
 			role = VIPRoleSingle
 		}
-		w.balancer(b, role)
+		w.balancer(b, role, HostsMapPath(dev, b.Name))
 	}
 	if w.err != nil {
 		return nil, fmt.Errorf("render haproxy.cfg: %w", w.err)
@@ -215,9 +216,15 @@ func checkWord(s string, keepalived bool) error {
 	return nil
 }
 
-// balancer writes the frontends and the backend of b.
-func (w *cfgWriter) balancer(b *schema.Balancer, role string) {
+// balancer writes the frontends and the backends of b; mapPath is where
+// the device keeps b's host table.
+func (w *cfgWriter) balancer(b *schema.Balancer, role, mapPath string) {
 	w.word(b.Name, "balancer name")
+	if b.NodeTLS != nil || slices.ContainsFunc(b.VIPs, func(v schema.VIP) bool { return v.TLS != nil }) {
+		// Until it is rendered, never serve plain HTTP where TLS was asked.
+		w.fail("balancer %s: tls and nodeTLS are not rendered yet", b.Name)
+		return
+	}
 	mode := b.Protocol
 	if mode != "http" && mode != "tcp" {
 		w.fail("balancer %s: unknown protocol %q", b.Name, b.Protocol)
@@ -225,6 +232,11 @@ func (w *cfgWriter) balancer(b *schema.Balancer, role string) {
 	}
 	if len(b.VIPs) == 0 {
 		w.fail("balancer %s: no VIP", b.Name)
+		return
+	}
+	l7 := len(b.Pools) > 0 || len(b.Rules) > 0 || b.Hosts != nil
+	if l7 && mode != "http" {
+		w.fail("balancer %s: pools, rules and hosts need protocol http", b.Name)
 		return
 	}
 	w.resetSeen()
@@ -255,18 +267,34 @@ func (w *cfgWriter) balancer(b *schema.Balancer, role string) {
 			w.duration(t.Client, b.Name, "timeouts.client")
 			w.nl()
 		}
+		if l7 {
+			w.routing(b, mapPath)
+		}
 		w.s("    default_backend be_", b.Name, "\n")
 	}
-
-	w.s("\nbackend be_", b.Name, "\n")
-	w.s("    mode ", mode, "\n")
-	switch b.Algorithm {
-	case "roundrobin", "leastconn", "source", "uri", "static-rr", "first":
-		w.s("    balance ", b.Algorithm, "\n")
-	default:
-		w.fail("balancer %s: unknown algorithm %q", b.Name, b.Algorithm)
+	w.backend(b, b.Name, "be_"+b.Name, b.Name, mode, b.Algorithm, b.HealthMonitor, b.Timeouts, b.Persistence, b.Nodes)
+	for _, p := range b.Pools {
+		if !isToken(p.Name) || p.Name == schema.DefaultPool {
+			w.fail("balancer %s: invalid pool name %q", b.Name, p.Name)
+			return
+		}
+		key := b.Name + ":" + p.Name
+		w.backend(b, b.Name+" pool "+p.Name, PoolBackend(b.Name, p.Name), key, mode, p.Algorithm, p.HealthMonitor, p.Timeouts, p.Persistence, p.Nodes)
 	}
-	hm := b.HealthMonitor
+}
+
+// backend writes one backend: the balancer's own (its nodes) or one of
+// its pools. who names it in errors; key is what its persistence cookie
+// values are made from (see appendCookieValue).
+func (w *cfgWriter) backend(b *schema.Balancer, who, name, key, mode, algorithm string, hm schema.HealthMonitor, timeouts *schema.Timeouts, pers *schema.Persistence, nodes []schema.Node) {
+	w.s("\nbackend ", name, "\n")
+	w.s("    mode ", mode, "\n")
+	switch algorithm {
+	case "roundrobin", "leastconn", "source", "uri", "static-rr", "first":
+		w.s("    balance ", algorithm, "\n")
+	default:
+		w.fail("balancer %s: unknown algorithm %q", who, algorithm)
+	}
 	check := true
 	switch hm.Type {
 	case "http":
@@ -280,10 +308,10 @@ func (w *cfgWriter) balancer(b *schema.Balancer, role string) {
 		if expect == 0 {
 			expect = 200
 		}
-		w.balancerWord(method, b.Name, "healthMonitor.method")
-		w.balancerWord(path, b.Name, "healthMonitor.path")
+		w.balancerWord(method, who, "healthMonitor.method")
+		w.balancerWord(path, who, "healthMonitor.path")
 		if expect < 100 || expect > 599 {
-			w.fail("balancer %s: healthMonitor.expect %d is not an HTTP status", b.Name, expect)
+			w.fail("balancer %s: healthMonitor.expect %d is not an HTTP status", who, expect)
 		}
 		w.s("    option httpchk\n")
 		w.s("    http-check send meth ", method, " uri ", path, "\n")
@@ -297,28 +325,28 @@ func (w *cfgWriter) balancer(b *schema.Balancer, role string) {
 		w.line("    load-server-state-from-file none")
 		check = false
 	default:
-		w.fail("balancer %s: unknown health monitor type %q", b.Name, hm.Type)
+		w.fail("balancer %s: unknown health monitor type %q", who, hm.Type)
 	}
-	if t := b.Timeouts; t != nil {
+	if t := timeouts; t != nil {
 		if t.Connect > 0 {
 			w.s("    timeout connect ")
-			w.duration(t.Connect, b.Name, "timeouts.connect")
+			w.duration(t.Connect, who, "timeouts.connect")
 			w.nl()
 		}
 		if t.Server > 0 {
 			w.s("    timeout server ")
-			w.duration(t.Server, b.Name, "timeouts.server")
+			w.duration(t.Server, who, "timeouts.server")
 			w.nl()
 		}
 	}
 	if check {
 		if hm.Rise < 1 || hm.Fall < 1 {
-			w.fail("balancer %s: healthMonitor rise and fall must be at least 1", b.Name)
+			w.fail("balancer %s: healthMonitor rise and fall must be at least 1", who)
 		}
 		w.s("    timeout check ")
-		w.duration(hm.Timeout, b.Name, "healthMonitor.timeout")
+		w.duration(hm.Timeout, who, "healthMonitor.timeout")
 		w.s("\n    default-server inter ")
-		w.duration(hm.Interval, b.Name, "healthMonitor.interval")
+		w.duration(hm.Interval, who, "healthMonitor.interval")
 		w.s(" fall ")
 		w.i(hm.Fall)
 		w.s(" rise ")
@@ -326,43 +354,43 @@ func (w *cfgWriter) balancer(b *schema.Balancer, role string) {
 		w.nl()
 	}
 	cookie := false
-	if p := b.Persistence; p != nil {
+	if p := pers; p != nil {
 		switch p.Type {
 		case "cookie":
 			if mode != "http" {
-				w.fail("balancer %s: cookie persistence needs protocol http", b.Name)
+				w.fail("balancer %s: cookie persistence needs protocol http", who)
 			}
-			w.balancerWord(p.Cookie, b.Name, "persistence.cookie")
+			w.balancerWord(p.Cookie, who, "persistence.cookie")
 			w.s("    cookie ", p.Cookie, " insert indirect nocache\n")
 			cookie = true
 		case "source":
 			w.s("    stick-table type ", stickType(b), " size 200k expire 30m\n")
 			w.s("    stick on src\n")
 		default:
-			w.fail("balancer %s: unknown persistence type %q", b.Name, p.Type)
+			w.fail("balancer %s: unknown persistence type %q", who, p.Type)
 		}
 	}
-	if len(b.Nodes) == 0 {
-		w.fail("balancer %s: no node", b.Name)
+	if len(nodes) == 0 {
+		w.fail("balancer %s: no node", who)
 	}
 	w.resetSeen()
-	for _, n := range b.Nodes {
+	for _, n := range nodes {
 		ap, ok := addrPort(n.Address, n.Port)
 		if !ok {
-			w.fail("balancer %s: invalid node %s port %d", b.Name, n.Address, n.Port)
+			w.fail("balancer %s: invalid node %s port %d", who, n.Address, n.Port)
 			return
 		}
 		// The server's name is <address>_<port>: unique when the
 		// address and port are.
 		if w.see(ap) {
-			w.fail("balancer %s: duplicate node %s", b.Name, ap)
+			w.fail("balancer %s: duplicate node %s", who, ap)
 			return
 		}
 		if n.Weight < 0 || n.Weight > 256 || n.Maxconn < 0 {
-			w.fail("balancer %s: node %s: weight or maxconn out of range", b.Name, ap)
+			w.fail("balancer %s: node %s: weight or maxconn out of range", who, ap)
 		}
 		w.s("    server ")
-		name := len(w.buf)
+		srv := len(w.buf)
 		w.addr(ap.Addr())
 		w.s("_")
 		w.i(int(ap.Port()))
@@ -387,7 +415,7 @@ func (w *cfgWriter) balancer(b *schema.Balancer, role string) {
 			weight = 0
 		case "", schema.NodeActive, schema.NodeMaint:
 		default:
-			w.fail("balancer %s: node %s: unknown state %q", b.Name, ap, n.State)
+			w.fail("balancer %s: node %s: unknown state %q", who, ap, n.State)
 		}
 		w.s(" weight ")
 		w.i(weight)
@@ -406,7 +434,7 @@ func (w *cfgWriter) balancer(b *schema.Balancer, role string) {
 		}
 		if cookie {
 			w.s(" cookie ")
-			w.buf = appendCookieValue(w.buf, b.Name, w.buf[name:nameEnd])
+			w.buf = appendCookieValue(w.buf, key, w.buf[srv:nameEnd])
 		}
 		w.nl()
 	}

@@ -71,6 +71,9 @@ type ApplyOptions struct {
 	// DrainInterval is the time between two reads of a drain's sessions;
 	// 1s when 0.
 	DrainInterval time.Duration
+	// Files resolves the referenced auxiliary files (certificates) of a
+	// plan loaded from a file; a plan made in this process has them.
+	Files FileSource
 }
 
 // DeviceResult is how apply went on one device.
@@ -241,6 +244,11 @@ func applyDevice(ctx context.Context, dp *DevicePlan, rev string, dial Dialer, o
 		}
 	}
 	defer func() { trace("end " + string(r.Outcome)) }()
+	if err := resolveFiles(ctx, &dp.Desired, o.Files); err != nil {
+		r.Outcome = OutcomeFailedBeforeChange
+		r.Err = fmt.Errorf("apply %s: %w", dp.Device, err)
+		return r
+	}
 	progress(StepConnect)
 	ep := endpointOf(dp.Device, dp.Host)
 	// A lock the plan took carries its connection: the transaction goes
@@ -320,6 +328,9 @@ type tx struct {
 	live    *Live         // what the lock holder read under the lock
 	readErr error         // why that read failed
 	state   []byte        // the state.json write-state writes
+	// files are the auxiliary files to write: those the host does not
+	// have as the plan wants them (set after the stale check).
+	files []host.AuxFile
 }
 
 // run runs the transaction and sets the result's outcome.
@@ -345,6 +356,12 @@ func (x *tx) run(ctx context.Context) {
 		return
 	}
 	x.r.Steps = append(x.r.Steps, StepStaleCheck)
+	files, err := hostFiles(&x.dp.Desired, x.live)
+	if err != nil {
+		failBefore(StepStage, err)
+		return
+	}
+	x.files = files
 	if err := x.checkRevision(); err != nil {
 		x.r.Outcome = OutcomeRefused
 		x.r.Err = fmt.Errorf("apply %s: refused: %w", dev, err)
@@ -411,7 +428,7 @@ func (x *tx) lockDevice(ctx context.Context) error {
 		x.lock, x.live, x.token = hl.ls, hl.live, hl.ls.token
 		return nil
 	}
-	ls, read, err := takeLock(ctx, x.t, x.h, x.dp.Device, x.o.Owner, x.token, x.o.LockTimeout, x.dp.Desired.ManageKeepalived, x.o.Limits)
+	ls, read, err := takeLock(ctx, x.t, x.h, x.dp.Device, x.o.Owner, x.token, x.o.LockTimeout, x.dp.Desired.ManageKeepalived, x.dp.Desired.filePaths(), x.o.Limits)
 	x.lock = ls // a lock taken whose read failed is released by unlock
 	if err == nil {
 		x.live, x.readErr = lockedRead(read)
@@ -454,6 +471,9 @@ func (x *tx) sameAsPlan(live *Live) error {
 	}
 	now[addressesKey] = addressFingerprint(live.Addresses, x.dp.Desired.Wanted, managed)
 	keys := make([]string, 0, len(x.dp.Fingerprints))
+	for _, f := range x.dp.Desired.Files {
+		now[f.Path] = live.Files[f.Path]
+	}
 	for k := range x.dp.Fingerprints {
 		keys = append(keys, k)
 	}
@@ -496,6 +516,7 @@ func (x *tx) hostChange() host.Change {
 		VIPsAdd: x.dp.VIPsAdd, VIPsRemove: x.dp.VIPsRemove, VIPs: d.VIPs,
 		LiveConfig: x.live.Config, LiveKeepalived: x.live.Keepalived,
 		State: x.nextState(),
+		Files: x.files, FilesRemove: d.FilesRemove,
 	}
 }
 
@@ -507,6 +528,7 @@ func (x *tx) nextState() []byte {
 			ka = sha256Hex([]byte(x.dp.Desired.Keepalived))
 		}
 		st := x.live.State.Next(x.rev, x.o.LBCVersion, x.o.Now(), sha256Hex([]byte(x.dp.Desired.Config)), ka, x.dp.Desired.VIPs)
+		st.Files = x.dp.Desired.fileSums()
 		x.state = st.Encode()
 	}
 	return x.state
@@ -516,7 +538,7 @@ func (x *tx) nextState() []byte {
 func (x *tx) cleanStaged(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	staged := host.Change{Host: x.h, ManageKeepalived: x.dp.Desired.ManageKeepalived}
+	staged := host.Change{Host: x.h, ManageKeepalived: x.dp.Desired.ManageKeepalived, Files: x.files}
 	if _, err := x.t.Run(ctx, host.CleanStagedCommand(staged), nil); err != nil {
 		x.r.Warnings = append(x.r.Warnings, "remove staged files: "+shortError("", err).Error())
 	}
@@ -585,7 +607,7 @@ func (x *tx) afterCut(ctx context.Context, step string, stepErr error) {
 		return
 	}
 	armed := host.ParseArmed(out)
-	live, err := readLive(ctx, t, x.h, x.dp.Desired.ManageKeepalived, x.o.Limits)
+	live, err := readLive(ctx, t, x.h, x.dp.Desired.ManageKeepalived, x.dp.Desired.filePaths(), x.o.Limits)
 	if err != nil {
 		unknown("read the host", shortError("", err))
 		return

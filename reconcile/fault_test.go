@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"lbc/compiler"
 	"lbc/internal/testkit/sshtest"
 	"lbc/reconcile/host"
 )
@@ -178,14 +179,16 @@ func faultMatrix() []faultCase {
 	return cs
 }
 
-// setupForFaults applies rev1 (config weight 10, VIP .10) and plans rev2
-// (weight 20, VIP .11 instead of .10): every step has work to do.
+// setupForFaults applies rev1 (config weight 10, VIP .10, a map and a
+// referenced file) and plans rev2 (weight 20, VIP .11 instead of .10,
+// both files changed): every step has work to do.
 func setupForFaults(t *testing.T) (*testHost, *Plan, snapshot) {
 	th := newTestHost(t, "lb-a1")
+	th.aux, th.src = faultFiles(th)
 	mustApply(t, th, th.plan("rev1", testConfig(18080, 10), "203.0.113.10"))
 	p := th.plan("rev2", testConfig(18081, 20), "203.0.113.11")
 	d := p.Devices[0]
-	if d.Status != StatusChanges || len(d.VIPsAdd) != 1 || len(d.VIPsRemove) != 1 {
+	if d.Status != StatusChanges || len(d.VIPsAdd) != 1 || len(d.VIPsRemove) != 1 || len(d.FileChanges) != 2 {
 		t.Fatalf("setup plan: %+v", d)
 	}
 	return th, p, th.snap()
@@ -250,7 +253,7 @@ func runFaultCase(t *testing.T, c faultCase, inject bool) []string {
 	if c.want.new {
 		newAddrs := strings.Replace(old.addrs, "203.0.113.10", "203.0.113.11", 1)
 		if now.config != string(testConfig(18081, 20)) || !strings.Contains(now.state, `"rev2"`) ||
-			now.addrs != newAddrs || now.running != sha256Hex(testConfig(18081, 20))+"\n" {
+			now.addrs != newAddrs || now.running != sha256Hex(testConfig(18081, 20))+"\n" || now.files != faultFilesNew {
 			badf("host is not new:\n%+v", now)
 		}
 	} else if now != old {
@@ -596,4 +599,22 @@ func TestRuntimeFaultMatrixWithoutInjection(t *testing.T) {
 			}
 		})
 	}
+}
+
+// faultFilesNew is what the fault matrix's auxiliary files hold at rev2.
+const faultFilesNew = "rev2 be-web\nsecret rev2\n"
+
+// faultFiles are the matrix's auxiliary files: a map whose content the
+// plan holds and a file by reference, both changed from rev1 to rev2.
+func faultFiles(th *testHost) (func(rev string) []compiler.AuxFile, FileSource) {
+	dir := filepath.Join(th.dev.StateDir, "files")
+	src := sourceFunc(func(kind, ref string) ([]byte, error) {
+		return []byte("secret " + strings.TrimPrefix(ref, "site-") + "\n"), nil
+	})
+	return func(rev string) []compiler.AuxFile {
+		return []compiler.AuxFile{
+			{Path: filepath.Join(dir, "hosts.map"), Mode: 0o644, Kind: "map", Data: []byte(rev + " be-web\n")},
+			{Path: filepath.Join(dir, "site.pem"), Mode: 0o600, Kind: compiler.AuxCert, Ref: "site-" + rev},
+		}
+	}, src
 }

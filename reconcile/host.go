@@ -65,7 +65,7 @@ func hostOf(d *schema.Device, ipCmd string) Host {
 // is set) and the addresses of one device with a single remote command.
 // It waits at most DefaultReadTimeout (see Limits).
 func ReadLive(ctx context.Context, t Transport, h Host, keepalived bool) (*Live, error) {
-	return readLive(ctx, t, h, keepalived, Limits{})
+	return readLive(ctx, t, h, keepalived, nil, Limits{})
 }
 
 // sha256Hex is the fingerprint of a file's bytes; "" stands for an absent file.

@@ -68,10 +68,10 @@ func (l Limits) startTimeout() time.Duration {
 }
 
 // readLive is ReadLive bounded in time by lim (in size by the transport).
-func readLive(ctx context.Context, t Transport, h Host, keepalived bool, lim Limits) (*Live, error) {
+func readLive(ctx context.Context, t Transport, h Host, keepalived bool, files []string, lim Limits) (*Live, error) {
 	rctx, cancel := context.WithTimeout(ctx, lim.readTimeout())
 	defer cancel()
-	out, err := t.Run(rctx, host.ReadScript(h, keepalived), nil)
+	out, err := t.Run(rctx, host.ReadScript(h, keepalived, files), nil)
 	if err != nil {
 		if ctx.Err() == nil && rctx.Err() != nil {
 			return nil, fmt.Errorf("read %s: %w: no complete answer within %s (--read-timeout)", h.Address, ErrTimeout, lim.readTimeout())

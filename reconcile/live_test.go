@@ -33,6 +33,10 @@ type testHost struct {
 	dev   *schema.Device
 	hook  atomic.Pointer[func(cmd string) sshtest.Fault]
 	ipCmd string
+	// aux, when set, gives the auxiliary files of each revision that
+	// plan compiles (resolved from src).
+	aux func(rev string) []compiler.AuxFile
+	src FileSource
 }
 
 const fakeIP = `#!/bin/sh
@@ -152,10 +156,11 @@ func (th *testHost) dial(ctx context.Context, ep Endpoint) (Transport, error) {
 }
 
 // snapshot is every host file apply may touch.
-type snapshot struct{ config, state, addrs, running string }
+type snapshot struct{ config, state, addrs, running, files string }
 
 func (th *testHost) snap() snapshot {
-	return snapshot{th.read("etc/haproxy.cfg"), th.read("state/state.json"), th.read("addrs"), th.read("state/running")}
+	return snapshot{th.read("etc/haproxy.cfg"), th.read("state/state.json"), th.read("addrs"), th.read("state/running"),
+		th.read("state/files/hosts.map") + th.read("state/files/site.pem")}
 }
 
 // waitUnlocked waits (bounded) until nobody holds the device lock: the
@@ -217,13 +222,16 @@ func (th *testHost) result(rev string, cfg []byte, vips ...string) (*schema.Spec
 	res := &compiler.Result{Revision: rev, Devices: map[string]*compiler.DeviceArtifacts{
 		th.dev.Name: {Device: th.dev.Name, HAProxyCfg: cfg, VIPs: vs},
 	}}
+	if th.aux != nil {
+		res.Devices[th.dev.Name].AuxFiles = th.aux(rev)
+	}
 	return spec, res
 }
 
 func (th *testHost) plan(rev string, cfg []byte, vips ...string) *Plan {
 	th.t.Helper()
 	spec, res := th.result(rev, cfg, vips...)
-	p, err := BuildPlan(context.Background(), spec, res, th.dial, PlanOptions{IPCommand: th.ipCmd})
+	p, err := BuildPlan(context.Background(), spec, res, th.dial, PlanOptions{IPCommand: th.ipCmd, Files: th.src})
 	if err != nil {
 		th.t.Fatal(err)
 	}

@@ -130,7 +130,7 @@ type lockSession struct {
 // directory's check) by lim's StartTimeout on top of the lock's own wait,
 // the read by its ReadTimeout and MaxRead. The host refuses an unsafe
 // state directory before flock (host.ExitUnsafeStateDir): ErrUnsafeStateDir.
-func takeLock(ctx context.Context, t Transport, h Host, device, owner, token string, wait time.Duration, keepalived bool, lim Limits) (*lockSession, []byte, error) {
+func takeLock(ctx context.Context, t Transport, h Host, device, owner, token string, wait time.Duration, keepalived bool, files []string, lim Limits) (*lockSession, []byte, error) {
 	st, err := t.Stream(ctx, host.LockCommand(h, wait))
 	if err != nil {
 		return nil, nil, err
@@ -138,7 +138,7 @@ func takeLock(ctx context.Context, t Transport, h Host, device, owner, token str
 	// The holder's shell reads this once flock has the lock. Should the
 	// write fail, the session has ended: the reads below tell why.
 	ls := &lockSession{Stream: st, lines: make(chan string, 64), token: token}
-	io.WriteString(st.Stdin(), host.Prologue(h, owner, token, keepalived))
+	io.WriteString(st.Stdin(), host.Prologue(h, owner, token, keepalived, files))
 	tooLong := make(chan struct{})
 	go func() {
 		defer close(ls.lines)

@@ -55,7 +55,10 @@ type DevicePlan struct {
 	KeepalivedDiff string   `json:"keepalivedDiff,omitempty"` // unified diff live → new keepalived.conf
 	VIPsAdd        []string `json:"vipsAdd,omitempty"`        // "addr/prefix dev iface"
 	VIPsRemove     []string `json:"vipsRemove,omitempty"`
-	Notes          []string `json:"notes,omitempty"`
+	// FileChanges are the auxiliary files (certificates, maps) apply
+	// writes or removes, by fingerprint.
+	FileChanges []FileChange `json:"fileChanges,omitempty"`
+	Notes       []string     `json:"notes,omitempty"`
 	// NewVRRP lists the HA balancers of this device that have a VIP whose
 	// VRRP instance does not preempt (failback: false) and that the live
 	// keepalived.conf has no instance for: apply starts it. When both
@@ -91,6 +94,10 @@ type Desired struct {
 	Keepalived       string   `json:"keepalived,omitempty"`
 	VIPs             []string `json:"vips"`             // the addresses lbc manages after apply
 	Wanted           []string `json:"wanted,omitempty"` // every address the device must carry that lbc adds (role single)
+	// Files are the auxiliary files haproxy.cfg reads, sorted by path;
+	// FilesRemove the paths of those lbc wrote before and no longer wants.
+	Files       []DesiredFile `json:"files,omitempty"`
+	FilesRemove []string      `json:"filesRemove,omitempty"`
 }
 
 // PlanOptions tune BuildPlan.
@@ -109,6 +116,9 @@ type PlanOptions struct {
 	Log *slog.Logger
 	// Limits bound each device's read (and lock holder's start).
 	Limits Limits
+	// Files resolves the auxiliary files the compiler names by reference
+	// (certificates); a device that has one fails to plan without it.
+	Files FileSource
 }
 
 // PlanLock says who locks devices while planning, how long to wait for a
@@ -140,7 +150,7 @@ func BuildPlan(ctx context.Context, spec *schema.Spec, res *compiler.Result, dia
 			p.Devices[i] = DevicePlan{Device: name, Status: StatusError, Error: fmt.Sprintf("plan %s: device not in spec", name)}
 			return
 		}
-		p.Devices[i] = planDevice(ctx, dev, res.Devices[name], dial, opts.IPCommand, opts.Lock, log, opts.Limits)
+		p.Devices[i] = planDevice(ctx, dev, res.Devices[name], dial, &opts, log)
 		p.Devices[i].DrainTimeouts = drainTimeouts(spec, p.Devices[i].Change)
 	}, func(i int, err error) {
 		p.Devices[i] = DevicePlan{Device: names[i], Status: StatusError, Error: fmt.Sprintf("plan %s: %v", names[i], err)}
@@ -169,8 +179,9 @@ func goneDevices(spec *schema.Spec, prev compiler.Lock) []string {
 	return notes
 }
 
-func planDevice(ctx context.Context, dev *schema.Device, art *compiler.DeviceArtifacts, dial Dialer, ipCmd string, lock *PlanLock, log *slog.Logger, lim Limits) DevicePlan {
-	h := hostOf(dev, ipCmd)
+func planDevice(ctx context.Context, dev *schema.Device, art *compiler.DeviceArtifacts, dial Dialer, opts *PlanOptions, log *slog.Logger) DevicePlan {
+	lock, lim := opts.Lock, opts.Limits
+	h := hostOf(dev, opts.IPCommand)
 	dp := DevicePlan{Device: dev.Name, Address: dev.Address, Host: h}
 	fail := func(st Status, err error) DevicePlan {
 		dp.Status, dp.Error = st, fmt.Sprintf("plan %s: %v", dev.Name, err)
@@ -183,6 +194,11 @@ func planDevice(ctx context.Context, dev *schema.Device, art *compiler.DeviceArt
 		}
 		dp.Desired.ManageKeepalived, dp.Desired.Keepalived = true, string(art.Keepalived)
 	}
+	files, err := desiredFiles(ctx, art.AuxFiles, opts.Files)
+	if err != nil {
+		return fail(StatusError, err)
+	}
+	dp.Desired.Files = files
 	log.Debug("plan: connect", "device", dev.Name)
 	ep := endpointOf(dev.Name, h)
 	t, err := dial(ctx, ep)
@@ -193,11 +209,11 @@ func planDevice(ctx context.Context, dev *schema.Device, art *compiler.DeviceArt
 	var live *Live
 	if lock != nil {
 		// The held lock owns t from now on.
-		if live, err = lockAndRead(ctx, t, ep, h, lock, lim); err != nil {
+		if live, err = lockAndRead(ctx, t, ep, h, lock, dp.Desired.filePaths(), lim); err != nil {
 			return fail(StatusError, fmt.Errorf("lock and read: %w", err))
 		}
 	} else {
-		live, err = readLive(ctx, t, h, h.KeepalivedConfig != "", lim)
+		live, err = readLive(ctx, t, h, h.KeepalivedConfig != "", dp.Desired.filePaths(), lim)
 		t.Close()
 		if err != nil {
 			return fail(StatusError, fmt.Errorf("read live state: %w", err))
@@ -288,12 +304,12 @@ func vrrpVIPs(conf string) map[string]bool {
 
 // lockAndRead takes the device lock on t, reads the device under it and
 // leaves the lock held, with t, in lock.Held for Apply.
-func lockAndRead(ctx context.Context, t Transport, ep Endpoint, h Host, lock *PlanLock, lim Limits) (*Live, error) {
+func lockAndRead(ctx context.Context, t Transport, ep Endpoint, h Host, lock *PlanLock, files []string, lim Limits) (*Live, error) {
 	if lock.Held == nil {
 		t.Close()
 		return nil, errors.New("planning under the lock needs PlanLock.Held")
 	}
-	ls, read, err := takeLock(ctx, t, h, ep.Device, lock.Owner, newToken(), lock.Timeout, h.KeepalivedConfig != "", lim)
+	ls, read, err := takeLock(ctx, t, h, ep.Device, lock.Owner, newToken(), lock.Timeout, h.KeepalivedConfig != "", files, lim)
 	var live *Live
 	if err == nil {
 		live, err = lockedRead(read)
@@ -372,7 +388,11 @@ func compare(dp *DevicePlan, live *Live, art *compiler.DeviceArtifacts) error {
 	if dp.Desired.ManageKeepalived {
 		kaSHA = sha256Hex([]byte(dp.Desired.Keepalived))
 	}
-	stateBehind := st == nil || st.ConfigSHA256 != cfgSHA || st.KeepalivedSHA256 != kaSHA || !slices.Equal(sortedCopy(st.VIPs), next)
+	filesBehind, err := compareFiles(dp, live, st)
+	if err != nil {
+		return err
+	}
+	stateBehind := st == nil || st.ConfigSHA256 != cfgSHA || st.KeepalivedSHA256 != kaSHA || !slices.Equal(sortedCopy(st.VIPs), next) || filesBehind
 	switch {
 	case st == nil:
 		dp.Notes = append(dp.Notes, "no "+StateFile+" on the host: first apply by lbc")
@@ -392,7 +412,7 @@ func compare(dp *DevicePlan, live *Live, art *compiler.DeviceArtifacts) error {
 			dp.Change = &r
 		}
 	}
-	if dp.ConfigDiff != "" || dp.KeepalivedDiff != "" || len(dp.VIPsAdd) > 0 || len(dp.VIPsRemove) > 0 || stateBehind {
+	if dp.ConfigDiff != "" || dp.KeepalivedDiff != "" || len(dp.FileChanges) > 0 || len(dp.VIPsAdd) > 0 || len(dp.VIPsRemove) > 0 || stateBehind {
 		dp.Status = StatusChanges
 	} else {
 		dp.Status = StatusUnchanged

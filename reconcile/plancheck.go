@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 
 	"lbc/compiler"
@@ -139,6 +140,12 @@ func checkDevicePlan(d *DevicePlan) error {
 	if d.Desired.ManageKeepalived {
 		known[d.Host.KeepalivedConfig] = true
 	}
+	if err := checkPlanFiles(d); err != nil {
+		errs = append(errs, err)
+	}
+	for _, f := range d.Desired.Files {
+		known[f.Path] = true
+	}
 	for k, v := range d.Fingerprints {
 		if !known[k] || !sha256RE.MatchString(v) {
 			bad("fingerprint %q: %q", k, v)
@@ -169,4 +176,68 @@ func specDevice(name string, h Host) *schema.Device {
 			Config: h.KeepalivedConfig, Reload: h.KeepalivedReload, Check: h.KeepalivedCheck,
 		},
 	}
+}
+
+// kindRE is what an auxiliary file's kind may look like; refRE a
+// reference (a certificate name).
+var (
+	kindRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
+	refRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+)
+
+// checkPlanFiles checks a device plan's auxiliary files: paths as a
+// spec's, none of them a file lbc keeps for itself or the config, modes
+// 0600 or 0644, fingerprints, and content only for a file without a
+// reference (a plan never holds a referenced file's bytes).
+func checkPlanFiles(d *DevicePlan) error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	h := d.Host
+	own := map[string]bool{h.Config: true, h.StatePath(): true, h.LockPath(): true, h.OwnerPath(): true, h.TxnPath(): true, h.TxnLog(): true, h.SocketPath(): true, h.ServerStatePath(): true}
+	if h.KeepalivedConfig != "" {
+		own[h.KeepalivedConfig] = true
+	}
+	path := func(what, p string) {
+		if err := schema.CheckPath(p); err != nil {
+			bad("%s: %w", what, err)
+		} else if own[p] || strings.HasPrefix(p, h.LastGood("")+"/") {
+			bad("%s: %s is a file lbc keeps for itself", what, p)
+		}
+	}
+	seen := map[string]bool{}
+	for i, f := range d.Desired.Files {
+		what := fmt.Sprintf("desired.files[%d]", i)
+		path(what, f.Path)
+		if seen[f.Path] {
+			bad("%s: %s listed twice", what, f.Path)
+		}
+		seen[f.Path] = true
+		if f.Mode != 0o600 && f.Mode != 0o644 {
+			bad("%s: mode %o: want 600 or 644", what, f.Mode)
+		}
+		if !kindRE.MatchString(f.Kind) || (f.Ref != "" && !refRE.MatchString(f.Ref)) {
+			bad("%s: kind %q, ref %q", what, f.Kind, f.Ref)
+		}
+		if f.SHA256 == "" || !sha256RE.MatchString(f.SHA256) {
+			bad("%s: sha256 %q", what, f.SHA256)
+		}
+		if f.Ref != "" && f.Content != "" {
+			bad("%s: a referenced file with content", what)
+		}
+		if f.Ref == "" && sha256Hex([]byte(f.Content)) != f.SHA256 {
+			bad("%s: content does not match its sha256", what)
+		}
+	}
+	for i, p := range d.Desired.FilesRemove {
+		path(fmt.Sprintf("desired.filesRemove[%d]", i), p)
+		if seen[p] {
+			bad("desired.filesRemove[%d]: %s is also wanted", i, p)
+		}
+	}
+	for i, c := range d.FileChanges {
+		if !sha256RE.MatchString(c.From) || !sha256RE.MatchString(c.To) {
+			bad("fileChanges[%d]: fingerprints %q, %q", i, c.From, c.To)
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -39,6 +39,11 @@ func (x *tx) runtimePart() (*host.Runtime, []classify.Op, error) {
 	if x.o.Reload || d.Change == nil || d.Change.Class != classify.Runtime || d.KeepalivedDiff != "" {
 		return nil, nil, nil
 	}
+	// An auxiliary file (a map, a certificate) that changes is read by
+	// HAProxy only at a reload, until its runtime operations exist.
+	if len(x.files) > 0 || len(d.Desired.FilesRemove) > 0 {
+		return nil, nil, nil
+	}
 	live := x.live
 	trusted := live.State != nil && live.Config.Exists && live.State.ConfigSHA256 == live.Config.Fingerprint()
 	if !live.Config.Exists {

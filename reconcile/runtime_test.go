@@ -171,4 +171,3 @@ func TestRuntimeApplyAddDel(t *testing.T) {
 		t.Errorf("runs %q", got)
 	}
 }
-

@@ -142,7 +142,7 @@ func deviceStatus(ctx context.Context, dev *schema.Device, art *compiler.DeviceA
 		return ds
 	}
 	defer t.Close()
-	live, err := readLive(ctx, t, h, h.KeepalivedConfig != "", lim)
+	live, err := readLive(ctx, t, h, h.KeepalivedConfig != "", art.FilePaths(), lim)
 	if err != nil {
 		ds.Sync, ds.Error = SyncError, fmt.Sprintf("status %s: read live state: %v", dev.Name, err)
 		if errors.Is(err, ErrConnectionLost) {
@@ -198,6 +198,20 @@ func judge(ds *DeviceStatus, live *Live, art *compiler.DeviceArtifacts, h Host) 
 			drift = append(drift, "vip "+v+" that lbc added is gone from the host")
 		}
 	}
+	wrote := make([]string, 0, len(st.Files))
+	for p := range st.Files {
+		wrote = append(wrote, p)
+	}
+	sort.Strings(wrote)
+	for _, p := range wrote {
+		switch have, read := live.Files[p]; {
+		case !read: // not a file the specs want now: "behind" below
+		case have == "":
+			drift = append(drift, p+" is missing (lbc wrote it)")
+		case have != st.Files[p]:
+			drift = append(drift, p+" differs from the one lbc wrote")
+		}
+	}
 
 	// Behind: what lbc applied is not what the specs compile to now. The
 	// VIPs lbc would manage after an apply are computed as BuildPlan does.
@@ -211,6 +225,9 @@ func judge(ds *DeviceStatus, live *Live, art *compiler.DeviceArtifacts, h Host) 
 	}
 	if st.KeepalivedSHA256 != ka {
 		behind = append(behind, "keepalived.conf applied at revision "+orDash(st.Revision)+" is not what the specs compile to")
+	}
+	if paths := art.FilePaths(); !slices.Equal(sortedCopy(paths), wrote) {
+		behind = append(behind, "the files haproxy.cfg reads (certificates, maps) are not the ones the specs name")
 	}
 	managed := map[string]bool{}
 	for _, v := range st.VIPs {

@@ -54,7 +54,7 @@ const DefaultCacheSize = 512 << 20
 
 // cacheFormat names the layout of entries; a change of it or of
 // encodePartial changes this string.
-const cacheFormat = "lbc-instance-cache-v2\n"
+const cacheFormat = "lbc-instance-cache-v4\n"
 
 // CacheDir is the cache directory: $LBC_CACHE when set, else lbc under the
 // user's cache directory (os.UserCacheDir).

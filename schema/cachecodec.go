@@ -161,9 +161,25 @@ func (e *encoder) balancer(b *Balancer) {
 	for _, v := range b.VIPs {
 		e.addr(v.Address)
 		e.int(v.Port)
+		e.tls(v.TLS)
 	}
-	e.n(b.Nodes == nil, len(b.Nodes))
-	for _, n := range b.Nodes {
+	e.backend(b.Nodes, b.HealthMonitor, b.Persistence, b.Timeouts)
+	e.int(b.Maxconn)
+	e.strs(b.Placement.Zones)
+	e.strs(b.Placement.Tags)
+	e.str(b.Placement.Device)
+	e.bool(b.Placement.HA)
+	e.bool(b.Failback)
+	e.duration(b.DrainTimeout)
+	e.l7(b)
+	e.nodeTLS(b.NodeTLS)
+	e.posMap(b.FieldPos)
+}
+
+// backend writes what a balancer and a pool share.
+func (e *encoder) backend(nodes []Node, h HealthMonitor, pers *Persistence, t *Timeouts) {
+	e.n(nodes == nil, len(nodes))
+	for _, n := range nodes {
 		e.addr(n.Address)
 		e.int(n.Port)
 		e.int(n.Weight)
@@ -171,7 +187,6 @@ func (e *encoder) balancer(b *Balancer) {
 		e.bool(n.Backup)
 		e.str(n.State)
 	}
-	h := b.HealthMonitor
 	e.str(h.Type)
 	e.str(h.Method)
 	e.str(h.Path)
@@ -180,25 +195,17 @@ func (e *encoder) balancer(b *Balancer) {
 	e.duration(h.Timeout)
 	e.int(h.Rise)
 	e.int(h.Fall)
-	e.n(b.Persistence == nil, 0)
-	if p := b.Persistence; p != nil {
-		e.str(p.Type)
-		e.str(p.Cookie)
+	e.n(pers == nil, 0)
+	if pers != nil {
+		e.str(pers.Type)
+		e.str(pers.Cookie)
 	}
-	e.n(b.Timeouts == nil, 0)
-	if t := b.Timeouts; t != nil {
+	e.n(t == nil, 0)
+	if t != nil {
 		e.duration(t.Connect)
 		e.duration(t.Client)
 		e.duration(t.Server)
 	}
-	e.int(b.Maxconn)
-	e.strs(b.Placement.Zones)
-	e.strs(b.Placement.Tags)
-	e.str(b.Placement.Device)
-	e.bool(b.Placement.HA)
-	e.bool(b.Failback)
-	e.duration(b.DrainTimeout)
-	e.posMap(b.FieldPos)
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -427,26 +434,35 @@ func (d *cdecoder) balancer() *Balancer {
 		b.VIPs = make([]VIP, n)
 		for i := range b.VIPs {
 			b.VIPs[i] = VIP{Address: d.addr(), Port: d.int()}
+			b.VIPs[i].TLS = d.tls()
 		}
 	}
-	if isNil, n := d.n(); !isNil {
-		b.Nodes = make([]Node, n)
-		for i := range b.Nodes {
-			b.Nodes[i] = Node{Address: d.addr(), Port: d.int(), Weight: d.int(), Maxconn: d.int(), Backup: d.bool(), State: d.str()}
-		}
-	}
-	b.HealthMonitor = HealthMonitor{Type: d.str(), Method: d.str(), Path: d.str(), Expect: d.int(),
-		Interval: d.duration(), Timeout: d.duration(), Rise: d.int(), Fall: d.int()}
-	if isNil, _ := d.n(); !isNil {
-		b.Persistence = &Persistence{Type: d.str(), Cookie: d.str()}
-	}
-	if isNil, _ := d.n(); !isNil {
-		b.Timeouts = &Timeouts{Connect: d.duration(), Client: d.duration(), Server: d.duration()}
-	}
+	b.Nodes, b.HealthMonitor, b.Persistence, b.Timeouts = d.backend()
 	b.Maxconn = d.int()
 	b.Placement = Placement{Zones: d.strs(), Tags: d.strs(), Device: d.str(), HA: d.bool()}
 	b.Failback = d.bool()
 	b.DrainTimeout = d.duration()
+	d.l7(b)
+	b.NodeTLS = d.nodeTLS()
 	b.FieldPos = d.posMap()
 	return b
+}
+
+// backend reads what encoder.backend wrote.
+func (d *cdecoder) backend() (nodes []Node, h HealthMonitor, pers *Persistence, t *Timeouts) {
+	if isNil, n := d.n(); !isNil {
+		nodes = make([]Node, n)
+		for i := range nodes {
+			nodes[i] = Node{Address: d.addr(), Port: d.int(), Weight: d.int(), Maxconn: d.int(), Backup: d.bool(), State: d.str()}
+		}
+	}
+	h = HealthMonitor{Type: d.str(), Method: d.str(), Path: d.str(), Expect: d.int(),
+		Interval: d.duration(), Timeout: d.duration(), Rise: d.int(), Fall: d.int()}
+	if isNil, _ := d.n(); !isNil {
+		pers = &Persistence{Type: d.str(), Cookie: d.str()}
+	}
+	if isNil, _ := d.n(); !isNil {
+		t = &Timeouts{Connect: d.duration(), Client: d.duration(), Server: d.duration()}
+	}
+	return nodes, h, pers, t
 }

@@ -133,14 +133,47 @@ func (p *Partial) addBalancer(name string, r *rawBalancer, ep *entityPos, first 
 			continue
 		}
 		seen[ap] = i
-		b.VIPs = append(b.VIPs, VIP{Address: a, Port: v.Port})
+		vip := VIP{Address: a, Port: v.Port}
+		if v.TLS != nil {
+			vip.TLS = checkTLS(r.Protocol, i, v.TLS, fp, pos, base, bad)
+		}
+		b.VIPs = append(b.VIPs, vip)
 	}
 
-	if len(r.Nodes) == 0 {
+	b.Nodes, b.HealthMonitor, b.Persistence, b.Timeouts = checkBackend(r.Protocol, r.Nodes, r.HealthMonitor, r.Persistence, r.Timeouts, bad)
+	b.DrainTimeout = duration(r.Drain.Timeout, func(msg string) { bad("drain.timeout", "%s", msg) })
+	if b.DrainTimeout > maxDrainTimeout {
+		bad("drain.timeout", "drain timeout %q is longer than 24h", r.Drain.Timeout)
+	}
+	if r.Algorithm == "uri" && r.Protocol != "http" {
+		bad("algorithm", "algorithm uri needs protocol http")
+	}
+	if r.Placement.HA && r.Placement.Device != "" {
+		bad("placement.device", "placement.device cannot be combined with placement.ha: the scheduler picks both devices of an HA pair")
+	}
+	if r.NodeTLS != nil {
+		b.NodeTLS = checkNodeTLS(r.NodeTLS, fp, pos, base, bad)
+	}
+	checkL7(b, r, fp, pos, base, &ds)
+	if len(ds) > 0 {
+		p.reject("balancers/"+name, pos, ds)
+		return
+	}
+	if p.Balancers == nil {
+		p.Balancers = map[string]*Balancer{}
+	}
+	p.Balancers[name] = b
+}
+
+// checkBackend parses and checks what a balancer and each of its pools
+// have: nodes, health monitor, persistence and timeouts. bad reports a
+// problem at a field path relative to the balancer or pool.
+func checkBackend(protocol string, rn []rawNode, hm rawHealth, rp *rawPersistence, rt *rawTimeouts, bad func(field, format string, args ...any)) (nodes []Node, h HealthMonitor, pers *Persistence, tos *Timeouts) {
+	if len(rn) == 0 {
 		bad("nodes", "at least one node is required")
 	}
 	enabled, parsed := false, true
-	for i, n := range r.Nodes {
+	for i, n := range rn {
 		a, ok := parseIP(n.Address, func(msg string) { bad(fmt.Sprintf("nodes[%d].address", i), "%s", msg) })
 		if !ok {
 			parsed = false
@@ -150,64 +183,46 @@ func (p *Partial) addBalancer(name string, r *rawBalancer, ep *entityPos, first 
 		if node.TakesTraffic() {
 			enabled = true
 		}
-		b.Nodes = append(b.Nodes, node)
+		nodes = append(nodes, node)
 	}
-	if len(r.Nodes) > 0 && parsed && !enabled {
+	if len(rn) > 0 && parsed && !enabled {
 		bad("nodes", "no enabled node: at least one node must be active, not backup and of weight above 0")
 	}
-	b.DrainTimeout = duration(r.Drain.Timeout, func(msg string) { bad("drain.timeout", "%s", msg) })
-	if b.DrainTimeout > maxDrainTimeout {
-		bad("drain.timeout", "drain timeout %q is longer than 24h", r.Drain.Timeout)
-	}
 
-	hm := r.HealthMonitor
-	b.HealthMonitor = HealthMonitor{Type: hm.Type, Rise: hm.Rise, Fall: hm.Fall}
+	h = HealthMonitor{Type: hm.Type, Rise: hm.Rise, Fall: hm.Fall}
 	if hm.Type == "http" {
-		b.HealthMonitor.Method, b.HealthMonitor.Path, b.HealthMonitor.Expect = hm.Method, hm.Path, hm.Expect
+		h.Method, h.Path, h.Expect = hm.Method, hm.Path, hm.Expect
 	} else {
 		for _, f := range hm.httpSet {
 			bad("healthMonitor."+f, "%s is for health monitors of type http only", f)
 		}
 	}
-	b.HealthMonitor.Interval = duration(hm.Interval, func(msg string) { bad("healthMonitor.interval", "%s", msg) })
-	b.HealthMonitor.Timeout = duration(hm.Timeout, func(msg string) { bad("healthMonitor.timeout", "%s", msg) })
+	h.Interval = duration(hm.Interval, func(msg string) { bad("healthMonitor.interval", "%s", msg) })
+	h.Timeout = duration(hm.Timeout, func(msg string) { bad("healthMonitor.timeout", "%s", msg) })
 
-	if t := r.Timeouts; t != nil {
-		b.Timeouts = &Timeouts{}
+	if t := rt; t != nil {
+		tos = &Timeouts{}
 		for _, f := range []struct {
 			field, value string
 			dst          *time.Duration
-		}{{"connect", t.Connect, &b.Timeouts.Connect}, {"client", t.Client, &b.Timeouts.Client}, {"server", t.Server, &b.Timeouts.Server}} {
+		}{{"connect", t.Connect, &tos.Connect}, {"client", t.Client, &tos.Client}, {"server", t.Server, &tos.Server}} {
 			if f.value != "" {
 				*f.dst = duration(f.value, func(msg string) { bad("timeouts."+f.field, "%s", msg) })
 			}
 		}
 	}
-	if ps := r.Persistence; ps != nil {
-		b.Persistence = &Persistence{Type: ps.Type}
+	if ps := rp; ps != nil {
+		pers = &Persistence{Type: ps.Type}
 		if ps.Type == "cookie" {
-			b.Persistence.Cookie = ps.Cookie
+			pers.Cookie = ps.Cookie
 		} else if ps.cookieSet {
 			bad("persistence.cookie", "cookie is for persistence of type cookie only")
 		}
-		if ps.Type == "cookie" && r.Protocol != "http" {
+		if ps.Type == "cookie" && protocol != "http" {
 			bad("persistence.type", "cookie persistence needs protocol http")
 		}
 	}
-	if r.Algorithm == "uri" && r.Protocol != "http" {
-		bad("algorithm", "algorithm uri needs protocol http")
-	}
-	if r.Placement.HA && r.Placement.Device != "" {
-		bad("placement.device", "placement.device cannot be combined with placement.ha: the scheduler picks both devices of an HA pair")
-	}
-	if len(ds) > 0 {
-		p.reject("balancers/"+name, pos, ds)
-		return
-	}
-	if p.Balancers == nil {
-		p.Balancers = map[string]*Balancer{}
-	}
-	p.Balancers[name] = b
+	return nodes, h, pers, tos
 }
 
 func (p *Partial) addScheduler(r *rawScheduler) {
@@ -411,6 +426,14 @@ func crossCheck(spec *Spec, rejected map[string]bool) Diagnostics {
 			}
 		}
 	}
+	ds = append(ds, redirectClashes(bs, func(ap netip.AddrPort) (string, Pos, bool) {
+		u, ok := vips[ap]
+		if !ok {
+			return "", Pos{}, false
+		}
+		pf := fmt.Sprintf("vips[%d]", u.i)
+		return join(balancerPath(u.b.Name), pf), at(u.b.FieldPos, pf, u.b.Pos), true
+	})...)
 	return ds
 }
 

@@ -39,8 +39,30 @@ type rawTool struct {
 }
 
 type rawVIP struct {
-	Address string `json:"address"`
-	Port    int    `json:"port"`
+	Address string  `json:"address"`
+	Port    int     `json:"port"`
+	TLS     *rawTLS `json:"-"`
+}
+
+type rawTLS struct {
+	Certificates []rawCert `json:"-"`
+	MinVersion   string    `json:"minVersion"`
+	ALPN         []string  `json:"alpn"`
+	RedirectHTTP bool      `json:"redirectHTTP"`
+	HSTS         string    `json:"hsts"`
+}
+
+type rawCert struct {
+	Name     string
+	HostPath string
+	SNI      []string
+	pos      Pos
+}
+
+type rawNodeTLS struct {
+	Verify string   `json:"verify"`
+	CA     *rawCert `json:"-"`
+	SNI    string   `json:"sni"`
 }
 
 type rawNode struct {
@@ -96,6 +118,11 @@ type rawBalancer struct {
 	Drain    struct {
 		Timeout string `json:"timeout"`
 	} `json:"drain"`
+	Pools    []rawPool         `json:"-"` // in the order the specs write them
+	Rules    []rawRule         `json:"-"`
+	Hosts    map[string]string `json:"-"`
+	hostKeys []string          // Hosts' keys in the order the specs write them
+	NodeTLS  *rawNodeTLS       `json:"-"`
 }
 
 type rawScheduler struct {
@@ -444,9 +471,30 @@ func (d *decoder) balancer(c *compiled, v node) *rawBalancer {
 			var vip rawVIP
 			d.str(e, "address", &vip.Address)
 			d.int(e, "port", &vip.Port)
+			vip.TLS = d.tls(c, e)
 			r.VIPs = append(r.VIPs, vip)
 		})
 	}
+	d.nodes(c, v, &r.Nodes)
+	d.backendSettings(c, v, &r.HealthMonitor, &r.Persistence, &r.Timeouts)
+	d.int(v, "maxconn", &r.Maxconn)
+	if x, ok := d.field(v, "placement"); ok {
+		d.strs(x, "zones", &r.Placement.Zones)
+		d.strs(x, "tags", &r.Placement.Tags)
+		d.str(x, "device", &r.Placement.Device)
+		d.bool(x, "ha", &r.Placement.HA)
+	}
+	d.bool(v, "failback", &r.Failback)
+	if x, ok := d.field(v, "drain"); ok {
+		d.str(x, "timeout", &r.Drain.Timeout)
+	}
+	d.l7(c, v, &r)
+	r.NodeTLS = d.nodeTLS(c, v)
+	return &r
+}
+
+// nodes reads a list of nodes, each from the schema's defaults.
+func (d *decoder) nodes(c *compiled, v node, dst *[]rawNode) {
 	if x, ok := d.field(v, "nodes"); ok {
 		d.list(x, func(e node) {
 			n := c.node
@@ -456,11 +504,15 @@ func (d *decoder) balancer(c *compiled, v node) *rawBalancer {
 			d.int(e, "maxconn", &n.Maxconn)
 			d.bool(e, "backup", &n.Backup)
 			d.str(e, "state", &n.State)
-			r.Nodes = append(r.Nodes, n)
+			*dst = append(*dst, n)
 		})
 	}
+}
+
+// backendSettings reads what a balancer and a pool share: health monitor,
+// persistence and timeouts.
+func (d *decoder) backendSettings(c *compiled, v node, h *rawHealth, pers **rawPersistence, tos **rawTimeouts) {
 	if x, ok := d.field(v, "healthMonitor"); ok {
-		h := &r.HealthMonitor
 		d.str(x, "type", &h.Type)
 		d.str(x, "interval", &h.Interval)
 		d.str(x, "timeout", &h.Timeout)
@@ -480,27 +532,15 @@ func (d *decoder) balancer(c *compiled, v node) *rawBalancer {
 		p := &rawPersistence{Cookie: c.cookie}
 		d.str(x, "type", &p.Type)
 		p.cookieSet = d.str(x, "cookie", &p.Cookie)
-		r.Persistence = p
+		*pers = p
 	}
 	if x, ok := d.field(v, "timeouts"); ok {
 		t := &rawTimeouts{}
 		d.str(x, "connect", &t.Connect)
 		d.str(x, "client", &t.Client)
 		d.str(x, "server", &t.Server)
-		r.Timeouts = t
+		*tos = t
 	}
-	d.int(v, "maxconn", &r.Maxconn)
-	if x, ok := d.field(v, "placement"); ok {
-		d.strs(x, "zones", &r.Placement.Zones)
-		d.strs(x, "tags", &r.Placement.Tags)
-		d.str(x, "device", &r.Placement.Device)
-		d.bool(x, "ha", &r.Placement.HA)
-	}
-	d.bool(v, "failback", &r.Failback)
-	if x, ok := d.field(v, "drain"); ok {
-		d.str(x, "timeout", &r.Drain.Timeout)
-	}
-	return &r
 }
 
 func (d *decoder) scheduler(c *compiled, v node) *rawScheduler {

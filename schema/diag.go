@@ -93,6 +93,7 @@ func errorf(pos Pos, path string, format string, args ...any) Diagnostic {
 // clean escapes control characters so that a message stays one line, and
 // shortens the long quoted values in it (see shortenQuoted).
 func clean(s string) string {
+	s = redactKeyMaterial(s)
 	s = shortenQuoted(s)
 	if strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) < 0 {
 		return s
@@ -224,7 +225,11 @@ func (c *compiled) rewrite(path []string, msg string) string {
 			return "invalid name " + strconv.Quote(name) + ": " + c.describeRegex(nameRegex)
 		}
 		if len(path) > 0 {
-			return "unknown field " + strconv.Quote(unquote(path[len(path)-1]))
+			msg := "unknown field " + strconv.Quote(unquote(path[len(path)-1]))
+			if inTLS(path) {
+				msg += ": a certificate is a reference (name in the certificate source, or hostPath on the host); PEM text and keys are never written in a spec"
+			}
+			return msg
 		}
 		return "unknown field"
 	case "field is required but not present":

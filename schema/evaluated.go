@@ -4,6 +4,9 @@ import (
 	"strconv"
 
 	"cuelang.org/go/cue"
+	"cuelang.org/go/cue/ast"
+	"cuelang.org/go/cue/build"
+	"cuelang.org/go/cue/token"
 )
 
 // The evaluated path: an instance that is not plain data (it imports
@@ -44,12 +47,13 @@ func fromValue(v cue.Value, depth int) *dval {
 	if dv, ok := v.Default(); ok {
 		v = dv
 	}
-	d := &dval{at: v.Pos()}
-	if depth <= 2 {
-		// The top and the devices and balancers: where the files write
-		// them, not where the shape (see vnode.shape) adds to them. Below,
-		// no position of a value is read.
-		d.at = userPos(v)
+	d := &dval{}
+	if depth == 2 {
+		// A device or balancer: where the files write its value (the
+		// shape has no positions, see shapeFile); entitiesAtLabels
+		// turns that into the position of its label. No other position
+		// of a value is read.
+		d.at = v.Pos()
 	}
 	switch v.Kind() {
 	case cue.StructKind:
@@ -117,4 +121,65 @@ func fromValue(v cue.Value, depth int) *dval {
 		panic(notData{})
 	}
 	return d
+}
+
+// entitiesAtLabels moves the position of each device and balancer of data
+// (the value of the field that makes it, see fromValue) to that field's
+// label, found in the files of inst and of the packages it imports: the
+// position userPos gives on the CUE path, which decode's entityAt reads
+// when the files do not write the entity's key literally (a comprehension
+// made it). userPos itself would evaluate every conjunct of each entity
+// once more alone (cue's Value.Expr): 40 % of the load of an instance made
+// by a comprehension. An entity that several fields of the files make
+// (two comprehensions) gets the last one's label here, and the second
+// one's value on the CUE path (TestEvaluatedPathEntityOfTwoFields): both
+// the user's text.
+func entitiesAtLabels(data *dval, inst *build.Instance) {
+	var labels map[token.Pos]token.Pos
+	for _, top := range []string{"devices", "balancers"} {
+		m := data.get(top)
+		if m == nil || m.kind != dStruct {
+			continue
+		}
+		for _, e := range m.vals {
+			if !e.at.IsValid() {
+				continue
+			}
+			if labels == nil {
+				labels = fieldLabels(inst)
+			}
+			if l, ok := labels[e.at]; ok {
+				e.at = l
+			}
+		}
+	}
+}
+
+// fieldLabels maps the position of every field's value in the files of
+// inst and its imports to the position of the field's label.
+func fieldLabels(inst *build.Instance) map[token.Pos]token.Pos {
+	m := map[token.Pos]token.Pos{}
+	seen := map[*build.Instance]bool{}
+	var walk func(*build.Instance)
+	walk = func(in *build.Instance) {
+		if in == nil || seen[in] {
+			return
+		}
+		seen[in] = true
+		for _, f := range in.Files {
+			ast.Walk(f, func(n ast.Node) bool {
+				if fd, ok := n.(*ast.Field); ok && fd.Value != nil {
+					if vp := fd.Value.Pos(); vp.IsValid() {
+						m[vp] = fd.Label.Pos()
+					}
+				}
+				return true
+			}, nil)
+		}
+		for _, im := range in.Imports {
+			walk(im)
+		}
+	}
+	walk(inst)
+	return m
 }

@@ -283,6 +283,20 @@ balancers: {
 	}
 }
 
+// A device two comprehensions make is placed, by the evaluated path, at
+// the label of the second (CUE unified with the schema places it at the
+// second's value: the paths differ here, both at the user's text).
+func TestEvaluatedPathEntityOfTwoFields(t *testing.T) {
+	fsys := fstest.MapFS{"d/a.cue": {Data: []byte("for x in [\"a\"] {devices: (x): address: \"192.0.2.1\"}\nfor x in [\"a\"] {devices: (x): zone: \"z\"}\n")}}
+	p, err := loadInstance(fsys, "d", pathEvaluated)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := p.Devices["a"].Pos, (Pos{File: "d/a.cue", Line: 2, Col: 26}); got != want {
+		t.Errorf("device at %v, want %v", got, want)
+	}
+}
+
 // A reference to a field the schema adds although the data does not set it
 // (a device's tags: [], a balancer's placement) sees it in the evaluated
 // path as it does unified with the schema.

@@ -318,34 +318,44 @@ func (l Limits) evalInstance(fsys fs.FS, dir string, srcs []source, problems map
 		return nil, errNotFast
 	}
 
-	buildInst := func(ctx *cue.Context) (cue.Value, []*ast.File, bool) {
+	// buildInst builds (and so evaluates) the instance; with shape, the
+	// shape's file (see shapeFile) is one of its files, so that it is
+	// evaluated once with it (BuildInstance evaluates, and a Unify
+	// afterwards would evaluate it all again). files are the spec's.
+	var inst *build.Instance
+	buildInst := func(ctx *cue.Context, shape bool) (cue.Value, []*ast.File, bool) {
+		built := files
 		if imports {
-			inst, files := loadWithImports(fsys, dir)
+			inst, built = loadWithImports(fsys, dir)
 			if inst.Err != nil {
 				p.Diagnostics = c.fromCUE(inst.Err, relName, func([]string) Pos { return first }).sorted()
 				return cue.Value{}, nil, false
 			}
-			return ctx.BuildInstance(inst), files, true
-		}
-		inst := build.NewContext().NewInstance(dir, nil)
-		for _, f := range files {
-			if err := inst.AddSyntax(f); err != nil {
-				p.Diagnostics = c.fromCUE(err, relName, func([]string) Pos { return first }).sorted()
-				return cue.Value{}, nil, false
+		} else {
+			inst = build.NewContext().NewInstance(dir, nil)
+			for _, f := range files {
+				if err := inst.AddSyntax(f); err != nil {
+					p.Diagnostics = c.fromCUE(err, relName, func([]string) Pos { return first }).sorted()
+					return cue.Value{}, nil, false
+				}
 			}
 		}
-		return ctx.BuildInstance(inst), files, true
+		if shape {
+			inst.Files = append(inst.Files[:len(inst.Files):len(inst.Files)], c.shapeFile())
+		}
+		return ctx.BuildInstance(inst), built, true
 	}
 	if how != pathCUE {
 		// Not plain data: evaluated alone (see evaluated.go).
-		ctx := cuecontext.New()
-		v, built, ok := buildInst(ctx)
+		v, built, ok := buildInst(cuecontext.New(), true)
 		if !ok {
 			return p, nil
 		}
-		v = v.Unify(ctx.CompileString(c.shape, cue.Filename(schemaFile)))
-		if data, ok := evaluatedData(v); ok && takeData(data, built) {
-			return p, nil
+		if data, ok := evaluatedData(v); ok {
+			entitiesAtLabels(data, inst)
+			if takeData(data, built) {
+				return p, nil
+			}
 		}
 		if how == pathEvaluated {
 			return nil, errNotFast
@@ -354,7 +364,7 @@ func (l Limits) evalInstance(fsys fs.FS, dir string, srcs []source, problems map
 
 	ctx := cuecontext.New()
 	spec := ctx.BuildFile(c.checkFile(false)).LookupPath(cue.MakePath(cue.Def("#Spec")))
-	v, files, ok := buildInst(ctx)
+	v, files, ok := buildInst(ctx, false)
 	if !ok {
 		return p, nil
 	}

@@ -39,14 +39,20 @@ type compiled struct {
 	// for readable messages.
 	regexes map[string]string
 	// Templates: the defaults of the schema, filled in after validation.
-	device    rawDevice
-	balancer  rawBalancer
-	node      rawNode
-	cookie    string
-	scheduler rawScheduler
+	device   rawDevice
+	balancer rawBalancer
+	node     rawNode
+	pool     rawPool
+	tls      rawTLS
+	nodeTLS  rawNodeTLS
+	cookie   string
+	// redirectCode is #Redirect's default code.
+	redirectCode int
+	scheduler    rawScheduler
 
 	// shape is the CUE source of the fields unification with #Spec adds
-	// (see vnode.shape); an instance evaluated alone is unified with it.
+	// (see vnode.shape); an instance evaluated alone is unified with it
+	// (see shapeFile).
 	shape string
 
 	// validator checks plain data against #Spec in Go (the fast path).
@@ -104,6 +110,9 @@ func compileSchema() (*compiled, error) {
 	}
 	var node rawBalancer
 	var pers rawPersistence
+	var redirect struct {
+		Code int `json:"code"`
+	}
 	for _, t := range []struct {
 		def, stub string
 		dst       any
@@ -112,6 +121,10 @@ func compileSchema() (*compiled, error) {
 		{"#Balancer", `{vips: [], nodes: []}`, &c.balancer},
 		{"#Balancer", `{vips: [], nodes: [{address: "::1", port: 1}]}`, &node},
 		{"#Persistence", `{type: "cookie"}`, &pers},
+		{"#Pool", `{nodes: []}`, &c.pool},
+		{"#TLS", `{certificates: []}`, &c.tls},
+		{"#NodeTLS", `{}`, &c.nodeTLS},
+		{"#Redirect", `{}`, &redirect},
 		{"#Scheduler", `{}`, &c.scheduler},
 	} {
 		if err := tmpl(t.def, t.stub, t.dst); err != nil {
@@ -137,6 +150,8 @@ func compileSchema() (*compiled, error) {
 	nilEmptySlices(reflect.ValueOf(&c.balancer).Elem())
 	nilEmptySlices(reflect.ValueOf(&c.node).Elem())
 	c.cookie = pers.Cookie
+	c.redirectCode = redirect.Code
+	nilEmptySlices(reflect.ValueOf(&c.pool).Elem())
 	return c, nil
 }
 
@@ -210,18 +225,25 @@ func regexOf(v cue.Value) (string, bool) {
 // regexNames describes the named patterns of the schema; a value that fails
 // one gets this text instead of the bare regular expression.
 var regexNames = map[string]string{
-	"#Name":      "must be a name: 1 to 63 of a-z 0-9 . _ - starting with a letter or digit",
-	"#Label":     "must be a label: 1 to 63 of A-Z a-z 0-9 . _ : - starting with a letter or digit",
-	"#Host":      "must be an IP address or a DNS name",
-	"#IP":        "must be an IPv4 or IPv6 address",
-	"#Path":      "must be an absolute path of " + pathCharsText,
-	"#Command":   "must be a command of words separated by single spaces, without quotes, backslash, $, #, tabs or control characters",
-	"#Interface": "must be an interface name: 1 to 15 of A-Z a-z 0-9 . _ - starting with a letter or digit",
-	"#HTTPPath":  "must be an HTTP path starting with /, without spaces, quotes, backslash, $, # or control characters",
-	"#Duration":  `must be a duration such as "2s", "500ms" or "1m30s"`,
-	"#User":      "must be a user name: 1 to 32 of a-z 0-9 _ - starting with a letter or _",
-	"#Cookie":    "must be a cookie name: 1 to 64 of A-Z a-z 0-9 . _ -",
-	"#Prefix":    `must be an IP prefix such as "203.0.113.0/24"`,
+	"#Name":       "must be a name: 1 to 63 of a-z 0-9 . _ - starting with a letter or digit",
+	"#Label":      "must be a label: 1 to 63 of A-Z a-z 0-9 . _ : - starting with a letter or digit",
+	"#Host":       "must be an IP address or a DNS name",
+	"#IP":         "must be an IPv4 or IPv6 address",
+	"#Path":       "must be an absolute path of " + pathCharsText,
+	"#Command":    "must be a command of words separated by single spaces, without quotes, backslash, $, #, tabs or control characters",
+	"#Interface":  "must be an interface name: 1 to 15 of A-Z a-z 0-9 . _ - starting with a letter or digit",
+	"#HTTPPath":   "must be an HTTP path starting with /, without spaces, quotes, backslash, $, # or control characters",
+	"#Duration":   `must be a duration such as "2s", "500ms" or "1m30s"`,
+	"#User":       "must be a user name: 1 to 32 of a-z 0-9 _ - starting with a letter or _",
+	"#Cookie":     "must be a cookie name: 1 to 64 of A-Z a-z 0-9 . _ -",
+	"#Prefix":     `must be an IP prefix such as "203.0.113.0/24"`,
+	"#MatchValue": "must be 1 to 512 printable ASCII characters without spaces, quotes, backslash, $ or #",
+	"#MatchRegex": "must be a regular expression of 1 to 256 printable ASCII characters without spaces, quotes, backslash, $ or #",
+	"#Token":      "must be a header or cookie name: 1 to 64 of A-Z a-z 0-9 . _ - starting with a letter or digit",
+	"#FileType":   "must be a file extension: 1 to 16 of A-Z a-z 0-9, without the dot",
+	"#HostName":   "must be a host name in lower case: a-z 0-9 . -",
+	"#CertName":   "must be a certificate name: 1 to 64 of A-Z a-z 0-9 _ - starting with a letter or digit (a reference into the certificate source, not PEM text)",
+	"#URL":        "must be an http(s) URL or an absolute path, without spaces, quotes, backslash, $, # or %",
 }
 
 // enumRE matches the schema's enumerations, written as =~"^(a|b|c)$".
@@ -236,4 +258,25 @@ func (c *compiled) describeRegex(re string) string {
 		return "must be one of " + strings.ReplaceAll(m[1], "|", ", ")
 	}
 	return "must match " + re
+}
+
+// shapeFile is the shape (see vnode.shape) as a file of an instance: its
+// fields, without a package clause, with every position removed, so that
+// the position CUE gives a value of the instance is where the spec files
+// write it (cue's Value.Pos takes the last conjunct with a valid
+// position), never the shape's.
+func (c *compiled) shapeFile() *ast.File {
+	x, err := parser.ParseExpr(schemaFile, c.shape)
+	s, ok := x.(*ast.StructLit)
+	if err != nil || !ok {
+		panic(fmt.Sprintf("embedded schema: shape: %v", err)) // generated from the schema: a bug
+	}
+	f := &ast.File{Filename: schemaFile}
+	for _, d := range s.Elts {
+		if _, ok := d.(*ast.Ellipsis); !ok { // a file is open
+			f.Decls = append(f.Decls, d)
+		}
+	}
+	ast.Walk(f, nil, func(n ast.Node) { ast.SetPos(n, token.NoPos) })
+	return f
 }

@@ -29,15 +29,13 @@ func (s *Spec) BalancerNames() []string {
 func (b *Balancer) HasHA() bool { return b.Placement.HA }
 
 // TotalMaxconn is what b commits on a device for capacity: its own maxconn,
-// or the sum of its nodes' maxconn when it sets none.
+// or the sum of the maxconn of its nodes, of every pool, when it sets none.
 func (b *Balancer) TotalMaxconn() int {
 	if b.Maxconn > 0 {
 		return b.Maxconn
 	}
 	sum := 0
-	for _, n := range b.Nodes {
-		sum += n.Maxconn
-	}
+	b.AllNodes(func(n Node) { sum += n.Maxconn })
 	return sum
 }
 

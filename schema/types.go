@@ -102,6 +102,16 @@ type Balancer struct {
 	// DrainTimeout bounds how long a removed or draining node keeps its
 	// current sessions (default 30s).
 	DrainTimeout time.Duration
+	// NodeTLS, when set, makes HAProxy talk TLS to the nodes (and health
+	// checks go over TLS).
+	NodeTLS *NodeTLS
+
+	// L7 routing (protocol http only; see l7.go). Pools are sorted by
+	// name; rules are in spec order; Hosts maps a lower-case host name
+	// to a pool name. DefaultPool names the balancer's own nodes.
+	Pools []Pool
+	Rules []Rule
+	Hosts map[string]string
 
 	FieldPos map[string]Pos // e.g. "vips[0].address", "nodes[2].weight"
 }
@@ -110,6 +120,38 @@ type Balancer struct {
 type VIP struct {
 	Address netip.Addr
 	Port    int
+	TLS     *TLS // nil: plain TCP or HTTP
+}
+
+// TLS is TLS termination on a VIP.
+type TLS struct {
+	// Certificates are served by SNI; the first is the default.
+	Certificates []CertRef
+	MinVersion   string   // "1.2" or "1.3"
+	ALPN         []string // protocols offered, in order
+	RedirectHTTP bool     // answer http on port 80 of the VIP's address with a redirect to https
+	HSTS         time.Duration
+}
+
+// CertRef is a certificate by reference: Name in the certificate source,
+// or HostPath, a PEM bundle already on the host. SNI are the host names
+// the spec says it serves.
+type CertRef struct {
+	Name     string
+	HostPath string
+	SNI      []string
+	// Pos is the position of the entry, for errors found when the
+	// certificate is read from its source.
+	Pos Pos
+	// Field is the entry's field path ("balancers.web.vips[0].tls.certificates[1]").
+	Field string
+}
+
+// NodeTLS is TLS from HAProxy to a balancer's nodes.
+type NodeTLS struct {
+	Verify string   // "required" (default) or "none"
+	CA     *CertRef // the CA to verify against (name or hostPath); nil with verify none
+	SNI    string   // sent as SNI and verified in the node's certificate
 }
 
 // Node is a backend server.

@@ -169,6 +169,9 @@ func (n *vnode) scalar(v cue.Value) {
 		switch k := v.IncompleteKind(); k {
 		case cue.IntKind, cue.FloatKind, cue.NumberKind, cue.StringKind, cue.BoolKind:
 			n.kinds &= k
+		case cue.TopKind:
+			// _ constrains nothing: the probe's own value, unified
+			// with a scalar pattern value (hosts: [#HostName]: #Name).
 		default:
 			n.unsupported = "type " + k.String()
 		}

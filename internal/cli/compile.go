@@ -237,12 +237,13 @@ func writeDevice(dir, name string, d *compiler.DeviceArtifacts) error {
 		return fmt.Errorf("write %s: %w", name, err)
 	}
 	files := d.Files()
-	for _, f := range compiler.FileNames {
-		data, ok := files[f]
-		if !ok {
-			continue
-		}
-		if err := os.WriteFile(filepath.Join(dd, f), data, 0o644); err != nil {
+	names := make([]string, 0, len(files))
+	for f := range files {
+		names = append(names, f)
+	}
+	sort.Strings(names)
+	for _, f := range names {
+		if err := os.WriteFile(filepath.Join(dd, f), files[f], 0o644); err != nil {
 			return fmt.Errorf("write %s: %w", name, err)
 		}
 	}

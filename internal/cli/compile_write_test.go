@@ -35,6 +35,10 @@ func writeTestResult(n int) *compiler.Result {
 		if i%3 == 0 {
 			d.Keepalived = []byte("ka " + name + "\n")
 		}
+		if i%4 == 0 {
+			d.AuxFiles = []compiler.AuxFile{{Path: "/etc/haproxy/lbc-hosts-web.map", Mode: 0o644, Kind: compiler.AuxMap, Data: []byte("map " + name + "\n")},
+				{Path: "/etc/haproxy/site.pem", Mode: 0o600, Kind: compiler.AuxCert, Ref: "site"}}
+		}
 		res.Devices[name] = d
 	}
 	return res
@@ -60,6 +64,11 @@ func TestWriteArtifacts(t *testing.T) {
 		want[name+"/vips.json"] = string(d.VIPsJSON)
 		if d.Keepalived != nil {
 			want[name+"/keepalived.conf"] = string(d.Keepalived)
+		}
+		for _, m := range d.AuxFiles {
+			if m.Kind == compiler.AuxMap {
+				want[name+"/"+filepath.Base(m.Path)] = string(m.Data)
+			}
 		}
 	}
 	got := map[string]string{}

@@ -82,6 +82,11 @@ func writePlanText(w io.Writer, p *reconcile.Plan, color bool) error {
 				fmt.Fprintf(bw, "    %s\n", c(code, termText(l)))
 			}
 		}
+		for _, f := range d.FileChanges {
+			l := termLine(f.String())
+			code := map[byte]string{'+': ansiGreen, '-': ansiRed, '~': ansiYellow}[l[0]]
+			fmt.Fprintf(bw, "  %s %s\n", c(code, l[:1]), l[1:])
+		}
 		for _, v := range d.VIPsAdd {
 			fmt.Fprintf(bw, "  %s vip %s\n", c(ansiGreen, "+"), termLine(v))
 		}
@@ -135,19 +140,20 @@ func splitLines(s string) []string {
 // planDeviceRecord is one device line of plan --json: the device plan
 // without the files it would write.
 type planDeviceRecord struct {
-	Type           string            `json:"type"` // "device"
-	Device         string            `json:"device"`
-	Address        string            `json:"address"`
-	Status         reconcile.Status  `json:"status"`
-	ConfigDiff     string            `json:"configDiff,omitempty"`
-	KeepalivedDiff string            `json:"keepalivedDiff,omitempty"`
-	Change         *classify.Result  `json:"change,omitempty"`
-	VIPsAdd        []string          `json:"vipsAdd,omitempty"`
-	VIPsRemove     []string          `json:"vipsRemove,omitempty"`
-	Notes          []string          `json:"notes,omitempty"`
-	LiveRevision   string            `json:"liveRevision,omitempty"`
-	Fingerprints   map[string]string `json:"fingerprints,omitempty"`
-	Error          string            `json:"error,omitempty"`
+	Type           string                 `json:"type"` // "device"
+	Device         string                 `json:"device"`
+	Address        string                 `json:"address"`
+	Status         reconcile.Status       `json:"status"`
+	ConfigDiff     string                 `json:"configDiff,omitempty"`
+	KeepalivedDiff string                 `json:"keepalivedDiff,omitempty"`
+	Change         *classify.Result       `json:"change,omitempty"`
+	VIPsAdd        []string               `json:"vipsAdd,omitempty"`
+	VIPsRemove     []string               `json:"vipsRemove,omitempty"`
+	FileChanges    []reconcile.FileChange `json:"fileChanges,omitempty"`
+	Notes          []string               `json:"notes,omitempty"`
+	LiveRevision   string                 `json:"liveRevision,omitempty"`
+	Fingerprints   map[string]string      `json:"fingerprints,omitempty"`
+	Error          string                 `json:"error,omitempty"`
 }
 
 // planSummaryRecord is the last line of plan --json.
@@ -170,7 +176,7 @@ func writePlanJSON(w io.Writer, p *reconcile.Plan) error {
 		if err := enc.Encode(planDeviceRecord{
 			Type: "device", Device: d.Device, Address: d.Address, Status: d.Status,
 			ConfigDiff: d.ConfigDiff, KeepalivedDiff: d.KeepalivedDiff,
-			Change: d.Change, VIPsAdd: d.VIPsAdd, VIPsRemove: d.VIPsRemove, Notes: d.Notes,
+			Change: d.Change, VIPsAdd: d.VIPsAdd, VIPsRemove: d.VIPsRemove, FileChanges: d.FileChanges, Notes: d.Notes,
 			LiveRevision: d.LiveRevision, Fingerprints: d.Fingerprints, Error: d.Error,
 		}); err != nil {
 			return err
@@ -211,6 +217,9 @@ func writePlanMarkdown(w io.Writer, p *reconcile.Plan) error {
 		var body strings.Builder
 		body.WriteString(termText(d.ConfigDiff))
 		body.WriteString(termText(d.KeepalivedDiff))
+		for _, f := range d.FileChanges {
+			fmt.Fprintf(&body, "%s\n", termLine(f.String()))
+		}
 		for _, v := range d.VIPsAdd {
 			fmt.Fprintf(&body, "+vip %s\n", termLine(v))
 		}

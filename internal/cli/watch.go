@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -70,7 +71,15 @@ func readRendered(dir string) (rendered, error) {
 			continue
 		}
 		files := map[string][]byte{}
-		for _, f := range compiler.FileNames {
+		names := slices.Clone(compiler.FileNames)
+		if es, err := os.ReadDir(filepath.Join(dir, d.Name())); err == nil {
+			for _, e := range es {
+				if e.Type().IsRegular() && compiler.IsMapName(e.Name()) {
+					names = append(names, e.Name())
+				}
+			}
+		}
+		for _, f := range names {
 			if b, err := os.ReadFile(filepath.Join(dir, d.Name(), f)); err == nil {
 				files[f] = b
 			}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"sort"
 	"strings"
 )
 
@@ -33,6 +34,11 @@ type Change struct {
 	// Runtime, when set, makes the change a runtime one: no reload, the
 	// commands go to the stats socket (see Runtime, RuntimeScript).
 	Runtime *Runtime
+	// Files are the auxiliary files to write (new, or changed on the
+	// host); FilesRemove the paths of auxiliary files that lbc wrote
+	// before (state.json lists them) and no longer wants. See AuxFile.
+	Files       []AuxFile
+	FilesRemove []string
 }
 
 // ChangeScript is the whole transaction after the lock, as one script,
@@ -129,6 +135,16 @@ func prepareScript(c Change, beforeSwap func(*Script)) (*Script, error) {
 		return w
 	}
 	stage := []string{write(staged(h.Config), c.Config)}
+	for _, f := range c.Files {
+		w, err := stageAuxCmd(f)
+		werr = cmp.Or(werr, err)
+		stage = append(stage, w)
+	}
+	checked := staged(h.Config)
+	if len(c.Files) > 0 {
+		checked = h.Config + checkSuffix
+		stage = append(stage, write(checked, checkConfig(c.Config, c.Files)))
+	}
 	if ka {
 		stage = append(stage, write(staged(h.KeepalivedConfig), c.Keepalived))
 	}
@@ -138,15 +154,21 @@ func prepareScript(c Change, beforeSwap func(*Script)) (*Script, error) {
 	}
 	s := newScript(false)
 	if h.Check != "" {
-		stage = append(stage, fmt.Sprintf("{ %s || { echo 'check haproxy.cfg failed' >&2; false; }; }", checkCmd(h.Check, staged(h.Config))))
+		stage = append(stage, fmt.Sprintf("{ %s || { echo 'check haproxy.cfg failed' >&2; false; }; }", checkCmd(h.Check, checked)))
 	} else {
 		s.Notes = append(s.Notes, "no haproxy check command: config not checked on the host")
 	}
 	if ka && h.KeepalivedCheck != "" {
 		stage = append(stage, fmt.Sprintf("{ %s || { echo 'check keepalived.conf failed' >&2; false; }; }", checkCmd(h.KeepalivedCheck, staged(h.KeepalivedConfig))))
 	}
+	if checked != staged(h.Config) {
+		stage = append(stage, removeCmd(checked))
+	}
 	s.step(StepStage, strings.Join(stage, " &&\n  "))
 	keep := keepLastGoodCmd(h.Config, c.LiveConfig, h.LastGood("haproxy.cfg"))
+	for _, p := range c.auxTouched() {
+		keep += " &&\n  " + keepAuxCmd(h, p)
+	}
 	if ka {
 		keep += " &&\n  " + keepLastGoodCmd(h.KeepalivedConfig, c.LiveKeepalived, h.LastGood("keepalived.conf"))
 	}
@@ -157,7 +179,14 @@ func prepareScript(c Change, beforeSwap func(*Script)) (*Script, error) {
 	// (last-good is the live file now).
 	s.step(StepArm, arm)
 	s.step(StepAddVIPs, add)
-	swap := swapCmd(h.Config)
+	var swaps []string
+	for _, p := range auxPaths(c.Files) {
+		swaps = append(swaps, swapCmd(p))
+	}
+	if len(c.FilesRemove) > 0 {
+		swaps = append(swaps, removeCmd(c.FilesRemove...))
+	}
+	swap := strings.Join(append(swaps, swapCmd(h.Config)), " && ")
 	if ka {
 		swap += " && " + swapCmd(h.KeepalivedConfig)
 	}
@@ -244,7 +273,21 @@ func stagedList(c Change) []string {
 	if c.ManageKeepalived {
 		fs = append(fs, staged(h.KeepalivedConfig))
 	}
+	if len(c.Files) > 0 {
+		fs = append(fs, h.Config+checkSuffix)
+	}
+	for _, p := range auxPaths(c.Files) {
+		fs = append(fs, staged(p))
+	}
 	return fs
+}
+
+// auxTouched are the paths of the auxiliary files the change writes or
+// removes, sorted.
+func (c Change) auxTouched() []string {
+	ps := append(auxPaths(c.Files), c.FilesRemove...)
+	sort.Strings(ps)
+	return ps
 }
 
 // RollbackFile is the shell script that puts the host back as the lock
@@ -264,6 +307,9 @@ func RollbackFile(c Change) (string, error) {
 		}
 	}
 	restore(c.LiveConfig, h.Config, h.LastGood("haproxy.cfg"))
+	for _, p := range c.auxTouched() {
+		fmt.Fprintf(&b, "%s || rc=1\n", restoreAuxCmd(h, p))
+	}
 	switch {
 	case c.ManageKeepalived && c.LiveKeepalived.Exists:
 		restore(c.LiveKeepalived, h.KeepalivedConfig, h.LastGood("keepalived.conf"))

@@ -54,6 +54,12 @@ func cfg(desc string, weight int, vips ...string) string {
 	return b.String()
 }
 
+// auxCfg reads a certificate and a map that a change ships with it; the
+// path /var/lib/lbc/certs/www.pem.bak is another file (not replaced by
+// the check's copy).
+var auxCfg = cfg("0f", 10, "203.0.113.10") + "\nfrontend fe-tls\n    bind 203.0.113.10:443 ssl crt /var/lib/lbc/certs/www.pem crt /var/lib/lbc/certs/www.pem.bak\n" +
+	"    http-request set-var(txn.be) req.hdr(host),map(/var/lib/lbc/maps/hosts.map,be-web)\n    default_backend be-web\n"
+
 func file(s string) File { return File{Exists: true, Data: []byte(s)} }
 
 func state(rev string, vips ...string) []byte {
@@ -88,6 +94,13 @@ func goldenCases() []goldenCase {
 		{name: "sudo", about: "A device that logs in as deploy with sudo: true; every command goes through sudo -n sh -c.",
 			c: Change{Device: "lb-a1", Host: sudo, Config: cfg("0b", 20, "203.0.113.10"),
 				VIPs: []string{vip10}, LiveConfig: file(old), State: state("rev2", vip10)}},
+		{name: "aux-files", about: "Auxiliary files change with the config: a certificate bundle (0600) is new, a map file (0644) changes, a map lbc wrote before goes. The check reads a copy of the staged config that names the staged files; the live ones are kept as last-good and put back by txn.sh.",
+			c: Change{Device: "lb-a1", Host: debian, Config: auxCfg, VIPs: []string{vip10}, LiveConfig: file(old), State: state("rev6", vip10),
+				Files: []AuxFile{
+					{Path: "/var/lib/lbc/certs/www.pem", Mode: 0o600, Data: []byte("-----BEGIN CERTIFICATE-----\nTEST\n-----END CERTIFICATE-----\n")},
+					{Path: "/var/lib/lbc/maps/hosts.map", Mode: 0o644, Data: []byte("www.example.com be-web\n")},
+				},
+				FilesRemove: []string{"/var/lib/lbc/maps/old.map"}}},
 		{name: "rollback", about: "A weight change whose verify fails: the rollback script runs the armed txn.sh and waits for the old config; when that wait fails, reload-again signals once more. After a lost connection, lbc waits for the lock on a new one and asks whether txn.sh is still armed.",
 			c: Change{Device: "lb-a1", Host: debian, Config: cfg("0b", 20, "203.0.113.10"),
 				VIPs: []string{vip10}, LiveConfig: file(old), State: state("rev2", vip10)},
@@ -122,9 +135,9 @@ func (gc goldenCase) render(t *testing.T) []txtar.File {
 	}
 	ka := h.KeepalivedConfig != ""
 	files := []txtar.File{
-		{Name: "plan: read (session command)", Data: []byte(send(ReadScript(h, ka)) + "\n")},
+		{Name: "plan: read (session command)", Data: []byte(send(ReadScript(h, ka, auxPaths(gc.c.Files))) + "\n")},
 		{Name: "apply: lock (session command)", Data: []byte(send(LockCommand(h, 0)) + "\n")},
-		{Name: "apply: prologue (stdin)", Data: []byte(Prologue(h, "alice@ctl pid 42", "5eed", ka))},
+		{Name: "apply: prologue (stdin)", Data: []byte(Prologue(h, "alice@ctl pid 42", "5eed", ka, auxPaths(gc.c.Files)))},
 	}
 	if gc.ops != nil {
 		return gc.renderRuntime(t, files)

@@ -86,13 +86,13 @@ func stateDirCheck(h Host) string {
 // armed (<stateDir>/txn.sh, not empty), it runs that script: the host
 // rolls itself back to the old state instead of staying half changed.
 // Then it empties lock.owner (a redirection).
-func Prologue(h Host, owner, token string, keepalived bool) string {
+func Prologue(h Host, owner, token string, keepalived bool, files []string) string {
 	return "trap '' HUP PIPE\n" + stepFunc +
 		fmt.Sprintf("sd=%s; lbc_tok=%s\n", q(h.StateDir), q(token)) +
 		`lbc_end() { if [ -s "$sd/txn.sh" ]; then sh "$sd/txn.sh" > "$sd/txn.log" 2>&1 && rm -f "$sd/txn.sh"; fi; : > "$sd/lock.owner"; }` + "\n" +
 		"trap lbc_end EXIT\n" +
 		fmt.Sprintf(`printf '%%s\n' %s > "$sd/lock.owner"; echo %s`, q(owner), LockedLine) + "\n" +
-		"lbc_step " + StepStaleCheck + "\n{ " + ReadScript(h, keepalived) + "\n" +
+		"lbc_step " + StepStaleCheck + "\n{ " + ReadScript(h, keepalived, files) + "\n" +
 		`} </dev/null && echo "` + ReadOKLine + `" || echo "` + ReadFailedLine + `"` + "\n# end of step " + StepStaleCheck + "\n" +
 		`lbc_run() { ( lbc_script ) </dev/null 2> "$sd/run.err"; lbc_rc=$?` + "\n" +
 		`  if [ $lbc_rc != 0 ]; then echo "` + stderrPrefix + `$lbc_tok"; cat "$sd/run.err"; fi; echo "` + exitPrefix + `$lbc_tok $lbc_rc"; }` + "\n"

@@ -31,7 +31,10 @@ type Live struct {
 	StateFile  File
 	State      *State // nil when state.json is absent
 	Keepalived File   // read only when the device has a keepalived config path
-	Addresses  []string
+	// Files maps the path of each auxiliary file asked for to its sha256,
+	// "" when it is absent (its bytes are never read).
+	Files     map[string]string
+	Addresses []string
 }
 
 // The read's section markers: "==lbc NAME present", the file in base64,
@@ -45,14 +48,18 @@ const (
 )
 
 // ReadScript prints, in one round trip, each file as a section (config,
-// state.json, and keepalived.conf when keepalived is set), then the
-// addresses; ParseRead reads its output.
-func ReadScript(h Host, keepalived bool) string {
+// state.json, and keepalived.conf when keepalived is set), the
+// fingerprint of each auxiliary file at files, then the addresses;
+// ParseRead reads its output.
+func ReadScript(h Host, keepalived bool, files []string) string {
 	var b strings.Builder
 	b.WriteString(`sec() { if [ -e "$2" ]; then echo "` + markerPrefix + `$1 present"; base64 < "$2" || return 1; echo "` + markerPrefix + `$1 end"; else echo "` + markerPrefix + `$1 absent"; fi; }; `)
 	fmt.Fprintf(&b, "sec %s %s && sec %s %s", secConfig, q(h.Config), secState, q(h.StatePath()))
 	if keepalived {
 		fmt.Fprintf(&b, " && sec %s %s", secKeepalived, q(h.KeepalivedConfig))
+	}
+	if len(files) > 0 {
+		fmt.Fprintf(&b, " && { %s; }", auxReadCmd(files))
 	}
 	fmt.Fprintf(&b, " && echo '%s' && %s -j addr show", addrLine, h.ip())
 	return b.String()
@@ -74,6 +81,20 @@ func ParseRead(out []byte) (*Live, error) {
 		if sawAddr {
 			buf.WriteString(line)
 			buf.WriteByte('\n')
+			continue
+		}
+		if rest, ok := strings.CutPrefix(line, fileLinePrefix+" "); ok && cur == nil {
+			p, sum, ok := strings.Cut(rest, " ")
+			if !ok || !strings.HasPrefix(p, "/") || (sum != "absent" && !isSHA256(sum)) {
+				return nil, fmt.Errorf("read live state: unexpected line %q", line)
+			}
+			if sum == "absent" {
+				sum = ""
+			}
+			if l.Files == nil {
+				l.Files = map[string]string{}
+			}
+			l.Files[p] = sum
 			continue
 		}
 		if name, ok := strings.CutPrefix(line, markerPrefix); ok {
@@ -148,4 +169,17 @@ func parseIPAddr(b []byte) ([]string, error) {
 	}
 	sort.Strings(out)
 	return out, nil
+}
+
+// isSHA256 reports whether s is a sha256 in lower-case hex.
+func isSHA256(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }

@@ -17,13 +17,16 @@ const historyLen = 10
 // State is what lbc keeps on a device (<stateDir>/state.json): what it
 // applied last and which addresses it added.
 type State struct {
-	Revision         string         `json:"revision"`
-	AppliedAt        time.Time      `json:"appliedAt"`
-	LBCVersion       string         `json:"lbcVersion"`
-	ConfigSHA256     string         `json:"configSHA256"`
-	KeepalivedSHA256 string         `json:"keepalivedSHA256,omitempty"`
-	VIPs             []string       `json:"vips"` // "addr/prefix dev iface", the ones lbc added
-	History          []HistoryEntry `json:"history,omitempty"`
+	Revision         string    `json:"revision"`
+	AppliedAt        time.Time `json:"appliedAt"`
+	LBCVersion       string    `json:"lbcVersion"`
+	ConfigSHA256     string    `json:"configSHA256"`
+	KeepalivedSHA256 string    `json:"keepalivedSHA256,omitempty"`
+	VIPs             []string  `json:"vips"` // "addr/prefix dev iface", the ones lbc added
+	// Files maps the path of each auxiliary file lbc wrote (certificates,
+	// maps) to its sha256: lbc removes only files listed here.
+	Files   map[string]string `json:"files,omitempty"`
+	History []HistoryEntry    `json:"history,omitempty"`
 }
 
 // HistoryEntry is one past apply, newest last.

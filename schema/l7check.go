@@ -1,0 +1,330 @@
+package schema
+
+import (
+	"fmt"
+	"regexp/syntax"
+	"sort"
+	"strings"
+)
+
+// Bounds of a balancer's L7 routing.
+const (
+	MaxRules      = 1000      // rules a balancer may have
+	MaxConditions = 32        // conditions a rule may have
+	MaxHosts      = 1_000_000 // entries of a host table
+	MaxPools      = 1000      // pools a balancer may have
+)
+
+var redirectCodes = map[int]bool{301: true, 302: true, 303: true, 307: true, 308: true}
+
+// l7report reports a problem at a field of a balancer: key is the field's
+// position key (as positions records it), path the field path to show.
+type l7report func(key, path, format string, args ...any)
+
+// checkL7 checks the pools, rules and host table of the raw balancer r
+// and sets them on b.
+func checkL7(b *Balancer, r *rawBalancer, fp map[string]Pos, pos Pos, base string, ds *Diagnostics) {
+	report := func(key, path, format string, args ...any) {
+		*ds = append(*ds, errorf(at(fp, key, pos), join(base, path), format, args...))
+	}
+	if len(r.Pools) == 0 && len(r.Rules) == 0 && r.Hosts == nil {
+		return
+	}
+	if r.Protocol != "http" {
+		for _, f := range []struct {
+			name string
+			set  bool
+		}{{"pools", r.Pools != nil}, {"rules", r.Rules != nil}, {"hosts", r.Hosts != nil}} {
+			if f.set {
+				report(f.name, f.name, "%s need protocol http", f.name)
+			}
+		}
+		return
+	}
+	pools := map[string]bool{DefaultPool: true}
+	if len(r.Pools) > MaxPools {
+		report("pools", "pools", "%d pools, more than %d", len(r.Pools), MaxPools)
+	}
+	for _, rp := range r.Pools {
+		key, path := "pools."+rp.Name, "pools."+label(rp.Name)
+		pools[rp.Name] = true
+		if rp.Name == DefaultPool {
+			report(key, path, "pool name %q is reserved for the balancer's own nodes", DefaultPool)
+			continue
+		}
+		bad := func(field, format string, args ...any) {
+			report(key+"."+field, path+"."+field, format, args...)
+		}
+		p := Pool{Name: rp.Name, Algorithm: rp.Algorithm}
+		p.Nodes, p.HealthMonitor, p.Persistence, p.Timeouts = checkBackend(r.Protocol, rp.Nodes, rp.HealthMonitor, rp.Persistence, rp.Timeouts, bad)
+		b.Pools = append(b.Pools, p)
+	}
+	sort.Slice(b.Pools, func(i, j int) bool { return b.Pools[i].Name < b.Pools[j].Name })
+
+	if len(r.Rules) > MaxRules {
+		report("rules", "rules", "%d rules, more than %d", len(r.Rules), MaxRules)
+	}
+	catchall := -1
+	for i, rr := range r.Rules {
+		key := fmt.Sprintf("rules[%d]", i)
+		bad := func(field, format string, args ...any) {
+			k := key
+			if field != "" {
+				k += "." + field
+			}
+			report(k, k, format, args...)
+		}
+		if catchall >= 0 {
+			bad("", "unreachable: rules[%d] before it matches every request", catchall)
+		}
+		rule, ok := checkRule(rr, pools, bad)
+		if ok {
+			b.Rules = append(b.Rules, rule)
+		}
+		if ok && rule.Catchall() && catchall < 0 {
+			catchall = i
+		}
+	}
+
+	if r.Hosts != nil {
+		if catchall >= 0 {
+			report("hosts", "hosts", "unreachable: rules[%d] matches every request before the host table", catchall)
+		}
+		if len(r.Hosts) > MaxHosts {
+			report("hosts", "hosts", "%d hosts, more than %d", len(r.Hosts), MaxHosts)
+		}
+		b.Hosts = make(map[string]string, len(r.Hosts))
+		for _, h := range r.hostKeys {
+			pool := r.Hosts[h]
+			key, path := "hosts."+h, "hosts."+label(h)
+			ok := true
+			if !isHostname(h) || strings.HasSuffix(h, ".") {
+				report(key, path, "invalid host %s: must be a DNS name in lower case, without a final dot", Quote(h))
+				ok = false
+			}
+			if !pools[pool] {
+				report(key, path, "unknown pool %s (%s)", Quote(pool), poolList(pools))
+				ok = false
+			}
+			if ok {
+				b.Hosts[h] = pool
+			}
+		}
+	}
+}
+
+// poolList names the pools a balancer has, for a message.
+func poolList(pools map[string]bool) string {
+	names := make([]string, 0, len(pools))
+	for n := range pools {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return "pools: " + strings.Join(names, ", ")
+}
+
+// checkRule checks one rule: its conditions and its one action.
+func checkRule(rr rawRule, pools map[string]bool, bad func(field, format string, args ...any)) (Rule, bool) {
+	n0 := 0
+	count := 0
+	failed := func() bool { return n0 > 0 }
+	fail := func(field, format string, args ...any) {
+		n0++
+		bad(field, format, args...)
+	}
+	rule := Rule{}
+	if len(rr.Match) > MaxConditions {
+		fail("match", "%d conditions, more than %d", len(rr.Match), MaxConditions)
+	}
+	for j, rc := range rr.Match {
+		field := fmt.Sprintf("match[%d]", j)
+		c, ok := checkCondition(rc, func(f, format string, args ...any) {
+			if f != "" {
+				f = field + "." + f
+			} else {
+				f = field
+			}
+			fail(f, format, args...)
+		})
+		if ok {
+			rule.Match = append(rule.Match, c)
+		}
+	}
+	if rr.poolSet {
+		count++
+		rule.Pool = rr.Pool
+		if !pools[rr.Pool] {
+			fail("pool", "unknown pool %s (%s)", Quote(rr.Pool), poolList(pools))
+		}
+	}
+	if rd := rr.Redirect; rd != nil {
+		count++
+		rule.Redirect = &Redirect{Location: rd.Location, Prefix: rd.Prefix, Code: rd.Code}
+		switch {
+		case rd.Location != "" && rd.Prefix != "":
+			fail("redirect", "redirect takes location or prefix, not both")
+		case rd.Location == "" && rd.Prefix == "":
+			fail("redirect", "redirect needs location or prefix")
+		case rd.Location != "":
+			if err := checkURL(rd.Location); err != nil {
+				fail("redirect.location", "%v", err)
+			}
+		default:
+			if err := checkURL(rd.Prefix); err != nil {
+				fail("redirect.prefix", "%v", err)
+			} else if rd.Prefix != "/" && strings.HasSuffix(rd.Prefix, "/") {
+				fail("redirect.prefix", "redirect prefix %s ends with /: the request's path, which starts with /, follows it", Quote(rd.Prefix))
+			}
+		}
+		if !redirectCodes[rd.Code] {
+			fail("redirect.code", "redirect code %d: must be 301, 302, 303, 307 or 308", rd.Code)
+		}
+	}
+	if rr.rejSet {
+		if rr.Reject {
+			count++
+			rule.Reject = true
+		} else if count == 0 {
+			fail("reject", "reject: false is no action: write reject: true, or another action")
+		}
+	}
+	switch {
+	case count == 0 && !(rr.rejSet && !rr.Reject):
+		fail("", "a rule needs one action: pool, redirect or reject: true")
+	case count > 1:
+		fail("", "a rule takes one action: pool, redirect or reject: true, not several")
+	}
+	return rule, !failed()
+}
+
+// checkCondition checks one condition: exactly one kind, and its value.
+func checkCondition(rc rawCondition, bad func(field, format string, args ...any)) (Condition, bool) {
+	ok := true
+	fail := func(field, format string, args ...any) {
+		ok = false
+		bad(field, format, args...)
+	}
+	switch len(rc.kinds) {
+	case 0:
+		fail("", "a condition needs one of host, path, fileType, header, cookie")
+		return Condition{}, false
+	case 1:
+	default:
+		fail("", "a condition takes one of host, path, fileType, header, cookie, not %s: write one condition each (they are AND-ed)", strings.Join(rc.kinds, " and "))
+		return Condition{}, false
+	}
+	c := Condition{Kind: rc.kinds[0], Not: rc.Not}
+	var m *rawMatch
+	switch c.Kind {
+	case CondHost:
+		m = rc.Host
+	case CondPath:
+		m = rc.Path
+	case CondHeader:
+		m = rc.Header
+	case CondCookie:
+		m = rc.Cookie
+	case CondFileType:
+		if len(rc.FileType) == 0 {
+			fail(CondFileType, "fileType needs at least one file extension")
+		}
+		c.Types = rc.FileType
+		return c, ok
+	}
+	c.Name = m.Name
+	switch len(m.compares) {
+	case 0:
+		if c.Kind == CondHost || c.Kind == CondPath {
+			fail(c.Kind, "%s needs one of exact, prefix, suffix, contains, regex", c.Kind)
+			return c, false
+		}
+		c.Compare = CmpFound
+		return c, ok
+	case 1:
+	default:
+		fail(c.Kind, "%s takes one of exact, prefix, suffix, contains, regex, not %s", c.Kind, strings.Join(m.compares, " and "))
+		return c, false
+	}
+	c.Compare, c.Value = m.compares[0], m.Value
+	field := c.Kind + "." + c.Compare
+	switch {
+	case c.Compare == CmpRegex:
+		if err := CheckRegex(c.Value); err != nil {
+			fail(field, "%v", err)
+		}
+	case c.Kind == CondHost:
+		if strings.Trim(c.Value, "abcdefghijklmnopqrstuvwxyz0123456789.-") != "" {
+			fail(field, "invalid host %s: hosts are compared in lower case, without the port: use a-z 0-9 . - only", Quote(c.Value))
+		}
+	case c.Kind == CondPath && (c.Compare == CmpExact || c.Compare == CmpPrefix) && !strings.HasPrefix(c.Value, "/"):
+		fail(field, "a path starts with /: %s never matches", Quote(c.Value))
+	}
+	return c, ok
+}
+
+// CheckRegex checks a regular expression of a rule: RE2 syntax (Go's
+// regexp/syntax), which HAProxy's PCRE reads the same for the characters
+// the schema allows, and no nested repetition or repeated alternation,
+// on which a backtracking engine such as PCRE can take exponential time
+// ((a+)+b, (a|aa)*c).
+func CheckRegex(s string) error {
+	re, err := syntax.Parse(s, syntax.Perl)
+	if err != nil {
+		return fmt.Errorf("invalid regular expression %s: %v", Quote(s), err)
+	}
+	if why := backtracks(re, false); why != "" {
+		return fmt.Errorf("regular expression %s has %s: HAProxy's backtracking engine can take exponential time on it", Quote(s), why)
+	}
+	return nil
+}
+
+// backtracks finds a repetition inside a repetition, or an alternation
+// inside one; inRepeat says whether re is inside a repetition.
+func backtracks(re *syntax.Regexp, inRepeat bool) string {
+	switch re.Op {
+	case syntax.OpStar, syntax.OpPlus, syntax.OpRepeat, syntax.OpQuest:
+		unbounded := re.Op == syntax.OpStar || re.Op == syntax.OpPlus || re.Op == syntax.OpRepeat && (re.Max == -1 || re.Max > 1)
+		if inRepeat && re.Op != syntax.OpQuest {
+			return "a repetition inside a repetition"
+		}
+		for _, sub := range re.Sub {
+			if why := backtracks(sub, inRepeat || unbounded); why != "" {
+				return why
+			}
+		}
+		return ""
+	case syntax.OpAlternate:
+		if inRepeat {
+			return "an alternation inside a repetition"
+		}
+	}
+	for _, sub := range re.Sub {
+		if why := backtracks(sub, inRepeat); why != "" {
+			return why
+		}
+	}
+	return ""
+}
+
+// checkURL checks a redirect target: an http or https URL with a host,
+// or an absolute path (the schema keeps its characters safe).
+func checkURL(s string) error {
+	if s == "" {
+		return fmt.Errorf("empty redirect target")
+	}
+	if strings.HasPrefix(s, "/") {
+		if strings.HasPrefix(s, "//") {
+			return fmt.Errorf("redirect target %s starts with //: a browser reads it as another host; write https://HOST/...", Quote(s))
+		}
+		return nil
+	}
+	rest, ok := strings.CutPrefix(s, "https://")
+	if !ok {
+		rest, ok = strings.CutPrefix(s, "http://")
+	}
+	host, _, _ := strings.Cut(rest, "/")
+	if !ok || host == "" {
+		return fmt.Errorf("redirect target %s: must be an http(s) URL with a host, or a path starting with /", Quote(s))
+	}
+	return nil
+}
