@@ -109,13 +109,14 @@ func writeApplyText(out, errs io.Writer, p *reconcile.Plan, r *reconcile.ApplyRe
 		if d.Outcome == reconcile.OutcomeRolledBack {
 			outcome = "rolled back"
 		}
-		if rt := d.Runtime; rt != nil && d.Outcome == reconcile.OutcomeApplied {
-			outcome = fmt.Sprintf("applied at runtime, no reload (%d operation(s); worker pid %d, the same before and after)", len(rt.Ops), rt.Pid)
-		}
+
 		// A device name may come from a saved plan, a file: escaped too.
 		dev := termLine(d.Device)
 		if _, err := fmt.Fprintf(out, "%s: %s\n", dev, outcome); err != nil {
 			return err
+		}
+		if rt := d.Runtime; rt != nil && d.Outcome == reconcile.OutcomeApplied {
+			fmt.Fprintf(out, "%s: at runtime, no reload: %d operation(s); worker pid %d, the same before and after\n", dev, len(rt.Ops), rt.Pid)
 		}
 		for _, w := range d.Warnings {
 			fmt.Fprintf(out, "%s: warning: %s\n", dev, indentText(w, "    "))
