@@ -373,6 +373,14 @@ func (x *tx) run(ctx context.Context) {
 		return
 	}
 	step, err := x.change(ctx)
+	if errors.Is(err, errScriptTimeout) {
+		// The host goes on with the script, unobserved: nothing can be
+		// cleaned up or rolled back from here, and the device lock stays
+		// held until the step ends.
+		x.r.Outcome = OutcomeFailed
+		x.r.Err = fmt.Errorf("apply %s: %s: %w", dev, step, err)
+		return
+	}
 	cut := errors.Is(err, ErrConnectionLost) || errors.Is(err, errSessionEnded)
 	if err != nil && host.BeforeChange(step) && !cut {
 		failBefore(step, err)
@@ -413,7 +421,9 @@ func (x *tx) runScript(ctx context.Context, s *host.Script) (string, error) {
 // runScriptReport is runScript that also returns the script's report.
 func (x *tx) runScriptReport(ctx context.Context, s *host.Script) (*host.Report, string, error) {
 	x.r.Warnings = append(x.r.Warnings, s.Notes...)
-	rep, err := runScript(s, x.lock, x.progress)
+	sctx, cancel := scriptDeadline(ctx, x.o.Limits.scriptTimeout()+s.Bound, "--script-timeout")
+	defer cancel()
+	rep, err := runScript(sctx, s, x.lock, x.progress)
 	x.trace("script end")
 	x.r.Steps = append(x.r.Steps, rep.Done...)
 	x.r.Warnings = append(x.r.Warnings, rep.Warnings...)
@@ -544,10 +554,16 @@ func (x *tx) cleanStaged(ctx context.Context) {
 	}
 }
 
+// rollbackTimeout bounds the rollback scripts together (rollback, and
+// the second reload when the first was lost); a variable for tests.
+var rollbackTimeout = 60 * time.Second
+
 // rollback runs the armed rollback script, verifies the old config runs
-// again, and disarms, in one script. It runs even when ctx is cancelled.
+// again, and disarms, in one script. It runs even when ctx is cancelled,
+// within rollbackTimeout; after that the lock session is closed and the
+// host's holder runs the armed txn.sh itself.
 func (x *tx) rollback(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
+	ctx, cancel := scriptDeadline(context.WithoutCancel(ctx), rollbackTimeout, "the rollback's bound")
 	defer cancel()
 	c := x.hostChange()
 	if x.rt != nil {
@@ -557,8 +573,8 @@ func (x *tx) rollback(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	rep, err := runScript(s, x.lock, func(string) {})
-	if err != nil && rep.Failed == host.StepRollbackVerify && c.LiveConfig.Exists {
+	rep, err := runScript(ctx, s, x.lock, func(string) {})
+	if err != nil && rep.Failed == host.StepRollbackVerify && c.LiveConfig.Exists && !errors.Is(err, errScriptTimeout) {
 		// A reload signalled while the one before it is still under
 		// way can be lost (HAProxy's master re-executes itself on
 		// each): signal once more and look again before giving up.
@@ -577,7 +593,7 @@ func (x *tx) reloadAgain(ctx context.Context, c host.Change) error {
 	if err != nil {
 		return err
 	}
-	_, err = runScript(s, x.lock, func(string) {})
+	_, err = runScript(ctx, s, x.lock, func(string) {})
 	return err
 }
 

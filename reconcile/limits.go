@@ -27,14 +27,22 @@ type Limits struct {
 	// slow login shell). The lock's own wait (LockTimeout) comes on top.
 	// DefaultStartTimeout when 0.
 	StartTimeout time.Duration
+	// ScriptTimeout bounds one script of a transaction (the change, run
+	// in the lock session), beyond its own waits (host.Script.Bound).
+	// When it runs out, the lock session is closed and the device
+	// reported failed with a timeout naming the step; the host finishes
+	// the step and then commits or rolls back by itself.
+	// DefaultScriptTimeout when 0.
+	ScriptTimeout time.Duration
 }
 
 // The defaults of Limits, and of the CLI's --max-read, --read-timeout and
-// --start-timeout.
+// --start-timeout, --script-timeout.
 const (
-	DefaultMaxRead      = 64 << 20
-	DefaultReadTimeout  = 2 * time.Minute
-	DefaultStartTimeout = 30 * time.Second
+	DefaultMaxRead       = 64 << 20
+	DefaultReadTimeout   = 2 * time.Minute
+	DefaultStartTimeout  = 30 * time.Second
+	DefaultScriptTimeout = 10 * time.Minute
 )
 
 // maxLine is the longest line the lock holder's output may have (base64
@@ -58,6 +66,13 @@ func (l Limits) readTimeout() time.Duration {
 		return DefaultReadTimeout
 	}
 	return l.ReadTimeout
+}
+
+func (l Limits) scriptTimeout() time.Duration {
+	if l.ScriptTimeout <= 0 {
+		return DefaultScriptTimeout
+	}
+	return l.ScriptTimeout
 }
 
 func (l Limits) startTimeout() time.Duration {

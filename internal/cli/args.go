@@ -38,6 +38,8 @@ type SSHArgs struct {
 	MaxRead      int64 // bytes
 	ReadTimeout  time.Duration
 	StartTimeout time.Duration
+	// ScriptTimeout bounds one script of a transaction (apply's policy).
+	ScriptTimeout time.Duration
 }
 
 // Args is a parsed command line. Only the fields of the command are set.
@@ -118,6 +120,7 @@ func parseArgs(cmd string, argv []string, stderr io.Writer) (*Args, error) {
 		fs.DurationVar(&a.LockTimeout, "lock-timeout", 0, "wait this long for a device lock (0: fail at once)")
 		fs.BoolVar(&a.AllowDowngrade, "allow-downgrade", false, "apply a revision older than the one a host runs")
 		fs.BoolVar(&a.Force, "force", false, "apply even when a host runs a revision unknown to the repository")
+		fs.DurationVar(&a.SSH.ScriptTimeout, "script-timeout", reconcile.DefaultScriptTimeout, "longest one script of a transaction may run on a host (then lbc lets go of it: the host commits or rolls back by itself)")
 		fs.BoolVar(&a.Adopt, "adopt", false, "replace config files that lbc did not write (shown by plan as \"not managed by lbc\")")
 		fs.BoolVar(&a.Reload, "reload", false, "apply every change by reload, also those HAProxy's runtime API could carry (server weights, states, servers added or removed)")
 	}
@@ -244,8 +247,8 @@ func parseArgs(cmd string, argv []string, stderr io.Writer) (*Args, error) {
 		fmt.Fprintln(stderr, "lbc watch: --shard needs --plan or --apply (it selects hosts)")
 		return nil, errUsage
 	}
-	if a.SSH.MaxRead < 0 || a.SSH.ReadTimeout < 0 || a.SSH.StartTimeout < 0 {
-		fmt.Fprintf(stderr, "lbc %s: --max-read, --read-timeout and --start-timeout must not be negative (0: the default)\n", cmd)
+	if a.SSH.MaxRead < 0 || a.SSH.ReadTimeout < 0 || a.SSH.StartTimeout < 0 || a.SSH.ScriptTimeout < 0 {
+		fmt.Fprintf(stderr, "lbc %s: --max-read, --read-timeout, --start-timeout and --script-timeout must not be negative (0: the default)\n", cmd)
 		return nil, errUsage
 	}
 	if a.Parallelism < 1 {

@@ -49,7 +49,8 @@ func color(w any) bool {
 }
 
 // limits are the bounds on what a host returns and how long lbc waits
-// (--max-read, --read-timeout, --start-timeout).
+// (--max-read, --read-timeout, --start-timeout, --script-timeout).
 func (e *env) limits() reconcile.Limits {
-	return reconcile.Limits{MaxRead: e.args.SSH.MaxRead, ReadTimeout: e.args.SSH.ReadTimeout, StartTimeout: e.args.SSH.StartTimeout}
+	return reconcile.Limits{MaxRead: e.args.SSH.MaxRead, ReadTimeout: e.args.SSH.ReadTimeout, StartTimeout: e.args.SSH.StartTimeout,
+		ScriptTimeout: e.args.SSH.ScriptTimeout}
 }

@@ -3,6 +3,7 @@ package host
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Script is one remote command made of named steps, so that a
@@ -37,6 +38,10 @@ type Script struct {
 	warnings map[string]string
 	// Notes are warnings known when the script was built.
 	Notes []string
+	// Bound is the longest the script's own waits may take (a drain's
+	// timeout, say): the controller waits that long on top of its
+	// --script-timeout before it gives the script up.
+	Bound time.Duration
 }
 
 // ExitNotArmed is the exit code of a rollback script that found the

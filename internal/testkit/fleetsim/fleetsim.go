@@ -235,13 +235,18 @@ func (f *Fleet) accept(ln net.Listener, h Host) {
 
 func (f *Fleet) serveConn(c net.Conn, h Host) {
 	defer f.wg.Done()
-	defer func() {
+	// The connection stops counting as open when it ends (the client
+	// closed it, or it failed), not when this server has also waited for
+	// the processes its sessions started: under load that wait kept a
+	// closed connection counted while the client's next one opened.
+	closed := sync.OnceFunc(func() {
 		c.Close()
 		f.mu.Lock()
 		delete(f.conns, c)
 		f.open--
 		f.mu.Unlock()
-	}()
+	})
+	defer closed()
 	c.SetDeadline(time.Now().Add(30 * time.Second))
 	sc, chans, reqs, err := ssh.NewServerConn(c, f.config)
 	if err != nil {
@@ -274,6 +279,7 @@ func (f *Fleet) serveConn(c net.Conn, h Host) {
 			f.mu.Unlock()
 		}()
 	}
+	closed() // chans ends with the connection
 	wg.Wait()
 }
 

@@ -587,6 +587,13 @@ func (s *Server) exec(conn net.Conn, req *ssh.Request, ss *session, cmdline stri
 			ss.proc = cmd.Process
 			s.mu.Lock()
 			s.procs[cmd.Process] = struct{}{}
+			// A command whose exec request came in before the server
+			// stopped may start after stop killed every process it
+			// knew (a cut connection's `sleep 30` then outlived the
+			// test): kill it here, under the same lock.
+			if s.closed {
+				syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			}
 			s.mu.Unlock()
 		}
 		ss.mu.Unlock()

@@ -173,7 +173,7 @@ func (s *Server) startSteps() error {
 		}
 	}
 	// sh: asks before it runs (a rollback runs `sh txn.sh`), then is bash.
-	sh := "#!/bin/sh\n" + askBefore("sh") + "BASH_ENV=" + quote(st.bashEnv) + " exec " + quote(bash) + " \"$@\"\n"
+	sh := "#!/bin/sh\n" + askFunc + askBefore("sh") + "BASH_ENV=" + quote(st.bashEnv) + " exec " + quote(bash) + " \"$@\"\n"
 	if err := os.WriteFile(filepath.Join(st.toolDir, "sh"), []byte(sh), 0o755); err != nil {
 		return err
 	}
@@ -193,13 +193,30 @@ func (s *Server) startSteps() error {
 // quote single-quotes s for sh.
 func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
+// askFunc is the start of every wrapper: c, the session's FIFOs' base
+// path, and sshtest_ask REQUEST, which sends a request and sets a to the
+// server's answer.
+//
+// The wrapper opens the reply FIFO (read-write) before it sends the
+// request and keeps it open until it has read the answer. A wrapper that
+// opened it read-only after its request lost answers: its open could
+// succeed on the server's end of the answer before (read already, about
+// to be closed) and read end-of-file, taken for "ok"; or the server's
+// open could succeed on the reader of that answer, which then closed,
+// and the write failed. A failed command then ran, or a marker's wrapper
+// went on before the server acted at it (about one fault-matrix case in
+// 14). Held open from before the request, the FIFO has this wrapper as
+// its reader when the answer is written, and it never reads end-of-file.
+const askFunc = `c="$SSHTEST_CTL/$SSHTEST_SESSION"
+sshtest_ask() { a=; { echo "$1" > "$c.req"; IFS= read -r a; } <> "$c.rep"; }
+`
+
 // askBefore is the wrapper code that asks the server about command name
 // before it runs, and fails when told to. Commands that a wrapped command
 // runs itself are not asked about (SSHTEST_IN).
 func askBefore(name string) string {
-	return `c="$SSHTEST_CTL/$SSHTEST_SESSION"
-if [ -z "$SSHTEST_IN" ] && [ -p "$c.req" ]; then
-  echo "b ` + name + `" > "$c.req"; IFS= read -r a < "$c.rep"
+	return `if [ -z "$SSHTEST_IN" ] && [ -p "$c.req" ]; then
+  sshtest_ask "b ` + name + `"
   case $a in "fail "*) echo "sshtest: ${a#fail }" >&2; exit 1;; esac
 fi
 `
@@ -212,20 +229,19 @@ fi
 func WrapTool(path, name, real string) error {
 	marker := host.StepMarker("")
 	var b strings.Builder
-	b.WriteString("#!/bin/sh\n# sshtest wrapper of " + name + "\n")
+	b.WriteString("#!/bin/sh\n# sshtest wrapper of " + name + "\n" + askFunc)
 	if name == "echo" {
 		// A marker: printed, then reported; the server acts once it has
 		// seen it on the session's stdout, and the host waits for that.
-		b.WriteString(`c="$SSHTEST_CTL/$SSHTEST_SESSION"
-case "$*" in ` + quote(marker) + `*) if [ -z "$SSHTEST_IN" ] && [ -p "$c.req" ]; then
-  ` + quote(real) + ` "$@"; rc=$?; m="$*"; echo "m ${m#` + quote(marker) + `}" > "$c.req"; IFS= read -r a < "$c.rep"; exit $rc
+		b.WriteString(`case "$*" in ` + quote(marker) + `*) if [ -z "$SSHTEST_IN" ] && [ -p "$c.req" ]; then
+  ` + quote(real) + ` "$@"; rc=$?; m="$*"; sshtest_ask "m ${m#` + quote(marker) + `}"; exit $rc
 fi;; esac
 `)
 	}
 	b.WriteString(askBefore(name))
 	b.WriteString(`if [ -n "$SSHTEST_IN" ] || [ ! -p "$c.req" ]; then exec ` + quote(real) + " \"$@\"; fi\n")
 	b.WriteString("SSHTEST_IN=1 " + quote(real) + " \"$@\"\nrc=$?\n")
-	b.WriteString(`echo "a ` + name + ` $rc" > "$c.req"; IFS= read -r a < "$c.rep"` + "\nexit $rc\n")
+	b.WriteString(`sshtest_ask "a ` + name + ` $rc"` + "\nexit $rc\n")
 	return os.WriteFile(path, []byte(b.String()), 0o755)
 }
 
@@ -384,10 +400,18 @@ func (ss *stepSession) reply(line string) {
 			return
 		}
 		f.WriteString(line + "\n")
+		if replyLinger > 0 {
+			time.Sleep(replyLinger)
+		}
 		f.Close()
 		return
 	}
 }
+
+// replyLinger keeps the server's end of the reply FIFO open that long
+// after each answer (tests of the wrappers' protocol: the window in
+// which a wrapper's open can meet the end of the answer before).
+var replyLinger time.Duration
 
 func (ss *stepSession) applies(f *faultState) bool {
 	return f.Where == "" || strings.Contains(ss.cmd, f.Where)
