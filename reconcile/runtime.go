@@ -222,13 +222,13 @@ func (x *tx) runtimeRollback(ctx context.Context, c host.Change) error {
 	if err != nil {
 		return err
 	}
-	rep, err := runScript(s, x.lock, func(string) {})
-	if err != nil && (rep.Failed != host.StepRollbackVerify || errors.Is(err, ErrConnectionLost)) {
+	rep, err := runScript(ctx, s, x.lock, func(string) {})
+	if err != nil && (rep.Failed != host.StepRollbackVerify || errors.Is(err, ErrConnectionLost) || errors.Is(err, errScriptTimeout)) {
 		return err
 	}
 	if err == nil {
 		if _, err = verifyRuntime(rep, c.LiveConfig.Data, host.StepRollbackVerify, false); err == nil {
-			_, err = runScript(host.DisarmScript(c), x.lock, func(string) {})
+			_, err = runScript(ctx, host.DisarmScript(c), x.lock, func(string) {})
 			return err
 		}
 	}

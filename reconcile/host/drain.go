@@ -19,6 +19,23 @@ type Drain struct {
 // drainPoll bounds the polls of a drain whatever its timeout says.
 const maxDrainPolls = 100000
 
+// polls is how many times the drain reads the sessions, and interval
+// the wait between two reads.
+func (d Drain) polls() (int, time.Duration) {
+	interval := d.Interval
+	if interval <= 0 {
+		interval = time.Second
+	}
+	return min(max(int(d.Timeout/interval), 1), maxDrainPolls), interval
+}
+
+// bound is the longest the drain step may take: each read waits its
+// interval and at most lbc_cli's 2 s timeout.
+func (d Drain) bound() time.Duration {
+	n, interval := d.polls()
+	return time.Duration(n) * (interval + 2*time.Second)
+}
+
 // drainCmd sets every server of d to weight 0 (no new sessions; a
 // persistent one still reaches it), then reads their current sessions
 // (`show stat -1 4 -1`, column scur) until they are all 0 or the timeout
@@ -27,11 +44,7 @@ const maxDrainPolls = 100000
 // sessions (a warning, not a failure: the deletion then shuts them).
 // Only a stats socket that does not answer fails the step.
 func drainCmd(h Host, d Drain) string {
-	interval := d.Interval
-	if interval <= 0 {
-		interval = time.Second
-	}
-	polls := min(max(int(d.Timeout/interval), 1), maxDrainPolls)
+	polls, interval := d.polls()
 	var b strings.Builder
 	b.WriteString(cliFunc + rtFunc)
 	pats := make([]string, len(d.Servers))

@@ -239,6 +239,7 @@ func RuntimeScript(c Change) (*Script, error) {
 	}
 	if d := c.Runtime.Drain; d != nil && len(d.Servers) > 0 {
 		s.step(StepDrain, drainCmd(h, *d))
+		s.Bound = d.bound()
 	}
 	s.step(StepRuntime, b.String())
 	s.step(StepRuntimeVerify, readBackCmd(h, c.Runtime.ReadBack))
