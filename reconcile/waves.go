@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"container/heap"
 	"sort"
 
 	"lbc/compiler"
@@ -158,22 +159,41 @@ func layer(names []string, before, after map[string]map[string]bool) [][]string 
 			}
 		}
 	}
+	// ready holds the indexes in names of the unplaced devices with no
+	// pending predecessor, smallest first: the next device is the first
+	// of them by name, found without scanning every device each time (a
+	// scan made the layering quadratic in the fleet's size).
+	index := make(map[string]int, len(names))
+	ready := &intHeap{}
+	for i, n := range names {
+		index[n] = i
+		if pending[n] == 0 {
+			heap.Push(ready, i)
+		}
+	}
 	for left := len(names); left > 0; left-- {
-		// The first unplaced device by name with no pending predecessor;
-		// in a cycle, the one with the fewest.
-		next, best := "", -1
-		for _, n := range names {
-			if placed[n] {
-				continue
+		next := ""
+		for ready.Len() > 0 && next == "" {
+			if n := names[heap.Pop(ready).(int)]; !placed[n] {
+				next = n
 			}
-			if best < 0 || pending[n] < best {
-				next, best = n, pending[n]
-				if best == 0 {
-					break
+		}
+		if next == "" {
+			// A cycle: the unplaced device with the fewest pending
+			// predecessors, the first by name (a scan, once per cycle).
+			best := -1
+			for _, n := range names {
+				if !placed[n] && (best < 0 || pending[n] < best) {
+					next, best = n, pending[n]
 				}
 			}
 		}
 		place(next)
+		for pr := range after[next] {
+			if in[pr] && !placed[pr] && pending[pr] == 0 {
+				heap.Push(ready, index[pr])
+			}
+		}
 	}
 	var out [][]string
 	for _, n := range names { // sorted, so each wave is sorted
@@ -192,4 +212,18 @@ func layer(names []string, before, after map[string]map[string]bool) [][]string 
 		}
 	}
 	return waves
+}
+
+// intHeap is a min-heap of ints (container/heap).
+type intHeap []int
+
+func (h intHeap) Len() int           { return len(h) }
+func (h intHeap) Less(i, j int) bool { return h[i] < h[j] }
+func (h intHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *intHeap) Push(x any)        { *h = append(*h, x.(int)) }
+func (h *intHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }

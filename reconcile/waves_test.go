@@ -183,3 +183,101 @@ func TestHAWavesNewPairs(t *testing.T) {
 		})
 	}
 }
+
+// layerByScan is layer as it was written first: each step scans every
+// device for the first unplaced one by name with no pending predecessor
+// (quadratic in the fleet's size). layer must give the same waves.
+func layerByScan(names []string, before, after map[string]map[string]bool) [][]string {
+	names = slices.Sorted(slices.Values(names))
+	in := map[string]bool{}
+	for _, n := range names {
+		in[n] = true
+	}
+	pending := map[string]int{}
+	for _, n := range names {
+		for s := range before[n] {
+			if in[s] && s != n {
+				pending[n]++
+			}
+		}
+	}
+	wave, placed := map[string]int{}, map[string]bool{}
+	for left := len(names); left > 0; left-- {
+		next, best := "", -1
+		for _, n := range names {
+			if !placed[n] && (best < 0 || pending[n] < best) {
+				next, best = n, pending[n]
+				if best == 0 {
+					break
+				}
+			}
+		}
+		w := 0
+		for _, m := range []map[string]bool{before[next], after[next]} {
+			for u := range m {
+				if placed[u] && wave[u]+1 > w {
+					w = wave[u] + 1
+				}
+			}
+		}
+		wave[next], placed[next] = w, true
+		for pr := range after[next] {
+			if in[pr] && !placed[pr] {
+				pending[pr]--
+			}
+		}
+	}
+	var out [][]string
+	for _, n := range names {
+		for len(out) <= wave[n] {
+			out = append(out, nil)
+		}
+		out[wave[n]] = append(out[wave[n]], n)
+	}
+	waves := out[:0]
+	for _, w := range out {
+		if len(w) > 0 {
+			waves = append(waves, w)
+		}
+	}
+	return waves
+}
+
+// TestLayerMatchesScan: on random pair sets (chains, shared standbys,
+// cycles, new pairs, devices missing from the plan) layer gives the waves
+// the scan gives.
+func TestLayerMatchesScan(t *testing.T) {
+	rng := rand.New(rand.NewSource(7))
+	for round := 0; round < 300; round++ {
+		nd := 2 + rng.Intn(40)
+		var devices []string
+		for i := 0; i < nd; i++ {
+			devices = append(devices, fmt.Sprintf("d%02d", i))
+		}
+		var pairs []compiler.Placement
+		newOn := map[string]map[string]bool{}
+		for i := rng.Intn(2 * nd); i > 0; i-- {
+			p, s := devices[rng.Intn(nd)], fmt.Sprintf("d%02d", rng.Intn(nd+3)) // some standbys not in the plan
+			if p == s {
+				continue
+			}
+			b := fmt.Sprintf("b%d", i)
+			pairs = append(pairs, compiler.Placement{Balancer: b, Primary: p, Standby: s})
+			if rng.Intn(4) == 0 {
+				for _, d := range []string{p, s} {
+					if newOn[d] == nil {
+						newOn[d] = map[string]bool{}
+					}
+					newOn[d][b] = true
+				}
+			}
+		}
+		before, after := pairOrder(pairs, newOn)
+		names := slices.Clone(devices)
+		rng.Shuffle(len(names), func(i, j int) { names[i], names[j] = names[j], names[i] })
+		want := layerByScan(names, before, after)
+		if got := layer(names, before, after); !cmp.Equal(want, got) {
+			t.Fatalf("round %d: pairs %v new %v:\n%s", round, pairs, newOn, cmp.Diff(want, got))
+		}
+	}
+}

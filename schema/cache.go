@@ -39,7 +39,8 @@ import (
 // rewritten. The directory is kept under MaxSize by removing the entries
 // used longest ago.
 type Cache struct {
-	dir     string
+	dir     string // the instances' entries
+	root    string // the cache directory (see Results)
 	maxSize int64
 	puts    atomic.Int64 // entries stored by LoadInstanceCached
 }
@@ -79,7 +80,7 @@ func OpenCache(dir string, maxSize int64) (*Cache, error) {
 	if err := os.MkdirAll(d, 0o700); err != nil {
 		return nil, fmt.Errorf("open cache: %w", err)
 	}
-	return &Cache{dir: d, maxSize: maxSize}, nil
+	return &Cache{dir: d, root: dir, maxSize: maxSize}, nil
 }
 
 // buildID identifies the running lbc: its version, and its executable (size
@@ -335,35 +336,58 @@ func (k *keyer) pkgFiles(dir string, depth int) ([]byte, error) {
 
 // get returns the Partial stored under key, or nil.
 func (c *Cache) get(key string) *Partial {
-	name := filepath.Join(c.dir, key)
-	b, err := os.ReadFile(name)
-	if err != nil {
+	b := readEntry(c.dir, key, cacheFormat)
+	if b == nil {
 		return nil
 	}
-	p, err := unseal(b)
+	p, err := decodePartial(b)
 	if err != nil {
 		return nil
-	}
-	// Mark it used (for eviction), at most once an hour.
-	if st, err := os.Stat(name); err == nil && time.Since(st.ModTime()) > time.Hour {
-		now := time.Now()
-		os.Chtimes(name, now, now)
 	}
 	return p
 }
 
 // put stores p under key atomically; errors only cost the next run time.
 func (c *Cache) put(key string, p *Partial) {
-	f, err := os.CreateTemp(c.dir, ".tmp-*")
+	writeEntry(c.dir, key, cacheFormat, encodePartial(p))
+}
+
+// trim keeps the instances' entries within maxSize (see trimDir).
+func (c *Cache) trim() { trimDir(c.dir, c.maxSize) }
+
+// readEntry returns the payload of the entry key in dir, sealed with
+// format (see seal), or nil when it is missing or does not read back
+// whole. It marks the entry used (for eviction), at most once an hour.
+func readEntry(dir, key, format string) []byte {
+	name := filepath.Join(dir, key)
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return nil
+	}
+	payload, err := unseal(b, format)
+	if err != nil {
+		return nil
+	}
+	if st, err := os.Stat(name); err == nil && time.Since(st.ModTime()) > time.Hour {
+		now := time.Now()
+		os.Chtimes(name, now, now)
+	}
+	return payload
+}
+
+// writeEntry stores payload under key in dir atomically (a temporary file
+// renamed into place); errors only cost the next run time.
+func writeEntry(dir, key, format string, payload []byte) {
+	f, err := os.CreateTemp(dir, ".tmp-*")
 	if err != nil {
 		return
 	}
-	_, err = f.Write(seal(encodePartial(p)))
+	_, err = f.Write(seal(payload, format))
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(f.Name(), filepath.Join(c.dir, key))
+		err = os.Rename(f.Name(), filepath.Join(dir, key))
 	}
 	if err != nil {
 		os.Remove(f.Name())
@@ -372,16 +396,16 @@ func (c *Cache) put(key string, p *Partial) {
 
 // seal frames a payload: the format line, the SHA-256 of the payload, the
 // payload.
-func seal(payload []byte) []byte {
+func seal(payload []byte, format string) []byte {
 	sum := sha256.Sum256(payload)
-	out := make([]byte, 0, len(cacheFormat)+len(sum)+len(payload))
-	out = append(out, cacheFormat...)
+	out := make([]byte, 0, len(format)+len(sum)+len(payload))
+	out = append(out, format...)
 	out = append(out, sum[:]...)
 	return append(out, payload...)
 }
 
-func unseal(b []byte) (*Partial, error) {
-	rest, ok := bytes.CutPrefix(b, []byte(cacheFormat))
+func unseal(b []byte, format string) ([]byte, error) {
+	rest, ok := bytes.CutPrefix(b, []byte(format))
 	if !ok || len(rest) < sha256.Size {
 		return nil, errCorrupt
 	}
@@ -389,14 +413,14 @@ func unseal(b []byte) (*Partial, error) {
 	if got := sha256.Sum256(payload); !bytes.Equal(got[:], sum) {
 		return nil, errCorrupt
 	}
-	return decodePartial(payload)
+	return payload, nil
 }
 
-// trim removes the entries used longest ago until the directory holds at
+// trimDir removes the entries of dir used longest ago until it holds at
 // most maxSize bytes, and temporary files older than an hour (left by a
 // killed run).
-func (c *Cache) trim() {
-	entries, err := os.ReadDir(c.dir)
+func trimDir(dir string, maxSize int64) {
+	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return
 	}
@@ -414,22 +438,22 @@ func (c *Cache) trim() {
 		}
 		if strings.HasPrefix(e.Name(), ".tmp-") {
 			if time.Since(info.ModTime()) > time.Hour {
-				os.Remove(filepath.Join(c.dir, e.Name()))
+				os.Remove(filepath.Join(dir, e.Name()))
 			}
 			continue
 		}
 		es = append(es, ent{e.Name(), info.Size(), info.ModTime()})
 		total += info.Size()
 	}
-	if total <= c.maxSize {
+	if total <= maxSize {
 		return
 	}
 	sort.Slice(es, func(i, j int) bool { return es[i].mod.Before(es[j].mod) })
 	for _, e := range es {
-		if total <= c.maxSize {
+		if total <= maxSize {
 			break
 		}
-		if os.Remove(filepath.Join(c.dir, e.name)) == nil {
+		if os.Remove(filepath.Join(dir, e.name)) == nil {
 			total -= e.size
 		}
 	}

@@ -77,7 +77,11 @@ func fill(r *rand.Rand, v reflect.Value, depth int) {
 func TestCacheCodecRoundTrip(t *testing.T) {
 	check := func(name string, p *Partial) {
 		t.Helper()
-		got, err := unseal(seal(encodePartial(p)))
+		b, err := unseal(seal(encodePartial(p), cacheFormat), cacheFormat)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		got, err := decodePartial(b)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}

@@ -32,6 +32,9 @@ type compiled struct {
 	res  *compiler.Result // under --shard, the shard's devices only
 	// shardNote says which shard res holds ("" without --shard)
 	shardNote string
+	// balancers is how many balancers the spec defines (spec is nil
+	// when res comes from the result cache)
+	balancers int
 
 	// how long loading (with reading the lock), scheduling and rendering took
 	load, schedule, render time.Duration
@@ -41,7 +44,51 @@ type compiled struct {
 // back as schema.Diagnostics.
 func (e *env) compileSpecs() (*compiled, error) {
 	t0 := time.Now()
-	src, spec, err := e.loadSpecs()
+	src, err := e.openSource()
+	if err != nil {
+		return nil, err
+	}
+	return e.compileSource(src, t0)
+}
+
+// compileSpecsCached is compileSpecs through the result cache (see
+// compilecache.go), for lbc compile: the result has no spec.
+func (e *env) compileSpecsCached() (*compiled, error) {
+	cache := e.cache()
+	if cache == nil || e.args.Shard.Count > 0 {
+		return e.compileSpecs()
+	}
+	t0 := time.Now()
+	src, err := e.openSource()
+	if err != nil {
+		return nil, err
+	}
+	c, key := e.cachedCompile(cache, src)
+	if c != nil {
+		c.load = time.Since(t0)
+		if err := e.checkLocked(c); err != nil {
+			return nil, err
+		}
+		return c, nil
+	}
+	c, err = e.compileSource(src, t0)
+	if err == nil && key != "" {
+		cache.PutResult(key, encodeResult(c.res, c.balancers))
+	}
+	return c, err
+}
+
+// checkLocked fails under --locked when the placement would change.
+func (e *env) checkLocked(c *compiled) error {
+	if e.args.Locked && !c.prev.Equal(c.res.Placement) {
+		return fmt.Errorf("%w:\n  %s", errPlacementChanged, strings.Join(compiler.DiffLocks(c.prev, c.res.Placement), "\n  "))
+	}
+	return nil
+}
+
+// compileSource is compileSpecs of src, opened at t0.
+func (e *env) compileSource(src *specSource, t0 time.Time) (*compiled, error) {
+	spec, err := e.load(src)
 	if err != nil {
 		return nil, err
 	}
@@ -61,9 +108,9 @@ func (e *env) compileSpecs() (*compiled, error) {
 		return nil, err
 	}
 	t3 := time.Now()
-	c := &compiled{src: src, spec: spec, prev: prev, res: res, load: t1.Sub(t0), schedule: t2.Sub(t1), render: t3.Sub(t2)}
-	if e.args.Locked && !prev.Equal(res.Placement) {
-		return nil, fmt.Errorf("%w:\n  %s", errPlacementChanged, strings.Join(compiler.DiffLocks(prev, res.Placement), "\n  "))
+	c := &compiled{src: src, spec: spec, prev: prev, res: res, balancers: len(spec.Balancers), load: t1.Sub(t0), schedule: t2.Sub(t1), render: t3.Sub(t2)}
+	if err := e.checkLocked(c); err != nil {
+		return nil, err
 	}
 	if sh := e.args.Shard; sh.Count > 0 {
 		// The shard's devices only; the placement stays whole, so the
@@ -88,7 +135,7 @@ func (e *env) compile() int {
 	if err := outdir.Check(e.args.Out, e.args.Source.Dir); err != nil {
 		return e.fail(err)
 	}
-	c, err := e.compileSpecs()
+	c, err := e.compileSpecsCached()
 	if err != nil {
 		return e.printLoadError(err)
 	}
@@ -103,7 +150,7 @@ func (e *env) compile() int {
 	}
 	st := c.res.Stats
 	fmt.Fprintf(e.stdout, "compiled %d devices, %d balancers into %s (revision %s)\n",
-		len(c.res.Devices), len(c.spec.Balancers), termLine(e.args.Out), orNone(c.src.revision))
+		len(c.res.Devices), c.balancers, termLine(e.args.Out), orNone(c.src.revision))
 	fmt.Fprintf(e.stdout, "placements: %d new, %d kept, %d moved, %d removed\n", st.New, st.Kept, st.Moved, st.Removed)
 	if e.args.Timings {
 		// write: the files into a new directory (files), then the swap

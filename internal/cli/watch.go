@@ -181,7 +181,8 @@ func (e *env) watch() int {
 			return e.fail(err)
 		}
 		// One connection a device for the whole watch: every cycle reads
-		// the hosts again, and a connection that died is dialled anew.
+		// the hosts again, and a connection that died is dialled anew (a
+		// fleet of more than holdMax devices keeps none, see watchHosts).
 		conns = reconcile.NewConns(dial)
 		defer conns.Close()
 	}
@@ -291,13 +292,25 @@ func (e *env) watchHosts(ctx context.Context, spec *schema.Spec, res *compiler.R
 	}
 	opts := reconcile.PlanOptions{Parallelism: e.args.Parallelism, Log: e.log, Limits: e.limits()}
 	locks := reconcile.NewLocks()
-	if e.args.WatchApply {
+	dial := conns.Dial
+	if len(res.Devices) > holdMax {
+		// As lbc apply DIR above holdMax devices: no connection kept from
+		// one cycle to the next nor from the plan to the transaction, and
+		// no lock held in between (each transaction takes its lock and
+		// refuses a host that changed since the plan), so that the
+		// connections open at once stay within --parallelism.
+		d, err := e.dialer()
+		if err != nil {
+			return err
+		}
+		dial = d
+	} else if e.args.WatchApply {
 		// Plan under the device locks, as lbc apply does; the locks of
 		// devices with nothing to apply are released below.
 		opts.Lock = &reconcile.PlanLock{Owner: reconcile.DefaultOwner(), Timeout: e.args.LockTimeout, Held: locks}
 	}
 	defer locks.Close()
-	p, err := reconcile.BuildPlan(actx, spec, res, conns.Dial, opts)
+	p, err := reconcile.BuildPlan(actx, spec, res, dial, opts)
 	if err != nil {
 		return err
 	}
@@ -313,7 +326,7 @@ func (e *env) watchHosts(ctx context.Context, spec *schema.Spec, res *compiler.R
 	// older checkout must not roll back a host that runs a newer revision.
 	ao := e.applyOptions(src.repo)
 	ao.Locks, ao.Log = locks, e.log
-	r, err := reconcile.Apply(actx, p, conns.Dial, ao)
+	r, err := reconcile.Apply(actx, p, dial, ao)
 	if err != nil {
 		return err
 	}

@@ -7,7 +7,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"lbc/internal/cli"
 )
@@ -101,6 +104,74 @@ func TestConnectionsBounded(t *testing.T) {
 	}
 	st := f.ResetPeak()
 	t.Logf("%d hosts, --parallelism %d: %d connections in all, at most %d open at once", n, par, st.TotalConns, st.PeakConnections)
+	if st.PeakConnections > 2*par {
+		t.Errorf("%d connections open at once, want at most %d (2 × --parallelism)", st.PeakConnections, 2*par)
+	}
+}
+
+// syncBuffer is a bytes.Buffer that lbc may write while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestWatchApplyConnectionsBounded: lbc watch --apply on a fleet larger
+// than what lbc apply DIR plans under the device locks keeps the SSH
+// connections open at once within a few times --parallelism, as lbc apply
+// does, not one a device for the whole watch.
+func TestWatchApplyConnectionsBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("applies to 210 simulated hosts")
+	}
+	const n, par = 210, 8
+	f, err := Start(t.TempDir(), n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.WriteSpecs(filepath.Join(f.Dir, "specs"), 1); err != nil {
+		t.Fatal(err)
+	}
+	var out syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- cli.Main([]string{"watch", "--apply", "--parallelism", strconv.Itoa(par),
+			"--known-hosts", f.KnownHosts, "--ssh-key", f.KeyFile, filepath.Join(f.Dir, "specs")}, &out, &out)
+	}()
+	// lbc watch applies its first good compile, then waits for edits.
+	want := fmt.Sprintf("%d applied", n)
+	deadline := time.Now().Add(10 * time.Minute)
+	for !strings.Contains(out.String(), want) && time.Now().Before(deadline) {
+		select {
+		case code := <-done:
+			t.Fatalf("watch ended: exit %d\n%.2000s", code, out.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	// SIGTERM stops the watch (lbc has been handling it since it started).
+	syscall.Kill(os.Getpid(), syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("watch did not stop within a minute of SIGTERM")
+	}
+	if !strings.Contains(out.String(), want) {
+		t.Fatalf("no %q within 10 minutes:\n%.3000s", want, out.String())
+	}
+	st := f.ResetPeak()
+	t.Logf("watch --apply, %d hosts, --parallelism %d: %d connections in all, at most %d open at once", n, par, st.TotalConns, st.PeakConnections)
 	if st.PeakConnections > 2*par {
 		t.Errorf("%d connections open at once, want at most %d (2 × --parallelism)", st.PeakConnections, 2*par)
 	}
