@@ -173,6 +173,7 @@ func renderDevice(spec *schema.Spec, dev *schema.Device, placed []*schema.Balanc
 	if a.HAProxyCfg, err = RenderHAProxy(dev, placed, roles, opts); err != nil {
 		return nil, err
 	}
+	a.AuxFiles = auxFiles(dev, placed)
 	for _, b := range placed { // sorted by name, so the maps by path
 		if b.Hosts == nil {
 			continue

@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/rogpeppe/go-internal/txtar"
 
+	"lbc/internal/testkit/testcert"
 	"lbc/schema"
 )
 
@@ -85,10 +87,16 @@ func TestGolden(t *testing.T) {
 				if d.Keepalived != nil {
 					got["out/"+name+"/keepalived.conf"] = d.Keepalived
 				}
+				var files strings.Builder // what reconcile ships besides maps: one line a file
 				for _, m := range d.AuxFiles {
 					if m.Kind == AuxMap {
 						got["out/"+name+"/"+filepath.Base(m.Path)] = m.Data
+					} else {
+						fmt.Fprintf(&files, "%s %04o %s %s\n", m.Path, m.Mode, m.Kind, m.Ref)
 					}
+				}
+				if files.Len() > 0 {
+					got["out/"+name+"/files"] = []byte(files.String())
 				}
 			}
 			if len(res.Devices) != len(sp.Devices) {
@@ -223,7 +231,7 @@ func haproxyCheckMaps(t *testing.T, name string, cfg []byte, maps map[string][]b
 		cfg = bytes.ReplaceAll(cfg, []byte(p), []byte(tmp))
 	}
 	f := filepath.Join(dir, "haproxy.cfg")
-	if err := os.WriteFile(f, cfg, 0o644); err != nil {
+	if err := os.WriteFile(f, withTestCerts(t, dir, cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	out, err := exec.Command(bin, "-c", "-f", f).CombinedOutput()
@@ -398,7 +406,8 @@ func decodeTestSpec(data []byte) (*schema.Spec, error) {
 				Device string   `json:"device"`
 				HA     bool     `json:"ha"`
 			} `json:"placement"`
-			Failback *bool `json:"failback"`
+			Failback *bool           `json:"failback"`
+			NodeTLS  *schema.NodeTLS `json:"nodeTLS"`
 		}
 		if err := dec(m, &b); err != nil {
 			return nil, errors.New("balancer " + name + ": " + err.Error())
@@ -426,6 +435,7 @@ func decodeTestSpec(data []byte) (*schema.Spec, error) {
 			Maxconn:     b.Maxconn,
 			Placement:   schema.Placement{Zones: b.Placement.Zones, Tags: b.Placement.Tags, Device: b.Placement.Device, HA: b.Placement.HA},
 			Failback:    b.Failback == nil || *b.Failback,
+			NodeTLS:     b.NodeTLS,
 		}
 		if out.HealthMonitor.Type == "http" {
 			out.HealthMonitor.Method = or(hm.Method, "GET")
@@ -477,4 +487,42 @@ func orInt(n, def int) int {
 		return def
 	}
 	return n
+}
+
+// testCerts is a CA and a certificate made once for every check.
+var testCerts struct {
+	once sync.Once
+	ca   *testcert.CA
+	leaf *testcert.Leaf
+}
+
+// crtRE finds the files a rendered config has HAProxy read: crt and
+// ca-file paths.
+var crtRE = regexp.MustCompile(`( crt | ca-file )(/[A-Za-z0-9._/-]+)`)
+
+// withTestCerts writes a test certificate (with its key) for each crt
+// path of cfg and the test CA for each ca-file path under dir, and
+// returns cfg with those paths moved under dir: haproxy -c loads every
+// certificate, so a config with TLS checks only with them present.
+func withTestCerts(t *testing.T, dir string, cfg []byte) []byte {
+	t.Helper()
+	testCerts.once.Do(func() {
+		testCerts.ca = testcert.NewCA("lbc golden CA")
+		testCerts.leaf = testCerts.ca.Leaf(testcert.Opts{DNS: []string{"www.example.com"}})
+	})
+	return crtRE.ReplaceAllFunc(cfg, func(m []byte) []byte {
+		sm := crtRE.FindSubmatch(m)
+		p := filepath.Join(dir, "files", string(sm[2]))
+		data := testCerts.leaf.Bundle()
+		if string(sm[1]) == " ca-file " {
+			data = testCerts.ca.PEM()
+		}
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return append(append([]byte{}, sm[1]...), p...)
+	})
 }

@@ -1,6 +1,8 @@
 package compiler
 
 import (
+	"lbc/schema"
+
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -20,6 +22,7 @@ type cfgWriter struct {
 	err     error
 	seenAP  []netip.AddrPort            // the VIPs or nodes of the section being written (see see)
 	seenSet map[netip.AddrPort]struct{} // the same, once there are many
+	dev     *schema.Device              // the device rendered for (certificate paths)
 }
 
 // headerHashLen is the length of the hex SHA-256 that ends the header line.

@@ -67,6 +67,9 @@ const (
 	// AuxCert is a PEM bundle for HAProxy's crt: certificate, chain, key.
 	// Ref is the certificate's name in the certificate source.
 	AuxCert = "cert"
+	// AuxCA is a CA certificate that nodeTLS verifies the nodes against.
+	// Ref is its name in the certificate source.
+	AuxCA = "ca"
 	// AuxMap is an HAProxy map file: a balancer's host table (see
 	// RenderHostsMap, HostsMapPath), with Data.
 	AuxMap = "map"

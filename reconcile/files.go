@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"sort"
+	"time"
 
 	"lbc/compiler"
 	"lbc/reconcile/host"
@@ -221,4 +222,18 @@ func hostFiles(d *Desired, live *Live) ([]host.AuxFile, error) {
 		out = append(out, host.AuxFile{Path: f.Path, Mode: fs.FileMode(f.Mode).Perm(), Data: b})
 	}
 	return out, nil
+}
+
+// CertInfo describes a certificate a VIP serves, as plans and status show
+// it: subject, SANs, issuer, expiry and fingerprint, never key bytes.
+type CertInfo struct {
+	VIP      string    `json:"vip"` // address:port
+	Name     string    `json:"name,omitempty"`
+	HostPath string    `json:"hostPath,omitempty"` // a certificate already on the host: not read
+	Subject  string    `json:"subject,omitempty"`
+	SANs     []string  `json:"sans,omitempty"`
+	Issuer   string    `json:"issuer,omitempty"`
+	NotAfter time.Time `json:"notAfter,omitzero"`
+	SHA256   string    `json:"sha256,omitempty"`
+	Warning  string    `json:"warning,omitempty"` // expires soon
 }

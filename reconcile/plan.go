@@ -58,7 +58,9 @@ type DevicePlan struct {
 	// FileChanges are the auxiliary files (certificates, maps) apply
 	// writes or removes, by fingerprint.
 	FileChanges []FileChange `json:"fileChanges,omitempty"`
-	Notes       []string     `json:"notes,omitempty"`
+	// Certificates are the certificates the device serves, per VIP.
+	Certificates []CertInfo `json:"certificates,omitempty"`
+	Notes        []string   `json:"notes,omitempty"`
 	// NewVRRP lists the HA balancers of this device that have a VIP whose
 	// VRRP instance does not preempt (failback: false) and that the live
 	// keepalived.conf has no instance for: apply starts it. When both

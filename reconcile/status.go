@@ -53,6 +53,8 @@ type DeviceStatus struct {
 	HAVIPs []HAVIP `json:"haVIPs,omitempty"`
 	// Balancers are the balancers the compile places on the device.
 	Balancers []string `json:"balancers,omitempty"`
+	// Certificates are the certificates the device serves, per VIP.
+	Certificates []CertInfo `json:"certificates,omitempty"`
 }
 
 // HAVIP is one HA VIP address of a balancer on a device.

@@ -43,7 +43,7 @@ func hang(t *testing.T, step string, nth int) (f sshtest.StepFault, hanging func
 // of its script on its own (here it commits), frees the lock, and the
 // next plan shows what it runs.
 func TestScriptTimeout(t *testing.T) {
-	th, p, _ := setupForFaults(t)
+	th, p, _ := setupForFaultsWith(t, false)
 	f, hanging, release := hang(t, StepReload, 1)
 	th.srv.Inject(f)
 	o := applyOpts("test")
@@ -84,7 +84,7 @@ func TestScriptTimeout(t *testing.T) {
 func TestRollbackTimeout(t *testing.T) {
 	defer func(d time.Duration) { rollbackTimeout = d }(rollbackTimeout)
 	rollbackTimeout = time.Second
-	th, p, old := setupForFaults(t)
+	th, p, old := setupForFaultsWith(t, false)
 	f, hanging, release := hang(t, StepRollback, 1)
 	th.srv.Inject(fail(StepSwap, "mv"), f)
 	r, err := Apply(context.Background(), p, th.dial, applyOpts("test"))

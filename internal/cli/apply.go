@@ -62,7 +62,7 @@ func (e *env) apply() int {
 		}
 	} else {
 		var err error
-		c, err = e.compileSpecs()
+		c, err = e.hostsCompile()
 		if err != nil {
 			return e.printLoadError(err)
 		}
@@ -121,6 +121,13 @@ func (e *env) apply() int {
 	}
 	opts := e.applyOptions(repo)
 	opts.Locks, opts.Log = locks, e.log
+	// A saved plan holds no certificate: apply reads them again from the
+	// source, and refuses one that changed since the plan.
+	if r, err := e.certResolver(); err != nil {
+		return e.fail(err)
+	} else if r != nil {
+		opts.Files = r
+	}
 	var view *progressView
 	if isTerminal(e.stderr) && !e.args.JSON {
 		// A few lines redrawn in place, whatever the number of devices.

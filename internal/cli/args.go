@@ -55,6 +55,11 @@ type Args struct {
 	// plan, apply, status, watch: only this shard's devices (Count 0: all)
 	Shard shard.Shard
 
+	// validate, plan, apply, status: the certificate source and how soon
+	// an expiry is warned about
+	CertDir  string
+	CertWarn time.Duration
+
 	// shards
 	Count int
 
@@ -124,6 +129,10 @@ func parseArgs(cmd string, argv []string, stderr io.Writer) (*Args, error) {
 		fs.BoolVar(&a.Adopt, "adopt", false, "replace config files that lbc did not write (shown by plan as \"not managed by lbc\")")
 		fs.BoolVar(&a.Reload, "reload", false, "apply every change by reload, also those HAProxy's runtime API could carry (server weights, states, servers added or removed)")
 	}
+	certs := func() {
+		fs.StringVar(&a.CertDir, "cert-dir", "", "certificate source: a directory outside the spec tree holding NAME.pem (certificate, chain), NAME.key and, optionally, NAME.ca.pem (the CA its chain must be complete to)")
+		fs.DurationVar(&a.CertWarn, "cert-warn", 30*24*time.Hour, "warn about a certificate that expires within this time")
+	}
 	shardFlag := func() {
 		fs.Func("shard", "work on shard `i/n` only: its devices, shard i (from 0) of n (see lbc shards)", func(v string) error {
 			sh, err := shard.Parse(v)
@@ -135,6 +144,7 @@ func parseArgs(cmd string, argv []string, stderr io.Writer) (*Args, error) {
 	switch cmd {
 	case "validate":
 		source()
+		certs()
 		fs.BoolVar(&a.JSON, "json", false, "print diagnostics as JSON, one object a line")
 	case "compile":
 		source()
@@ -147,6 +157,7 @@ func parseArgs(cmd string, argv []string, stderr io.Writer) (*Args, error) {
 		npos = 2
 	case "plan":
 		source()
+		certs()
 		ssh()
 		shardFlag()
 		fs.BoolVar(&a.JSON, "json", false, "print the plan as JSON, one object a line")
@@ -156,6 +167,7 @@ func parseArgs(cmd string, argv []string, stderr io.Writer) (*Args, error) {
 		fs.BoolVar(&a.Locked, "locked", false, "fail when the placement would change")
 	case "apply":
 		source()
+		certs()
 		ssh()
 		shardFlag()
 		fs.BoolVar(&a.JSON, "json", false, "print results as JSON, one object a line")
@@ -164,6 +176,7 @@ func parseArgs(cmd string, argv []string, stderr io.Writer) (*Args, error) {
 		fs.BoolVar(&a.Locked, "locked", false, "fail when the placement would change")
 	case "status":
 		source()
+		certs()
 		ssh()
 		shardFlag()
 		fs.BoolVar(&a.JSON, "json", false, "print status as JSON, one object a line")

@@ -42,9 +42,17 @@ func TestParseArgs(t *testing.T) {
 		{"watch", []string{"d", "--max-file-size", "1G"}, Args{Command: "watch", Source: Source{Dir: "d"}, Debounce: 100 * time.Millisecond,
 			SSH: SSHArgs{ConnectTimeout: 10 * time.Second, MaxRead: 64 << 20, ReadTimeout: 2 * time.Minute, StartTimeout: 30 * time.Second, ScriptTimeout: 10 * time.Minute}, Parallelism: 10,
 			Limits: schema.Limits{MaxFileBytes: 1 << 30, MaxBalancers: schema.DefaultLimits.MaxBalancers, MaxDevices: schema.DefaultLimits.MaxDevices}}},
+		{"plan", []string{"--cert-dir", "/etc/lbc/certs", "--cert-warn", "240h", "d"}, Args{Command: "plan", Source: Source{Dir: "d"}, Parallelism: 10, CertDir: "/etc/lbc/certs", CertWarn: 240 * time.Hour,
+			SSH: SSHArgs{ConnectTimeout: 10 * time.Second, MaxRead: 64 << 20, ReadTimeout: 2 * time.Minute, StartTimeout: 30 * time.Second}}},
 	} {
 		if tc.want.Limits == (schema.Limits{}) {
 			tc.want.Limits = schema.DefaultLimits // every command that loads specs
+		}
+		switch tc.cmd {
+		case "validate", "plan", "apply", "status":
+			if tc.want.CertWarn == 0 {
+				tc.want.CertWarn = 30 * 24 * time.Hour // the certificate source's flags
+			}
 		}
 		got, err := parseArgs(tc.cmd, tc.argv, &bytes.Buffer{})
 		if err != nil {

@@ -6,6 +6,8 @@
 package cli
 
 import (
+	"lbc/internal/certsrc"
+
 	"context"
 	"errors"
 	"fmt"
@@ -112,6 +114,8 @@ type env struct {
 	// log traces each step of plan and apply per device (LBC_TRACE set);
 	// nil otherwise.
 	log *slog.Logger
+	// certs is the certificate source (--cert-dir), opened once.
+	certs *certsrc.Resolver
 }
 
 // traceLog is a logger to stderr when LBC_TRACE is set (to see where the

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"lbc/internal/certsrc"
+
 	"context"
 	"errors"
 	"fmt"
@@ -32,12 +34,29 @@ type compiled struct {
 	res  *compiler.Result // under --shard, the shard's devices only
 	// shardNote says which shard res holds ("" without --shard)
 	shardNote string
+	// certs is what the certificate source says of each certificate the
+	// specs name (hostsCompile only).
+	certs map[string]certsrc.Info
 	// balancers is how many balancers the spec defines (spec is nil
 	// when res comes from the result cache)
 	balancers int
 
 	// how long loading (with reading the lock), scheduling and rendering took
 	load, schedule, render time.Duration
+}
+
+// hostsCompile is compileSpecs for the commands that reach hosts (plan,
+// apply, status): it also checks every certificate the specs name
+// against the certificate source.
+func (e *env) hostsCompile() (*compiled, error) {
+	c, err := e.compileSpecs()
+	if err != nil {
+		return nil, err
+	}
+	if c.certs, err = e.checkCerts(c.spec, true); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // compileSpecs loads, validates and compiles the specs. Spec errors come

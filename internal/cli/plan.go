@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"os"
+	"time"
 
 	"lbc/internal/atomicfs"
 	"lbc/internal/exitcode"
@@ -11,7 +12,7 @@ import (
 
 // plan compiles the specs, reads every host and prints what apply would change.
 func (e *env) plan() int {
-	c, err := e.compileSpecs()
+	c, err := e.hostsCompile()
 	if err != nil {
 		return e.printLoadError(err)
 	}
@@ -44,9 +45,21 @@ func (e *env) plan() int {
 
 // buildPlan reads the hosts of a compiled tree.
 func (e *env) buildPlan(c *compiled, dial reconcile.Dialer, lock *reconcile.PlanLock) (*reconcile.Plan, error) {
-	p, err := reconcile.BuildPlan(e.ctx, c.spec, c.res, dial, reconcile.PlanOptions{Parallelism: e.args.Parallelism, Previous: c.prev, Lock: lock, Log: e.log, Limits: e.limits()})
+	opts := reconcile.PlanOptions{Parallelism: e.args.Parallelism, Previous: c.prev, Lock: lock, Log: e.log, Limits: e.limits()}
+	if e.certs != nil {
+		opts.Files = e.certs
+	}
+	p, err := reconcile.BuildPlan(e.ctx, c.spec, c.res, dial, opts)
 	if p != nil && c.shardNote != "" {
 		p.Notes = append([]string{c.shardNote}, p.Notes...)
+	}
+	if p != nil {
+		now := time.Now()
+		for i := range p.Devices {
+			if art := c.res.Devices[p.Devices[i].Device]; art != nil {
+				p.Devices[i].Certificates = deviceCerts(c.spec, art.Balancers, c.certs, e.args.CertWarn, now)
+			}
+		}
 	}
 	return p, err
 }

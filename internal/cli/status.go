@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"time"
 
 	"lbc/internal/exitcode"
 	"lbc/reconcile"
@@ -9,7 +10,7 @@ import (
 
 // status prints, per device, what it runs and whether it is in sync.
 func (e *env) status() int {
-	c, err := e.compileSpecs()
+	c, err := e.hostsCompile()
 	if err != nil {
 		return e.printLoadError(err)
 	}
@@ -23,6 +24,12 @@ func (e *env) status() int {
 	st, err := reconcile.ReadStatus(e.ctx, c.spec, c.res, dial, reconcile.StatusOptions{Parallelism: e.args.Parallelism, Limits: e.limits()})
 	if err != nil {
 		return e.fail(err)
+	}
+	now := time.Now()
+	for i := range st {
+		if art := c.res.Devices[st[i].Device]; art != nil {
+			st[i].Certificates = deviceCerts(c.spec, art.Balancers, c.certs, e.args.CertWarn, now)
+		}
 	}
 	if e.args.JSON {
 		err = writeStatusJSON(e.stdout, st)

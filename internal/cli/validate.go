@@ -16,6 +16,10 @@ func (e *env) validate() int {
 	if err != nil {
 		return e.printLoadError(err)
 	}
+	// The certificates the specs name, when a source is given.
+	if _, err := e.checkCerts(spec, false); err != nil {
+		return e.printLoadError(err)
+	}
 	if e.args.JSON {
 		return exitcode.OK
 	}

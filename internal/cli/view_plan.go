@@ -65,6 +65,9 @@ func writePlanText(w io.Writer, p *reconcile.Plan, color bool) error {
 		for _, l := range changeLines(d.Change) {
 			fmt.Fprintf(bw, "  %s\n", l)
 		}
+		for _, l := range certLines(d.Certificates) {
+			fmt.Fprintf(bw, "  %s\n", l)
+		}
 		for _, diff := range []string{d.ConfigDiff, d.KeepalivedDiff} {
 			for _, l := range splitLines(diff) {
 				code := ""
@@ -150,6 +153,7 @@ type planDeviceRecord struct {
 	VIPsAdd        []string               `json:"vipsAdd,omitempty"`
 	VIPsRemove     []string               `json:"vipsRemove,omitempty"`
 	FileChanges    []reconcile.FileChange `json:"fileChanges,omitempty"`
+	Certificates   []reconcile.CertInfo   `json:"certificates,omitempty"`
 	Notes          []string               `json:"notes,omitempty"`
 	LiveRevision   string                 `json:"liveRevision,omitempty"`
 	Fingerprints   map[string]string      `json:"fingerprints,omitempty"`
@@ -176,7 +180,7 @@ func writePlanJSON(w io.Writer, p *reconcile.Plan) error {
 		if err := enc.Encode(planDeviceRecord{
 			Type: "device", Device: d.Device, Address: d.Address, Status: d.Status,
 			ConfigDiff: d.ConfigDiff, KeepalivedDiff: d.KeepalivedDiff,
-			Change: d.Change, VIPsAdd: d.VIPsAdd, VIPsRemove: d.VIPsRemove, FileChanges: d.FileChanges, Notes: d.Notes,
+			Change: d.Change, VIPsAdd: d.VIPsAdd, VIPsRemove: d.VIPsRemove, FileChanges: d.FileChanges, Certificates: d.Certificates, Notes: d.Notes,
 			LiveRevision: d.LiveRevision, Fingerprints: d.Fingerprints, Error: d.Error,
 		}); err != nil {
 			return err
@@ -228,6 +232,9 @@ func writePlanMarkdown(w io.Writer, p *reconcile.Plan) error {
 		}
 		if body.Len() > 0 {
 			fmt.Fprintf(bw, "%s\n", fenced("diff", body.String()))
+		}
+		for _, l := range certLines(d.Certificates) {
+			fmt.Fprintf(bw, "- %s\n", htmlEscape(l))
 		}
 		for _, n := range d.Notes {
 			fmt.Fprintf(bw, "- %s\n", md(n))

@@ -45,6 +45,11 @@ func writeStatusText(w io.Writer, st []reconcile.DeviceStatus, color bool) error
 			fmt.Fprintf(bw, "%s %s: %s\n", c(syncColor(d.Sync), "!"), termLine(d.Device), indentText(l, "    "))
 		}
 	}
+	for _, d := range st {
+		for _, l := range certLines(d.Certificates) {
+			fmt.Fprintf(bw, "  %s: %s\n", termLine(d.Device), l)
+		}
+	}
 	if ha := reconcile.SummarizeHAVIPs(st); len(ha) > 0 {
 		bw.WriteString("\nHA VIPs:\n")
 		for _, s := range ha {

@@ -287,11 +287,16 @@ func TestShardedApply(t *testing.T) {
 // runLBC runs the lbc binary in dir like gitopsEnv.run, but returns an
 // error instead of failing the test, so that it may run on any goroutine.
 func runLBC(bin, dir string, args ...string) (lbcResult, error) {
+	return runLBCEnv(bin, dir, nil, args...)
+}
+
+// runLBCEnv is runLBC with env added to the environment.
+func runLBCEnv(bin, dir string, env []string, args ...string) (lbcResult, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "NO_COLOR=1", "SSH_AUTH_SOCK=")
+	cmd.Env = append(append(os.Environ(), "NO_COLOR=1", "SSH_AUTH_SOCK="), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()
