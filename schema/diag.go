@@ -267,6 +267,23 @@ func shortenQuoted(msg string) string {
 	if len(msg) < 2*maxQuoted {
 		return msg
 	}
+	return mapQuoted(msg, func(q string) string {
+		body := q[1 : len(q)-1]
+		if len(body) <= maxQuoted {
+			return q
+		}
+		cut := maxQuoted
+		for cut > 0 && (!utf8RuneStart(body[cut]) || body[cut-1] == '\\') {
+			cut--
+		}
+		return fmt.Sprintf("\"%s\"... (%d bytes)", body[:cut], len(body))
+	})
+}
+
+// mapQuoted replaces every double-quoted string of msg (as Go quotes
+// them: a backslash escapes the next byte), quotes included, with f of
+// it; what follows an unterminated quote is left as it is.
+func mapQuoted(msg string, f func(quoted string) string) string {
 	var b strings.Builder
 	i := 0
 	for {
@@ -285,17 +302,8 @@ func shortenQuoted(msg string) string {
 		if end >= len(msg) {
 			break
 		}
-		// msg[start:end+1] is one quoted string, quotes included.
-		if body := msg[start+1 : end]; len(body) > maxQuoted {
-			cut := maxQuoted
-			for cut > 0 && (!utf8RuneStart(body[cut]) || body[cut-1] == '\\') {
-				cut--
-			}
-			b.WriteString(msg[i:start])
-			fmt.Fprintf(&b, "\"%s\"... (%d bytes)", body[:cut], len(body))
-		} else {
-			b.WriteString(msg[i : end+1])
-		}
+		b.WriteString(msg[i:start])
+		b.WriteString(f(msg[start : end+1]))
 		i = end + 1
 	}
 	b.WriteString(msg[i:])

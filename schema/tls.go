@@ -200,38 +200,21 @@ func redactKeyMaterial(msg string) string {
 		return msg
 	}
 	const note = `(inline PEM material, not shown: a spec references certificates by name or hostPath)`
-	var b strings.Builder
-	i := 0
-	for {
-		start := strings.IndexByte(msg[i:], '"')
-		if start < 0 {
-			break
+	msg = mapQuoted(msg, func(q string) string {
+		if hasKeyMaterial(q) {
+			return note
 		}
-		start += i
-		end := start + 1
-		for end < len(msg) && msg[end] != '"' {
-			if msg[end] == '\\' {
-				end++
-			}
-			end++
+		return q
+	})
+	if hasKeyMaterial(msg) { // outside quotes, or after an unterminated one
+		if i := strings.Index(msg, PEMMarker); i >= 0 {
+			msg = msg[:i] + note
 		}
-		if end >= len(msg) {
-			break
+		if i := strings.Index(msg, "PRIVATE KEY"); i >= 0 {
+			msg = msg[:i] + note
 		}
-		b.WriteString(msg[i:start])
-		if hasKeyMaterial(msg[start : end+1]) {
-			b.WriteString(note)
-		} else {
-			b.WriteString(msg[start : end+1])
-		}
-		i = end + 1
 	}
-	rest := msg[i:]
-	if hasKeyMaterial(rest) {
-		rest = note
-	}
-	b.WriteString(rest)
-	return b.String()
+	return msg
 }
 
 // inTLS reports whether a CUE error path is inside a tls or nodeTLS field.

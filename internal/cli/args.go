@@ -181,6 +181,7 @@ func parseArgs(cmd string, argv []string, stderr io.Writer) (*Args, error) {
 		shardFlag()
 		fs.BoolVar(&a.JSON, "json", false, "print status as JSON, one object a line")
 	case "watch":
+		certs()
 		ssh()
 		limits()
 		shardFlag()

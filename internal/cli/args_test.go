@@ -49,7 +49,7 @@ func TestParseArgs(t *testing.T) {
 			tc.want.Limits = schema.DefaultLimits // every command that loads specs
 		}
 		switch tc.cmd {
-		case "validate", "plan", "apply", "status":
+		case "validate", "plan", "apply", "status", "watch":
 			if tc.want.CertWarn == 0 {
 				tc.want.CertWarn = 30 * 24 * time.Hour // the certificate source's flags
 			}

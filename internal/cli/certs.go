@@ -17,16 +17,20 @@ import (
 // errNoCertSource: the specs name certificates and no --cert-dir was given.
 var errNoCertSource = errors.New("no certificate source: give --cert-dir")
 
-// certResolver opens the certificate source, nil when none is given.
+// certResolver opens the certificate source, nil when none is given; the
+// resolver is kept in e.certs (watch clears it each cycle).
 func (e *env) certResolver() (*certsrc.Resolver, error) {
 	if e.certs != nil || e.args.CertDir == "" {
 		return e.certs, nil
 	}
-	d, err := certsrc.OpenDir(e.args.CertDir, e.args.Source.Dir)
-	if err != nil {
-		return nil, err
+	if e.certDir == nil {
+		d, err := certsrc.OpenDir(e.args.CertDir, e.args.Source.Dir)
+		if err != nil {
+			return nil, err
+		}
+		e.certDir = d // open for the process's life: one directory handle
 	}
-	e.certs = certsrc.NewResolver(d, time.Now)
+	e.certs = certsrc.NewResolver(e.certDir, time.Now)
 	return e.certs, nil
 }
 

@@ -115,7 +115,8 @@ type env struct {
 	// nil otherwise.
 	log *slog.Logger
 	// certs is the certificate source (--cert-dir), opened once.
-	certs *certsrc.Resolver
+	certs   *certsrc.Resolver
+	certDir *certsrc.Dir
 }
 
 // traceLog is a logger to stderr when LBC_TRACE is set (to see where the

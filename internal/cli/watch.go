@@ -291,6 +291,16 @@ func (e *env) watchHosts(ctx context.Context, spec *schema.Spec, res *compiler.R
 		res = shard.Select(res, sh) // the placement stays whole; the devices are the shard's
 	}
 	opts := reconcile.PlanOptions{Parallelism: e.args.Parallelism, Log: e.log, Limits: e.limits()}
+	// The certificate source is read afresh each cycle: a renewed
+	// certificate is a change too.
+	e.certs = nil
+	infos, err := e.checkCerts(spec, true)
+	if err != nil {
+		return err
+	}
+	if e.certs != nil {
+		opts.Files = e.certs
+	}
 	locks := reconcile.NewLocks()
 	dial := conns.Dial
 	if len(res.Devices) > holdMax {
@@ -314,6 +324,12 @@ func (e *env) watchHosts(ctx context.Context, spec *schema.Spec, res *compiler.R
 	if err != nil {
 		return err
 	}
+	now := time.Now()
+	for i := range p.Devices {
+		if art := res.Devices[p.Devices[i].Device]; art != nil {
+			p.Devices[i].Certificates = deviceCerts(spec, art.Balancers, infos, e.args.CertWarn, now)
+		}
+	}
 	fmt.Fprintf(e.stdout, "%s %s\n", time.Now().Format("15:04:05.000"), describeChange(changed))
 	if err := writePlanText(e.stdout, p, color(e.stdout)); err != nil {
 		return err
@@ -326,6 +342,9 @@ func (e *env) watchHosts(ctx context.Context, spec *schema.Spec, res *compiler.R
 	// older checkout must not roll back a host that runs a newer revision.
 	ao := e.applyOptions(src.repo)
 	ao.Locks, ao.Log = locks, e.log
+	if e.certs != nil {
+		ao.Files = e.certs
+	}
 	r, err := reconcile.Apply(actx, p, dial, ao)
 	if err != nil {
 		return err

@@ -83,6 +83,21 @@ func TestFleet(t *testing.T) {
 	}
 }
 
+// startFleet starts n simulated hosts, closed at the end of the test, and
+// writes their specs (one balancer a host, weight 1).
+func startFleet(t *testing.T, n int) *Fleet {
+	t.Helper()
+	f, err := Start(t.TempDir(), n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Close)
+	if err := f.WriteSpecs(filepath.Join(f.Dir, "specs"), 1); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
 // TestConnectionsBounded: on a fleet larger than what lbc apply DIR plans
 // under the device locks (200 devices), the SSH connections open at once
 // stay within a few times --parallelism, not one a device.
@@ -91,14 +106,7 @@ func TestConnectionsBounded(t *testing.T) {
 		t.Skip("applies to 210 simulated hosts")
 	}
 	const n, par = 210, 8
-	f, err := Start(t.TempDir(), n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := f.WriteSpecs(filepath.Join(f.Dir, "specs"), 1); err != nil {
-		t.Fatal(err)
-	}
+	f := startFleet(t, n)
 	if code, out := lbc(t, f, "apply", "--parallelism", strconv.Itoa(par)); code != 0 || !strings.Contains(out, fmt.Sprintf("%d applied", n)) {
 		t.Fatalf("apply: exit %d\n%.2000s", code, out)
 	}
@@ -136,14 +144,7 @@ func TestWatchApplyConnectionsBounded(t *testing.T) {
 		t.Skip("applies to 210 simulated hosts")
 	}
 	const n, par = 210, 8
-	f, err := Start(t.TempDir(), n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := f.WriteSpecs(filepath.Join(f.Dir, "specs"), 1); err != nil {
-		t.Fatal(err)
-	}
+	f := startFleet(t, n)
 	var out syncBuffer
 	done := make(chan int, 1)
 	go func() {
