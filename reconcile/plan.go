@@ -414,7 +414,8 @@ func compare(dp *DevicePlan, live *Live, art *compiler.DeviceArtifacts) error {
 			dp.Change = &r
 		}
 	}
-	if dp.ConfigDiff != "" || dp.KeepalivedDiff != "" || len(dp.FileChanges) > 0 || len(dp.VIPsAdd) > 0 || len(dp.VIPsRemove) > 0 || stateBehind {
+	runtimeDrifted := planRuntimeDrift(dp, live, art.HAProxyCfg)
+	if dp.ConfigDiff != "" || dp.KeepalivedDiff != "" || len(dp.FileChanges) > 0 || len(dp.VIPsAdd) > 0 || len(dp.VIPsRemove) > 0 || stateBehind || runtimeDrifted {
 		dp.Status = StatusChanges
 	} else {
 		dp.Status = StatusUnchanged
@@ -595,4 +596,36 @@ func drainTimeouts(spec *schema.Spec, r *classify.Result) map[string]string {
 		m[o.Backend] = b.DrainTimeout.String()
 	}
 	return m
+}
+
+// planRuntimeDrift notes how the running HAProxy differs from its file
+// (changed by hand on the stats socket) and adds to the device's change
+// the runtime operations that bring it back, or makes it a reload when
+// the runtime API cannot. It reports whether the runtime differs.
+func planRuntimeDrift(dp *DevicePlan, live *Live, desired []byte) bool {
+	drift, err := runtimeDrift(live)
+	if err != nil {
+		dp.Notes = append(dp.Notes, "the runtime's servers could not be read: "+err.Error())
+		return false
+	}
+	if len(drift) == 0 {
+		return false
+	}
+	dp.Notes = append(dp.Notes, "runtime drift: the running servers differ from "+dp.Host.Config+" (changed on the stats socket): "+joinDiffs(drift))
+	if dp.Change == nil {
+		dp.Change = &classify.Result{Class: classify.Runtime}
+	}
+	if dp.Change.Class == classify.Runtime {
+		running, err := host.ParseServersState(string(live.Runtime.Data))
+		if err != nil {
+			return true
+		}
+		extra, reason := driftOps(desired, running, dp.Change.Ops)
+		if reason != "" {
+			dp.Change = &classify.Result{Class: classify.Reload, Reason: "runtime drift: " + reason}
+			return true
+		}
+		dp.Change.Ops = append(dp.Change.Ops, extra...)
+	}
+	return true
 }

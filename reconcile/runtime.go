@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -50,8 +51,25 @@ func (x *tx) runtimePart() (*host.Runtime, []classify.Op, error) {
 		return nil, nil, nil
 	}
 	r := classify.Change(live.Config.Data, []byte(d.Desired.Config), trusted)
+	if r.Class == classify.None {
+		r = classify.Result{Class: classify.Runtime} // the runtime may still drift
+	}
 	if r.Class != classify.Runtime {
 		return nil, nil, nil
+	}
+	// Servers changed by hand on the stats socket are brought back too,
+	// or, when the runtime API cannot, the change reloads.
+	if live.Runtime.Exists {
+		running, err := host.ParseServersState(string(live.Runtime.Data))
+		if err != nil {
+			return nil, nil, nil
+		}
+		extra, reason := driftOps([]byte(d.Desired.Config), running, r.Ops)
+		if reason != "" {
+			x.r.Warnings = append(x.r.Warnings, "runtime drift needs a reload: "+reason)
+			return nil, nil, nil
+		}
+		r.Ops = append(r.Ops, extra...)
 	}
 	rt, err := host.ServerRuntime(r.Ops)
 	if err != nil {
@@ -237,4 +255,109 @@ func (x *tx) runtimeRollback(ctx context.Context, c host.Change) error {
 	}
 	x.r.Warnings = append(x.r.Warnings, fmt.Sprintf("the runtime rollback left a difference (%v): reloaded the old file", err))
 	return nil
+}
+
+// runtimeDrift lists how the running HAProxy (live.Runtime) differs from
+// the live file, when that file is the one lbc applied last (else the
+// file's own drift says enough): someone used the stats socket by hand.
+// It is nil when they agree or the runtime was not read.
+func runtimeDrift(live *Live) ([]string, error) {
+	if !live.Runtime.Exists || !live.Config.Exists || live.State == nil || live.State.ConfigSHA256 != live.Config.Fingerprint() {
+		return nil, nil
+	}
+	want, err := classify.Servers(live.Config.Data)
+	if err != nil {
+		return nil, nil // not lbc's unedited rendering: classify says why
+	}
+	return runtimeDiffs(want, string(live.Runtime.Data))
+}
+
+// joinDiffs joins differences, at most maxDiffs of them.
+func joinDiffs(diffs []string) string {
+	if len(diffs) > maxDiffs {
+		return strings.Join(diffs[:maxDiffs], "; ") + fmt.Sprintf("; and %d more", len(diffs)-maxDiffs)
+	}
+	return strings.Join(diffs, "; ")
+}
+
+// driftOps are the operations that bring the running servers back to
+// what desired says where ops leave them as they run: weights and
+// states (From: the running value). reason says why the runtime cannot
+// be brought back without a reload (a server running that desired does
+// not have and ops do not delete, or the other way round, or another
+// address); "" when it can.
+func driftOps(desired []byte, running []host.ServerState, ops []classify.Op) ([]classify.Op, string) {
+	want, err := classify.Servers(desired)
+	if err != nil {
+		return nil, "the new haproxy.cfg: " + err.Error()
+	}
+	type cover struct{ weight, state, add, del bool }
+	covered := map[string]*cover{}
+	for _, o := range ops {
+		id := o.Backend + "/" + o.Server
+		c := covered[id]
+		if c == nil {
+			c = &cover{}
+			covered[id] = c
+		}
+		switch o.Kind {
+		case classify.KindWeight, classify.KindDrain:
+			c.weight = true
+		case classify.KindState:
+			c.state = true
+		case classify.KindAdd:
+			c.add = true
+		case classify.KindDel:
+			c.del = true
+		}
+	}
+	run := map[string]host.ServerState{}
+	for _, g := range running {
+		run[g.Backend+"/"+g.Server] = g
+	}
+	var out []classify.Op
+	for _, w := range want {
+		id := w.Backend + "/" + w.Name
+		c := covered[id]
+		if c == nil {
+			c = &cover{}
+		}
+		g, ok := run[id]
+		delete(run, id)
+		switch {
+		case c.add && ok:
+			return nil, id + " runs already (added on the stats socket?)"
+		case c.add:
+			continue
+		case !ok:
+			return nil, id + " is not running (deleted on the stats socket?)"
+		case g.Addr != w.Addr:
+			return nil, fmt.Sprintf("%s runs with address %s, the file says %s", id, g.Addr, w.Addr)
+		}
+		st := "ready"
+		if w.Maint {
+			st = "maint"
+		}
+		if g.State != st && !c.state {
+			out = append(out, classify.Op{Kind: classify.KindState, Backend: w.Backend, Server: w.Name, From: g.State, To: st})
+		}
+		if g.Weight != w.Weight && !c.weight {
+			k := classify.KindWeight
+			if w.Weight == 0 {
+				k = classify.KindDrain
+			}
+			out = append(out, classify.Op{Kind: k, Backend: w.Backend, Server: w.Name, From: strconv.Itoa(g.Weight), To: strconv.Itoa(w.Weight)})
+		}
+	}
+	var extra []string
+	for id := range run {
+		if c := covered[id]; c == nil || !c.del {
+			extra = append(extra, id)
+		}
+	}
+	if len(extra) > 0 {
+		sort.Strings(extra)
+		return nil, strings.Join(extra, ", ") + " runs, not in the file (added on the stats socket?)"
+	}
+	return out, ""
 }

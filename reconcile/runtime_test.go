@@ -171,3 +171,47 @@ func TestRuntimeApplyAddDel(t *testing.T) {
 		t.Errorf("runs %q", got)
 	}
 }
+
+// A weight set by hand on the stats socket (the file unchanged): the plan
+// notes the runtime drift and plans the operation back, status says
+// drifted, and apply restores the weight at runtime.
+func TestRuntimeDrift(t *testing.T) {
+	th := newTestHost(t, "lb-a1")
+	cfg := th.runtimeConfig(2, 1)
+	mustApply(t, th, th.plan("rev1", cfg))
+	th.startHAProxy()
+	if d := th.plan("rev1", cfg).Devices[0]; d.Status != StatusUnchanged {
+		t.Fatalf("plan before the hand edit: %s %q", d.Status, d.Notes)
+	}
+	if a := th.cli("set weight be_web/n1 9"); strings.TrimSpace(a) != "" {
+		t.Fatalf("set weight: %q", a)
+	}
+	p := th.plan("rev1", cfg)
+	d := p.Devices[0]
+	if d.Status != StatusChanges || !slices.ContainsFunc(d.Notes, func(n string) bool {
+		return strings.Contains(n, "runtime drift") && strings.Contains(n, "be_web/n1 weight 9, file 2")
+	}) || d.Change == nil || d.Change.Class != classify.Runtime || len(d.Change.Ops) != 1 || d.Change.Ops[0].String() != "be_web/n1 weight 9 → 2" {
+		t.Fatalf("plan after the hand edit: %s, notes %q, change %+v", d.Status, d.Notes, d.Change)
+	}
+	spec, res := th.result("rev1", cfg)
+	st, err := ReadStatus(context.Background(), spec, res, th.dial, StatusOptions{IPCommand: th.ipCmd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st[0].Sync != SyncDrifted || !slices.ContainsFunc(st[0].Notes, func(n string) bool { return strings.Contains(n, "be_web/n1 weight 9, file 2") }) {
+		t.Errorf("status: %s %q", st[0].Sync, st[0].Notes)
+	}
+	r, err := Apply(context.Background(), p, th.dial, runtimeOpts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := r.Devices[0]; d.Outcome != OutcomeApplied || d.Runtime == nil {
+		t.Fatalf("apply: %s %v", d.Outcome, d.Err)
+	}
+	if got := th.servers(); !slices.Equal(got, []string{"be_web/n1 127.0.0.1:9 weight 2 ready", "be_web/n2 127.0.0.1:10 weight 1 ready"}) {
+		t.Errorf("runs %q after the apply", got)
+	}
+	if d := th.plan("rev1", cfg).Devices[0]; d.Status != StatusUnchanged {
+		t.Errorf("plan after the apply: %s %q", d.Status, d.Notes)
+	}
+}

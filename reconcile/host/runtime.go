@@ -183,13 +183,19 @@ func rtCall(h Host, c RuntimeCmd) string {
 	return "lbc_rt " + strings.Join(args, " ")
 }
 
-// readBackCmd prints "pid N" (the worker that answers `show info`), then,
+// readBackCmd prints "pid N" (the worker that answers `show info`; with
+// wait, once one answers, within 5 s), then,
 // for each query, "answer I" and its answer, each line behind a "|" (so no
 // answer line reads as a marker), at most 100,000 lines each. It fails
 // when HAProxy does not answer.
-func readBackCmd(h Host, queries []string) string {
+func readBackCmd(h Host, queries []string, wait bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, infoFunc, statsCmd(h, infoQuery, "2>/dev/null"))
+	if wait {
+		// After txn.sh reloaded (an undo command refused), the new
+		// worker answers once it has started: poll, at most 5 s.
+		b.WriteString("  lbc_i=0; while lbc_info_get; [ -z \"$lbc_pid\" ] && [ \"$lbc_i\" -lt 50 ]; do lbc_i=$((lbc_i+1)); sleep 0.1; done\n")
+	}
 	b.WriteString(`  lbc_info_get; [ -n "$lbc_pid" ] || { echo 'haproxy did not answer on its stats socket' >&2; false; } &&
   echo "pid $lbc_pid"`)
 	// A here-document's body starts on the line after its operator, so
@@ -242,7 +248,7 @@ func RuntimeScript(c Change) (*Script, error) {
 		s.Bound = d.bound()
 	}
 	s.step(StepRuntime, b.String())
-	s.step(StepRuntimeVerify, readBackCmd(h, c.Runtime.ReadBack))
+	s.step(StepRuntimeVerify, readBackCmd(h, c.Runtime.ReadBack, false))
 	return s, nil
 }
 
@@ -276,7 +282,7 @@ func RuntimeRollbackScript(c Change) (*Script, error) {
 	h := c.Host
 	s := newScript(true)
 	s.step(StepRollback, "sh "+q(h.TxnPath()))
-	s.step(StepRollbackVerify, readBackCmd(h, c.Runtime.ReadBack))
+	s.step(StepRollbackVerify, readBackCmd(h, c.Runtime.ReadBack, true))
 	return s, nil
 }
 
