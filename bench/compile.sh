@@ -87,5 +87,29 @@ for tree in ${BENCH_COMPILE_TREES:-plain idiomatic}; do
 	echo "targets: lbc validate and cold compile <= 0.50 of '$base' in time and <= 0.33 in peak memory; warm compile <= 0.30 s, one tenant changed <= 0.50 s"
 	phases "$timings"
 done
+
+# L7 rules (issue 14): a cold lbc compile of the plain tree, and of the
+# same tree with BENCH_L7_RULES rules and one pool on each http balancer
+# (gen -rules: every condition kind and action; nothing else differs),
+# side by side in the same rounds. Target: the rules make compile at most
+# 1.5 times slower.
+l7_rules=${BENCH_L7_RULES:-10}
+if [ $have_lbc = 1 ] && [ "$l7_rules" -gt 0 ]; then
+	GEN_L7=$GEN-l7
+	stamp=$(cat "$ROOT"/internal/testkit/gen/*.go <(echo "$GEN_ARGS -rules $l7_rules") | sha256sum | cut -c1-16)
+	if [ "$(cat "$GEN_L7/STAMP" 2>/dev/null)" != "$stamp" ]; then
+		log "bench: generating $GEN_L7 ($GEN_ARGS -rules $l7_rules)"
+		(cd "$ROOT" && go run ./internal/testkit/gen -out "$GEN_L7" -schema "" -rules "$l7_rules" $GEN_ARGS)
+		echo "$stamp" >"$GEN_L7/STAMP"
+	fi
+	base="lbc compile (cold), no rules"
+	echo
+	echo "-- L7 rules: the plain tree, and the same tree with $l7_rules rules and a pool on each http balancer ($GEN_L7)"
+	{
+		printf '%s\t%s\t%s\n' "$base" "$GEN/lbc" "$LBC compile . -o $work/out --no-cache ${compile_flags[*]}"
+		printf '%s\t%s\t%s\n' "lbc compile (cold), $l7_rules rules" "$GEN_L7/lbc" "$LBC compile . -o $work/out-l7 --no-cache ${compile_flags[*]}"
+	} | measure_rounds | table "$base"
+	echo "target: the rules make a cold compile at most 1.50 times slower"
+fi
 echo
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

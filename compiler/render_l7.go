@@ -5,6 +5,7 @@ import (
 	"path"
 	"sort"
 	"strconv"
+	"strings"
 
 	"lbc/schema"
 )
@@ -23,6 +24,7 @@ import (
 // default backend (the balancer's own nodes).
 //
 //	acl lbc_routed var(txn.lbc_rule) -m found
+//	# rule <i> of <balancer>: DescribeRule                 one a rule, read by plans
 //	acl rule<i>_<j> FETCH [-i] -m MATCH [--] VALUE...   one a condition
 //	http-request set-var(txn.lbc_rule) int(<i>) if rule<i>_0 !rule<i>_1 !lbc_routed
 //	http-request redirect location|prefix TARGET code C if ... !lbc_routed
@@ -66,6 +68,9 @@ func (w *cfgWriter) routing(b *schema.Balancer, mapPath string) {
 		pools[p.Name] = true
 	}
 	for i, r := range b.Rules {
+		w.s("    # rule ")
+		w.i(i)
+		w.s(" of ", b.Name, ": ", DescribeRule(r), "\n")
 		for j, c := range r.Match {
 			w.acl(b.Name, i, j, c)
 		}
@@ -255,4 +260,46 @@ func isHost(s string) bool {
 		}
 	}
 	return true
+}
+
+// DescribeRule says what a rule does in one line of safe words, as the
+// comment above its lines in haproxy.cfg and plans show it: "path prefix
+// /api/ and not header X-Env exact beta -> pool api".
+func DescribeRule(r schema.Rule) string {
+	var b strings.Builder
+	if len(r.Match) == 0 {
+		b.WriteString("every request")
+	}
+	for j, c := range r.Match {
+		if j > 0 {
+			b.WriteString(" and ")
+		}
+		if c.Not {
+			b.WriteString("not ")
+		}
+		b.WriteString(c.Kind)
+		if c.Name != "" {
+			b.WriteString(" " + c.Name)
+		}
+		if c.Kind == schema.CondFileType {
+			b.WriteString(" " + strings.Join(c.Types, " "))
+			continue
+		}
+		b.WriteString(" " + c.Compare)
+		if c.Compare != schema.CmpFound {
+			b.WriteString(" " + c.Value)
+		}
+	}
+	b.WriteString(" -> ")
+	switch {
+	case r.Redirect != nil && r.Redirect.Location != "":
+		fmt.Fprintf(&b, "redirect %d location %s", r.Redirect.Code, r.Redirect.Location)
+	case r.Redirect != nil:
+		fmt.Fprintf(&b, "redirect %d prefix %s", r.Redirect.Code, r.Redirect.Prefix)
+	case r.Reject:
+		b.WriteString("reject 403")
+	default:
+		b.WriteString("pool " + r.Pool)
+	}
+	return b.String()
 }

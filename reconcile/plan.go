@@ -58,6 +58,10 @@ type DevicePlan struct {
 	// FileChanges are the auxiliary files (certificates, maps) apply
 	// writes or removes, by fingerprint.
 	FileChanges []FileChange `json:"fileChanges,omitempty"`
+	// Routing are the L7 changes, readably: rules added and removed per
+	// balancer, host-table entries added, removed and moved (see l7plan.go);
+	// each line starts with +, - or ~.
+	Routing []string `json:"routing,omitempty"`
 	// Certificates are the certificates the device serves, per VIP.
 	Certificates []CertInfo `json:"certificates,omitempty"`
 	Notes        []string   `json:"notes,omitempty"`
@@ -401,6 +405,7 @@ func compare(dp *DevicePlan, live *Live, art *compiler.DeviceArtifacts) error {
 	case live.Config.Exists && st.ConfigSHA256 != live.Config.Fingerprint():
 		dp.Notes = append(dp.Notes, "live haproxy.cfg is not the one lbc applied last (edited by hand, or an apply was interrupted)")
 	}
+	dp.Routing = routingChanges(live, art)
 	if dp.ConfigDiff != "" {
 		var liveCfg []byte
 		if live.Config.Exists {

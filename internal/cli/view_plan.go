@@ -90,6 +90,14 @@ func writePlanText(w io.Writer, p *reconcile.Plan, color bool) error {
 			code := map[byte]string{'+': ansiGreen, '-': ansiRed, '~': ansiYellow}[l[0]]
 			fmt.Fprintf(bw, "  %s %s\n", c(code, l[:1]), l[1:])
 		}
+		for _, r := range d.Routing {
+			l := termLine(r)
+			if l == "" {
+				continue
+			}
+			code := map[byte]string{'+': ansiGreen, '-': ansiRed, '~': ansiYellow}[l[0]]
+			fmt.Fprintf(bw, "  %s %s\n", c(code, l[:1]), l[1:])
+		}
 		for _, v := range d.VIPsAdd {
 			fmt.Fprintf(bw, "  %s vip %s\n", c(ansiGreen, "+"), termLine(v))
 		}
@@ -153,6 +161,7 @@ type planDeviceRecord struct {
 	VIPsAdd        []string               `json:"vipsAdd,omitempty"`
 	VIPsRemove     []string               `json:"vipsRemove,omitempty"`
 	FileChanges    []reconcile.FileChange `json:"fileChanges,omitempty"`
+	Routing        []string               `json:"routing,omitempty"`
 	Certificates   []reconcile.CertInfo   `json:"certificates,omitempty"`
 	Notes          []string               `json:"notes,omitempty"`
 	LiveRevision   string                 `json:"liveRevision,omitempty"`
@@ -180,7 +189,7 @@ func writePlanJSON(w io.Writer, p *reconcile.Plan) error {
 		if err := enc.Encode(planDeviceRecord{
 			Type: "device", Device: d.Device, Address: d.Address, Status: d.Status,
 			ConfigDiff: d.ConfigDiff, KeepalivedDiff: d.KeepalivedDiff,
-			Change: d.Change, VIPsAdd: d.VIPsAdd, VIPsRemove: d.VIPsRemove, FileChanges: d.FileChanges, Certificates: d.Certificates, Notes: d.Notes,
+			Change: d.Change, VIPsAdd: d.VIPsAdd, VIPsRemove: d.VIPsRemove, FileChanges: d.FileChanges, Routing: d.Routing, Certificates: d.Certificates, Notes: d.Notes,
 			LiveRevision: d.LiveRevision, Fingerprints: d.Fingerprints, Error: d.Error,
 		}); err != nil {
 			return err
@@ -223,6 +232,9 @@ func writePlanMarkdown(w io.Writer, p *reconcile.Plan) error {
 		body.WriteString(termText(d.KeepalivedDiff))
 		for _, f := range d.FileChanges {
 			fmt.Fprintf(&body, "%s\n", termLine(f.String()))
+		}
+		for _, r := range d.Routing {
+			fmt.Fprintf(&body, "%s\n", termLine(r))
 		}
 		for _, v := range d.VIPsAdd {
 			fmt.Fprintf(&body, "+vip %s\n", termLine(v))

@@ -143,3 +143,34 @@ func quoteAll(ps []string) []string {
 
 // fileLinePrefix starts a line of auxReadCmd.
 const fileLinePrefix = markerPrefix + "file"
+
+// contentLinePrefix starts the lines around a map file's bytes in the
+// read (mapReadCmd): "==lbc content PATH", its base64, "==lbc content end".
+const contentLinePrefix = markerPrefix + "content"
+
+// IsMapFile reports whether p is a host-table map file lbc renders
+// (compiler.HostsMapName: lbc-hosts-<balancer>.map): the one kind of
+// auxiliary file whose bytes the read returns.
+func IsMapFile(p string) bool {
+	b := path.Base(p)
+	return strings.HasPrefix(b, "lbc-hosts-") && strings.HasSuffix(b, ".map") && len(b) > len("lbc-hosts-.map")
+}
+
+// mapReadCmd prints the bytes, in base64, of each map file of paths the
+// host has (see contentLinePrefix); "" when paths hold none. A failed
+// read ends the chain, so the read's output is cut short (an error).
+func mapReadCmd(paths []string) string {
+	var maps []string
+	for _, p := range paths {
+		if IsMapFile(p) {
+			maps = append(maps, p)
+		}
+	}
+	sort.Strings(maps)
+	cmds := make([]string, len(maps))
+	for i, p := range maps {
+		cmds[i] = fmt.Sprintf("if [ -f %s ]; then echo %s && base64 < %s && echo '%s end'; fi",
+			q(p), q(contentLinePrefix+" "+p), q(p), contentLinePrefix)
+	}
+	return strings.Join(cmds, " && ")
+}

@@ -98,7 +98,7 @@ func goldenCases() []goldenCase {
 			c: Change{Device: "lb-a1", Host: debian, Config: auxCfg, VIPs: []string{vip10}, LiveConfig: file(old), State: state("rev6", vip10),
 				Files: []AuxFile{
 					{Path: "/var/lib/lbc/certs/www.pem", Mode: 0o600, Data: []byte("-----BEGIN CERTIFICATE-----\nTEST\n-----END CERTIFICATE-----\n")},
-					{Path: "/var/lib/lbc/maps/hosts.map", Mode: 0o644, Data: []byte("www.example.com be-web\n")},
+					{Path: "/var/lib/lbc/maps/lbc-hosts-web.map", Mode: 0o644, Data: []byte("www.example.com be-web\n")},
 				},
 				FilesRemove: []string{"/var/lib/lbc/maps/old.map"}}},
 		{name: "rollback", about: "A weight change whose verify fails: the rollback script runs the armed txn.sh and waits for the old config; when that wait fails, reload-again signals once more. After a lost connection, lbc waits for the lock on a new one and asks whether txn.sh is still armed.",

@@ -32,8 +32,13 @@ type Live struct {
 	State      *State // nil when state.json is absent
 	Keepalived File   // read only when the device has a keepalived config path
 	// Files maps the path of each auxiliary file asked for to its sha256,
-	// "" when it is absent (its bytes are never read).
-	Files     map[string]string
+	// "" when it is absent (its bytes are never read, but a map file's:
+	// FileData).
+	Files map[string]string
+	// FileData holds the bytes of each map file asked for (IsMapFile)
+	// that the host has: a host table is no secret, and the plan shows
+	// its entries added and removed.
+	FileData  map[string][]byte
 	Addresses []string
 	// Runtime is the answer of the running HAProxy to `show servers
 	// state` on the stats socket (absent when the socket does not exist
@@ -79,6 +84,9 @@ echo "%[2]s end"; else echo "%[2]s absent"; fi; }
 	if len(files) > 0 {
 		fmt.Fprintf(&b, " && { %s; }", auxReadCmd(files))
 	}
+	if c := mapReadCmd(files); c != "" {
+		fmt.Fprintf(&b, " && { %s; }", c)
+	}
 	fmt.Fprintf(&b, " && rtsec && echo '%s' && %s -j addr show", addrLine, h.ip())
 	return b.String()
 }
@@ -94,11 +102,33 @@ func ParseRead(out []byte) (*Live, error) {
 	var cur *File
 	var buf strings.Builder
 	sawAddr := false
+	mapPath := "" // the map file whose bytes are being read
 	for sc.Scan() {
 		line := sc.Text()
 		if sawAddr {
 			buf.WriteString(line)
 			buf.WriteByte('\n')
+			continue
+		}
+		if p, ok := strings.CutPrefix(line, contentLinePrefix+" "); ok && cur == nil && strings.HasPrefix(p, "/") {
+			if _, dup := l.FileData[p]; dup || !IsMapFile(p) {
+				return nil, fmt.Errorf("read live state: unexpected line %q", line)
+			}
+			mapPath, cur = p, &File{}
+			buf.Reset()
+			continue
+		}
+		if line == contentLinePrefix+" end" && mapPath != "" {
+			data, err := base64.StdEncoding.DecodeString(buf.String())
+			if err != nil {
+				return nil, fmt.Errorf("read live state: map file %s: %w", mapPath, err)
+			}
+			if l.FileData == nil {
+				l.FileData = map[string][]byte{}
+			}
+			l.FileData[mapPath] = data
+			mapPath, cur = "", nil
+			buf.Reset()
 			continue
 		}
 		if rest, ok := strings.CutPrefix(line, fileLinePrefix+" "); ok && cur == nil {

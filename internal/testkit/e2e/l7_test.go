@@ -145,6 +145,17 @@ balancers: shop: {
 		return g.must(0, tmp, append(append([]string{"apply", "--adopt"}, g.sshFlags()...), "specs")...)
 	}
 	write(`"blue.example.com": "blue", "api.example.com": "api"`)
+	// The first plan shows every rule and host entry as added.
+	plan := g.must(2, tmp, append(append([]string{"plan", "--markdown", "--detailed-exitcode"}, g.sshFlags()...), "specs")...)
+	for _, want := range []string{
+		"+rule shop: path prefix /admin -> reject 403\n",
+		"+rule shop: path prefix /api/ and not header X-Env exact beta -> pool api\n",
+		"+host blue.example.com -> be_shop:blue\n",
+	} {
+		if !strings.Contains(plan.stdout, want) {
+			t.Errorf("plan --markdown lacks %q\n%s", want, plan)
+		}
+	}
 	apply()
 	for _, r := range []l7Req{
 		{name: "default", host: "www.example.com", path: "/", node: n(1).Name},
@@ -189,6 +200,20 @@ balancers: shop: {
 	l7Req{name: "table entry 0", host: "h0.example.com", path: "/", node: n(3).Name}.expect(t, vip)
 	l7Req{name: "table entry 9999", host: "h9999.example.com", path: "/", node: n(4).Name}.expect(t, vip)
 	write(table(100))
+	// The plan shows the host entries moved, in text and in --json.
+	plan = g.must(2, tmp, append(append([]string{"plan", "--detailed-exitcode"}, g.sshFlags()...), "specs")...)
+	for _, want := range []string{
+		"  ~ host h0.example.com: be_shop:blue -> be_shop:api\n",
+		"  ~ host h1.example.com: be_shop:beta -> be_shop:api\n",
+		"  ~ hosts " + filepath.Join(filepath.Dir(l.Devices[0].Config), "lbc-hosts-shop.map") + ": 0 added, 0 removed, 100 moved (10000 entries)\n",
+	} {
+		if !strings.Contains(plan.stdout, want) {
+			t.Errorf("plan lacks %q\n%s", want, plan)
+		}
+	}
+	if js := g.must(2, tmp, append(append([]string{"plan", "--json", "--detailed-exitcode"}, g.sshFlags()...), "specs")...); !strings.Contains(js.stdout, `"routing":["~host h0.example.com: be_shop:blue -\u003e be_shop:api",`) {
+		t.Errorf("plan --json lacks the routing lines\n%.3000s", js.stdout)
+	}
 	start = time.Now()
 	apply()
 	t.Logf("100 entries of 10,000 changed in %v", time.Since(start).Round(time.Millisecond))

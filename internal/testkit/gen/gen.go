@@ -16,6 +16,11 @@ type Config struct {
 	Balancers int
 	Tenants   int
 	Seed      uint64
+	// Rules is how many L7 rules each http balancer of the plain tree
+	// gets (with one pool beside its nodes); 0: none, today's tree. The
+	// rules draw nothing from the random source: the tree is otherwise
+	// the same.
+	Rules int
 }
 
 // Files maps a slash-separated path relative to the output directory to its content.
@@ -236,6 +241,7 @@ type service struct {
 	ha          []string // zones of an HA pair
 	noFailback  bool
 	zones, tags []string
+	rules       int // L7 rules (Config.Rules), http only
 }
 
 type genNode struct {
@@ -250,6 +256,9 @@ func (g *gen) services(tenant string, first, count int) []service {
 	out := make([]service, count)
 	for k := range out {
 		out[k] = g.service(tenant, first+k, k)
+		if out[k].http {
+			out[k].rules = g.c.Rules
+		}
 	}
 	return out
 }
@@ -408,7 +417,37 @@ func (s *service) plain(b *bytes.Buffer) {
 	case s.tags != nil:
 		fmt.Fprintf(b, "\tplacement: tags: [%q]\n", s.tags[0])
 	}
+	s.l7(b)
 	b.WriteString("}\n")
+}
+
+// l7Rules are the rules a generated http balancer gets, in turn: every
+// condition kind and action. NAME is the balancer's name.
+var l7Rules = []string{
+	`{match: [{path: prefix: "/static/"}], pool: "static"}`,
+	`{match: [{fileType: ["png", "css", "js"]}], pool: "static"}`,
+	`{match: [{host: exact: "static.NAME.example.com"}], pool: "static"}`,
+	`{match: [{header: {name: "X-Static", exact: "1"}}], pool: "static"}`,
+	`{match: [{cookie: {name: "beta", exact: "1"}}, {path: prefix: "/app/"}], pool: "default"}`,
+	`{match: [{path: exact: "/old"}], redirect: {location: "/new", code: 301}}`,
+	`{match: [{host: suffix: ".old.example.com"}], redirect: {prefix: "https://NAME.example.com", code: 308}}`,
+	`{match: [{path: prefix: "/admin"}, {header: name: "X-Admin", not: true}], reject: true}`,
+	`{match: [{path: regex: "^/v[0-9]+/internal"}], reject: true}`,
+	`{match: [{path: contains: "/.git"}], reject: true}`,
+}
+
+// l7 writes the pool and the rules of an http balancer (Config.Rules).
+func (s *service) l7(b *bytes.Buffer) {
+	if s.rules == 0 {
+		return
+	}
+	n := s.nodes[0]
+	fmt.Fprintf(b, "\tpools: static: nodes: [{address: %q, port: %d}]\n", n.address, s.nodePort)
+	b.WriteString("\trules: [\n")
+	for i := 0; i < s.rules; i++ {
+		b.WriteString("\t\t" + strings.ReplaceAll(l7Rules[i%len(l7Rules)], "NAME", s.name) + ",\n")
+	}
+	b.WriteString("\t]\n")
 }
 
 func quoteList(xs []string) string {

@@ -31,6 +31,7 @@ func run(args []string) error {
 	fs.IntVar(&c.Balancers, "balancers", 10000, "number of balancers")
 	fs.IntVar(&c.Tenants, "tenants", 100, "number of tenant directories")
 	fs.Uint64Var(&c.Seed, "seed", 1, "random seed (the same seed gives the same tree)")
+	fs.IntVar(&c.Rules, "rules", 0, "L7 rules per http balancer of the plain tree (with one pool); 0: none")
 	schemaFile := fs.String("schema", "schema/schema.cue", "lbc's CUE schema, copied into OUT/cue (empty: no cue/ variant)")
 	if err := fs.Parse(args); err != nil {
 		return err
