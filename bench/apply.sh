@@ -185,6 +185,16 @@ running_weights() {
 	echo "@1 show stat" | socat -t 5 stdio "UNIX-CONNECT:$labdir/$1/state/master.sock" |
 		awk -F, '!/^#/ && NF > 32 && $33 == 2 { print $1, $2, $19 }' | sort
 }
+# worker_pids: every device's HAProxy worker pid (`show info` of the
+# first worker, through the master socket), one a line, in device order.
+worker_pids() {
+	local name addr cfg reload
+	while IFS=$'\t' read -r name addr cfg reload; do
+		echo "@1 show info" | socat -t 5 stdio "UNIX-CONNECT:$labdir/$name/state/master.sock" | awk '$1 == "Pid:" { print $2 }'
+	done <"$work/devices.tsv"
+}
+# new_workers BEFORE AFTER: how many devices run another worker now.
+new_workers() { paste -d' ' <(printf '%s\n' "$1") <(printf '%s\n' "$2") | awk '$1 != $2 { n++ } END { print n + 0 }'; }
 # rendered_weights FILE: the same lines from a rendered haproxy.cfg.
 rendered_weights() {
 	awk '
@@ -231,6 +241,8 @@ verify() {
 SSHFLAGS=(--known-hosts "$LAB_KNOWN_HOSTS" --ssh-key "$LAB_KEY" --parallelism 10)
 # --adopt: the lab's hosts start with a haproxy.cfg lbc did not write.
 lbc_apply() { timed "$1" "$LBC" apply "$work/spec-$2" "${SSHFLAGS[@]}" --adopt; }
+# lbc_reload NAME V: lbc apply --reload (today's path before runtime apply).
+lbc_reload() { timed "$1" "$LBC" apply "$work/spec-$2" "${SSHFLAGS[@]}" --adopt --reload; }
 
 # --- idle background ------------------------------------------------------
 # Busy CPU of the machine while no tool runs (the lab's HAProxy health checks
@@ -329,14 +341,25 @@ floor_nochange() { FLOOR_KEX=$FAIR_KEX FLOOR_MODE=compare floor "$@"; }
 # alike instead of whichever ran in a slow minute. lbc and the floor run in
 # RUNS rounds, Ansible in the first ARUNS.
 log "apply: $RUNS rounds with a change (Ansible in $ARUNS)"
-t_change=() a_change=() a_default=() f_runs=() fk_runs=()
+t_change=() a_change=() a_default=() f_runs=() fk_runs=() r_change=() w_runtime=() w_reload=()
 for r in $(seq 1 "$(( RUNS > ARUNS ? RUNS : ARUNS ))"); do
 	if [ "$r" -le "$RUNS" ]; then
 		v=$(other $live)
+		p0=$(worker_pids)
 		lbc_apply lbc-change "$v" && t_change+=("$T:$C")
+		w_runtime+=("$(new_workers "$p0" "$(worker_pids)")")
+		grep -q "at runtime, no reload" "$work/logs/lbc-change.${nrun[lbc-change]}.log" || fail "lbc apply (change): no device applied at runtime"
 		live=$v
 		lbc_live=$v
 		verify "lbc apply (change)" $live
+		# The same change by reload (--reload), side by side.
+		v=$(other $live)
+		p0=$(worker_pids)
+		lbc_reload lbc-reload "$v" && r_change+=("$T:$C")
+		w_reload+=("$(new_workers "$p0" "$(worker_pids)")")
+		live=$v
+		lbc_live=$v
+		verify "lbc apply --reload (change)" $live
 	fi
 	if [ "$r" -le "$ARUNS" ]; then
 		v=$(other $live)
@@ -407,6 +430,7 @@ L_FIRST=$t_first
 LC_FIRST=$c_first
 read -r L_CHANGE LC_CHANGE < <(median_run "${t_change[@]}")
 read -r L_NOCHANGE LC_NOCHANGE < <(median_run "${t_nochange[@]}")
+read -r R_CHANGE RC_CHANGE < <(median_run "${r_change[@]}")
 read -r A_CHANGE AC_CHANGE < <(median_run "${a_change[@]}")
 read -r A_NOCHANGE AC_NOCHANGE < <(median_run "${a_nochange[@]}")
 read -r A_DEFAULT AC_DEFAULT < <(median_run "${a_default[@]}")
@@ -422,6 +446,7 @@ row() { # row NAME WALL CPU
 printf '%-58s %9s %9s %12s\n' "command" "time (s)" "CPU (s)" "CPU ms/dev"
 row "lbc apply, first (configs + $NBAL VIPs added)" "$L_FIRST" "$LC_FIRST"
 row "lbc apply, one weight changed in every balancer" "$L_CHANGE" "$LC_CHANGE"
+row "lbc apply --reload, the same change by reload" "$R_CHANGE" "$RC_CHANGE"
 row "lbc apply, no change" "$L_NOCHANGE" "$LC_NOCHANGE"
 row "ansible-playbook, template+validate+reload, change" "$A_CHANGE" "$AC_CHANGE"
 row "ansible-playbook, no change" "$A_NOCHANGE" "$AC_NOCHANGE"
@@ -440,6 +465,9 @@ ratio() { # ratio NAME A B TARGET-OP TARGET
 ratio "ansible / lbc, change" "$A_CHANGE" "$L_CHANGE" ">=" 10
 ratio "ansible / lbc, no change" "$A_NOCHANGE" "$L_NOCHANGE" ">=" 10
 ratio "ansible (pipelining off) / lbc, change" "$A_DEFAULT" "$L_CHANGE" ">=" 10
+ratio "lbc --reload / lbc (runtime), change, wall" "$R_CHANGE" "$L_CHANGE" ">=" 2
+ratio "lbc (runtime) / lbc --reload, change, CPU" "$LC_CHANGE" "$RC_CHANGE" "<=" 0.333
+echo "devices whose HAProxy worker changed, per round: runtime $(printf '%s ' "${w_runtime[@]}")(target 0) | --reload $(printf '%s ' "${w_reload[@]}")(of $NDEV)"
 ratio "lbc / floor ($FAIR_KEX), change" "$L_CHANGE" "$FK" "<=" 1.5
 ratio "lbc / floor ($FAIR_KEX), no change" "$L_NOCHANGE" "$FN" "<=" 1.5
 ratio "lbc / floor (OpenSSH's default kex), change" "$L_CHANGE" "$F" "<=" 1.5

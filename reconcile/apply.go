@@ -65,6 +65,12 @@ type ApplyOptions struct {
 	Guard RevisionGuard
 	// Limits bound the read under the lock and the lock holder's start.
 	Limits Limits
+	// Reload applies every change by reload, also those that HAProxy's
+	// runtime API could carry (see runtime.go).
+	Reload bool
+	// DrainInterval is the time between two reads of a drain's sessions;
+	// 1s when 0.
+	DrainInterval time.Duration
 	// Files resolves the referenced auxiliary files (certificates) of a
 	// plan loaded from a file; a plan made in this process has them.
 	Files FileSource
@@ -77,6 +83,9 @@ type DeviceResult struct {
 	Steps    []string // the steps that completed, in order
 	Warnings []string
 	Err      error
+	// Runtime, for a device applied without a reload: its operations and
+	// its worker, the same before and after.
+	Runtime *RuntimeApply
 }
 
 // ApplyResult is the result of Apply, one entry per device of the plan,
@@ -315,9 +324,10 @@ type tx struct {
 	redial   func(context.Context) (Transport, error)
 
 	lock    *lockSession
-	live    *Live  // what the lock holder read under the lock
-	readErr error  // why that read failed
-	state   []byte // the state.json write-state writes
+	rt      *host.Runtime // the runtime part of the change, nil when it reloads
+	live    *Live         // what the lock holder read under the lock
+	readErr error         // why that read failed
+	state   []byte        // the state.json write-state writes
 	// files are the auxiliary files to write: those the host does not
 	// have as the plan wants them (set after the stale check).
 	files []host.AuxFile
@@ -404,6 +414,12 @@ func (x *tx) run(ctx context.Context) {
 // runScript runs s, records its completed steps and warnings, and returns
 // the failed step with its error.
 func (x *tx) runScript(ctx context.Context, s *host.Script) (string, error) {
+	_, step, err := x.runScriptReport(ctx, s)
+	return step, err
+}
+
+// runScriptReport is runScript that also returns the script's report.
+func (x *tx) runScriptReport(ctx context.Context, s *host.Script) (*host.Report, string, error) {
 	x.r.Warnings = append(x.r.Warnings, s.Notes...)
 	sctx, cancel := scriptDeadline(ctx, x.o.Limits.scriptTimeout()+s.Bound, "--script-timeout")
 	defer cancel()
@@ -411,7 +427,7 @@ func (x *tx) runScript(ctx context.Context, s *host.Script) (string, error) {
 	x.trace("script end")
 	x.r.Steps = append(x.r.Steps, rep.Done...)
 	x.r.Warnings = append(x.r.Warnings, rep.Warnings...)
-	return rep.Failed, err
+	return rep, rep.Failed, err
 }
 
 // lockDevice takes the device lock (see takeLock), unless the plan
@@ -487,6 +503,13 @@ func (x *tx) sameAsPlan(live *Live) error {
 // change runs the whole transaction after the lock as one script
 // (host.ChangeScript) and returns the step that failed.
 func (x *tx) change(ctx context.Context) (string, error) {
+	rt, ops, err := x.runtimePart()
+	if err != nil {
+		return StepStage, err
+	}
+	if rt != nil {
+		return x.runtimeChange(ctx, rt, ops)
+	}
 	s, err := host.ChangeScript(x.hostChange(), x.o.Verifier)
 	if err != nil {
 		return StepStage, err
@@ -543,6 +566,9 @@ func (x *tx) rollback(ctx context.Context) error {
 	ctx, cancel := scriptDeadline(context.WithoutCancel(ctx), rollbackTimeout, "the rollback's bound")
 	defer cancel()
 	c := x.hostChange()
+	if x.rt != nil {
+		return x.runtimeRollback(ctx, c)
+	}
 	s, err := host.RollbackScript(c, x.o.Verifier)
 	if err != nil {
 		return err

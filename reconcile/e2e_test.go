@@ -24,6 +24,8 @@ type e2e struct {
 	l    *lab.Lab
 	dir  string
 	lock compiler.Lock
+	// reload: apply by reload also what the runtime API could carry.
+	reload bool
 }
 
 type bal struct {
@@ -93,7 +95,7 @@ func (e *e2e) apply(p *reconcile.Plan, progress func(dev, step string)) *reconci
 	e.t.Helper()
 	start := time.Now()
 	r, err := reconcile.Apply(context.Background(), p, e.dial, reconcile.ApplyOptions{
-		Owner: "e2e", LBCVersion: "e2e", Adopt: true, Progress: func(dev, step string) {
+		Owner: "e2e", LBCVersion: "e2e", Adopt: true, Reload: e.reload, Progress: func(dev, step string) {
 			if os.Getenv("LBC_E2E_TRACE") != "" {
 				e.t.Logf("%s %s %s", time.Since(start).Round(time.Millisecond), dev, step)
 			}
@@ -314,7 +316,8 @@ func TestE2E(t *testing.T) {
 		t.Error("drift not repaired")
 	}
 
-	t.Log("a reload command that fails: rolled back, traffic as before")
+	t.Log("a reload command that fails (--reload: a weight change is runtime-capable): rolled back, traffic as before")
+	e.reload = true
 	before, _ := os.ReadFile(cfg)
 	web.weights = []int{1, 1, 1}
 	e.writeSpec(web)

@@ -50,7 +50,9 @@ import (
 // the second reload also a failed rollback-verify.) Once the host has a
 // script it runs it to its end whatever happens to the connection, so a
 // cut alone never stops a change: what decides is whether the host fails
-// after it. More cases below: a cut followed by a failure of the same step
+// after it. The runtime path (no reload) has its own rows below
+// (runtimeFaults), against a real HAProxy's stats socket. More cases
+// below: a cut followed by a failure of the same step
 // (the holder rolls back), a cut in the middle of a step (between the two
 // renames of swap), a script cut short in transit, a reconnect that fails
 // after a cut, and connect refused at apply time.
@@ -458,6 +460,152 @@ func TestConnectRefusedAtApply(t *testing.T) {
 	if d2 := th.plan("rev2", testConfig(18081, 20), "203.0.113.11").Devices[0]; d2.ConfigDiff != p.Devices[0].ConfigDiff ||
 		!slices.Equal(d2.VIPsAdd, p.Devices[0].VIPsAdd) || !slices.Equal(d2.VIPsRemove, p.Devices[0].VIPsRemove) {
 		t.Errorf("next plan differs: %+v", d2)
+	}
+}
+
+// runtimeFault is one row of the runtime fault matrix.
+type runtimeFault struct {
+	name   string
+	faults []sshtest.StepFault
+	// new: the host ends new (file and runtime); else old.
+	new     bool
+	outcome Outcome
+	errHas  string
+	warnHas string
+}
+
+// The runtime fault matrix: a socket failure (the stats socket's client
+// fails) or a cut at each runtime step. A weight change 1 → 3 and n2
+// deleted (so the drain step runs):
+//
+//	step             fail                                 cut
+//	drain            rolled back (undo on the socket)     rolled back by the host (txn.sh)
+//	runtime          rolled back                          rolled back by the host
+//	runtime-verify   rolled back                          rolled back by the host
+//	write-state      rolled back                          applied (the commit script ran)
+//	rollback-verify  rolled back (a socket failure there: reloaded once more)
+//
+// A cut before the commit leaves the host to its lock holder, which runs
+// txn.sh when the session ends: the file and the runtime go back. Each
+// case checks the faults fired at their step, the outcome, the file, the
+// running servers, the lock free, and the next plan.
+func runtimeFaults() []runtimeFault {
+	nc := func(step string, n int) sshtest.StepFault {
+		return sshtest.StepFault{Step: step, Action: sshtest.Fail, Tool: "nc.openbsd", Count: n}
+	}
+	byHost := "(reconnected: rolled back by the host)"
+	return []runtimeFault{
+		// The drain's first command is set weight 0 (its first nc).
+		{name: "fail/drain", faults: []sshtest.StepFault{nc(host.StepDrain, 1)}, outcome: OutcomeRolledBack,
+			errHas: "apply lb-a1: drain: exit status 1: stats socket: set weight be_web/n2 0: (no answer: sshtest: injected failure of nc.openbsd at step drain"},
+		// The runtime step asks show info first, then set weight: fail
+		// the set weight.
+		{name: "fail/runtime", faults: []sshtest.StepFault{nc(host.StepRuntime, 2)}, outcome: OutcomeRolledBack,
+			errHas: "apply lb-a1: runtime: exit status 1: stats socket: set weight be_web/n1 3: (no answer: sshtest: injected failure of nc.openbsd at step runtime"},
+		{name: "fail/runtime-verify", faults: []sshtest.StepFault{nc(host.StepRuntimeVerify, 1)}, outcome: OutcomeRolledBack,
+			errHas: "apply lb-a1: runtime-verify: exit status 1: haproxy did not answer on its stats socket"},
+		{name: "fail/write-state", faults: []sshtest.StepFault{{Step: StepCommit, Action: sshtest.Fail, Tool: "printf"}}, outcome: OutcomeRolledBack,
+			errHas: "apply lb-a1: write-state: exit status 1: sshtest: injected failure of printf at step write-state"},
+		{name: "fail/rollback-verify", faults: []sshtest.StepFault{nc(host.StepRuntime, 2), nc(host.StepRollbackVerify, 1)}, outcome: OutcomeRolledBack,
+			errHas: "apply lb-a1: runtime: exit status 1: stats socket: set weight be_web/n1 3"},
+		{name: "cut/drain", faults: []sshtest.StepFault{{Step: host.StepDrain, Action: sshtest.Cut}}, outcome: OutcomeRolledBack, errHas: byHost},
+		{name: "cut/runtime", faults: []sshtest.StepFault{{Step: host.StepRuntime, Action: sshtest.Cut}}, outcome: OutcomeRolledBack, errHas: byHost},
+		{name: "cut/runtime-verify", faults: []sshtest.StepFault{{Step: host.StepRuntimeVerify, Action: sshtest.Cut}}, outcome: OutcomeRolledBack, errHas: byHost},
+		{name: "cut/write-state", faults: []sshtest.StepFault{{Step: StepCommit, Action: sshtest.Cut}}, outcome: OutcomeApplied, new: true,
+			warnHas: "connection lost at write-state; reconnected: the host committed the change"},
+	}
+}
+
+func runRuntimeFault(t *testing.T, c runtimeFault, inject bool) []string {
+	oldCfg := func(th *testHost) []byte { return th.runtimeConfig(1, 1) }
+	newCfg := func(th *testHost) []byte { return th.runtimeConfig(3, 0) }
+	th, p := setupRuntime(t, oldCfg, newCfg)
+	oldRun := th.servers()
+	old := th.snap()
+	th.srv.SetInjection(inject)
+	th.srv.Inject(c.faults...)
+	r, err := Apply(context.Background(), p, th.dial, runtimeOpts())
+	returned := time.Now()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fired := th.srv.Fired()
+	th.srv.Inject()
+	th.srv.SetInjection(true)
+	var bad []string
+	badf := func(format string, a ...any) { bad = append(bad, fmt.Sprintf(format, a...)) }
+	var want, got []string
+	for _, f := range c.faults {
+		want = append(want, f.String())
+	}
+	for _, f := range fired {
+		got = append(got, f.String())
+	}
+	if len(got) == 0 {
+		badf("no fault fired")
+	} else if !slices.Equal(got, want) {
+		badf("fired %q, want %q", got, want)
+	}
+	d := r.Devices[0]
+	t.Logf("%s: %v (steps %q, warnings %q)", d.Outcome, d.Err, d.Steps, d.Warnings)
+	if d.Outcome != c.outcome {
+		badf("outcome %s (%v), want %s", d.Outcome, d.Err, c.outcome)
+	}
+	if c.errHas != "" && !strings.Contains(fmt.Sprint(d.Err), c.errHas) {
+		badf("error %q does not say %q", fmt.Sprint(d.Err), c.errHas)
+	}
+	if c.warnHas != "" && !slices.ContainsFunc(d.Warnings, func(w string) bool { return strings.Contains(w, c.warnHas) }) {
+		badf("warnings %q do not say %q", d.Warnings, c.warnHas)
+	}
+	if !th.unlockedWithin(returned.Add(2 * time.Second)) {
+		badf("device lock still held 2s after apply returned")
+	}
+	if th.armed() {
+		badf("txn.sh still armed")
+	}
+	run := th.servers()
+	if c.new {
+		if th.read("etc/haproxy.cfg") != string(newCfg(th)) || !slices.Equal(run, []string{"be_web/n1 127.0.0.1:9 weight 3 ready"}) {
+			badf("host is not new: runs %q", run)
+		}
+		if d2 := th.plan("rev2", newCfg(th)).Devices[0]; d2.Status != StatusUnchanged {
+			badf("host new but the next plan shows %s", d2.Status)
+		}
+	} else {
+		if now := th.snap(); now != old || !slices.Equal(run, oldRun) {
+			badf("host is not old: runs %q (was %q)\n%+v\nwas\n%+v\ntxn.log: %s", run, oldRun, now, old, th.read("state/txn.log"))
+		}
+		d2 := th.plan("rev2", newCfg(th)).Devices[0]
+		if d2.Status != StatusChanges || d2.ConfigDiff != p.Devices[0].ConfigDiff || d2.Change == nil ||
+			fmt.Sprint(d2.Change.Ops) != fmt.Sprint(p.Devices[0].Change.Ops) {
+			badf("host old but the next plan shows %s %+v", d2.Status, d2.Change)
+		}
+	}
+	return bad
+}
+
+func TestRuntimeFaultMatrix(t *testing.T) {
+	for _, c := range runtimeFaults() {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			for _, b := range runRuntimeFault(t, c, true) {
+				t.Error(b)
+			}
+		})
+	}
+}
+
+// Without injection every case must say that no fault fired and end
+// otherwise than it expects: the faults, not luck, make the outcomes.
+func TestRuntimeFaultMatrixWithoutInjection(t *testing.T) {
+	for _, c := range runtimeFaults() {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			bad := runRuntimeFault(t, c, false)
+			if len(bad) < 2 || bad[0] != "no fault fired" {
+				t.Errorf("without injection the case reports %q, want \"no fault fired\" and a wrong outcome", bad)
+			}
+		})
 	}
 }
 

@@ -242,9 +242,12 @@ func (th *testHost) plan(rev string, cfg []byte, vips ...string) *Plan {
 	return p
 }
 
+// applyOpts are the options of the tests of the reload transaction
+// (Reload: the test host's HAProxy is a fake reload, with no stats
+// socket); runtime_test.go runs a real HAProxy for the runtime one.
 func applyOpts(owner string) ApplyOptions {
 	return ApplyOptions{
-		Owner: owner, LBCVersion: "test", Verifier: testVerifier{},
+		Owner: owner, LBCVersion: "test", Verifier: testVerifier{}, Reload: true,
 		Now: func() time.Time { return time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC) },
 	}
 }

@@ -72,11 +72,15 @@ type DevicePlan struct {
 	// primary first (see HAWaves).
 	NewVRRP []string `json:"newVRRP,omitempty"`
 
-	// Change says whether the haproxy.cfg change could be applied through
+	// Change says whether the haproxy.cfg change can be applied through
 	// HAProxy's runtime API (class runtime, with its operations) or needs a
-	// reload, and why. Informational for now: apply reloads for every
-	// change until runtime apply lands. Nil when haproxy.cfg is unchanged.
+	// reload, and why; apply takes the runtime path for a runtime change
+	// unless ApplyOptions.Reload (it recomputes the operations from what
+	// it reads under the lock). Nil when haproxy.cfg is unchanged.
 	Change *classify.Result `json:"change,omitempty"`
+	// DrainTimeouts maps each backend of a runtime change that drains or
+	// deletes a server to its balancer's drain.timeout ("30s").
+	DrainTimeouts map[string]string `json:"drainTimeouts,omitempty"`
 
 	// LiveRevision is the revision the host's state.json names ("" if none).
 	LiveRevision string `json:"liveRevision,omitempty"`
@@ -153,6 +157,7 @@ func BuildPlan(ctx context.Context, spec *schema.Spec, res *compiler.Result, dia
 			return
 		}
 		p.Devices[i] = planDevice(ctx, dev, res.Devices[name], dial, &opts, log)
+		p.Devices[i].DrainTimeouts = drainTimeouts(spec, p.Devices[i].Change)
 	}, func(i int, err error) {
 		p.Devices[i] = DevicePlan{Device: names[i], Status: StatusError, Error: fmt.Sprintf("plan %s: %v", names[i], err)}
 	})
@@ -414,7 +419,8 @@ func compare(dp *DevicePlan, live *Live, art *compiler.DeviceArtifacts) error {
 			dp.Change = &r
 		}
 	}
-	if dp.ConfigDiff != "" || dp.KeepalivedDiff != "" || len(dp.FileChanges) > 0 || len(dp.VIPsAdd) > 0 || len(dp.VIPsRemove) > 0 || stateBehind {
+	runtimeDrifted := planRuntimeDrift(dp, live, art.HAProxyCfg)
+	if dp.ConfigDiff != "" || dp.KeepalivedDiff != "" || len(dp.FileChanges) > 0 || len(dp.VIPsAdd) > 0 || len(dp.VIPsRemove) > 0 || stateBehind || runtimeDrifted {
 		dp.Status = StatusChanges
 	} else {
 		dp.Status = StatusUnchanged
@@ -571,4 +577,60 @@ func haPairs(placement compiler.Lock) []compiler.Placement {
 	}
 	sort.Slice(pairs, func(i, j int) bool { return pairs[i].Balancer < pairs[j].Balancer })
 	return pairs
+}
+
+// drainTimeouts is the drain.timeout of the balancer behind each backend
+// whose servers a runtime change drains or deletes (backend be_NAME is
+// balancer NAME's).
+func drainTimeouts(spec *schema.Spec, r *classify.Result) map[string]string {
+	if r == nil || r.Class != classify.Runtime {
+		return nil
+	}
+	var m map[string]string
+	for _, o := range r.Ops {
+		if o.Kind != classify.KindDel && o.Kind != classify.KindDrain {
+			continue
+		}
+		b := spec.Balancers[strings.TrimPrefix(o.Backend, "be_")]
+		if b == nil || b.DrainTimeout <= 0 {
+			continue
+		}
+		if m == nil {
+			m = map[string]string{}
+		}
+		m[o.Backend] = b.DrainTimeout.String()
+	}
+	return m
+}
+
+// planRuntimeDrift notes how the running HAProxy differs from its file
+// (changed by hand on the stats socket) and adds to the device's change
+// the runtime operations that bring it back, or makes it a reload when
+// the runtime API cannot. It reports whether the runtime differs.
+func planRuntimeDrift(dp *DevicePlan, live *Live, desired []byte) bool {
+	drift, err := runtimeDrift(live)
+	if err != nil {
+		dp.Notes = append(dp.Notes, "the runtime's servers could not be read: "+err.Error())
+		return false
+	}
+	if len(drift) == 0 {
+		return false
+	}
+	dp.Notes = append(dp.Notes, "runtime drift: the running servers differ from "+dp.Host.Config+" (changed on the stats socket): "+joinDiffs(drift))
+	if dp.Change == nil {
+		dp.Change = &classify.Result{Class: classify.Runtime}
+	}
+	if dp.Change.Class == classify.Runtime {
+		running, err := host.ParseServersState(string(live.Runtime.Data))
+		if err != nil {
+			return true
+		}
+		extra, reason := driftOps(desired, running, dp.Change.Ops)
+		if reason != "" {
+			dp.Change = &classify.Result{Class: classify.Reload, Reason: "runtime drift: " + reason}
+			return true
+		}
+		dp.Change.Ops = append(dp.Change.Ops, extra...)
+	}
+	return true
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"time"
 
 	"lbc/compiler"
 	"lbc/reconcile/classify"
@@ -126,6 +127,12 @@ func checkDevicePlan(d *DevicePlan) error {
 	if d.Change != nil {
 		if err := classify.Check(d.Change); err != nil {
 			bad("%w", err)
+		}
+	}
+	for be, v := range d.DrainTimeouts {
+		t, err := time.ParseDuration(v)
+		if !revisionRE.MatchString(be) || err != nil || t < 0 || t > 24*time.Hour {
+			bad("drainTimeouts: %.80q: %.80q is not a duration of at most 24h", be, v)
 		}
 	}
 	if !revisionRE.MatchString(d.LiveRevision) {

@@ -41,6 +41,10 @@ func runScript(ctx context.Context, s *host.Script, ls *lockSession, progress fu
 	sc := bufio.NewScanner(st.Stdout())
 	sc.Buffer(make([]byte, 64*1024), 16*1024*1024)
 	for sc.Scan() {
+		if p, ok := host.ParseProgress(sc.Text()); ok {
+			progress(rep.Failed + ": " + p)
+			continue
+		}
 		if step := rep.Line(sc.Text()); step != "" {
 			progress(step)
 		}

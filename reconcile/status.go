@@ -215,6 +215,10 @@ func judge(ds *DeviceStatus, live *Live, art *compiler.DeviceArtifacts, h Host) 
 		}
 	}
 
+	if d, err := runtimeDrift(live); err == nil && len(d) > 0 {
+		drift = append(drift, "runtime drift: the running servers differ from "+h.Config+" (changed on the stats socket): "+joinDiffs(d))
+	}
+
 	// Behind: what lbc applied is not what the specs compile to now. The
 	// VIPs lbc would manage after an apply are computed as BuildPlan does.
 	var behind []string

@@ -176,6 +176,7 @@ func (e *env) applyOptions(repo *gitsrc.Repo) reconcile.ApplyOptions {
 		LBCVersion:  version.Version,
 		Guard:       gitsrc.Guard{Repo: repo, AllowDowngrade: e.args.AllowDowngrade, Force: e.args.Force},
 		Adopt:       e.args.Adopt,
+		Reload:      e.args.Reload,
 		Limits:      e.limits(),
 	}
 }

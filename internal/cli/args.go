@@ -84,6 +84,7 @@ type Args struct {
 	AllowDowngrade bool
 	Force          bool
 	Adopt          bool // also watch --apply
+	Reload         bool // also watch --apply
 
 	// watch
 	WatchPlan  bool
@@ -126,6 +127,7 @@ func parseArgs(cmd string, argv []string, stderr io.Writer) (*Args, error) {
 		fs.BoolVar(&a.Force, "force", false, "apply even when a host runs a revision unknown to the repository")
 		fs.DurationVar(&a.SSH.ScriptTimeout, "script-timeout", reconcile.DefaultScriptTimeout, "longest one script of a transaction may run on a host (then lbc lets go of it: the host commits or rolls back by itself)")
 		fs.BoolVar(&a.Adopt, "adopt", false, "replace config files that lbc did not write (shown by plan as \"not managed by lbc\")")
+		fs.BoolVar(&a.Reload, "reload", false, "apply every change by reload, also those HAProxy's runtime API could carry (server weights, states, servers added or removed)")
 	}
 	certs := func() {
 		fs.StringVar(&a.CertDir, "cert-dir", "", "certificate source: a directory outside the spec tree holding NAME.pem (certificate, chain), NAME.key and, optionally, NAME.ca.pem (the CA its chain must be complete to)")
@@ -247,8 +249,8 @@ func parseArgs(cmd string, argv []string, stderr io.Writer) (*Args, error) {
 		fmt.Fprintf(stderr, "lbc %s: --json and --markdown exclude each other\n", cmd)
 		return nil, errUsage
 	}
-	if cmd == "watch" && !a.WatchApply && (a.LockTimeout != 0 || a.AllowDowngrade || a.Force || a.Adopt) {
-		fmt.Fprintln(stderr, "lbc watch: --lock-timeout, --allow-downgrade, --force and --adopt need --apply")
+	if cmd == "watch" && !a.WatchApply && (a.LockTimeout != 0 || a.AllowDowngrade || a.Force || a.Adopt || a.Reload) {
+		fmt.Fprintln(stderr, "lbc watch: --lock-timeout, --allow-downgrade, --force, --adopt and --reload need --apply")
 		return nil, errUsage
 	}
 	if cmd == "shards" && (a.Count < 1 || a.Count > shard.MaxCount) {

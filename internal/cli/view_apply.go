@@ -45,6 +45,9 @@ type applyDeviceRecord struct {
 	Steps    []string          `json:"steps"` // completed, in order
 	Warnings []string          `json:"warnings,omitempty"`
 	Error    string            `json:"error,omitempty"`
+	// Runtime, for a device applied without a reload: its operations and
+	// its worker's pid, the same before and after.
+	Runtime *reconcile.RuntimeApply `json:"runtime,omitempty"`
 }
 
 // applySummaryRecord is the last line of apply --json.
@@ -66,7 +69,7 @@ type applySummaryRecord struct {
 func writeApplyJSON(w io.Writer, p *reconcile.Plan, r *reconcile.ApplyResult) error {
 	enc := json.NewEncoder(w)
 	for _, d := range r.Devices {
-		rec := applyDeviceRecord{Type: "device", Device: d.Device, Outcome: d.Outcome, Steps: d.Steps, Warnings: d.Warnings}
+		rec := applyDeviceRecord{Type: "device", Device: d.Device, Outcome: d.Outcome, Steps: d.Steps, Warnings: d.Warnings, Runtime: d.Runtime}
 		if rec.Steps == nil {
 			rec.Steps = []string{}
 		}
@@ -106,10 +109,14 @@ func writeApplyText(out, errs io.Writer, p *reconcile.Plan, r *reconcile.ApplyRe
 		if d.Outcome == reconcile.OutcomeRolledBack {
 			outcome = "rolled back"
 		}
+
 		// A device name may come from a saved plan, a file: escaped too.
 		dev := termLine(d.Device)
 		if _, err := fmt.Fprintf(out, "%s: %s\n", dev, outcome); err != nil {
 			return err
+		}
+		if rt := d.Runtime; rt != nil && d.Outcome == reconcile.OutcomeApplied {
+			fmt.Fprintf(out, "%s: at runtime, no reload: %d operation(s); worker pid %d, the same before and after\n", dev, len(rt.Ops), rt.Pid)
 		}
 		for _, w := range d.Warnings {
 			fmt.Fprintf(out, "%s: warning: %s\n", dev, indentText(w, "    "))

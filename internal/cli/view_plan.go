@@ -116,9 +116,9 @@ func writePlanText(w io.Writer, p *reconcile.Plan, color bool) error {
 }
 
 // changeLines describes a device's haproxy.cfg change class, escaped:
-// "haproxy.cfg: reload: REASON", or "haproxy.cfg: runtime-capable, ..."
-// and one indented line per runtime operation. Apply reloads for every
-// change today, and the wording says so.
+// "haproxy.cfg: needs a reload: REASON", or "haproxy.cfg: runtime, ..."
+// and one indented line per runtime operation (apply sends them on the
+// stats socket, without a reload, unless --reload).
 func changeLines(r *classify.Result) []string {
 	switch {
 	case r == nil || r.Class == classify.None:
@@ -126,9 +126,9 @@ func changeLines(r *classify.Result) []string {
 	case r.Class == classify.Reload:
 		return []string{"haproxy.cfg: needs a reload: " + termLine(r.Reason)}
 	case len(r.Ops) == 0:
-		return []string{"haproxy.cfg: runtime-capable, no runtime operation (the file alone changes); applied by reload until runtime apply lands"}
+		return []string{"haproxy.cfg: runtime, no runtime operation (the file alone changes): no reload"}
 	}
-	out := []string{fmt.Sprintf("haproxy.cfg: runtime-capable, %d runtime operation(s); applied by reload until runtime apply lands:", len(r.Ops))}
+	out := []string{fmt.Sprintf("haproxy.cfg: runtime, %d runtime operation(s), no reload:", len(r.Ops))}
 	for _, o := range r.Ops {
 		out = append(out, "  "+termLine(o.String()))
 	}

@@ -109,7 +109,7 @@ func goldenCases() []goldenCase {
 			c: Change{Device: "lb-a1", Host: debian, Config: cfg("0b", 20, "203.0.113.10"),
 				VIPs: []string{vip10}, LiveConfig: file(old), State: state("rev2", vip10)},
 			ops: []classify.Op{{Kind: classify.KindWeight, Backend: "be-web", Server: "n1", From: "10", To: "20"}}},
-		{name: "runtime-add-del", about: "A server added and one deleted at runtime (the deleted one drained before), its undo in txn.sh re-adds it as the old file had it.",
+		{name: "runtime-add-del", about: "A server added and one deleted at runtime: the deleted one is drained first (weight 0, its sessions read every second until none is left or the balancer's drain timeout, 30s here), then put in maintenance, its sessions shut, deleted; the undo in txn.sh re-adds it as the old file had it.",
 			c: Change{Device: "lb-a1", Host: debian, Config: cfg("0f", 10, "203.0.113.10"),
 				VIPs: []string{vip10}, LiveConfig: file(old), State: state("rev6", vip10)},
 			ops: []classify.Op{
@@ -175,6 +175,14 @@ func (gc goldenCase) renderRuntime(t *testing.T, files []txtar.File) []txtar.Fil
 	rt, err := ServerRuntime(gc.ops)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, o := range gc.ops {
+		if o.Kind == classify.KindDel {
+			if rt.Drain == nil {
+				rt.Drain = &Drain{Timeout: 30 * time.Second}
+			}
+			rt.Drain.Servers = append(rt.Drain.Servers, o.Backend+"/"+o.Server)
+		}
 	}
 	c.Runtime = rt
 	s, err := RuntimeScript(c)

@@ -40,6 +40,10 @@ type Live struct {
 	// its entries added and removed.
 	FileData  map[string][]byte
 	Addresses []string
+	// Runtime is the answer of the running HAProxy to `show servers
+	// state` on the stats socket (absent when the socket does not exist
+	// or does not answer); ParseServersState reads it.
+	Runtime File
 }
 
 // The read's section markers: "==lbc NAME present", the file in base64,
@@ -49,15 +53,29 @@ const (
 	secConfig     = "config"
 	secState      = "state"
 	secKeepalived = "keepalived"
+	secRuntime    = "runtime"
 	addrLine      = markerPrefix + "addr"
 )
 
 // ReadScript prints, in one round trip, each file as a section (config,
 // state.json, and keepalived.conf when keepalived is set), the
-// fingerprint of each auxiliary file at files, then the addresses;
-// ParseRead reads its output.
+// fingerprint of each auxiliary file at files, the running HAProxy's
+// `show servers state` as the section runtime (absent when the stats
+// socket is not there or does not answer: it never fails the read), then
+// the addresses; ParseRead reads its output.
 func ReadScript(h Host, keepalived bool, files []string) string {
 	var b strings.Builder
+	// The answer goes to base64 through a here-document: no pipe, one
+	// process besides lbc_cli.
+	b.WriteString(cliFunc)
+	fmt.Fprintf(&b, `rtsec() { if [ -S %[1]s ] && lbc_rs=$(lbc_cli %[1]s 2>/dev/null <<'LBC_CLI'
+show servers state
+LBC_CLI
+) && [ -n "$lbc_rs" ]; then echo "%[2]s present"; base64 <<LBC_RS || return 1
+$lbc_rs
+LBC_RS
+echo "%[2]s end"; else echo "%[2]s absent"; fi; }
+`, q(h.SocketPath()), markerPrefix+secRuntime)
 	b.WriteString(`sec() { if [ -e "$2" ]; then echo "` + markerPrefix + `$1 present"; base64 < "$2" || return 1; echo "` + markerPrefix + `$1 end"; else echo "` + markerPrefix + `$1 absent"; fi; }; `)
 	fmt.Fprintf(&b, "sec %s %s && sec %s %s", secConfig, q(h.Config), secState, q(h.StatePath()))
 	if keepalived {
@@ -69,7 +87,7 @@ func ReadScript(h Host, keepalived bool, files []string) string {
 	if c := mapReadCmd(files); c != "" {
 		fmt.Fprintf(&b, " && { %s; }", c)
 	}
-	fmt.Fprintf(&b, " && echo '%s' && %s -j addr show", addrLine, h.ip())
+	fmt.Fprintf(&b, " && rtsec && echo '%s' && %s -j addr show", addrLine, h.ip())
 	return b.String()
 }
 
@@ -78,7 +96,7 @@ func ReadScript(h Host, keepalived bool, files []string) string {
 // state.json that does not parse, output cut short) is an error.
 func ParseRead(out []byte) (*Live, error) {
 	l := &Live{}
-	files := map[string]*File{secConfig: &l.Config, secState: &l.StateFile, secKeepalived: &l.Keepalived}
+	files := map[string]*File{secConfig: &l.Config, secState: &l.StateFile, secKeepalived: &l.Keepalived, secRuntime: &l.Runtime}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	sc.Buffer(make([]byte, 64*1024), 64*1024*1024)
 	var cur *File

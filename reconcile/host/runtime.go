@@ -18,6 +18,9 @@ import (
 //   - stage, keep-last-good, arm, add-vips, swap: as for a reload, so the
 //     file on the host always describes what runs and a later reload
 //     changes nothing;
+//   - drain (when Runtime.Drain is set): weight 0 for the servers to
+//     delete or drain, then a wait, bounded by the drain timeout, for
+//     their sessions to end, with progress markers (drainCmd);
 //   - runtime: records the worker's Pid, then sends Runtime.Do, one
 //     command a query, in order; the first answer that is not one its
 //     RuntimeCmd accepts fails the step, its stderr naming the command and
@@ -64,6 +67,8 @@ type Runtime struct {
 	// ReadBack are the queries whose answers runtime-verify and
 	// rollback-verify print ("show servers state").
 	ReadBack []string
+	// Drain, when set, drains servers before Do (step drain).
+	Drain *Drain
 }
 
 // RuntimeCmd is one command for HAProxy's stats socket.
@@ -76,16 +81,6 @@ type RuntimeCmd struct {
 	// them; "" stands for an empty answer. None: the answer must be empty.
 	OK []string
 }
-
-// Step names of a runtime change.
-const (
-	// StepRuntime sends Runtime.Do on the stats socket.
-	StepRuntime = "runtime"
-	// StepRuntimeVerify prints what the runtime reads back.
-	StepRuntimeVerify = "runtime-verify"
-	// StepDisarm ends a rollback once the controller has compared.
-	StepDisarm = "disarm"
-)
 
 // maxRuntimeLine bounds a command line (HAProxy's own buffer is larger).
 const maxRuntimeLine = 4096
@@ -161,10 +156,19 @@ func checkRuntime(r *Runtime) error {
 // succeeds when the answer holds one of the OKs (an empty OK: an empty answer;
 // none: the answer must be empty).
 // Otherwise it prints the command and at most 300 bytes of the answer on
-// stderr and fails. Only lbc_cli runs a process.
+// stderr and fails. Only lbc_cli runs a process: the command goes in
+// through a here-document, not a pipe (no printf process beside it).
 const rtFunc = `lbc_rt() { lbc_s=$1; lbc_c=$2; lbc_p=$3; shift 3
-  if [ -n "$lbc_p" ]; then lbc_a=$(printf '%s <<\n%s\n\n' "$lbc_c" "$lbc_p" | lbc_cli "$lbc_s" 2>&1) || lbc_a="(no answer: $lbc_a)"
-  else lbc_a=$(printf '%s\n' "$lbc_c" | lbc_cli "$lbc_s" 2>&1) || lbc_a="(no answer: $lbc_a)"; fi
+  if [ -n "$lbc_p" ]; then lbc_a=$(lbc_cli "$lbc_s" 2>&1 <<LBC_RT
+$lbc_c <<
+$lbc_p
+
+LBC_RT
+) || lbc_a="(no answer: $lbc_a)"
+  else lbc_a=$(lbc_cli "$lbc_s" 2>&1 <<LBC_RT
+$lbc_c
+LBC_RT
+) || lbc_a="(no answer: $lbc_a)"; fi
   [ $# -eq 0 ] && set -- ''
   for lbc_ok; do if [ -z "$lbc_ok" ]; then [ -z "$lbc_a" ] && return 0; else case $lbc_a in *"$lbc_ok"*) return 0 ;; esac; fi; done
   printf 'stats socket: %s: %.300s\n' "$lbc_c" "$lbc_a" >&2; return 1; }
@@ -179,21 +183,30 @@ func rtCall(h Host, c RuntimeCmd) string {
 	return "lbc_rt " + strings.Join(args, " ")
 }
 
-// readBackCmd prints "pid N" (the worker that answers `show info`), then,
+// readBackCmd prints "pid N" (the worker that answers `show info`; with
+// wait, once one answers, within 5 s), then,
 // for each query, "answer I" and its answer, each line behind a "|" (so no
 // answer line reads as a marker), at most 100,000 lines each. It fails
 // when HAProxy does not answer.
-func readBackCmd(h Host, queries []string) string {
+func readBackCmd(h Host, queries []string, wait bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, infoFunc, statsCmd(h, infoQuery, "2>/dev/null"))
+	if wait {
+		// After txn.sh reloaded (an undo command refused), the new
+		// worker answers once it has started: poll, at most 5 s.
+		b.WriteString("  lbc_i=0; while lbc_info_get; [ -z \"$lbc_pid\" ] && [ \"$lbc_i\" -lt 50 ]; do lbc_i=$((lbc_i+1)); sleep 0.1; done\n")
+	}
 	b.WriteString(`  lbc_info_get; [ -n "$lbc_pid" ] || { echo 'haproxy did not answer on its stats socket' >&2; false; } &&
   echo "pid $lbc_pid"`)
 	// A here-document's body starts on the line after its operator, so
 	// the && that joins the next query ends that line.
 	for i, rq := range queries {
 		fmt.Fprintf(&b, ` &&
-  echo 'answer %d' && lbc_a=$(printf '%%s\n' %s | lbc_cli %s) && lbc_n=0 &&
-  while IFS= read -r lbc_l && [ "$lbc_n" -lt 100000 ]; do printf '|%%s\n' "$lbc_l"; lbc_n=$((lbc_n+1)); done <<LBC_ANSWER`, i, q(rq), q(h.SocketPath()))
+  echo 'answer %d' && lbc_a=$(lbc_cli %[3]s <<'LBC_CLI'
+%[2]s
+LBC_CLI
+) && lbc_n=0 &&
+  while IFS= read -r lbc_l && [ "$lbc_n" -lt 100000 ]; do printf '|%%s\n' "$lbc_l"; lbc_n=$((lbc_n+1)); done <<LBC_ANSWER`, i, rq, q(h.SocketPath()))
 		if i < len(queries)-1 {
 			b.WriteString(" &&")
 		}
@@ -230,8 +243,12 @@ func RuntimeScript(c Change) (*Script, error) {
 	for _, rc := range c.Runtime.Do {
 		b.WriteString(" &&\n  " + rtCall(h, rc))
 	}
+	if d := c.Runtime.Drain; d != nil && len(d.Servers) > 0 {
+		s.step(StepDrain, drainCmd(h, *d))
+		s.Bound = d.bound()
+	}
 	s.step(StepRuntime, b.String())
-	s.step(StepRuntimeVerify, readBackCmd(h, c.Runtime.ReadBack))
+	s.step(StepRuntimeVerify, readBackCmd(h, c.Runtime.ReadBack, false))
 	return s, nil
 }
 
@@ -265,7 +282,7 @@ func RuntimeRollbackScript(c Change) (*Script, error) {
 	h := c.Host
 	s := newScript(true)
 	s.step(StepRollback, "sh "+q(h.TxnPath()))
-	s.step(StepRollbackVerify, readBackCmd(h, c.Runtime.ReadBack))
+	s.step(StepRollbackVerify, readBackCmd(h, c.Runtime.ReadBack, true))
 	return s, nil
 }
 

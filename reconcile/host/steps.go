@@ -25,6 +25,15 @@ const (
 	// StepRollbackVerify is the part of a rollback script that waits for
 	// the old config to run again (and disarms once it does).
 	StepRollbackVerify = "rollback-verify"
+
+	// Steps of a runtime change (see Runtime), in the order they run
+	// after swap: drain the servers to delete or drain, send the
+	// operations on the stats socket, print what the runtime reads back;
+	// disarm ends a runtime rollback once the controller has compared.
+	StepDrain         = "drain"
+	StepRuntime       = "runtime"
+	StepRuntimeVerify = "runtime-verify"
+	StepDisarm        = "disarm"
 )
 
 // The marker lines a host prints on the lock session's stdout. Every one
@@ -49,6 +58,9 @@ const (
 	stderrPrefix = markerPrefix + "stderr "
 	// exitPrefix + TOKEN + " " + CODE: the script run last has ended.
 	exitPrefix = markerPrefix + "exit "
+	// progressPrefix + TEXT: how the running step goes (a drain's
+	// sessions left); ParseProgress reads it.
+	progressPrefix = markerPrefix + "progress "
 )
 
 // stepFunc defines lbc_step NAME, which prints the step marker of NAME.
@@ -80,4 +92,21 @@ func ParseExit(line, token string) (code int, ok bool) {
 		return 1, true
 	}
 	return code, true
+}
+
+// ParseProgress reads a progress marker: its text, with every character
+// but lbc's own words' ([A-Za-z0-9._:/ -]) dropped (it is a host's text,
+// shown at a terminal), at most 200 bytes; and whether line is one.
+func ParseProgress(line string) (string, bool) {
+	rest, ok := strings.CutPrefix(line, progressPrefix)
+	if !ok {
+		return "", false
+	}
+	b := make([]byte, 0, min(len(rest), 200))
+	for i := 0; i < len(rest) && len(b) < 200; i++ {
+		if c := rest[i]; isAlnum(c) || strings.IndexByte("._:/ -", c) >= 0 {
+			b = append(b, c)
+		}
+	}
+	return strings.TrimSpace(string(b)), true
 }

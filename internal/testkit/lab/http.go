@@ -20,9 +20,24 @@ var client = &http.Client{
 	},
 }
 
+// slowClient is client with time for a node's SlowPath.
+var slowClient = &http.Client{
+	Timeout:   SlowFor + 10*time.Second,
+	Transport: client.Transport,
+}
+
+// GetSlow is Get with a timeout of SlowFor + 10 s, for a node's SlowPath.
+func (l *Lab) GetSlow(ctx context.Context, url string) (string, error) {
+	return get(ctx, slowClient, url)
+}
+
 // Get sends an HTTP GET from the root namespace (3 s timeout) and returns
 // the body. A status other than 200 is an error; the body is returned too.
 func (l *Lab) Get(ctx context.Context, url string) (string, error) {
+	return get(ctx, client, url)
+}
+
+func get(ctx context.Context, client *http.Client, url string) (string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return "", err

@@ -10,7 +10,9 @@ import (
 )
 
 // nodeConfig makes a node's haproxy answer every HTTP request with 200 and
-// the node's name as the whole body.
+// the node's name as the whole body; a request for SlowPath gets the same
+// answer after SlowFor (HAProxy's tarpit, answering 200), to hold a
+// session open on the node (a drain waits for it).
 const nodeConfig = `# lbc lab backend node %[1]s
 global
 	maxconn 2048
@@ -20,11 +22,19 @@ defaults
 	timeout connect 2s
 	timeout client 10s
 	timeout server 10s
+	timeout tarpit %[4]dms
 
 frontend node
 	bind %[2]s:%[3]d
+	http-request tarpit deny_status 200 content-type text/plain string %[1]s if { path_beg %[5]s }
 	http-request return status 200 content-type text/plain string %[1]s
 `
+
+// SlowPath is the path a lab node answers after SlowFor.
+const SlowPath = "/slow"
+
+// SlowFor is how long a lab node takes to answer SlowPath.
+const SlowFor = 3 * time.Second
 
 func (l *Lab) startNode(ctx context.Context, i int) error {
 	n := &l.Nodes[i-1]
@@ -36,7 +46,7 @@ func (l *Lab) startNode(ctx context.Context, i int) error {
 		return err
 	}
 	cfg := filepath.Join(dir, "haproxy.cfg")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(nodeConfig, n.Name, n.Address, n.Port)), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(nodeConfig, n.Name, n.Address, n.Port, SlowFor.Milliseconds(), SlowPath)), 0o644); err != nil {
 		return err
 	}
 	if _, err := run(ctx, "", "ip", "netns", "exec", n.NS, "/usr/sbin/haproxy",
