@@ -2,7 +2,6 @@ package host
 
 import (
 	"fmt"
-	"strings"
 )
 
 // HAProxy's server-state file (<stateDir>/server-state, named by the
@@ -43,14 +42,33 @@ const serverStateEmpty = `1\n`
 // start with the version line, it leaves the version-only file and fails,
 // so the step's warning is shown. The version line is checked with the
 // shell's read: no process.
+//
+// The dump goes through stateKeepHealth (awk), which drops what the
+// runtime API set: HAProxy 2.6 gives a server the dumped user weight when
+// its configured weight equals the dumped initial weight, and keeps a
+// forced maintenance whatever the config says. After a runtime apply (the
+// process started with weight 10, runs 11 as its file now says) a reload
+// to a file that says 10 again would otherwise run 11. Only health (the
+// operational and check columns) crosses the reload; weights and admin
+// states come from the file.
 func saveServerStateCmd(h Host) string {
 	f := h.ServerStatePath()
-	// The here-document's body follows the line that holds the whole list.
-	sc := statsCmd(h, "show servers state", "> "+q(f))
-	line, doc, _ := strings.Cut(sc, "\n")
+	// As statsCmd, with the here-document on lbc_cli, before the pipe; its
+	// body follows the line that holds the whole list.
+	line := fmt.Sprintf("lbc_cli %s <<'LBC_CLI' | %s > %s", q(h.SocketPath()), stateKeepHealth, q(f))
+	doc := "show servers state\nLBC_CLI\n"
 	return fmt.Sprintf("%s{ %s && read -r lbc_l < %s && [ \"$lbc_l\" = 1 ]; } || { %s; false; }\n%s",
 		cliFunc, line, q(f), clearServerStateCmd(h), doc)
 }
+
+// stateKeepHealth rewrites each server line of a `show servers state`
+// dump (version 1: field 7 srv_admin_state, 8 srv_uweight, 9 srv_iweight)
+// so that HAProxy loads no runtime value from it: the user weight becomes
+// the initial one, and the forced maintenance (0x01) and forced drain
+// (0x08) bits of the admin state are cleared; the maintenance a config's
+// `disabled` sets (0x04) stays, HAProxy compares it with the new config.
+// mawk has no bit operators, hence the arithmetic.
+const stateKeepHealth = `awk 'NR > 1 && $0 !~ /^#/ && NF >= 9 { a = $7 + 0; if (int(a / 8) % 2) a -= 8; if (a % 2) a -= 1; $7 = a; $8 = $9 } { print }'`
 
 // clearServerStateCmd replaces the server-state file by the version-only
 // one with a redirection (no process); it never fails. HAProxy reads the

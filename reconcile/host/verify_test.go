@@ -163,7 +163,7 @@ func TestStatsClientsAgainstHAProxy(t *testing.T) {
 	dumps := map[string]string{}
 	for _, client := range []string{"socat", "nc.openbsd"} {
 		path := t.TempDir()
-		for _, p := range []string{client, "cat"} {
+		for _, p := range []string{client, "cat", "awk"} {
 			real, _ := exec.LookPath(p)
 			if err := os.Symlink(real, filepath.Join(path, p)); err != nil {
 				t.Fatal(err)
