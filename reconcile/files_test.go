@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"lbc/compiler"
+	"lbc/reconcile/classify"
 	"lbc/reconcile/host"
 )
 
@@ -37,7 +38,7 @@ func auxConfig(mapPath string, weight int) []byte {
 	var b bytes.Buffer
 	b.WriteString(testGlobal)
 	b.WriteString("frontend fe_web\n    bind 127.0.0.1:18081\n    mode http\n    use_backend %[req.hdr(host),field(1,:),lower,map(" + mapPath + ",be_web)]\n    default_backend be_web\n\n")
-	b.WriteString("backend be_web\n    mode http\n    server n1 127.0.0.1:9 weight " + itoa(weight) + " check\n")
+	b.WriteString("backend be_web\n    mode http\n    balance roundrobin\n    server n1 127.0.0.1:9 weight " + itoa(weight) + " check\n")
 	return withHeader(b.Bytes())
 }
 
@@ -222,5 +223,29 @@ func TestAuxFileCheckFails(t *testing.T) {
 		if th.read(f) != "<absent>" {
 			t.Errorf("%s on the host after a failed check", f)
 		}
+	}
+}
+
+// A weight change alone is a runtime change; with a map file changing in
+// the same plan the plan says reload, as apply does (HAProxy reads the
+// file only at a reload).
+func TestPlanClassWithAuxFiles(t *testing.T) {
+	th := newTestHost(t, "lb-a2")
+	mapPath := filepath.Join(th.dev.StateDir, "files", "hosts.map")
+	files := func(m string) []compiler.AuxFile {
+		return []compiler.AuxFile{{Path: mapPath, Mode: 0o644, Kind: "map", Data: []byte(m)}}
+	}
+	mustApply(t, th, th.planFiles("rev1", auxConfig(mapPath, 10), files("a.example.com be_web\n"), nil))
+	class := func(p *Plan) string {
+		if c := p.Devices[0].Change; c != nil {
+			return string(c.Class)
+		}
+		return "<nil>"
+	}
+	if got := class(th.planFiles("rev2", auxConfig(mapPath, 11), files("a.example.com be_web\n"), nil)); got != string(classify.Runtime) {
+		t.Errorf("weight change alone: class %s, want runtime", got)
+	}
+	if got := class(th.planFiles("rev2", auxConfig(mapPath, 11), files("b.example.com be_web\n"), nil)); got != string(classify.Reload) {
+		t.Errorf("weight change with a map change: class %s, want reload (apply reloads it)", got)
 	}
 }
