@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptrace"
 	"os"
@@ -51,19 +50,7 @@ func (e *e2e) writeRuntimeSpec(drain string, nodes ...rtNode) {
 // stats sends one command to device 1's stats socket.
 func (e *e2e) stats(cmd string) string {
 	e.t.Helper()
-	c, err := net.DialTimeout("unix", filepath.Join(e.l.Devices[0].StateDir, "haproxy.sock"), 2*time.Second)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	fmt.Fprintf(c, "%s\n", cmd)
-	var b strings.Builder
-	sc := bufio.NewScanner(c)
-	for sc.Scan() {
-		b.WriteString(sc.Text() + "\n")
-	}
-	return b.String()
+	return lab.StatsQuery(e.t, filepath.Join(e.l.Devices[0].StateDir, "haproxy.sock"), cmd)
 }
 
 // workerPid is the pid of device 1's HAProxy worker.

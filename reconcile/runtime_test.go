@@ -1,7 +1,6 @@
 package reconcile
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net"
@@ -13,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"lbc/internal/testkit/lab"
 	"lbc/reconcile/classify"
 	"lbc/reconcile/host"
 )
@@ -66,19 +66,7 @@ func (th *testHost) startHAProxy() {
 // cli sends one command to the test host's HAProxy and returns its answer.
 func (th *testHost) cli(cmd string) string {
 	th.t.Helper()
-	c, err := net.DialTimeout("unix", filepath.Join(th.dev.StateDir, "haproxy.sock"), 2*time.Second)
-	if err != nil {
-		th.t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	fmt.Fprintf(c, "%s\n", cmd)
-	var b strings.Builder
-	sc := bufio.NewScanner(c)
-	for sc.Scan() {
-		b.WriteString(sc.Text() + "\n")
-	}
-	return b.String()
+	return lab.StatsQuery(th.t, filepath.Join(th.dev.StateDir, "haproxy.sock"), cmd)
 }
 
 // servers is what the test host's HAProxy runs, one "be/s addr weight W

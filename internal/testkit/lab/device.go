@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"testing"
 	"time"
 )
 
@@ -361,4 +363,23 @@ func (l *Lab) Exec(ctx context.Context, dev int, args ...string) ([]byte, error)
 		return out, fmt.Errorf("lab %s: exec %s: %w", d.Name, strings.Join(args, " "), err)
 	}
 	return out, nil
+}
+
+// StatsQuery sends one command to the HAProxy stats socket at sock and
+// returns its answer, within bounded waits (2 s to connect, 5 s in all).
+func StatsQuery(t testing.TB, sock, cmd string) string {
+	t.Helper()
+	c, err := net.DialTimeout("unix", sock, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(c, "%s\n", cmd)
+	var b strings.Builder
+	sc := bufio.NewScanner(c)
+	for sc.Scan() {
+		b.WriteString(sc.Text() + "\n")
+	}
+	return b.String()
 }
