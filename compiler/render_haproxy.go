@@ -61,8 +61,7 @@ func RenderHAProxy(dev *schema.Device, placed []*schema.Balancer, roles map[stri
 	if dev == nil {
 		return nil, errors.New("render haproxy.cfg: no device")
 	}
-	// About 700 bytes a balancer on the generated tree: one growth at most.
-	w, err := newCfgWriter(opts, 600+900*len(placed))
+	w, err := newCfgWriter(opts, sizeHint(placed))
 	if err != nil {
 		return nil, err
 	}
@@ -215,6 +214,17 @@ func checkWord(s string, keepalived bool) error {
 		}
 	}
 	return nil
+}
+
+// sizeHint is about the size of the haproxy.cfg of placed, so that it is
+// written with one growth at most: about 700 bytes a balancer on the
+// generated tree, 250 more a rule in each frontend, 600 a pool.
+func sizeHint(placed []*schema.Balancer) int {
+	n := 600
+	for _, b := range placed {
+		n += 900 + 250*len(b.Rules)*len(b.VIPs) + 600*len(b.Pools)
+	}
+	return n
 }
 
 // balancer writes the frontends and the backends of b; mapPath is where

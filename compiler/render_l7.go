@@ -5,7 +5,6 @@ import (
 	"path"
 	"sort"
 	"strconv"
-	"strings"
 
 	"lbc/schema"
 )
@@ -70,7 +69,9 @@ func (w *cfgWriter) routing(b *schema.Balancer, mapPath string) {
 	for i, r := range b.Rules {
 		w.s("    # rule ")
 		w.i(i)
-		w.s(" of ", b.Name, ": ", DescribeRule(r), "\n")
+		w.s(" of ", b.Name, ": ")
+		w.buf = appendRule(w.buf, r)
+		w.nl()
 		for j, c := range r.Match {
 			w.acl(b.Name, i, j, c)
 		}
@@ -265,41 +266,51 @@ func isHost(s string) bool {
 // DescribeRule says what a rule does in one line of safe words, as the
 // comment above its lines in haproxy.cfg and plans show it: "path prefix
 // /api/ and not header X-Env exact beta -> pool api".
-func DescribeRule(r schema.Rule) string {
-	var b strings.Builder
+func DescribeRule(r schema.Rule) string { return string(appendRule(nil, r)) }
+
+// appendRule appends DescribeRule(r) to b (the renderer writes it into
+// the file without a string of its own).
+func appendRule(b []byte, r schema.Rule) []byte {
 	if len(r.Match) == 0 {
-		b.WriteString("every request")
+		b = append(b, "every request"...)
 	}
 	for j, c := range r.Match {
 		if j > 0 {
-			b.WriteString(" and ")
+			b = append(b, " and "...)
 		}
 		if c.Not {
-			b.WriteString("not ")
+			b = append(b, "not "...)
 		}
-		b.WriteString(c.Kind)
+		b = append(b, c.Kind...)
 		if c.Name != "" {
-			b.WriteString(" " + c.Name)
+			b = append(append(b, ' '), c.Name...)
 		}
 		if c.Kind == schema.CondFileType {
-			b.WriteString(" " + strings.Join(c.Types, " "))
+			for _, t := range c.Types {
+				b = append(append(b, ' '), t...)
+			}
 			continue
 		}
-		b.WriteString(" " + c.Compare)
+		b = append(append(b, ' '), c.Compare...)
 		if c.Compare != schema.CmpFound {
-			b.WriteString(" " + c.Value)
+			b = append(append(b, ' '), c.Value...)
 		}
 	}
-	b.WriteString(" -> ")
+	b = append(b, " -> "...)
 	switch {
-	case r.Redirect != nil && r.Redirect.Location != "":
-		fmt.Fprintf(&b, "redirect %d location %s", r.Redirect.Code, r.Redirect.Location)
 	case r.Redirect != nil:
-		fmt.Fprintf(&b, "redirect %d prefix %s", r.Redirect.Code, r.Redirect.Prefix)
+		b = append(b, "redirect "...)
+		b = strconv.AppendInt(b, int64(r.Redirect.Code), 10)
+		if r.Redirect.Location != "" {
+			b = append(append(b, " location "...), r.Redirect.Location...)
+		} else {
+			b = append(append(b, " prefix "...), r.Redirect.Prefix...)
+		}
 	case r.Reject:
-		b.WriteString("reject 403")
+		b = append(b, "reject 403"...)
 	default:
-		b.WriteString("pool " + r.Pool)
+		b = append(b, "pool "...)
+		b = append(b, r.Pool...)
 	}
-	return b.String()
+	return b
 }

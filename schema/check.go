@@ -154,7 +154,12 @@ func (p *Partial) addBalancer(name string, r *rawBalancer, ep *entityPos, first 
 	if r.NodeTLS != nil {
 		b.NodeTLS = checkNodeTLS(r.NodeTLS, fp, pos, base, bad)
 	}
-	checkL7(b, r, fp, pos, base, &ds)
+	checkL7(b, r, func(key string) Pos {
+		if ep != nil {
+			ep.resolve()
+		}
+		return at(fp, key, pos)
+	}, base, &ds)
 	if len(ds) > 0 {
 		p.reject("balancers/"+name, pos, ds)
 		return

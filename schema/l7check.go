@@ -22,10 +22,11 @@ var redirectCodes = map[int]bool{301: true, 302: true, 303: true, 307: true, 308
 type l7report func(key, path, format string, args ...any)
 
 // checkL7 checks the pools, rules and host table of the raw balancer r
-// and sets them on b.
-func checkL7(b *Balancer, r *rawBalancer, fp map[string]Pos, pos Pos, base string, ds *Diagnostics) {
+// and sets them on b; fieldAt is the position of a field of b (see
+// lazyFields: called only for an error).
+func checkL7(b *Balancer, r *rawBalancer, fieldAt func(key string) Pos, base string, ds *Diagnostics) {
 	report := func(key, path, format string, args ...any) {
-		*ds = append(*ds, errorf(at(fp, key, pos), join(base, path), format, args...))
+		*ds = append(*ds, errorf(fieldAt(key), join(base, path), format, args...))
 	}
 	if len(r.Pools) == 0 && len(r.Rules) == 0 && r.Hosts == nil {
 		return

@@ -412,6 +412,7 @@ func (p *positions) fallback(sels []string, first Pos) Pos {
 		}
 		if e := m[unquote(sels[1])]; e != nil {
 			// The deepest field of the path the files write.
+			e.resolve()
 			rel := cuePath(sels[2:])
 			for rel != "" {
 				if fp, ok := e.fields[rel]; ok {

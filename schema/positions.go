@@ -23,6 +23,29 @@ type positions struct {
 type entityPos struct {
 	pos    Pos            // the key naming the entity
 	fields map[string]Pos // "address", "nodes[0].weight"
+	// lazy are the subtrees of the lazyFields the files write, in order:
+	// their fields are recorded by resolve, when an error needs them.
+	lazy []lazyField
+	p    *positions
+}
+
+// lazyFields are the fields of an entity whose inner positions are
+// recorded only when asked for: a balancer's L7 routing can be most of
+// its text (10 rules double it), and is only looked at for its own
+// errors, which checkL7 reports while loading.
+var lazyFields = map[string]bool{"pools": true, "rules": true, "hosts": true}
+
+type lazyField struct {
+	key string
+	x   ast.Expr
+}
+
+// resolve records the positions of the fields inside e's lazy subtrees.
+func (e *entityPos) resolve() {
+	for _, l := range e.lazy {
+		e.p.fields(e.fields, l.key, l.x, nil)
+	}
+	e.lazy = nil
 }
 
 func newPositions(rel func(string) string) *positions {
@@ -47,7 +70,7 @@ func (p *positions) addFile(f *ast.File) {
 			if !p.scheduler.IsValid() {
 				p.scheduler = p.pos(fd.Label.Pos())
 			}
-			p.fields(p.schedulerFields, "", fd.Value)
+			p.fields(p.schedulerFields, "", fd.Value, nil)
 		}
 	}
 }
@@ -65,16 +88,18 @@ func (p *positions) entities(m map[string]*entityPos, x ast.Expr) {
 			}
 			e := m[name]
 			if e == nil {
-				e = &entityPos{pos: p.pos(fd.Label.Pos()), fields: map[string]Pos{}}
+				e = &entityPos{pos: p.pos(fd.Label.Pos()), fields: map[string]Pos{}, p: p}
 				m[name] = e
 			}
-			p.fields(e.fields, "", fd.Value)
+			p.fields(e.fields, "", fd.Value, &e.lazy)
 		}
 	})
 }
 
 // fields records the value positions of the fields of x under prefix.
-func (p *positions) fields(m map[string]Pos, prefix string, x ast.Expr) {
+// With lazy, x is an entity's value: the subtrees of its lazyFields are
+// appended to lazy instead of walked.
+func (p *positions) fields(m map[string]Pos, prefix string, x ast.Expr, lazy *[]lazyField) {
 	switch x := x.(type) {
 	case *ast.ListLit:
 		for i, e := range x.Elts {
@@ -86,7 +111,7 @@ func (p *positions) fields(m map[string]Pos, prefix string, x ast.Expr) {
 			if _, ok := m[key]; !ok {
 				m[key] = p.pos(e.Pos())
 			}
-			p.fields(m, key, e)
+			p.fields(m, key, e, nil)
 		}
 		return
 	}
@@ -107,7 +132,11 @@ func (p *positions) fields(m map[string]Pos, prefix string, x ast.Expr) {
 			if _, ok := m[key]; !ok {
 				m[key] = p.pos(fd.Value.Pos())
 			}
-			p.fields(m, key, fd.Value)
+			if lazy != nil && lazyFields[name] {
+				*lazy = append(*lazy, lazyField{key, fd.Value})
+				continue
+			}
+			p.fields(m, key, fd.Value, nil)
 		}
 	})
 }
