@@ -71,8 +71,8 @@ var haproxySections = []struct {
 		// L7 routing (render_l7.go).
 		"# rule {int} of {name}: {comment}",
 		"acl lbc_routed var(txn.lbc_rule) -m found",
-		"acl {aclname} req.hdr(host),field(1,:),lower -m {cmp} {value}",
-		"acl {aclname} req.hdr(host),field(1,:),lower -m {cmp} -- {dashvalue}",
+		"acl {aclname} req.hdr(host),lower,regsub(:[0-9]+$,) -m {cmp} {value}",
+		"acl {aclname} req.hdr(host),lower,regsub(:[0-9]+$,) -m {cmp} -- {dashvalue}",
 		"acl {aclname} path -m {cmp} {value}",
 		"acl {aclname} path -m {cmp} -- {dashvalue}",
 		"acl {aclname} req.fhdr({token}) -m found",
@@ -169,7 +169,7 @@ var (
 	reSNI     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$`)
 	reACL     = regexp.MustCompile(`^rule(0|[1-9][0-9]{0,5})_(0|[1-9][0-9]{0,5})$`)
 	reCond    = regexp.MustCompile(`^!?rule(0|[1-9][0-9]{0,5})_(0|[1-9][0-9]{0,5})$`)
-	reHostMap = regexp.MustCompile(`^%\[req\.hdr\(host\),field\(1,:\),lower,map\((/[A-Za-z0-9._/-]{0,999}),be_[a-z0-9][a-z0-9._-]{0,62}\)\]$`)
+	reHostMap = regexp.MustCompile(`^%\[req\.hdr\(host\),lower,regsub\(:\[0-9\]\+\$,\),map\((/[A-Za-z0-9._/-]{0,999}),be_[a-z0-9][a-z0-9._-]{0,62}\)\]$`)
 )
 
 // l7Word is a value of an L7 condition or a redirect target as the

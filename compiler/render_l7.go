@@ -29,7 +29,7 @@ import (
 //	http-request redirect location|prefix TARGET code C if ... !lbc_routed
 //	http-request deny if ... !lbc_routed                (403)
 //	use_backend be_<balancer>:<pool> if { var(txn.lbc_rule) -m int <i> }
-//	use_backend %[req.hdr(host),field(1,:),lower,map(MAPFILE,be_<balancer>)]
+//	use_backend %[req.hdr(host),lower,regsub(:[0-9]+$,),map(MAPFILE,be_<balancer>)]
 
 // HostsMapName is the file name of balancer's host table.
 func HostsMapName(balancer string) string { return "lbc-hosts-" + balancer + ".map" }
@@ -49,8 +49,12 @@ func PoolBackend(balancer, pool string) string {
 	return "be_" + balancer + ":" + pool
 }
 
-// hostFetch is the Host header without its port, in lower case.
-const hostFetch = "req.hdr(host),field(1,:),lower"
+// hostFetch is the Host header in lower case without its port: only a
+// trailing :digits goes, so an IPv6 literal keeps its brackets and
+// colons ([2001:db8::1]:8080 → [2001:db8::1]). The $ is read by HAProxy
+// as an environment variable only inside double quotes; this is never
+// quoted.
+const hostFetch = "req.hdr(host),lower,regsub(:[0-9]+$,)"
 
 var matchFlag = map[string]string{
 	schema.CmpExact: "-m str", schema.CmpPrefix: "-m beg", schema.CmpSuffix: "-m end",

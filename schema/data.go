@@ -30,19 +30,45 @@ const (
 	dBool
 )
 
-// dval is one plain data value.
+// dval is one plain data value. A scalar is 64 bytes; the parts of a
+// struct or a list are behind *dagg, so that the many scalars of a spec
+// (ten rules double the values of a balancer) do not carry them.
 type dval struct {
 	kind  dkind
+	b     bool
 	s     string // dString; the literal text for dInt and dFloat
 	i     int64
 	f     float64
-	b     bool
-	at    token.Pos      // first place the value (or the field's label) is written
-	keys  []string       // dStruct: field names in order of first appearance
-	vals  []*dval        // dStruct: the field values, as keys
-	index map[string]int // dStruct with many fields: keys → position
-	pats  []*dval        // dStruct: values of [string]: patterns, applied to every field
-	elems []*dval        // dList
+	at    token.Pos // first place the value (or the field's label) is written
+	*dagg           // dStruct and dList; nil for a scalar
+}
+
+// dagg holds the fields of a struct or the elements of a list.
+type dagg struct {
+	fields []dfield       // dStruct: in order of first appearance
+	index  map[string]int // dStruct with many fields: name → position in fields
+	pats   []*dval        // dStruct: values of [string]: patterns, applied to every field
+	elems  []*dval        // dList
+}
+
+// dfield is one field of a struct.
+type dfield struct {
+	name string
+	v    *dval
+}
+
+// newStruct returns an empty struct with room for n fields.
+func newStruct(at token.Pos, n int) *dval {
+	a := &dagg{}
+	if n > 0 {
+		a.fields = make([]dfield, 0, n)
+	}
+	return &dval{kind: dStruct, at: at, dagg: a}
+}
+
+// newList returns an empty list with room for n elements.
+func newList(at token.Pos, n int) *dval {
+	return &dval{kind: dList, at: at, dagg: &dagg{elems: make([]*dval, 0, n)}}
 }
 
 // notData is returned by the conversion for anything that is not plain data.
@@ -59,7 +85,7 @@ func dataFiles(files []*ast.File) (top *dval, ok bool) {
 			top, ok = nil, false
 		}
 	}()
-	top = &dval{kind: dStruct}
+	top = newStruct(token.NoPos, 0)
 	for _, f := range files {
 		for _, d := range f.Decls {
 			switch d := d.(type) {
@@ -109,13 +135,13 @@ const indexAbove = 8
 func (v *dval) get(name string) *dval {
 	if v.index != nil {
 		if i, ok := v.index[name]; ok {
-			return v.vals[i]
+			return v.fields[i].v
 		}
 		return nil
 	}
-	for i, k := range v.keys {
-		if k == name {
-			return v.vals[i]
+	for _, f := range v.fields {
+		if f.name == name {
+			return f.v
 		}
 	}
 	return nil
@@ -123,15 +149,14 @@ func (v *dval) get(name string) *dval {
 
 // add appends a field the struct v does not have.
 func (v *dval) add(name string, x *dval) {
-	v.keys = append(v.keys, name)
-	v.vals = append(v.vals, x)
+	v.fields = append(v.fields, dfield{name, x})
 	switch {
 	case v.index != nil:
-		v.index[name] = len(v.keys) - 1
-	case len(v.keys) > indexAbove:
-		v.index = make(map[string]int, 2*len(v.keys))
-		for i, k := range v.keys {
-			v.index[k] = i
+		v.index[name] = len(v.fields) - 1
+	case len(v.fields) > indexAbove:
+		v.index = make(map[string]int, 2*len(v.fields))
+		for i, f := range v.fields {
+			v.index[f.name] = i
 		}
 	}
 }
@@ -175,16 +200,27 @@ func unquote1(lit string) (string, error) {
 
 func isBytes(lit string) bool { return strings.HasPrefix(strings.TrimLeft(lit, "#"), "'") }
 
-var (
-	intLit   = regexp.MustCompile(`^(0|[1-9][0-9]*)$`)
-	floatLit = regexp.MustCompile(`^(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$`)
-)
+var floatLit = regexp.MustCompile(`^(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$`)
+
+// isDecimal reports whether s is a plain decimal integer literal: 0, or
+// digits without a leading 0 (no _, no base prefix, no multiplier).
+func isDecimal(s string) bool {
+	if s == "" || s[0] == '0' && len(s) > 1 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
 
 // toData converts one value expression.
 func toData(x ast.Expr) *dval {
 	switch x := x.(type) {
 	case *ast.StructLit:
-		s := &dval{kind: dStruct, at: x.Pos()}
+		s := newStruct(x.Pos(), len(x.Elts))
 		for _, d := range x.Elts {
 			switch d := d.(type) {
 			case *ast.Field:
@@ -196,7 +232,7 @@ func toData(x ast.Expr) *dval {
 		}
 		return s
 	case *ast.ListLit:
-		l := &dval{kind: dList, at: x.Pos(), elems: make([]*dval, 0, len(x.Elts))}
+		l := newList(x.Pos(), len(x.Elts))
 		for _, e := range x.Elts {
 			l.elems = append(l.elems, toData(e))
 		}
@@ -227,7 +263,7 @@ func basic(x *ast.BasicLit, neg bool) *dval {
 		v.kind, v.s = dString, s
 		return v
 	case token.INT:
-		if !intLit.MatchString(x.Value) {
+		if !isDecimal(x.Value) {
 			break
 		}
 		text := x.Value
@@ -271,16 +307,16 @@ func unifyData(dst, src *dval, own bool) {
 	}
 	switch dst.kind {
 	case dStruct:
-		for i, k := range src.keys {
-			sv := src.vals[i]
-			if dv := dst.get(k); dv != nil {
+		for _, f := range src.fields {
+			sv := f.v
+			if dv := dst.get(f.name); dv != nil {
 				unifyData(dv, sv, own)
 				continue
 			}
 			if !own {
 				sv = sv.clone()
 			}
-			dst.add(k, sv)
+			dst.add(f.name, sv)
 		}
 		for _, p := range src.pats {
 			if !own {
@@ -319,29 +355,33 @@ func unifyData(dst, src *dval, own bool) {
 // clone copies v deeply (the position of each copy stays the original's).
 func (v *dval) clone() *dval {
 	c := *v
-	if v.keys != nil {
-		c.keys = append([]string(nil), v.keys...)
-		c.vals = make([]*dval, len(v.vals))
-		for i, x := range v.vals {
-			c.vals[i] = x.clone()
+	if v.dagg == nil {
+		return &c
+	}
+	a := &dagg{}
+	c.dagg = a
+	if v.fields != nil {
+		a.fields = make([]dfield, len(v.fields))
+		for i, f := range v.fields {
+			a.fields[i] = dfield{f.name, f.v.clone()}
 		}
 		if v.index != nil {
-			c.index = make(map[string]int, len(v.index))
+			a.index = make(map[string]int, len(v.index))
 			for k, i := range v.index {
-				c.index[k] = i
+				a.index[k] = i
 			}
 		}
 	}
 	if v.pats != nil {
-		c.pats = make([]*dval, len(v.pats))
+		a.pats = make([]*dval, len(v.pats))
 		for i, p := range v.pats {
-			c.pats[i] = p.clone()
+			a.pats[i] = p.clone()
 		}
 	}
 	if v.elems != nil {
-		c.elems = make([]*dval, len(v.elems))
+		a.elems = make([]*dval, len(v.elems))
 		for i, e := range v.elems {
-			c.elems[i] = e.clone()
+			a.elems[i] = e.clone()
 		}
 	}
 	return &c
@@ -352,11 +392,11 @@ func (v *dval) clone() *dval {
 func applyPatterns(v *dval) {
 	switch v.kind {
 	case dStruct:
-		for _, f := range v.vals {
+		for _, f := range v.fields {
 			for _, p := range v.pats {
-				unifyData(f, p, false)
+				unifyData(f.v, p, false)
 			}
-			applyPatterns(f)
+			applyPatterns(f.v)
 		}
 	case dList:
 		for _, e := range v.elems {

@@ -205,8 +205,8 @@ func (v *dval) lookup(name string) (node, bool) {
 }
 
 func (v *dval) each(f func(string, node)) {
-	for i, k := range v.keys {
-		f(k, v.vals[i])
+	for _, x := range v.fields {
+		f(x.name, x.v)
 	}
 }
 
@@ -421,6 +421,12 @@ func (d *decoder) strs(v node, name string, dst *[]string) {
 }
 
 func (d *decoder) list(v node, f func(node)) {
+	if dv, ok := v.(*dval); ok && dv.kind == dList {
+		for _, e := range dv.elems { // no []node copy
+			f(e)
+		}
+		return
+	}
 	es, err := v.items()
 	if err != nil {
 		d.fail(err)
@@ -429,6 +435,15 @@ func (d *decoder) list(v node, f func(node)) {
 	for _, e := range es {
 		f(e)
 	}
+}
+
+// length is the number of elements of the list v (0 when it is not one),
+// to size what is decoded from it.
+func (d *decoder) length(v node) int {
+	if dv, ok := v.(*dval); ok && dv.kind == dList {
+		return len(dv.elems)
+	}
+	return 0
 }
 
 func (d *decoder) tool(v node, name string, t *rawTool) {

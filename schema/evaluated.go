@@ -57,7 +57,7 @@ func fromValue(v cue.Value, depth int) *dval {
 	}
 	switch v.Kind() {
 	case cue.StructKind:
-		d.kind = dStruct
+		d.kind, d.dagg = dStruct, &dagg{}
 		opts := []cue.Option{cue.Optional(true)}
 		if depth > 0 {
 			// Below the top, a definition or hidden field is not data the
@@ -85,7 +85,7 @@ func fromValue(v cue.Value, depth int) *dval {
 			d.add(name, fromValue(it.Value(), depth+1))
 		}
 	case cue.ListKind:
-		d.kind = dList
+		d.kind, d.dagg = dList, &dagg{}
 		it, err := v.List()
 		if err != nil {
 			panic(notData{})
@@ -141,7 +141,8 @@ func entitiesAtLabels(data *dval, inst *build.Instance) {
 		if m == nil || m.kind != dStruct {
 			continue
 		}
-		for _, e := range m.vals {
+		for _, f := range m.fields {
+			e := f.v
 			if !e.at.IsValid() {
 				continue
 			}

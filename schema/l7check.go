@@ -2,9 +2,13 @@ package schema
 
 import (
 	"fmt"
+	"net/netip"
 	"regexp/syntax"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 )
 
 // Bounds of a balancer's L7 routing.
@@ -58,6 +62,7 @@ func checkL7(b *Balancer, r *rawBalancer, fieldAt func(key string) Pos, base str
 		}
 		p := Pool{Name: rp.Name, Algorithm: rp.Algorithm}
 		p.Nodes, p.HealthMonitor, p.Persistence, p.Timeouts = checkBackend(r.Protocol, rp.Nodes, rp.HealthMonitor, rp.Persistence, rp.Timeouts, bad)
+		inherit(&p, rp.hmSet, b)
 		b.Pools = append(b.Pools, p)
 	}
 	sort.Slice(b.Pools, func(i, j int) bool { return b.Pools[i].Name < b.Pools[j].Name })
@@ -67,9 +72,8 @@ func checkL7(b *Balancer, r *rawBalancer, fieldAt func(key string) Pos, base str
 	}
 	catchall := -1
 	for i, rr := range r.Rules {
-		key := fmt.Sprintf("rules[%d]", i)
 		bad := func(field, format string, args ...any) {
-			k := key
+			k := "rules[" + strconv.Itoa(i) + "]" // built only for an error
 			if field != "" {
 				k += "." + field
 			}
@@ -114,6 +118,30 @@ func checkL7(b *Balancer, r *rawBalancer, fieldAt func(key string) Pos, base str
 	}
 }
 
+// inherit gives the pool p what it does not set of the balancer b: the
+// health monitor (when hmSet is false) and the connect and server
+// timeouts, as an operator expects of a pool of the same service.
+func inherit(p *Pool, hmSet bool, b *Balancer) {
+	if !hmSet {
+		p.HealthMonitor = b.HealthMonitor
+	}
+	bt := b.Timeouts
+	if bt == nil || bt.Connect == 0 && bt.Server == 0 {
+		return
+	}
+	t := Timeouts{}
+	if p.Timeouts != nil {
+		t = *p.Timeouts
+	}
+	if t.Connect == 0 {
+		t.Connect = bt.Connect
+	}
+	if t.Server == 0 {
+		t.Server = bt.Server
+	}
+	p.Timeouts = &t
+}
+
 // poolList names the pools a balancer has, for a message.
 func poolList(pools map[string]bool) string {
 	names := make([]string, 0, len(pools))
@@ -134,12 +162,15 @@ func checkRule(rr rawRule, pools map[string]bool, bad func(field, format string,
 		bad(field, format, args...)
 	}
 	rule := Rule{}
+	if len(rr.Match) > 0 {
+		rule.Match = make([]Condition, 0, len(rr.Match))
+	}
 	if len(rr.Match) > MaxConditions {
 		fail("match", "%d conditions, more than %d", len(rr.Match), MaxConditions)
 	}
 	for j, rc := range rr.Match {
-		field := fmt.Sprintf("match[%d]", j)
 		c, ok := checkCondition(rc, func(f, format string, args ...any) {
+			field := "match[" + strconv.Itoa(j) + "]"
 			if f != "" {
 				f = field + "." + f
 			} else {
@@ -253,14 +284,37 @@ func checkCondition(rc rawCondition, bad func(field, format string, args ...any)
 		if err := CheckRegex(c.Value); err != nil {
 			fail(field, "%v", err)
 		}
+	case c.Kind == CondHost && c.Compare == CmpExact && strings.HasPrefix(c.Value, "["):
+		if err := checkIPv6Host(c.Value); err != nil {
+			fail(field, "%v", err)
+		}
 	case c.Kind == CondHost:
 		if strings.Trim(c.Value, "abcdefghijklmnopqrstuvwxyz0123456789.-") != "" {
-			fail(field, "invalid host %s: hosts are compared in lower case, without the port: use a-z 0-9 . - only", Quote(c.Value))
+			fail(field, "invalid host %s: hosts are compared in lower case, without the port: use a-z 0-9 . - only (an IPv6 address: exact: \"[2001:db8::1]\")", Quote(c.Value))
 		}
 	case c.Kind == CondPath && (c.Compare == CmpExact || c.Compare == CmpPrefix) && !strings.HasPrefix(c.Value, "/"):
 		fail(field, "a path starts with /: %s never matches", Quote(c.Value))
 	}
 	return c, ok
+}
+
+// checkIPv6Host checks a host condition's IPv6 literal: in brackets, as
+// the Host header carries it, and in the canonical form (lower case, the
+// longest run of zeros compressed) that browsers send and that the
+// request's Host is compared with after its port is cut.
+func checkIPv6Host(v string) error {
+	inner, ok := strings.CutPrefix(v, "[")
+	if ok {
+		inner, ok = strings.CutSuffix(inner, "]")
+	}
+	a, err := netip.ParseAddr(inner)
+	switch {
+	case !ok || err != nil || !a.Is6() || a.Zone() != "" || a.Is4In6():
+		return fmt.Errorf("invalid host %s: an IPv6 address in brackets, without the port: [2001:db8::1]", Quote(v))
+	case a.String() != inner:
+		return fmt.Errorf("host %s: write the IPv6 address as browsers send it: [%s]", Quote(v), a)
+	}
+	return nil
 }
 
 // CheckRegex checks a regular expression of a rule: RE2 syntax (Go's
@@ -269,6 +323,30 @@ func checkCondition(rc rawCondition, bad func(field, format string, args ...any)
 // on which a backtracking engine such as PCRE can take exponential time
 // ((a+)+b, (a|aa)*c).
 func CheckRegex(s string) error {
+	if err, ok := regexChecks.Load(s); ok {
+		return err.(regexResult).err
+	}
+	err := checkRegex(s)
+	if regexCount.Add(1) > maxRegexChecks {
+		regexChecks.Clear() // bounded: a tree of many distinct regexes starts over
+		regexCount.Store(1)
+	}
+	regexChecks.Store(s, regexResult{err})
+	return err
+}
+
+// regexChecks caches CheckRegex by the expression's text: a fleet's
+// balancers tend to repeat the same few expressions, each parsed once.
+var (
+	regexChecks sync.Map // string → regexResult
+	regexCount  atomic.Int64
+)
+
+const maxRegexChecks = 10_000
+
+type regexResult struct{ err error }
+
+func checkRegex(s string) error {
 	re, err := syntax.Parse(s, syntax.Perl)
 	if err != nil {
 		return fmt.Errorf("invalid regular expression %s: %v", Quote(s), err)

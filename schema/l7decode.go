@@ -6,6 +6,7 @@ package schema
 
 type rawPool struct {
 	Name          string
+	hmSet         bool            // the pool has a healthMonitor of its own
 	Algorithm     string          `json:"algorithm"`
 	Nodes         []rawNode       `json:"-"`
 	HealthMonitor rawHealth       `json:"healthMonitor"`
@@ -52,6 +53,11 @@ func (d *decoder) l7(c *compiled, v node, r *rawBalancer) {
 		x.each(func(name string, pv node) {
 			p := c.pool
 			p.Name = name
+			// A pool's own monitor starts from the schema's defaults, as
+			// the balancer's does; without one, checkL7 gives it the
+			// balancer's.
+			p.HealthMonitor = c.balancer.HealthMonitor
+			_, p.hmSet = d.field(pv, "healthMonitor")
 			d.str(pv, "algorithm", &p.Algorithm)
 			d.nodes(c, pv, &p.Nodes)
 			d.backendSettings(c, pv, &p.HealthMonitor, &p.Persistence, &p.Timeouts)
@@ -59,10 +65,13 @@ func (d *decoder) l7(c *compiled, v node, r *rawBalancer) {
 		})
 	}
 	if x, ok := d.field(v, "rules"); ok {
+		if n := d.length(x); n > 0 { // rules: [] stays nil, as before
+			r.Rules = make([]rawRule, 0, n)
+		}
 		d.list(x, func(e node) {
 			var rr rawRule
 			if m, ok := d.field(e, "match"); ok {
-				rr.Match = []rawCondition{}
+				rr.Match = make([]rawCondition, 0, d.length(m))
 				d.list(m, func(ce node) { rr.Match = append(rr.Match, d.condition(ce)) })
 			}
 			rr.poolSet = d.str(e, "pool", &rr.Pool)

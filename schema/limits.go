@@ -152,7 +152,7 @@ func countLimit(pos Pos, what string, n, limit int, flag string) Diagnostic {
 func (l Limits) countData(data *dval, first Pos) Diagnostics {
 	n := func(field string) int {
 		if v := data.get(field); v != nil && v.kind == dStruct {
-			return len(v.keys)
+			return len(v.fields)
 		}
 		return 0
 	}

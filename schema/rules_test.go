@@ -231,3 +231,23 @@ func TestLongValueShortened(t *testing.T) {
 		}
 	}
 }
+
+// CheckRegex parses each distinct expression once (the same error value
+// comes back for the same text) and keeps at most maxRegexChecks of them.
+func TestCheckRegexCached(t *testing.T) {
+	e1, e2 := CheckRegex("^/(a+)+cached"), CheckRegex("^/(a+)+cached")
+	if e1 == nil || e1 != e2 {
+		t.Fatalf("CheckRegex twice: %v and %v, want the same error value (cached)", e1, e2)
+	}
+	if err := CheckRegex("^/v[0-9]+/cached"); err != nil {
+		t.Fatalf("CheckRegex: %v", err)
+	}
+	for i := 0; i < maxRegexChecks+10; i++ {
+		_ = CheckRegex("^/x" + strconv.Itoa(i))
+	}
+	n := 0
+	regexChecks.Range(func(any, any) bool { n++; return true })
+	if n > maxRegexChecks {
+		t.Errorf("the cache holds %d expressions, more than %d", n, maxRegexChecks)
+	}
+}

@@ -263,14 +263,15 @@ func (n *vnode) check(x *dval) (ok bool, why string) {
 				return false, "missing " + r
 			}
 		}
-		for i, k := range x.keys {
+		for _, xf := range x.fields {
+			k := xf.name
 			sub := n.pattern
 			if f, ok := n.fields[k]; ok {
 				sub = f.node
 			} else if sub == nil || !n.allows(k) {
 				return false, "field not allowed: " + k
 			}
-			if ok, why := sub.check(x.vals[i]); !ok {
+			if ok, why := sub.check(xf.v); !ok {
 				return false, k + ": " + why
 			}
 		}

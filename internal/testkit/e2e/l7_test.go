@@ -131,6 +131,7 @@ balancers: shop: {
 		{match: [{cookie: {name: "beta", exact: "1"}}], pool: "beta"},
 		{match: [{header: {name: "X-Pool", exact: "blue"}}], pool: "blue"},
 		{match: [{path: regex: "^/v[0-9]+/api"}], pool: "api"},
+		{match: [{host: exact: "[2001:db8::1]"}], pool: "blue"},
 		{match: [{fileType: ["png"]}], reject: true},
 	]
 	hosts: {%s}
@@ -168,6 +169,9 @@ balancers: shop: {
 		{name: "header", host: "www.example.com", path: "/", header: [2]string{"X-Pool", "blue"}, node: n(3).Name},
 		{name: "rule before host table", host: "blue.example.com", path: "/api/x", node: n(2).Name},
 		{name: "regex", host: "www.example.com", path: "/v2/api/x", node: n(2).Name},
+		// An IPv6 literal Host keeps its brackets; only the port is cut.
+		{name: "IPv6 literal host", host: "[2001:db8::1]", path: "/", node: n(3).Name},
+		{name: "IPv6 literal host, port and case", host: "[2001:DB8::1]:8080", path: "/", node: n(3).Name},
 		{name: "reject", host: "www.example.com", path: "/admin/x", status: 403},
 		{name: "reject first, before a pool rule", host: "www.example.com", path: "/admin", cookie: [2]string{"beta", "1"}, status: 403},
 		{name: "file type, any case", host: "www.example.com", path: "/img/a.PNG", status: 403},
