@@ -317,9 +317,16 @@ func (l Limits) evalInstance(fsys fs.FS, dir string, srcs []source, problems map
 	if how == pathFast {
 		return nil, errNotFast
 	}
+	// An instance that imports packages of the tree's module is loaded
+	// by CUE's loader once here, for the probe and the evaluated path
+	// (each load reads and parses the instance and its imports again).
+	var loaded *build.Instance
+	if imports {
+		loaded, _ = loadWithImports(fsys, dir)
+	}
 	// Comprehensions that would make more than the count limits allow
 	// are refused before CUE evaluates them (see probe.go).
-	if ds := l.checkComprehensions(fsys, dir, files, srcs, imports, relName); len(ds) > 0 {
+	if ds := l.checkComprehensions(dir, files, srcs, loaded, relName); len(ds) > 0 {
 		p.Diagnostics = ds.sorted()
 		return p, nil
 	}
@@ -332,7 +339,14 @@ func (l Limits) evalInstance(fsys fs.FS, dir string, srcs []source, problems map
 	buildInst := func(ctx *cue.Context, shape bool) (cue.Value, []*ast.File, bool) {
 		built := files
 		if imports {
-			inst, built = loadWithImports(fsys, dir)
+			// The first build takes the instance loaded above, a second
+			// one (with the schema, after the evaluated path) loads it
+			// again: a built instance is not built twice.
+			inst, loaded = loaded, nil
+			if inst == nil {
+				inst, _ = loadWithImports(fsys, dir)
+			}
+			built = inst.Files
 			if inst.Err != nil {
 				p.Diagnostics = c.fromCUE(inst.Err, relName, func([]string) Pos { return first }).sorted()
 				return cue.Value{}, nil, false

@@ -3,12 +3,9 @@ package cli
 import (
 	"lbc/internal/certsrc"
 
-	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -17,7 +14,6 @@ import (
 	"lbc/internal/atomicfs"
 	"lbc/internal/exitcode"
 	"lbc/internal/outdir"
-	"lbc/internal/par"
 	"lbc/internal/shard"
 	"lbc/internal/version"
 	"lbc/schema"
@@ -159,7 +155,7 @@ func (e *env) compile() int {
 		return e.printLoadError(err)
 	}
 	tw := time.Now()
-	files, err := writeArtifacts(e.args.Out, c.res)
+	files, changed, err := writeArtifacts(e.args.Out, c.res)
 	if err != nil {
 		return e.fail(err)
 	}
@@ -172,11 +168,13 @@ func (e *env) compile() int {
 		len(c.res.Devices), c.balancers, termLine(e.args.Out), orNone(c.src.revision))
 	fmt.Fprintf(e.stdout, "placements: %d new, %d kept, %d moved, %d removed\n", st.New, st.Kept, st.Moved, st.Removed)
 	if e.args.Timings {
-		// write: the files into a new directory (files), then the swap
-		// with the old OUT and its removal. total: from the start of the
-		// command (after argument parsing) to here, lock update included.
-		fmt.Fprintf(e.stderr, "timings: load %s, schedule %s, render %s, write %s (files %s), total %s\n",
-			ms(c.load), ms(c.schedule), ms(c.render), ms(write), ms(files), ms(time.Since(start)))
+		// write: comparing OUT with the compiled files and writing those
+		// that differ (files; for a new OUT, the swap follows); written:
+		// how many files and directories were written or removed. total:
+		// from the start of the command (after argument parsing) to here,
+		// lock update included.
+		fmt.Fprintf(e.stderr, "timings: load %s, schedule %s, render %s, write %s (files %s, written %d), total %s\n",
+			ms(c.load), ms(c.schedule), ms(c.render), ms(write), ms(files), changed, ms(time.Since(start)))
 	}
 	return exitcode.OK
 }
@@ -184,136 +182,6 @@ func (e *env) compile() int {
 // ms prints d in milliseconds with one decimal: "12.3 ms".
 func ms(d time.Duration) string {
 	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 1, 64) + " ms"
-}
-
-// writeArtifacts replaces dir with the compiled files and the marker of
-// an output directory lbc made (outdir.Check has allowed dir), atomically
-// as a whole: the files are written into a new directory beside dir, which then
-// takes dir's place (see atomicfs.ReplaceDir); on any error dir is left as
-// it was. The devices are written in parallel (writeWorkers at once).
-//
-// Nothing is fsynced: OUT is a build output that compile makes again from
-// the tree, and plan and apply compile the tree themselves rather than read
-// OUT. A reader never sees a mix of two compiles; after a power loss OUT
-// may hold empty or missing files, and the next compile replaces it whole.
-//
-// It returns how long writing the files took (before the swap).
-func writeArtifacts(dir string, res *compiler.Result) (files time.Duration, err error) {
-	names := make([]string, 0, len(res.Devices))
-	for name := range res.Devices {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	if sameArtifacts(dir, names, res) {
-		return 0, nil // already there, byte for byte: nothing to replace
-	}
-	err = atomicfs.ReplaceDir(dir, func(tmp string) error {
-		start := time.Now()
-		defer func() { files = time.Since(start) }()
-		if err := outdir.Mark(tmp); err != nil {
-			return err
-		}
-		return par.Do(context.Background(), len(names), writeWorkers, func(i int) error {
-			return writeDevice(tmp, names[i], res.Devices[names[i]])
-		})
-	})
-	return files, err
-}
-
-// sameArtifacts reports whether dir holds exactly the compiled files: one
-// directory per device and nothing else, each holding exactly the device's
-// files with the same bytes. Reading them back is cheaper than writing and
-// swapping thousands of files; a recompile of an unchanged tree then
-// leaves OUT alone.
-func sameArtifacts(dir string, names []string, res *compiler.Result) bool {
-	if !sameDevices(dir, names) {
-		return false
-	}
-	err := par.Do(context.Background(), len(names), writeWorkers, func(i int) error {
-		dd := filepath.Join(dir, names[i])
-		files := res.Devices[names[i]].Files()
-		want := make([]string, 0, len(files))
-		for f := range files {
-			want = append(want, f)
-		}
-		sort.Strings(want)
-		if !sameNames(dd, want) {
-			return errDiffers
-		}
-		for _, f := range want {
-			got, err := os.ReadFile(filepath.Join(dd, f))
-			if err != nil || string(got) != string(files[f]) {
-				return errDiffers
-			}
-		}
-		return nil
-	})
-	return err == nil
-}
-
-var errDiffers = errors.New("differs")
-
-// sameDevices reports whether dir holds exactly a directory per device of
-// names (sorted) and the marker of an output directory lbc made.
-func sameDevices(dir string, names []string) bool {
-	es, err := os.ReadDir(dir)
-	if err != nil || len(es) != len(names)+1 {
-		return false
-	}
-	i := 0
-	for _, e := range es {
-		if e.Name() == outdir.Marker {
-			if !e.Type().IsRegular() {
-				return false
-			}
-			continue
-		}
-		if i == len(names) || e.Name() != names[i] || !e.IsDir() {
-			return false
-		}
-		i++
-	}
-	return i == len(names)
-}
-
-// sameNames reports whether dir holds exactly the regular files names
-// (sorted).
-func sameNames(dir string, names []string) bool {
-	es, err := os.ReadDir(dir) // sorted by name
-	if err != nil || len(es) != len(names) {
-		return false
-	}
-	for i, e := range es {
-		if e.Name() != names[i] || !e.Type().IsRegular() {
-			return false
-		}
-	}
-	return true
-}
-
-// writeWorkers is how many devices writeArtifacts writes at once. Creating
-// files is mostly kernel work that also waits on the file system's journal,
-// so more workers than CPUs still help.
-const writeWorkers = 8
-
-// writeDevice writes the files of one device into dir/name.
-func writeDevice(dir, name string, d *compiler.DeviceArtifacts) error {
-	dd := filepath.Join(dir, name)
-	if err := os.Mkdir(dd, 0o755); err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	files := d.Files()
-	names := make([]string, 0, len(files))
-	for f := range files {
-		names = append(names, f)
-	}
-	sort.Strings(names)
-	for _, f := range names {
-		if err := os.WriteFile(filepath.Join(dd, f), files[f], 0o644); err != nil {
-			return fmt.Errorf("write %s: %w", name, err)
-		}
-	}
-	return nil
 }
 
 func orNone(s string) string {

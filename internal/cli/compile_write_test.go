@@ -1,11 +1,13 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 
 	"lbc/compiler"
@@ -55,7 +57,7 @@ func TestWriteArtifacts(t *testing.T) {
 	}
 	os.WriteFile(filepath.Join(out, "lb-gone", "haproxy.cfg"), []byte("old"), 0o644)
 	res := writeTestResult(100)
-	if _, err := writeArtifacts(out, res); err != nil {
+	if _, _, err := writeArtifacts(out, res); err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]string{outdir.Marker: markerText(t)}
@@ -98,13 +100,13 @@ func TestWriteArtifacts(t *testing.T) {
 func TestWriteArtifactsFailureKeepsOut(t *testing.T) {
 	root := t.TempDir()
 	out := filepath.Join(root, "out")
-	if _, err := writeArtifacts(out, writeTestResult(5)); err != nil {
+	if _, _, err := writeArtifacts(out, writeTestResult(5)); err != nil {
 		t.Fatal(err)
 	}
 	res := writeTestResult(50)
 	// A name Mkdir cannot create (its parent does not exist), in the middle.
 	res.Devices["lb-020x/y"] = &compiler.DeviceArtifacts{HAProxyCfg: []byte("x"), VIPsJSON: []byte("[]\n")}
-	_, err := writeArtifacts(out, res)
+	_, _, err := writeArtifacts(out, res)
 	if err == nil || !strings.Contains(err.Error(), "write lb-020x/y: ") {
 		t.Fatalf("err = %v, want the error of lb-020x/y", err)
 	}
@@ -118,46 +120,116 @@ func TestWriteArtifactsFailureKeepsOut(t *testing.T) {
 }
 
 // TestWriteArtifactsUnchanged: a compile whose files OUT already holds,
-// byte for byte, leaves OUT alone; any difference (a file edited, added or
-// removed by hand, an extra directory) and OUT is replaced as usual.
+// byte for byte, writes nothing; any difference (a file edited, added or
+// removed by hand, an extra directory, a file where a device's directory
+// goes) is repaired by writing or removing only what differs: every other
+// file keeps its inode.
 func TestWriteArtifactsUnchanged(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "out")
 	res := writeTestResult(20)
-	if _, err := writeArtifacts(out, res); err != nil {
+	if _, _, err := writeArtifacts(out, res); err != nil {
 		t.Fatal(err)
 	}
-	before, _ := os.Stat(out)
-	if _, err := writeArtifacts(out, res); err != nil {
-		t.Fatal(err)
+	before := inodes(t, out)
+	if _, n, err := writeArtifacts(out, res); err != nil || n != 0 {
+		t.Fatalf("rewrite of the same files: %d written, %v; want 0", n, err)
 	}
-	if after, _ := os.Stat(out); !os.SameFile(before, after) {
-		t.Error("OUT replaced although it held the same files")
+	if d := changedFiles(before, inodes(t, out)); len(d) != 0 {
+		t.Errorf("unchanged compile rewrote %v", d)
 	}
-	for name, damage := range map[string]func(){
-		"edited":     func() { os.WriteFile(filepath.Join(out, "lb-003", "haproxy.cfg"), []byte("cfg lb-003 \n"), 0o644) },
-		"extra file": func() { os.WriteFile(filepath.Join(out, "lb-004", "notes"), nil, 0o644) },
-		"removed":    func() { os.Remove(filepath.Join(out, "lb-006", "keepalived.conf")) },
-		"extra dir":  func() { os.Mkdir(filepath.Join(out, "lb-999"), 0o755) },
-		"file as dir": func() {
+	for _, c := range []struct {
+		name    string
+		damage  func()
+		touched []string // the files written or removed again
+	}{
+		{"edited", func() { os.WriteFile(filepath.Join(out, "lb-003", "haproxy.cfg"), []byte("cfg lb-003 \n"), 0o644) }, []string{"lb-003/haproxy.cfg"}},
+		{"extra file", func() { os.WriteFile(filepath.Join(out, "lb-004", "notes"), nil, 0o644) }, []string{"lb-004/notes"}},
+		{"removed", func() { os.Remove(filepath.Join(out, "lb-006", "keepalived.conf")) }, []string{"lb-006/keepalived.conf"}},
+		{"extra dir", func() { os.Mkdir(filepath.Join(out, "lb-999"), 0o755) }, []string{"lb-999"}},
+		{"file as dir", func() {
 			os.RemoveAll(filepath.Join(out, "lb-001"))
 			os.WriteFile(filepath.Join(out, "lb-001"), nil, 0o644)
-		},
+		}, []string{"lb-001", "lb-001/haproxy.cfg", "lb-001/vips.json"}},
 	} {
-		damage()
-		before, _ := os.Stat(out)
-		if _, err := writeArtifacts(out, res); err != nil {
+		c.damage()
+		before := inodes(t, out)
+		if _, _, err := writeArtifacts(out, res); err != nil {
 			t.Fatal(err)
 		}
-		if after, _ := os.Stat(out); os.SameFile(before, after) {
-			t.Errorf("%s: OUT not replaced", name)
+		after := inodes(t, out)
+		if !sameArtifacts(out, res) {
+			t.Errorf("%s: OUT does not hold the compiled files after the repair", c.name)
 		}
-		if b, _ := os.ReadFile(filepath.Join(out, "lb-003", "haproxy.cfg")); string(b) != "cfg lb-003\n" {
-			t.Errorf("%s: lb-003/haproxy.cfg = %q after the rewrite", name, b)
-		}
-		if !sameArtifacts(out, sortedNames(res), res) {
-			t.Errorf("%s: OUT does not hold the compiled files after the rewrite", name)
+		if d := changedFiles(before, after); strings.Join(d, " ") != strings.Join(c.touched, " ") {
+			t.Errorf("%s: files changed %v, want %v", c.name, d, c.touched)
 		}
 	}
+}
+
+// inodes maps every path under dir (relative, slashes) to its inode.
+func inodes(t *testing.T, dir string) map[string]uint64 {
+	t.Helper()
+	m := map[string]uint64{}
+	err := filepath.WalkDir(dir, func(p string, de os.DirEntry, err error) error {
+		if err != nil || p == dir {
+			return err
+		}
+		fi, err := de.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		m[filepath.ToSlash(rel)] = fi.Sys().(*syscall.Stat_t).Ino
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// changedFiles lists, sorted, the paths added, removed or replaced (another
+// inode) from before to after.
+func changedFiles(before, after map[string]uint64) []string {
+	var d []string
+	for p, i := range after {
+		if before[p] != i {
+			d = append(d, p)
+		}
+	}
+	for p := range before {
+		if _, ok := after[p]; !ok {
+			d = append(d, p)
+		}
+	}
+	sort.Strings(d)
+	return d
+}
+
+// sameArtifacts reports whether dir holds exactly the compiled files of
+// res and the marker, byte for byte.
+func sameArtifacts(dir string, res *compiler.Result) bool {
+	want := map[string]string{outdir.Marker: ""}
+	for name, d := range res.Devices {
+		for f, b := range d.Files() {
+			want[name+"/"+f] = string(b)
+		}
+	}
+	n := 0
+	err := filepath.WalkDir(dir, func(p string, de os.DirEntry, err error) error {
+		if err != nil || de.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		w, ok := want[filepath.ToSlash(rel)]
+		b, _ := os.ReadFile(p)
+		if !ok || (rel != outdir.Marker && string(b) != w) {
+			return errors.New("differs")
+		}
+		n++
+		return nil
+	})
+	return err == nil && n == len(want)
 }
 
 func sortedNames(res *compiler.Result) []string {

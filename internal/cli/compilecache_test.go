@@ -5,6 +5,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -209,5 +211,45 @@ func TestDecodeResultDamaged(t *testing.T) {
 		if _, _, err := decodeResult(b[:i]); err == nil {
 			t.Errorf("cut at %d of %d: decoded", i, len(b))
 		}
+	}
+}
+
+// TestCompileOneTenantRewritesItsFiles: after a change in one tenant's
+// file, a compile into the same OUT writes exactly the files whose bytes
+// changed (those of the devices the tenant's balancer is placed on; every
+// other file keeps its inode), and OUT then equals a --no-cache compile
+// into a new directory, byte for byte.
+func TestCompileOneTenantRewritesItsFiles(t *testing.T) {
+	t.Setenv("LBC_CACHE", t.TempDir())
+	dir, tmp := copyFleet(t), t.TempDir()
+	out := filepath.Join(tmp, "out")
+	old, _ := compileTo(t, dir, out)
+	before := inodes(t, out)
+
+	p := filepath.Join(dir, "balancers", "shop", "shop.cue")
+	b, err := os.ReadFile(p)
+	if err != nil || !bytes.Contains(b, []byte("weight: 20")) {
+		t.Fatalf("%s: no weight: 20 (%v)", p, err)
+	}
+	if err := os.WriteFile(p, bytes.Replace(b, []byte("weight: 20"), []byte("weight: 21"), 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := compileTo(t, dir, out)
+	want, _ := compileTo(t, dir, filepath.Join(tmp, "nocache"), "--no-cache")
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("OUT differs from a --no-cache compile (-want +got):\n%s", diff)
+	}
+	var differ []string
+	for f, s := range got {
+		if old[f] != s {
+			differ = append(differ, filepath.ToSlash(f))
+		}
+	}
+	sort.Strings(differ)
+	if len(differ) == 0 || len(differ) == len(got) {
+		t.Fatalf("files whose bytes changed: %v of %d: the edit should change some, not all", differ, len(got))
+	}
+	if rewritten := changedFiles(before, inodes(t, out)); !slices.Equal(rewritten, differ) {
+		t.Errorf("files rewritten %v, want exactly those that changed %v", rewritten, differ)
 	}
 }
