@@ -65,6 +65,20 @@ func (v *progressView) Done(r reconcile.DeviceResult) {
 	v.draw(false)
 }
 
+// above clears the display, calls write (which prints above it, on the
+// same terminal) and draws the display again below.
+func (v *progressView) above(write func() error) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.drawn > 0 {
+		fmt.Fprintf(v.w, "\x1b[%dA\x1b[J", v.drawn) // up, and clear to the end
+		v.drawn = 0
+	}
+	err := write()
+	v.draw(true)
+	return err
+}
+
 // Finish draws the final state.
 func (v *progressView) Finish() {
 	v.mu.Lock()
