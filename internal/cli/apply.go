@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -144,9 +145,19 @@ func (e *env) progress(opts *reconcile.ApplyOptions, total int) *progressView {
 	if !isTerminal(e.stderr) || e.args.JSON {
 		return nil
 	}
-	view := newProgressView(e.stderr, total, time.Now)
+	view := newProgressView(rawTerm(e.stderr), total, time.Now)
 	opts.Progress, opts.Done = view.Step, view.Done
 	return view
+}
+
+// rawTerm is the terminal under w, a termWriter, which would escape the
+// progress display's own cursor movements (the display escapes the names
+// it shows itself).
+func rawTerm(w io.Writer) io.Writer {
+	if t, ok := w.(termWriter); ok {
+		return t.w
+	}
+	return w
 }
 
 // nothingToApply ends an apply whose plan has no change; c, when the
