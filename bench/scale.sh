@@ -60,7 +60,7 @@ peak() {
 
 printf '%-6s | %-40s | %-40s\n' "" "plan (one weight changed on every host)" "apply (the same change)"
 printf '%-6s | %7s %7s %8s %6s %7s | %7s %7s %8s %6s %7s\n' hosts "wall s" "cpu s" "cpu/host" "MB" "conns" "wall s" "cpu s" "cpu/host" "MB" "conns"
-first_cpu=; last_cpu=; first_big_cpu=
+first_cpu=; last_cpu=
 for n in $SIZES; do
 	d=$work/fleet-$n
 	mkfifo "$work/stdin-$n"
@@ -93,11 +93,8 @@ for n in $SIZES; do
 	printf '%-6s | %7.2f %7.2f %6.2fms %6.0f %7s | %7.2f %7.2f %6.2fms %6.0f %7s\n' "$n" \
 		"$pw" "$pc" "$(calc "1000 * $pc / $n")" "$(calc "$pm / 1024")" "$pconns" \
 		"$aw" "$ac" "$(calc "1000 * $ac / $n")" "$(calc "$am / 1024")" "$aconns"
-	[ -z "$first_cpu" ] && first_cpu=$(calc "$ac / $n") first_n=$n
-	# The first size above 200 devices: lbc apply DIR plans those without
-	# the locks and dials each device twice (plan, transaction), smaller
-	# fleets once (see internal/cli/apply.go, holdMax).
-	[ -z "$first_big_cpu" ] && [ "$n" -gt 200 ] && first_big_cpu=$(calc "$ac / $n") first_big_n=$n
+	[ -z "$first_cpu" ] && first_cpu=$(calc "$ac / $n") first_plan_cpu=$(calc "$pc / $n") first_n=$n
+	last_plan_cpu=$(calc "$pc / $n")
 	last_cpu=$(calc "$ac / $n") last_n=$n
 	exec 3>&-
 	wait "$sim_pid" 2>/dev/null
@@ -105,8 +102,5 @@ for n in $SIZES; do
 	rm -rf "$d"
 done
 printf 'apply CPU per host at %s hosts / at %s: %.2f (target <= 1.2)\n' "$last_n" "$first_n" "$(calc "$last_cpu / $first_cpu")"
-if [ -n "$first_big_cpu" ] && [ "$first_big_n" != "$last_n" ] && [ "$first_n" -le 200 ]; then
-	printf 'apply CPU per host at %s hosts / at %s, both above 200 devices (planned without the locks, two connections a device): %.2f\n' \
-		"$last_n" "$first_big_n" "$(calc "$last_cpu / $first_big_cpu")"
-fi
+printf 'plan CPU per host at %s hosts / at %s: %.2f\n' "$last_n" "$first_n" "$(calc "$last_plan_cpu / $first_plan_cpu")"
 printf 'parallelism: %s; MB: peak RSS of the lbc process; conns: most SSH connections open at once (simctl)\n' "${PAR:-lbc default}"

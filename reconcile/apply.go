@@ -109,34 +109,53 @@ func Apply(ctx context.Context, plan *Plan, dial Dialer, opts ApplyOptions) (*Ap
 	if plan.Format != PlanFormat {
 		return nil, fmt.Errorf("apply: plan format %d, want %d", plan.Format, PlanFormat)
 	}
-	if opts.Parallelism <= 0 {
-		opts.Parallelism = 10
+	opts.defaults()
+	return applyPlan(ctx, plan, dial, &opts, &failCount{}), nil
+}
+
+// defaults fills the options left unset.
+func (o *ApplyOptions) defaults() {
+	if o.Parallelism <= 0 {
+		o.Parallelism = 10
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
+	if o.Now == nil {
+		o.Now = time.Now
 	}
-	if opts.Verifier == nil {
-		opts.Verifier = HAProxyVerifier{}
+	if o.Verifier == nil {
+		o.Verifier = HAProxyVerifier{}
 	}
-	if opts.Owner == "" {
-		opts.Owner = DefaultOwner()
+	if o.Owner == "" {
+		o.Owner = DefaultOwner()
 	}
-	opts.Log = orDiscard(opts.Log)
+	o.Log = orDiscard(o.Log)
+	if o.Waves == nil {
+		o.Waves = PairWaves
+	}
+}
+
+// failCount counts the devices that failed in one run, for
+// --max-failures (shared by the units of PlanApply).
+type failCount struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (f *failCount) get() int { f.mu.Lock(); defer f.mu.Unlock(); return f.n }
+func (f *failCount) add()     { f.mu.Lock(); f.n++; f.mu.Unlock() }
+
+// applyPlan is Apply with its options set, counting failures in fails.
+func applyPlan(ctx context.Context, plan *Plan, dial Dialer, opts *ApplyOptions, fails *failCount) *ApplyResult {
 	res := &ApplyResult{Devices: make([]DeviceResult, len(plan.Devices))}
-	index := map[string]int{}
+	index := make(map[string]int, len(plan.Devices))
 	for i, d := range plan.Devices {
 		index[d.Device] = i
-	}
-	if opts.Waves == nil {
-		opts.Waves = PairWaves
 	}
 	waves := opts.Waves(plan)
 	// first[d]: the HA partners applied before d, whose failure stops d.
 	first, _ := pairOrder(distinctPairs(plan.HAPairs), planNewVRRP(plan))
 	var (
-		mu       sync.Mutex
-		failures int
-		done     = map[string]bool{}
+		mu   sync.Mutex
+		done = map[string]bool{}
 	)
 	sem := make(chan struct{}, opts.Parallelism)
 	for _, wave := range waves {
@@ -155,9 +174,7 @@ func Apply(ctx context.Context, plan *Plan, dial Dialer, opts ApplyOptions) (*Ap
 			go func() {
 				defer wg.Done()
 				defer func() { <-sem }()
-				mu.Lock()
-				stop := opts.MaxFailures > 0 && failures >= opts.MaxFailures
-				mu.Unlock()
+				stop := opts.MaxFailures > 0 && fails.get() >= opts.MaxFailures
 				mu.Lock()
 				partner := failedPartner(res, index, done, first[dp.Device])
 				mu.Unlock()
@@ -170,17 +187,17 @@ func Apply(ctx context.Context, plan *Plan, dial Dialer, opts ApplyOptions) (*Ap
 					r = DeviceResult{Device: dp.Device, Outcome: OutcomeSkipped,
 						Err: fmt.Errorf("apply %s: not started: %s, applied before it as its HA partner, failed, so %s keeps the config it runs", dp.Device, partner, dp.Device)}
 				default:
-					if err := recovered(func() { r = applyDevice(ctx, dp, plan.Revision, dial, &opts) }); err != nil {
+					if err := recovered(func() { r = applyDevice(ctx, dp, plan.Revision, dial, opts) }); err != nil {
 						// The transaction's deferred steps (unlock: the
 						// holder rolls back what is armed) ran; what the
 						// host runs now is not known here.
 						r = DeviceResult{Device: dp.Device, Outcome: OutcomeFailed, Err: fmt.Errorf("apply %s: %w", dp.Device, err)}
 					}
 				}
-				mu.Lock()
 				if r.Outcome != OutcomeApplied && r.Outcome != OutcomeUnchanged && r.Outcome != OutcomeSkipped {
-					failures++
+					fails.add()
 				}
+				mu.Lock()
 				res.Devices[i] = r
 				mu.Unlock()
 				if opts.Done != nil {
@@ -196,7 +213,7 @@ func Apply(ctx context.Context, plan *Plan, dial Dialer, opts ApplyOptions) (*Ap
 				Err: fmt.Errorf("apply %s: not in any wave", d.Device)}
 		}
 	}
-	return res, nil
+	return res
 }
 
 // failedPartner returns a device of first (the HA partners applied before

@@ -9,8 +9,9 @@ import (
 )
 
 // Conns keeps one connection per device open across the steps of one run,
-// so that `lbc apply DIR` (a plan, then the transactions) and every cycle
-// of `lbc watch` connect to each device once: a new connection costs the
+// so that the cycles of `lbc watch` connect to each device once (`lbc
+// apply DIR` needs no Conns: PlanApply keeps each device's connection from
+// its read to its transaction): a new connection costs the
 // host an sshd start (~30 ms of CPU with OpenSSH 9.2), several times what
 // a command on an open one does.
 //

@@ -21,7 +21,10 @@
 //   - apply.go: Apply and one device's transaction (tx): the stale check,
 //     the change, rollback and what happened after a lost connection;
 //     guard.go: the revision guard (ApplyOptions.Guard), asked under each
-//     device's lock; waves.go: the order of HA pairs;
+//     device's lock; waves.go: the order of HA pairs; planapply.go:
+//     PlanApply (lbc apply DIR), each device read, planned and changed on
+//     one connection, unit by unit (a device, or the devices HA pairs
+//     join), at most Parallelism connections open at once;
 //   - lock.go: the lock session (the lock holder's, which runs the
 //     scripts sent to it) and Locks, the locks a plan keeps for apply;
 //   - script.go: runs a host.Script on the lock session and reads its
@@ -38,9 +41,10 @@
 // last-known-good, arm the rollback script, add VIPs, save server state,
 // swap, reload, verify (decided on the host), remove VIPs, write
 // state.json (which also disarms): one session on one connection, the
-// lock holder's, which runs the script sent to it. Conns keeps the plan's
-// connections and Locks, when planning under the lock, its lock sessions,
-// for Apply. On the host, the lock
+// lock holder's, which runs the script sent to it. Locks keeps, when
+// planning under the lock (PlanApply does), the plan's lock sessions and
+// their connections for Apply; Conns keeps a connection a device across
+// the cycles of lbc watch. On the host, the lock
 // holder runs the armed rollback script when its session ends, so a
 // controller that dies or loses its connection mid-way leaves the host in
 // its old state, or in the new one if the script got to commit; the next

@@ -47,6 +47,10 @@ const (
 	StepRollback        = host.StepRollback
 )
 
+// StepPlan is reported to Progress as PlanApply starts reading a device
+// (its dial, lock and read); it is no transaction step.
+const StepPlan = "plan"
+
 func hostOf(d *schema.Device, ipCmd string) Host {
 	if ipCmd == "" {
 		ipCmd = "ip"

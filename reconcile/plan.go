@@ -150,20 +150,30 @@ func BuildPlan(ctx context.Context, spec *schema.Spec, res *compiler.Result, dia
 	log := orDiscard(opts.Log)
 	p := &Plan{Format: PlanFormat, Revision: res.Revision, Devices: make([]DevicePlan, len(names))}
 	eachDevice(ctx, len(names), opts.Parallelism, func(i int) {
-		name := names[i]
-		dev := spec.Devices[name]
-		if dev == nil {
-			p.Devices[i] = DevicePlan{Device: name, Status: StatusError, Error: fmt.Sprintf("plan %s: device not in spec", name)}
-			return
-		}
-		p.Devices[i] = planDevice(ctx, dev, res.Devices[name], dial, &opts, log)
-		p.Devices[i].DrainTimeouts = drainTimeouts(spec, p.Devices[i].Change)
+		p.Devices[i] = planNamed(ctx, spec, res, names[i], dial, &opts, log)
 	}, func(i int, err error) {
-		p.Devices[i] = DevicePlan{Device: names[i], Status: StatusError, Error: fmt.Sprintf("plan %s: %v", names[i], err)}
+		p.Devices[i] = planFailed(names[i], err)
 	})
 	p.Notes = goneDevices(spec, opts.Previous)
 	p.HAPairs = haPairs(res.Placement)
 	return p, ctx.Err()
+}
+
+// planNamed plans the device called name (see planDevice).
+func planNamed(ctx context.Context, spec *schema.Spec, res *compiler.Result, name string, dial Dialer, opts *PlanOptions, log *slog.Logger) DevicePlan {
+	dev := spec.Devices[name]
+	if dev == nil {
+		return DevicePlan{Device: name, Status: StatusError, Error: fmt.Sprintf("plan %s: device not in spec", name)}
+	}
+	dp := planDevice(ctx, dev, res.Devices[name], dial, opts, log)
+	dp.DrainTimeouts = drainTimeouts(spec, dp.Change)
+	return dp
+}
+
+// planFailed is the plan of a device whose planning did not run or
+// panicked (err says why).
+func planFailed(name string, err error) DevicePlan {
+	return DevicePlan{Device: name, Status: StatusError, Error: fmt.Sprintf("plan %s: %v", name, err)}
 }
 
 // goneDevices notes every device that prev places balancers on and that

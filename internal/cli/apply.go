@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -12,137 +13,46 @@ import (
 	"lbc/reconcile"
 )
 
-// holdMax is the largest fleet that lbc apply DIR plans under the device
-// locks, keeping each changed device's connection and lock session open
-// until its transaction; a larger one is planned without the locks, as a
-// saved plan is, so that the connections open at once stay within
-// --parallelism whatever the number of devices (measured with make bench,
-// section scale).
-const holdMax = 200
-
 // apply applies a saved plan, or plans and applies the specs of DIR.
 func (e *env) apply() int {
-	var (
-		p    *reconcile.Plan
-		repo *gitsrc.Repo
-		c    *compiled
-	)
-	// The plan's connections stay open for the transactions, and so do
-	// the locks it took on the devices it changes.
-	var conns *reconcile.Conns
-	locks := reconcile.NewLocks()
-	defer func() {
-		locks.Close()
-		if conns != nil {
-			conns.Close()
-		}
-	}()
-	openConns := func() error {
-		dial, err := e.dialer()
-		if err == nil && conns == nil {
-			conns = reconcile.NewConns(dial)
-		}
-		return err
-	}
 	if st, err := os.Stat(e.args.Source.Dir); err == nil && !st.IsDir() && e.args.Source.GitRev == "" {
-		if e.args.Shard.Count > 0 {
-			return e.fail(fmt.Errorf("--shard selects devices of a spec tree, not of a saved plan %s (plan with --shard instead)", e.args.Source.Dir))
-		}
-		f, err := os.Open(e.args.Source.Dir)
-		if err != nil {
-			return e.fail(err)
-		}
-		p, err = reconcile.LoadPlan(f)
-		f.Close()
-		if err != nil {
-			return e.fail(fmt.Errorf("%s: %w", e.args.Source.Dir, err))
-		}
-		if r, err := gitsrc.Open("."); err == nil {
-			repo = r
-		}
-	} else {
-		var err error
-		c, err = e.hostsCompile()
-		if err != nil {
-			return e.printLoadError(err)
-		}
-		repo = c.src.repo
-		if err := openConns(); err != nil {
-			return e.fail(err)
-		}
-		// Plan under the device locks: what is shown is what each
-		// transaction finds, and the lock costs no extra round trip. Each
-		// lock held keeps a connection (and a session on the host) open
-		// until its transaction, so a fleet of more than holdMax devices
-		// is planned as a saved plan is applied: without the locks, each
-		// transaction then takes its lock and refuses a host that changed
-		// since the plan (stale), and connections stay within
-		// --parallelism.
-		dial, lock := conns.Dial, &reconcile.PlanLock{Owner: reconcile.DefaultOwner(), Timeout: e.args.LockTimeout, Held: locks}
-		if len(c.res.Devices) > holdMax {
-			if dial, err = e.dialer(); err != nil {
-				return e.fail(err)
-			}
-			lock = nil
-		}
-		if p, err = e.buildPlan(c, dial, lock); err != nil {
-			return e.fail(err)
-		}
-		// With --json, stdout holds the results only (one object a
-		// device and a summary), so that a shard's output can be collected.
-		if !e.args.JSON {
-			if err := writePlanText(e.stdout, p, color(e.stdout)); err != nil {
-				return e.fail(err)
-			}
-		}
+		return e.applySaved()
 	}
-	locks.ReleaseUnchanged(p)
+	return e.applyDir()
+}
+
+// applySaved applies the saved plan named by DIR: one connection per
+// device changed, closed at the end of its transaction, which takes the
+// device's lock and refuses a host that changed since the plan (stale).
+func (e *env) applySaved() int {
+	if e.args.Shard.Count > 0 {
+		return e.fail(fmt.Errorf("--shard selects devices of a spec tree, not of a saved plan %s (plan with --shard instead)", e.args.Source.Dir))
+	}
+	f, err := os.Open(e.args.Source.Dir)
+	if err != nil {
+		return e.fail(err)
+	}
+	p, err := reconcile.LoadPlan(f)
+	f.Close()
+	if err != nil {
+		return e.fail(fmt.Errorf("%s: %w", e.args.Source.Dir, err))
+	}
+	var repo *gitsrc.Repo
+	if r, err := gitsrc.Open("."); err == nil {
+		repo = r
+	}
 	if !p.HasChanges() {
-		if e.args.JSON {
-			if err := e.printApply(p, unchangedResult(p)); err != nil {
-				return e.fail(err)
-			}
-		} else {
-			fmt.Fprintln(e.stdout, "nothing to apply: every reachable device is up to date")
-		}
-		if c != nil {
-			if err := e.updateLock(c); err != nil {
-				return e.fail(err)
-			}
-		}
-		_, _, unreachable, failed := p.Counts()
-		if unreachable+failed > 0 {
-			return exitcode.Error
-		}
-		return exitcode.OK
+		return e.nothingToApply(p, nil)
 	}
-	if err := openConns(); err != nil {
+	dial, err := e.dialer()
+	if err != nil {
 		return e.fail(err)
 	}
-	opts := e.applyOptions(repo)
-	opts.Locks, opts.Log = locks, e.log
-	// A saved plan holds no certificate: apply reads them again from the
-	// source, and refuses one that changed since the plan.
-	if r, err := e.certResolver(); err != nil {
+	opts, err := e.applyRunOptions(repo)
+	if err != nil {
 		return e.fail(err)
-	} else if r != nil {
-		opts.Files = r
 	}
-	var view *progressView
-	if isTerminal(e.stderr) && !e.args.JSON {
-		// A few lines redrawn in place, whatever the number of devices.
-		view = newProgressView(e.stderr, len(p.Devices), time.Now)
-		opts.Progress, opts.Done = view.Step, view.Done
-	}
-	dial := conns.Dial
-	if len(p.Devices) > holdMax {
-		// One connection a transaction, closed at its end (Conns would
-		// keep every device's open until the run ends).
-		var err error
-		if dial, err = e.dialer(); err != nil {
-			return e.fail(err)
-		}
-	}
+	view := e.progress(&opts, len(p.Devices))
 	r, err := reconcile.Apply(e.ctx, p, dial, opts)
 	if view != nil {
 		view.Finish()
@@ -150,6 +60,132 @@ func (e *env) apply() int {
 	if err != nil {
 		return e.fail(err)
 	}
+	return e.applied(p, r, nil)
+}
+
+// applyDir plans and applies the specs of DIR with reconcile.PlanApply:
+// each device is dialled once, locked and read, its plan printed (text
+// view, in name order), and its change applied on that connection in that
+// lock session, at most --parallelism connections open at once.
+func (e *env) applyDir() int {
+	c, err := e.hostsCompile()
+	if err != nil {
+		return e.printLoadError(err)
+	}
+	dial, err := e.dialer()
+	if err != nil {
+		return e.fail(err)
+	}
+	opts, err := e.applyRunOptions(c.src.repo)
+	if err != nil {
+		return e.fail(err)
+	}
+	po := reconcile.PlanOptions{Parallelism: e.args.Parallelism, Previous: c.prev, Log: e.log, Limits: e.limits(),
+		Lock: &reconcile.PlanLock{Owner: reconcile.DefaultOwner(), Timeout: e.args.LockTimeout}}
+	if e.certs != nil {
+		po.Files = e.certs
+	}
+	view := e.progress(&opts, len(c.res.Devices))
+	// With --json, stdout holds the results only (one object a device
+	// and a summary), so that a shard's output can be collected.
+	var pr *planPrinter
+	if !e.args.JSON {
+		pr = newPlanPrinter(e.stdout, len(c.res.Devices), color(e.stdout), view)
+	}
+	now := time.Now()
+	planned := func(i int, dp *reconcile.DevicePlan) {
+		if art := c.res.Devices[dp.Device]; art != nil {
+			dp.Certificates = deviceCerts(c.spec, art.Balancers, c.certs, e.args.CertWarn, now)
+		}
+		if pr != nil {
+			pr.planned(i, dp)
+		}
+	}
+	p, r, err := reconcile.PlanApply(e.ctx, c.spec, c.res, dial, po, opts, planned)
+	if view != nil {
+		view.Finish()
+	}
+	if err != nil {
+		return e.fail(err)
+	}
+	if c.shardNote != "" {
+		p.Notes = append([]string{c.shardNote}, p.Notes...)
+	}
+	if pr != nil {
+		if err := pr.finish(p); err != nil {
+			return e.fail(err)
+		}
+	}
+	if !p.HasChanges() {
+		return e.nothingToApply(p, c)
+	}
+	return e.applied(p, r, c)
+}
+
+// applyRunOptions are applyOptions with the locks, log and certificate
+// source of this run. A saved plan holds no certificate: apply reads
+// them again from the source, and refuses one that changed since the plan.
+func (e *env) applyRunOptions(repo *gitsrc.Repo) (reconcile.ApplyOptions, error) {
+	opts := e.applyOptions(repo)
+	opts.Log = e.log
+	r, err := e.certResolver()
+	if err != nil {
+		return opts, err
+	}
+	if r != nil {
+		opts.Files = r
+	}
+	return opts, nil
+}
+
+// progress starts the progress display of an apply to total devices on a
+// terminal (a few lines redrawn in place, whatever the number of
+// devices); nil when stderr is not a terminal or with --json.
+func (e *env) progress(opts *reconcile.ApplyOptions, total int) *progressView {
+	if !isTerminal(e.stderr) || e.args.JSON {
+		return nil
+	}
+	view := newProgressView(rawTerm(e.stderr), total, time.Now)
+	opts.Progress, opts.Done = view.Step, view.Done
+	return view
+}
+
+// rawTerm is the terminal under w, a termWriter, which would escape the
+// progress display's own cursor movements (the display escapes the names
+// it shows itself).
+func rawTerm(w io.Writer) io.Writer {
+	if t, ok := w.(termWriter); ok {
+		return t.w
+	}
+	return w
+}
+
+// nothingToApply ends an apply whose plan has no change; c, when the
+// specs were compiled, gets its lock file updated.
+func (e *env) nothingToApply(p *reconcile.Plan, c *compiled) int {
+	if e.args.JSON {
+		if err := e.printApply(p, unchangedResult(p)); err != nil {
+			return e.fail(err)
+		}
+	} else {
+		fmt.Fprintln(e.stdout, "nothing to apply: every reachable device is up to date")
+	}
+	if c != nil {
+		if err := e.updateLock(c); err != nil {
+			return e.fail(err)
+		}
+	}
+	_, _, unreachable, failed := p.Counts()
+	if unreachable+failed > 0 {
+		return exitcode.Error
+	}
+	return exitcode.OK
+}
+
+// applied prints an apply's result and returns its exit code; c, when
+// the specs were compiled, gets its lock file updated when every device
+// is applied or unchanged.
+func (e *env) applied(p *reconcile.Plan, r *reconcile.ApplyResult, c *compiled) int {
 	if err := e.printApply(p, r); err != nil {
 		return e.fail(err)
 	}

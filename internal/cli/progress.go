@@ -65,6 +65,20 @@ func (v *progressView) Done(r reconcile.DeviceResult) {
 	v.draw(false)
 }
 
+// above clears the display, calls write (which prints above it, on the
+// same terminal) and draws the display again below.
+func (v *progressView) above(write func() error) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.drawn > 0 {
+		fmt.Fprintf(v.w, "\x1b[%dA\x1b[J", v.drawn) // up, and clear to the end
+		v.drawn = 0
+	}
+	err := write()
+	v.draw(true)
+	return err
+}
+
 // Finish draws the final state.
 func (v *progressView) Finish() {
 	v.mu.Lock()
@@ -93,7 +107,9 @@ func (v *progressView) draw(force bool) {
 }
 
 // lines is the display at now. Device names come from the spec (the
-// schema's names) and steps from reconcile: nothing to escape.
+// schema's names) or a saved plan (checked with the same rules) and steps
+// from reconcile; they are escaped all the same, as the display is
+// written to the terminal itself (rawTerm).
 func (v *progressView) lines(now time.Time) []string {
 	done := 0
 	for _, n := range v.outcomes {
@@ -126,12 +142,12 @@ func (v *progressView) lines(now time.Time) []string {
 		})
 		var s []string
 		for _, d := range devs[:min(progressShow, len(devs))] {
-			s = append(s, fmt.Sprintf("%s %s %.1fs", d, v.step[d], now.Sub(v.started[d]).Seconds()))
+			s = append(s, fmt.Sprintf("%s %s %.1fs", termLine(d), termLine(v.step[d]), now.Sub(v.started[d]).Seconds()))
 		}
 		out = append(out, "  slowest: "+strings.Join(s, ", "))
 	}
 	if len(v.failed) > 0 {
-		l := "  not applied: " + strings.Join(v.failed[:min(progressShow, len(v.failed))], ", ")
+		l := "  not applied: " + termLine(strings.Join(v.failed[:min(progressShow, len(v.failed))], ", "))
 		if n := len(v.failed) - progressShow; n > 0 {
 			l += fmt.Sprintf(" (+%d more)", n)
 		}

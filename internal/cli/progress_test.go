@@ -99,3 +99,26 @@ func TestApplyTextCompact(t *testing.T) {
 		t.Errorf("full view: %d lines, want 30 devices, a warning and the summary:\n%s", n, out.String())
 	}
 }
+
+// The progress display goes to the terminal under the CLI's escaping
+// stderr (termWriter), so its cursor movements redraw it instead of
+// showing as text; what it shows is escaped by the display itself.
+func TestProgressViewRawTerminal(t *testing.T) {
+	var out bytes.Buffer
+	clock := time.Unix(1e9, 0)
+	v := newProgressView(rawTerm(termWriter{&out}), 2, func() time.Time { return clock })
+	v.Step("lb-a1", reconcile.StepPlan)
+	clock = clock.Add(time.Second)
+	v.Step("lb-a1\x1b]0;x\a", reconcile.StepLock)
+	v.Finish()
+	s := out.String()
+	if !strings.Contains(s, "\x1b[2A\x1b[J") {
+		t.Errorf("no raw redraw (ESC[2A ESC[J) in %q", s)
+	}
+	if strings.Contains(s, `\x1b[`) {
+		t.Errorf("the display's own escapes were escaped: %q", s)
+	}
+	if strings.Contains(s, "\x1b]0;") || !strings.Contains(s, `lb-a1\x1b]0;x`) {
+		t.Errorf("a device name's control characters reached the terminal: %q", s)
+	}
+}

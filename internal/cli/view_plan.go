@@ -51,68 +51,79 @@ func planSummary(p *reconcile.Plan) string {
 // the output is a terminal).
 func writePlanText(w io.Writer, p *reconcile.Plan, color bool) error {
 	bw := bufio.NewWriter(w)
+	for i := range p.Devices {
+		writeDevicePlanText(bw, &p.Devices[i], color)
+	}
+	writePlanFooter(bw, p)
+	return bw.Flush()
+}
+
+// writeDevicePlanText writes one device's part of writePlanText.
+func writeDevicePlanText(bw *bufio.Writer, d *reconcile.DevicePlan, color bool) {
 	c := func(code, s string) string { return paint(color, code, s) }
-	for _, d := range p.Devices {
-		head := fmt.Sprintf("%s (%s)", termLine(d.Device), termLine(d.Address))
-		switch d.Status {
-		case reconcile.StatusChanges:
-			fmt.Fprintf(bw, "%s %s: changes\n", c(ansiYellow, "~"), c(ansiBold, head))
-		case reconcile.StatusUnchanged:
-			fmt.Fprintf(bw, "= %s: no changes\n", head)
-		default:
-			fmt.Fprintf(bw, "%s %s: %s: %s\n", c(ansiRed, "!"), head, d.Status, indentText(d.Error, "    "))
-		}
-		for _, l := range changeLines(d.Change) {
-			fmt.Fprintf(bw, "  %s\n", l)
-		}
-		for _, l := range certLines(d.Certificates) {
-			fmt.Fprintf(bw, "  %s\n", l)
-		}
-		for _, diff := range []string{d.ConfigDiff, d.KeepalivedDiff} {
-			for _, l := range splitLines(diff) {
-				code := ""
-				switch {
-				case strings.HasPrefix(l, "+++"), strings.HasPrefix(l, "---"):
-					code = ansiBold
-				case strings.HasPrefix(l, "@@"):
-					code = ansiCyan
-				case strings.HasPrefix(l, "+"):
-					code = ansiGreen
-				case strings.HasPrefix(l, "-"):
-					code = ansiRed
-				}
-				// A diff line is the host's own text: its tabs stay.
-				fmt.Fprintf(bw, "    %s\n", c(code, termText(l)))
+	head := fmt.Sprintf("%s (%s)", termLine(d.Device), termLine(d.Address))
+	switch d.Status {
+	case reconcile.StatusChanges:
+		fmt.Fprintf(bw, "%s %s: changes\n", c(ansiYellow, "~"), c(ansiBold, head))
+	case reconcile.StatusUnchanged:
+		fmt.Fprintf(bw, "= %s: no changes\n", head)
+	default:
+		fmt.Fprintf(bw, "%s %s: %s: %s\n", c(ansiRed, "!"), head, d.Status, indentText(d.Error, "    "))
+	}
+	for _, l := range changeLines(d.Change) {
+		fmt.Fprintf(bw, "  %s\n", l)
+	}
+	for _, l := range certLines(d.Certificates) {
+		fmt.Fprintf(bw, "  %s\n", l)
+	}
+	for _, diff := range []string{d.ConfigDiff, d.KeepalivedDiff} {
+		for _, l := range splitLines(diff) {
+			code := ""
+			switch {
+			case strings.HasPrefix(l, "+++"), strings.HasPrefix(l, "---"):
+				code = ansiBold
+			case strings.HasPrefix(l, "@@"):
+				code = ansiCyan
+			case strings.HasPrefix(l, "+"):
+				code = ansiGreen
+			case strings.HasPrefix(l, "-"):
+				code = ansiRed
 			}
-		}
-		for _, f := range d.FileChanges {
-			l := termLine(f.String())
-			code := map[byte]string{'+': ansiGreen, '-': ansiRed, '~': ansiYellow}[l[0]]
-			fmt.Fprintf(bw, "  %s %s\n", c(code, l[:1]), l[1:])
-		}
-		for _, r := range d.Routing {
-			l := termLine(r)
-			if l == "" {
-				continue
-			}
-			code := map[byte]string{'+': ansiGreen, '-': ansiRed, '~': ansiYellow}[l[0]]
-			fmt.Fprintf(bw, "  %s %s\n", c(code, l[:1]), l[1:])
-		}
-		for _, v := range d.VIPsAdd {
-			fmt.Fprintf(bw, "  %s vip %s\n", c(ansiGreen, "+"), termLine(v))
-		}
-		for _, v := range d.VIPsRemove {
-			fmt.Fprintf(bw, "  %s vip %s\n", c(ansiRed, "-"), termLine(v))
-		}
-		for _, n := range d.Notes {
-			fmt.Fprintf(bw, "  note: %s\n", termLine(n))
+			// A diff line is the host's own text: its tabs stay.
+			fmt.Fprintf(bw, "    %s\n", c(code, termText(l)))
 		}
 	}
+	for _, f := range d.FileChanges {
+		l := termLine(f.String())
+		code := map[byte]string{'+': ansiGreen, '-': ansiRed, '~': ansiYellow}[l[0]]
+		fmt.Fprintf(bw, "  %s %s\n", c(code, l[:1]), l[1:])
+	}
+	for _, r := range d.Routing {
+		l := termLine(r)
+		if l == "" {
+			continue
+		}
+		code := map[byte]string{'+': ansiGreen, '-': ansiRed, '~': ansiYellow}[l[0]]
+		fmt.Fprintf(bw, "  %s %s\n", c(code, l[:1]), l[1:])
+	}
+	for _, v := range d.VIPsAdd {
+		fmt.Fprintf(bw, "  %s vip %s\n", c(ansiGreen, "+"), termLine(v))
+	}
+	for _, v := range d.VIPsRemove {
+		fmt.Fprintf(bw, "  %s vip %s\n", c(ansiRed, "-"), termLine(v))
+	}
+	for _, n := range d.Notes {
+		fmt.Fprintf(bw, "  note: %s\n", termLine(n))
+	}
+}
+
+// writePlanFooter writes the end of writePlanText: the plan's notes and
+// its summary line.
+func writePlanFooter(bw *bufio.Writer, p *reconcile.Plan) {
 	for _, n := range p.Notes {
 		fmt.Fprintf(bw, "note: %s\n", termLine(n))
 	}
 	fmt.Fprintf(bw, "\nPlan (revision %s): %s.\n", termLine(orNone(p.Revision)), planSummary(p))
-	return bw.Flush()
 }
 
 // changeLines describes a device's haproxy.cfg change class, escaped:

@@ -282,6 +282,14 @@ func (e *env) compileWatched(src *specSource, spec *schema.Spec, prev *compiler.
 	return compiler.Recompile(spec, lock, prev, compiler.Options{Version: version.Version, Revision: rev})
 }
 
+// holdMax is the largest fleet that lbc watch keeps a connection to each
+// device for (from one cycle to the next, and with --apply from the plan,
+// taken under the device locks, to the transactions); a larger one keeps
+// none, so that the connections open at once stay within --parallelism.
+// (lbc apply DIR plans and applies device by device, reconcile.PlanApply,
+// and needs no such bound.)
+const holdMax = 200
+
 // watchHosts plans (and with --apply applies) a good compile against the hosts.
 func (e *env) watchHosts(ctx context.Context, spec *schema.Spec, res *compiler.Result, src *specSource, conns *reconcile.Conns, changed []string) error {
 	// An apply that has started finishes (or rolls back) even when a signal
@@ -304,9 +312,8 @@ func (e *env) watchHosts(ctx context.Context, spec *schema.Spec, res *compiler.R
 	locks := reconcile.NewLocks()
 	dial := conns.Dial
 	if len(res.Devices) > holdMax {
-		// As lbc apply DIR above holdMax devices: no connection kept from
-		// one cycle to the next nor from the plan to the transaction, and
-		// no lock held in between (each transaction takes its lock and
+		// No connection kept from one cycle to the next nor from the
+		// plan to the transaction, and no lock held in between (each transaction takes its lock and
 		// refuses a host that changed since the plan), so that the
 		// connections open at once stay within --parallelism.
 		d, err := e.dialer()

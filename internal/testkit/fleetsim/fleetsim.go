@@ -63,6 +63,7 @@ type Fleet struct {
 	open, peak, total  int
 	sessions, peakSess int
 	commands           int
+	dials              map[string]int // connections accepted, by host name
 }
 
 // Host is one simulated host.
@@ -93,7 +94,7 @@ func Start(dir string, n int) (*Fleet, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	f := &Fleet{Dir: dir, bin: filepath.Join(dir, "bin"), conns: map[net.Conn]struct{}{}}
+	f := &Fleet{Dir: dir, bin: filepath.Join(dir, "bin"), conns: map[net.Conn]struct{}{}, dials: map[string]int{}}
 	if err := f.writeBin(); err != nil {
 		return nil, err
 	}
@@ -189,6 +190,17 @@ func (f *Fleet) ResetPeak() Stats {
 	return st
 }
 
+// Dials returns, by host name, the connections each host accepted since
+// the last call (a host that accepted none is left out), and starts
+// counting again from zero.
+func (f *Fleet) Dials() map[string]int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	d := f.dials
+	f.dials = map[string]int{}
+	return d
+}
+
 // DevicesCUE is a CUE file (package spec) declaring every host as a device.
 func (f *Fleet) DevicesCUE(vipNetwork string) string {
 	q := strconv.Quote
@@ -226,6 +238,7 @@ func (f *Fleet) accept(ln net.Listener, h Host) {
 		f.conns[c] = struct{}{}
 		f.open++
 		f.total++
+		f.dials[h.Name]++
 		f.peak = max(f.peak, f.open)
 		f.wg.Add(1)
 		f.mu.Unlock()

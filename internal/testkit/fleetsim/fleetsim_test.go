@@ -98,22 +98,61 @@ func startFleet(t *testing.T, n int) *Fleet {
 	return f
 }
 
-// TestConnectionsBounded: on a fleet larger than what lbc apply DIR plans
-// under the device locks (200 devices), the SSH connections open at once
-// stay within a few times --parallelism, not one a device.
-func TestConnectionsBounded(t *testing.T) {
-	if testing.Short() {
-		t.Skip("applies to 210 simulated hosts")
-	}
-	const n, par = 210, 8
-	f := startFleet(t, n)
-	if code, out := lbc(t, f, "apply", "--parallelism", strconv.Itoa(par)); code != 0 || !strings.Contains(out, fmt.Sprintf("%d applied", n)) {
-		t.Fatalf("apply: exit %d\n%.2000s", code, out)
-	}
-	st := f.ResetPeak()
-	t.Logf("%d hosts, --parallelism %d: %d connections in all, at most %d open at once", n, par, st.TotalConns, st.PeakConnections)
-	if st.PeakConnections > 2*par {
-		t.Errorf("%d connections open at once, want at most %d (2 × --parallelism)", st.PeakConnections, 2*par)
+// TestOneConnectionPerDevice: lbc apply DIR connects to each device once,
+// from its read to its transaction, on fleets below and above 200 devices
+// (the size above which it used to plan on one connection and apply on
+// another), and the SSH connections open at once stay within a few times
+// --parallelism, not one a device (below 200 it used to keep every
+// device's connection open until the end). Checked for a first apply
+// (every device changes), a weight change and, on the small fleet, an
+// apply with nothing to change.
+func TestOneConnectionPerDevice(t *testing.T) {
+	for _, n := range []int{12, 210} {
+		t.Run(strconv.Itoa(n), func(t *testing.T) {
+			if testing.Short() && n > 12 {
+				t.Skip("applies to 210 simulated hosts")
+			}
+			par := 2 // below n/2 on the small fleet: one connection a device kept open would show
+			if n > 12 {
+				par = 8
+			}
+			f := startFleet(t, n)
+			check := func(what string, args ...string) {
+				t.Helper()
+				f.Dials()
+				f.ResetPeak()
+				code, out := lbc(t, f, append([]string{"apply", "--parallelism", strconv.Itoa(par)}, args...)...)
+				st, dials := f.ResetPeak(), f.Dials()
+				if code != 0 {
+					t.Fatalf("%s: exit %d\n%.2000s", what, code, out)
+				}
+				bad := 0
+				for _, h := range f.Hosts {
+					if dials[h.Name] != 1 {
+						if bad++; bad <= 5 {
+							t.Errorf("%s: %s: %d connections, want 1", what, h.Name, dials[h.Name])
+						}
+					}
+				}
+				if bad > 5 {
+					t.Errorf("%s: %d hosts in all without exactly one connection", what, bad)
+				}
+				t.Logf("%s, %d hosts, --parallelism %d: %d connections in all, at most %d open at once", what, n, par, st.TotalConns, st.PeakConnections)
+				if st.PeakConnections > 2*par {
+					t.Errorf("%s: %d connections open at once, want at most %d (2 × --parallelism)", what, st.PeakConnections, 2*par)
+				}
+			}
+			check("first apply")
+			if err := os.WriteFile(filepath.Join(f.Dir, "specs", "balancers", "sim.cue"), []byte(f.BalancersCUE(3)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			// --reload: the stand-in stats socket carries no runtime
+			// operation (see TestFleet).
+			check("weight change", "--reload")
+			if n <= 12 {
+				check("nothing to change")
+			}
+		})
 	}
 }
 
