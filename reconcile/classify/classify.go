@@ -192,6 +192,8 @@ func backendOps(be string, ls, ds *section) ([]Op, Result, bool) {
 		old := ls.byName[s.name]
 		if old == nil {
 			switch {
+			case s.tls != "":
+				return fail("server %s: TLS to the node: lbc adds such a server at a reload", s.name)
 			case !dynamic(ds.algo):
 				return fail("balance %s is static: HAProxy 2.6 adds servers only to backends of a dynamic algorithm", ds.algo)
 			case ds.cookie:
@@ -215,6 +217,8 @@ func backendOps(be string, ls, ds *section) ([]Op, Result, bool) {
 			return fail("server %s: backup changes", s.name)
 		case old.cookie != s.cookie:
 			return fail("server %s: cookie changes", s.name)
+		case old.tls != s.tls:
+			return fail("server %s: TLS to the node changes", s.name)
 		}
 		if old.addr != s.addr {
 			ops = append(ops, Op{Kind: KindAddr, Backend: be, Server: s.name, From: old.addr, To: s.addr})
@@ -235,6 +239,9 @@ func backendOps(be string, ls, ds *section) ([]Op, Result, bool) {
 		}
 	}
 	for _, s := range ls.servers {
+		if ds.byName[s.name] == nil && s.tls != "" {
+			return fail("server %s: TLS to the node: lbc deletes such a server at a reload", s.name)
+		}
 		if ds.byName[s.name] == nil {
 			// Args: the live server as an add server would bring it back.
 			args := slices.Clone(s.args)
