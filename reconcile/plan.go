@@ -431,10 +431,9 @@ func compare(dp *DevicePlan, live *Live, art *compiler.DeviceArtifacts) error {
 	}
 	runtimeDrifted := planRuntimeDrift(dp, live, art.HAProxyCfg)
 	// Apply reloads a change that also writes or removes an auxiliary file
-	// or changes keepalived.conf (tx.runtimePart): the plan says so.
-	if dp.Change != nil && dp.Change.Class == classify.Runtime && (len(dp.FileChanges) > 0 || dp.KeepalivedDiff != "") {
-		dp.Change = &classify.Result{Class: classify.Reload, Reason: "a map, certificate or keepalived.conf changes too: HAProxy reads those files at a reload"}
-	}
+	// (but a certificate rotation) or changes keepalived.conf
+	// (tx.runtimePart): the plan says so.
+	planFileClass(dp, live, st != nil && live.Config.Exists && st.ConfigSHA256 == live.Config.Fingerprint())
 	if dp.ConfigDiff != "" || dp.KeepalivedDiff != "" || len(dp.FileChanges) > 0 || len(dp.VIPsAdd) > 0 || len(dp.VIPsRemove) > 0 || stateBehind || runtimeDrifted {
 		dp.Status = StatusChanges
 	} else {

@@ -40,15 +40,19 @@ func (x *tx) runtimePart() (*host.Runtime, []classify.Op, error) {
 	if x.o.Reload || d.Change == nil || d.Change.Class != classify.Runtime || d.KeepalivedDiff != "" {
 		return nil, nil, nil
 	}
-	// An auxiliary file (a map, a certificate) that changes is read by
-	// HAProxy only at a reload, until its runtime operations exist.
-	if len(x.files) > 0 || len(d.Desired.FilesRemove) > 0 {
-		return nil, nil, nil
-	}
 	live := x.live
 	trusted := live.State != nil && live.Config.Exists && live.State.ConfigSHA256 == live.Config.Fingerprint()
 	if !live.Config.Exists {
 		return nil, nil, nil
+	}
+	// An auxiliary file that changes is read by HAProxy only at a reload,
+	// unless it is a certificate that runs already (certrt.go).
+	var fileOps []classify.Op
+	if len(x.files) > 0 || len(d.Desired.FilesRemove) > 0 {
+		var reason string
+		if fileOps, reason = x.applyFileOps(trusted); reason != "" {
+			return nil, nil, nil
+		}
 	}
 	r := classify.Change(live.Config.Data, []byte(d.Desired.Config), trusted)
 	if r.Class == classify.None {
@@ -75,6 +79,10 @@ func (x *tx) runtimePart() (*host.Runtime, []classify.Op, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := addCertRotations(rt, fileOps); err != nil {
+		return nil, nil, err
+	}
+	r.Ops = append(r.Ops, fileOps...)
 	var drain []string
 	var timeout time.Duration
 	for _, o := range r.Ops {
@@ -117,6 +125,11 @@ func (x *tx) runtimeChange(ctx context.Context, rt *host.Runtime, ops []classify
 		ra.Ops = append(ra.Ops, o.String())
 	}
 	rep, step, err := x.runScriptReport(ctx, s)
+	if rep != nil && len(rt.Before) > 0 {
+		if b, perr := host.ParseReadBack(rep.Output[host.StepRuntime], len(rt.Before)); perr == nil {
+			x.certBefore = b.Answers
+		}
+	}
 	if rep != nil && rt.Drain != nil {
 		if dr, derr := host.ParseDrain(rep.Output[host.StepDrain]); derr == nil && !dr.Drained {
 			ra.DrainTimedOut = dr.Left
@@ -127,11 +140,14 @@ func (x *tx) runtimeChange(ctx context.Context, rt *host.Runtime, ops []classify
 	if err != nil {
 		return step, err
 	}
-	pid, err := verifyRuntime(rep, []byte(x.dp.Desired.Config), host.StepRuntimeVerify, true)
+	rb, err := verifyRuntime(rep, []byte(x.dp.Desired.Config), host.StepRuntimeVerify, true, len(rt.ReadBack))
+	if err == nil {
+		err = x.verifyCerts(ops, rb.Answers[1:])
+	}
 	if err != nil {
 		return host.StepRuntimeVerify, err
 	}
-	ra.Pid = pid
+	ra.Pid = rb.Pid
 	cs, err := host.CommitScript(c)
 	if err != nil {
 		return StepRemoveVIPs, err
@@ -143,25 +159,25 @@ func (x *tx) runtimeChange(ctx context.Context, rt *host.Runtime, ops []classify
 	return step, err
 }
 
-// verifyRuntime compares what step read back with cfg: every server's
-// address, weight and state; with samePid, the worker that answered
-// before the runtime step and after it must be the same. It returns that
-// worker's pid.
-func verifyRuntime(rep *host.Report, cfg []byte, step string, samePid bool) (int, error) {
-	rb, err := host.ParseReadBack(rep.Output[step], 1)
+// verifyRuntime compares what step read back (n queries, the first
+// show servers state) with cfg: every server's address, weight and state;
+// with samePid, the worker that answered before the runtime step and
+// after it must be the same. It returns what it read back.
+func verifyRuntime(rep *host.Report, cfg []byte, step string, samePid bool, n int) (*host.ReadBack, error) {
+	rb, err := host.ParseReadBack(rep.Output[step], n)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	if samePid {
-		before := strings.TrimSpace(string(rep.Output[host.StepRuntime]))
+		before, _, _ := strings.Cut(strings.TrimSpace(string(rep.Output[host.StepRuntime])), "\n")
 		if before != fmt.Sprintf("pid %d", rb.Pid) {
-			return 0, fmt.Errorf("the worker changed during the runtime change: %.40s before, pid %d after", before, rb.Pid)
+			return nil, fmt.Errorf("the worker changed during the runtime change: %.40s before, pid %d after", before, rb.Pid)
 		}
 	}
 	if err := compareRuntime(cfg, rb.Answers[0]); err != nil {
-		return 0, err
+		return nil, err
 	}
-	return rb.Pid, nil
+	return rb, nil
 }
 
 // maxDiffs bounds the differences an error lists.
@@ -245,7 +261,11 @@ func (x *tx) runtimeRollback(ctx context.Context, c host.Change) error {
 		return err
 	}
 	if err == nil {
-		if _, err = verifyRuntime(rep, c.LiveConfig.Data, host.StepRollbackVerify, false); err == nil {
+		var rb *host.ReadBack
+		if rb, err = verifyRuntime(rep, c.LiveConfig.Data, host.StepRollbackVerify, false, len(x.rt.ReadBack)); err == nil {
+			err = verifyCertsBack(x.certBefore, rb.Answers[1:])
+		}
+		if err == nil {
 			_, err = runScript(ctx, host.DisarmScript(c), x.lock, func(string) {})
 			return err
 		}
