@@ -35,19 +35,14 @@ type RuntimeApply struct {
 // runtimePart is the runtime part of the transaction, or nil when the
 // device reloads. The operations come from what the lock holder read and
 // the rendered file, both parsed by lbc (classify), not from the plan.
-func (x *tx) runtimePart() (*host.Runtime, []classify.Op, error) {
+func (x *tx) runtimePart() (*host.Runtime, []string, error) {
 	d := x.dp
 	if x.o.Reload || d.Change == nil || d.Change.Class != classify.Runtime || d.KeepalivedDiff != "" {
 		return nil, nil, nil
 	}
-	// An auxiliary file (a map, a certificate) that changes is read by
-	// HAProxy only at a reload, until its runtime operations exist.
-	if len(x.files) > 0 || len(d.Desired.FilesRemove) > 0 {
-		return nil, nil, nil
-	}
 	live := x.live
 	trusted := live.State != nil && live.Config.Exists && live.State.ConfigSHA256 == live.Config.Fingerprint()
-	if !live.Config.Exists {
+	if !live.Config.Exists || (!trusted && len(x.files) > 0) {
 		return nil, nil, nil
 	}
 	r := classify.Change(live.Config.Data, []byte(d.Desired.Config), trusted)
@@ -75,6 +70,12 @@ func (x *tx) runtimePart() (*host.Runtime, []classify.Op, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	// Host tables whose entries change are loaded from their files;
+	// any other file reloads.
+	maps, ok := x.runtimeMaps(rt)
+	if !ok {
+		return nil, nil, nil
+	}
 	var drain []string
 	var timeout time.Duration
 	for _, o := range r.Ops {
@@ -86,7 +87,14 @@ func (x *tx) runtimePart() (*host.Runtime, []classify.Op, error) {
 	if len(drain) > 0 {
 		rt.Drain = &host.Drain{Servers: drain, Timeout: timeout, Interval: x.o.DrainInterval}
 	}
-	return rt, r.Ops, nil
+	var ops []string
+	for _, o := range r.Ops {
+		ops = append(ops, o.String())
+	}
+	for _, m := range maps {
+		ops = append(ops, m.String())
+	}
+	return rt, ops, nil
 }
 
 // defaultDrainTimeout is a balancer's drain.timeout when the plan has none.
@@ -104,7 +112,7 @@ func (d *DevicePlan) drainTimeout(backend string) time.Duration {
 
 // runtimeChange runs a runtime change: the runtime script, lbc's
 // comparison of what it read back, then the commit.
-func (x *tx) runtimeChange(ctx context.Context, rt *host.Runtime, ops []classify.Op) (string, error) {
+func (x *tx) runtimeChange(ctx context.Context, rt *host.Runtime, ops []string) (string, error) {
 	c := x.hostChange()
 	c.Runtime = rt
 	x.rt = rt
@@ -112,10 +120,7 @@ func (x *tx) runtimeChange(ctx context.Context, rt *host.Runtime, ops []classify
 	if err != nil {
 		return StepStage, err
 	}
-	ra := &RuntimeApply{}
-	for _, o := range ops {
-		ra.Ops = append(ra.Ops, o.String())
-	}
+	ra := &RuntimeApply{Ops: ops}
 	rep, step, err := x.runScriptReport(ctx, s)
 	if rep != nil && rt.Drain != nil {
 		if dr, derr := host.ParseDrain(rep.Output[host.StepDrain]); derr == nil && !dr.Drained {
@@ -127,7 +132,7 @@ func (x *tx) runtimeChange(ctx context.Context, rt *host.Runtime, ops []classify
 	if err != nil {
 		return step, err
 	}
-	pid, err := verifyRuntime(rep, []byte(x.dp.Desired.Config), host.StepRuntimeVerify, true)
+	pid, err := verifyRuntime(rep, rt, []byte(x.dp.Desired.Config), x.dp.Desired.fileData, host.StepRuntimeVerify, true)
 	if err != nil {
 		return host.StepRuntimeVerify, err
 	}
@@ -143,12 +148,13 @@ func (x *tx) runtimeChange(ctx context.Context, rt *host.Runtime, ops []classify
 	return step, err
 }
 
-// verifyRuntime compares what step read back with cfg: every server's
-// address, weight and state; with samePid, the worker that answered
-// before the runtime step and after it must be the same. It returns that
-// worker's pid.
-func verifyRuntime(rep *host.Report, cfg []byte, step string, samePid bool) (int, error) {
-	rb, err := host.ParseReadBack(rep.Output[step], 1)
+// verifyRuntime compares what step read back (rt.ReadBack) with cfg:
+// every server's address, weight and state, and with maps (the file each
+// path holds) the entries of rt.Maps; with samePid, the worker that
+// answered before the runtime step and after it must be the same. It
+// returns that worker's pid.
+func verifyRuntime(rep *host.Report, rt *host.Runtime, cfg []byte, maps func(string) []byte, step string, samePid bool) (int, error) {
+	rb, err := host.ParseReadBack(rep.Output[step], len(rt.ReadBack))
 	if err != nil {
 		return 0, err
 	}
@@ -159,6 +165,9 @@ func verifyRuntime(rep *host.Report, cfg []byte, step string, samePid bool) (int
 		}
 	}
 	if err := compareRuntime(cfg, rb.Answers[0]); err != nil {
+		return 0, err
+	}
+	if err := compareMaps(rt.Maps, rb.Answers[len(rb.Answers)-len(rt.Maps):], maps); err != nil {
 		return 0, err
 	}
 	return rb.Pid, nil
@@ -245,7 +254,7 @@ func (x *tx) runtimeRollback(ctx context.Context, c host.Change) error {
 		return err
 	}
 	if err == nil {
-		if _, err = verifyRuntime(rep, c.LiveConfig.Data, host.StepRollbackVerify, false); err == nil {
+		if _, err = verifyRuntime(rep, x.rt, c.LiveConfig.Data, func(p string) []byte { return x.live.FileData[p] }, host.StepRollbackVerify, false); err == nil {
 			_, err = runScript(ctx, host.DisarmScript(c), x.lock, func(string) {})
 			return err
 		}
