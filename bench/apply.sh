@@ -29,16 +29,7 @@ if ! command -v ansible-playbook >/dev/null; then
 	log "installing ansible-core"
 	apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q ansible-core >&2
 fi
-command -v socat >/dev/null || { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q socat >&2; }
-command -v curl >/dev/null || { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q curl >&2; }
-if [ "$(id -u)" != 0 ]; then
-	echo "== apply: not available (the lab needs root)"
-	exit 0
-fi
-if ! build_lbc; then
-	echo "== apply: not available (lbc does not build)"
-	exit 0
-fi
+lab_needs apply
 
 work=$(mktemp -d /tmp/lbc-bench-apply.XXXXXX)
 labdir=$work/lab

@@ -68,3 +68,19 @@ lab_devices_tsv() {
 	/^}/                  { print name "\t" addr "\t" cfg "\t" rl }
 	' "$1"
 }
+
+# lab_needs SECTION: installs socat and curl when missing, and ends the
+# section (saying why, exit 0) when it cannot run: not root (the lab), or
+# bin/lbc does not build.
+lab_needs() {
+	command -v socat >/dev/null || { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q socat >&2; }
+	command -v curl >/dev/null || { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q curl >&2; }
+	if [ "$(id -u)" != 0 ]; then
+		echo "== $1: not available (the lab needs root)"
+		exit 0
+	fi
+	if ! build_lbc; then
+		echo "== $1: not available (lbc does not build)"
+		exit 0
+	fi
+}

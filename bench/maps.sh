@@ -23,16 +23,7 @@ HOSTS=${BENCH_MAPS_HOSTS:-1000}         # entries of each device's host table
 MOVED=100
 
 need_time
-command -v socat >/dev/null || { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q socat >&2; }
-command -v curl >/dev/null || { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q curl >&2; }
-if [ "$(id -u)" != 0 ]; then
-	echo "== maps: not available (the lab needs root)"
-	exit 0
-fi
-if ! build_lbc; then
-	echo "== maps: not available (lbc does not build)"
-	exit 0
-fi
+lab_needs maps
 
 work=$(mktemp -d /tmp/lbc-bench-maps.XXXXXX)
 labdir=$work/lab

@@ -236,17 +236,8 @@ func runMapFault(t *testing.T, c mapFault, inject bool) []string {
 	th.srv.SetInjection(true)
 	var bad []string
 	badf := func(format string, a ...any) { bad = append(bad, fmt.Sprintf(format, a...)) }
-	var want, got []string
-	for _, f := range faults {
-		want = append(want, f.String())
-	}
-	for _, f := range fired {
-		got = append(got, f.String())
-	}
-	if len(got) == 0 {
-		badf("no fault fired")
-	} else if !slices.Equal(got, want) {
-		badf("fired %q, want %q", got, want)
+	if w := firedWrong(faults, fired); w != "" {
+		badf("%s", w)
 	}
 	d := r.Devices[0]
 	t.Logf("%s: %v (steps %q, warnings %q)", d.Outcome, d.Err, d.Steps, d.Warnings)
@@ -279,28 +270,13 @@ func runMapFault(t *testing.T, c mapFault, inject bool) []string {
 }
 
 func TestRuntimeMapFaults(t *testing.T) {
-	for _, c := range mapFaults() {
-		t.Run(c.name, func(t *testing.T) {
-			t.Parallel()
-			for _, b := range runMapFault(t, c, true) {
-				t.Error(b)
-			}
-		})
-	}
+	runRows(t, mapFaults(), func(c mapFault) string { return c.name }, runMapFault, true)
 }
 
 // Without injection every case must say that no fault fired and end
 // otherwise than it expects.
 func TestRuntimeMapFaultsWithoutInjection(t *testing.T) {
-	for _, c := range mapFaults() {
-		t.Run(c.name, func(t *testing.T) {
-			t.Parallel()
-			bad := runMapFault(t, c, false)
-			if len(bad) < 2 || bad[0] != "no fault fired" {
-				t.Errorf("without injection the case reports %q, want \"no fault fired\" and a wrong outcome", bad)
-			}
-		})
-	}
+	runRows(t, mapFaults(), func(c mapFault) string { return c.name }, runMapFault, false)
 }
 
 // mapChunks is how many add map commands lbc_map sends for table b: one
