@@ -39,8 +39,8 @@ func mapRuntime(d *Desired, live *Live, cfg []byte) ([]classify.MapOp, string) {
 	for i := range d.Files {
 		f := &d.Files[i]
 		have := live.Files[f.Path]
-		if have == f.SHA256 {
-			continue
+		if have == f.SHA256 || f.Kind == compiler.AuxCert {
+			continue // unchanged, or a certificate: fileRuntimeOps decides (certrt.go)
 		}
 		if f.Kind != compiler.AuxMap || !host.IsMapFile(f.Path) {
 			return nil, fmt.Sprintf("%s (%s) changes: HAProxy reads it at a reload", f.Path, f.Kind)

@@ -420,8 +420,11 @@ func compare(dp *DevicePlan, live *Live, art *compiler.DeviceArtifacts) error {
 		}
 	}
 	runtimeDrifted := planRuntimeDrift(dp, live, art.HAProxyCfg)
-	// Apply carries host-table entries at runtime and reloads for any
-	// other file (tx.runtimePart): the plan says so.
+	// Apply carries certificate rotations and host-table entries at
+	// runtime and reloads a change that also writes or removes any other
+	// auxiliary file or changes keepalived.conf (tx.runtimePart): the
+	// plan says so.
+	planFileClass(dp, live, st != nil && live.Config.Exists && st.ConfigSHA256 == live.Config.Fingerprint())
 	planMaps(dp, live, trusted)
 	if dp.ConfigDiff != "" || dp.KeepalivedDiff != "" || len(dp.FileChanges) > 0 || len(dp.VIPsAdd) > 0 || len(dp.VIPsRemove) > 0 || stateBehind || runtimeDrifted {
 		dp.Status = StatusChanges

@@ -45,6 +45,15 @@ func (x *tx) runtimePart() (*host.Runtime, []string, error) {
 	if !live.Config.Exists || (!trusted && len(x.files) > 0) {
 		return nil, nil, nil
 	}
+	// An auxiliary file that changes is read by HAProxy only at a reload,
+	// unless it is a certificate that runs already (certrt.go).
+	var fileOps []classify.Op
+	if len(x.files) > 0 || len(d.Desired.FilesRemove) > 0 {
+		var reason string
+		if fileOps, reason = x.applyFileOps(trusted); reason != "" {
+			return nil, nil, nil
+		}
+	}
 	r := classify.Change(live.Config.Data, []byte(d.Desired.Config), trusted)
 	if r.Class == classify.None {
 		r = classify.Result{Class: classify.Runtime} // the runtime may still drift
@@ -70,6 +79,11 @@ func (x *tx) runtimePart() (*host.Runtime, []string, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := addCertRotations(rt, fileOps); err != nil {
+		return nil, nil, err
+	}
+	r.Ops = append(r.Ops, fileOps...)
+	x.certOps = certOpsIn(fileOps)
 	// Host tables whose entries change are loaded from their files;
 	// any other file reloads.
 	maps, ok := x.runtimeMaps(rt)
@@ -122,6 +136,11 @@ func (x *tx) runtimeChange(ctx context.Context, rt *host.Runtime, ops []string) 
 	}
 	ra := &RuntimeApply{Ops: ops}
 	rep, step, err := x.runScriptReport(ctx, s)
+	if rep != nil && len(rt.Before) > 0 {
+		if b, perr := host.ParseReadBack(rep.Output[host.StepRuntime], len(rt.Before)); perr == nil {
+			x.certBefore = b.Answers
+		}
+	}
 	if rep != nil && rt.Drain != nil {
 		if dr, derr := host.ParseDrain(rep.Output[host.StepDrain]); derr == nil && !dr.Drained {
 			ra.DrainTimedOut = dr.Left
@@ -132,11 +151,14 @@ func (x *tx) runtimeChange(ctx context.Context, rt *host.Runtime, ops []string) 
 	if err != nil {
 		return step, err
 	}
-	pid, err := verifyRuntime(rep, rt, []byte(x.dp.Desired.Config), x.dp.Desired.fileData, host.StepRuntimeVerify, true)
+	rb, err := verifyRuntime(rep, rt, []byte(x.dp.Desired.Config), x.dp.Desired.fileData, host.StepRuntimeVerify, true)
+	if err == nil {
+		err = x.verifyCerts(x.certOps, certAnswers(rb, rt))
+	}
 	if err != nil {
 		return host.StepRuntimeVerify, err
 	}
-	ra.Pid = pid
+	ra.Pid = rb.Pid
 	cs, err := host.CommitScript(c)
 	if err != nil {
 		return StepRemoveVIPs, err
@@ -148,29 +170,36 @@ func (x *tx) runtimeChange(ctx context.Context, rt *host.Runtime, ops []string) 
 	return step, err
 }
 
-// verifyRuntime compares what step read back (rt.ReadBack) with cfg:
-// every server's address, weight and state, and with maps (the file each
-// path holds) the entries of rt.Maps; with samePid, the worker that
-// answered before the runtime step and after it must be the same. It
-// returns that worker's pid.
-func verifyRuntime(rep *host.Report, rt *host.Runtime, cfg []byte, maps func(string) []byte, step string, samePid bool) (int, error) {
+// verifyRuntime compares what step read back (rt.ReadBack: show servers
+// state, then show ssl cert of each rotated certificate, then show map of
+// each table in rt.Maps) with cfg: every server's address, weight and
+// state, and with maps (the file each path holds) the entries of rt.Maps;
+// with samePid, the worker that answered before the runtime step and
+// after it must be the same. It returns what it read back.
+func verifyRuntime(rep *host.Report, rt *host.Runtime, cfg []byte, maps func(string) []byte, step string, samePid bool) (*host.ReadBack, error) {
 	rb, err := host.ParseReadBack(rep.Output[step], len(rt.ReadBack))
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	if samePid {
-		before := strings.TrimSpace(string(rep.Output[host.StepRuntime]))
+		before, _, _ := strings.Cut(strings.TrimSpace(string(rep.Output[host.StepRuntime])), "\n")
 		if before != fmt.Sprintf("pid %d", rb.Pid) {
-			return 0, fmt.Errorf("the worker changed during the runtime change: %.40s before, pid %d after", before, rb.Pid)
+			return nil, fmt.Errorf("the worker changed during the runtime change: %.40s before, pid %d after", before, rb.Pid)
 		}
 	}
 	if err := compareRuntime(cfg, rb.Answers[0]); err != nil {
-		return 0, err
+		return nil, err
 	}
 	if err := compareMaps(rt.Maps, rb.Answers[len(rb.Answers)-len(rt.Maps):], maps); err != nil {
-		return 0, err
+		return nil, err
 	}
-	return rb.Pid, nil
+	return rb, nil
+}
+
+// certAnswers are the show ssl cert answers of rb: after show servers
+// state, before the show map answers of rt.Maps.
+func certAnswers(rb *host.ReadBack, rt *host.Runtime) []string {
+	return rb.Answers[1 : len(rb.Answers)-len(rt.Maps)]
 }
 
 // maxDiffs bounds the differences an error lists.
@@ -254,7 +283,11 @@ func (x *tx) runtimeRollback(ctx context.Context, c host.Change) error {
 		return err
 	}
 	if err == nil {
-		if _, err = verifyRuntime(rep, x.rt, c.LiveConfig.Data, func(p string) []byte { return x.live.FileData[p] }, host.StepRollbackVerify, false); err == nil {
+		var rb *host.ReadBack
+		if rb, err = verifyRuntime(rep, x.rt, c.LiveConfig.Data, func(p string) []byte { return x.live.FileData[p] }, host.StepRollbackVerify, false); err == nil {
+			err = verifyCertsBack(x.certBefore, certAnswers(rb, x.rt))
+		}
+		if err == nil {
 			_, err = runScript(ctx, host.DisarmScript(c), x.lock, func(string) {})
 			return err
 		}

@@ -110,3 +110,34 @@ func TestPlanViewReloadClass(t *testing.T) {
 		t.Errorf("markdown view:\n%s", b.String())
 	}
 }
+
+// A certificate rotation shows as a runtime operation, by fingerprints,
+// in text, JSON and markdown.
+func TestPlanViewCertRotation(t *testing.T) {
+	p := samplePlan()
+	from, to := strings.Repeat("a", 64), strings.Repeat("b", 64)
+	p.Devices[0].Change = &classify.Result{Class: classify.Runtime, Ops: []classify.Op{
+		{Kind: classify.KindCert, Name: "www", File: "/var/lib/lbc/certs/www.pem", From: from, To: to}}}
+	line := "rotate cert www: sha256 " + from + " → " + to
+	var b strings.Builder
+	if err := writePlanText(&b, p, false); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "haproxy.cfg: runtime, 1 runtime operation(s), no reload:\n    "+line+"\n") {
+		t.Errorf("text view:\n%s", b.String())
+	}
+	b.Reset()
+	if err := writePlanMarkdown(&b, p); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), line) {
+		t.Errorf("markdown view:\n%s", b.String())
+	}
+	b.Reset()
+	if err := writePlanJSON(&b, p); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), `{"kind":"cert","backend":"","server":"","from":"`+from+`","to":"`+to+`","file":"/var/lib/lbc/certs/www.pem","name":"www"}`) {
+		t.Errorf("json view:\n%s", b.String())
+	}
+}

@@ -41,6 +41,10 @@ const (
 	KindAddr   Kind = "addr"   // set server BACKEND/SERVER addr A port P
 	KindAdd    Kind = "add"    // add server BACKEND/SERVER Args..., then enable health with check
 	KindDel    Kind = "del"    // drain, state maint once idle or at the drain timeout, del server
+	// KindCert: set ssl cert File (its new content, swapped on the host) +
+	// commit ssl cert File; Name is the certificate's name in its source,
+	// From and To the bundle's sha256 (no key byte: see reconcile/certrt.go).
+	KindCert Kind = "cert"
 )
 
 // Op is one runtime operation on one server.
@@ -51,6 +55,9 @@ type Op struct {
 	From    string   `json:"from,omitempty"`
 	To      string   `json:"to,omitempty"`
 	Args    []string `json:"args,omitempty"` // add, del: the server's address and keywords, the backend's default-server ones included
+	// File and Name: a certificate's path on the host and its name (cert).
+	File string `json:"file,omitempty"`
+	Name string `json:"name,omitempty"`
 }
 
 // String is the operation as plan output shows it.
@@ -69,6 +76,8 @@ func (o Op) String() string {
 		return "add server " + id + " " + strings.Join(o.Args, " ")
 	case KindDel:
 		return "del server " + id + " (after a drain)"
+	case KindCert:
+		return "rotate cert " + o.Name + ": sha256 " + o.From + " → " + o.To
 	}
 	return id + " " + string(o.Kind)
 }
@@ -185,6 +194,8 @@ func backendOps(be string, ls, ds *section) ([]Op, Result, bool) {
 		old := ls.byName[s.name]
 		if old == nil {
 			switch {
+			case s.tls != "":
+				return fail("server %s: TLS to the node: lbc adds such a server at a reload", s.name)
 			case !dynamic(ds.algo):
 				return fail("balance %s is static: HAProxy 2.6 adds servers only to backends of a dynamic algorithm", ds.algo)
 			case ds.cookie:
@@ -208,6 +219,8 @@ func backendOps(be string, ls, ds *section) ([]Op, Result, bool) {
 			return fail("server %s: backup changes", s.name)
 		case old.cookie != s.cookie:
 			return fail("server %s: cookie changes", s.name)
+		case old.tls != s.tls:
+			return fail("server %s: TLS to the node changes", s.name)
 		}
 		if old.addr != s.addr {
 			ops = append(ops, Op{Kind: KindAddr, Backend: be, Server: s.name, From: old.addr, To: s.addr})
@@ -228,6 +241,9 @@ func backendOps(be string, ls, ds *section) ([]Op, Result, bool) {
 		}
 	}
 	for _, s := range ls.servers {
+		if ds.byName[s.name] == nil && s.tls != "" {
+			return fail("server %s: TLS to the node: lbc deletes such a server at a reload", s.name)
+		}
 		if ds.byName[s.name] == nil {
 			// Args: the live server as an add server would bring it back.
 			args := slices.Clone(s.args)
@@ -267,6 +283,12 @@ func Check(r *Result) error {
 		return errors.New("change: a reload needs a short reason")
 	}
 	for i, o := range r.Ops {
+		if o.Kind == KindCert {
+			if err := checkCertOp(o); err != nil {
+				return fmt.Errorf("change: ops[%d]: %w", i, err)
+			}
+			continue
+		}
 		switch o.Kind {
 		case KindWeight, KindDrain, KindState, KindAddr, KindAdd, KindDel:
 		default:
@@ -282,6 +304,32 @@ func Check(r *Result) error {
 			if !safeWord(w) {
 				return fmt.Errorf("change: ops[%d]: %q is not a word lbc renders", i, w)
 			}
+		}
+	}
+	return nil
+}
+
+// checkCertOp validates a certificate rotation read from a saved plan:
+// no server, a name of lbc's words, an absolute path of [A-Za-z0-9._/-],
+// two sha256 fingerprints.
+func checkCertOp(o Op) error {
+	if o.Backend != "" || o.Server != "" || len(o.Args) > 0 {
+		return errors.New("a certificate rotation names no server")
+	}
+	if !safeWord(o.Name) {
+		return fmt.Errorf("certificate name %q is not a word lbc renders", o.Name)
+	}
+	if !strings.HasPrefix(o.File, "/") || len(o.File) > 4096 || strings.Contains(o.File, "..") {
+		return fmt.Errorf("certificate path %q: not an absolute path", o.File)
+	}
+	for i := 0; i < len(o.File); i++ {
+		if c := o.File[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("._/-", c) >= 0) {
+			return fmt.Errorf("certificate path %q: character %q", o.File, c)
+		}
+	}
+	for _, h := range []string{o.From, o.To} {
+		if len(h) != 64 || strings.Trim(h, "0123456789abcdef") != "" {
+			return fmt.Errorf("certificate %s: %q is not a sha256", o.Name, h)
 		}
 	}
 	return nil

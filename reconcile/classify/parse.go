@@ -36,7 +36,10 @@ type server struct {
 	backup   bool
 	disabled bool
 	cookie   string
-	args     []string // every word after the name: the address and keywords
+	// tls: the nodeTLS words ("ssl verify required ca-file P sni
+	// str(N) verifyhost N check-ssl check-sni N"), "" without.
+	tls  string
+	args []string // every word after the name: the address and keywords
 }
 
 // parse reads a haproxy.cfg rendered by lbc and left unedited (its header's
@@ -110,7 +113,8 @@ func (s *section) add(d string) error {
 }
 
 // parseServer reads "server NAME ADDR:PORT weight W [maxconn N] [check]
-// [backup] [disabled] [cookie C]", the keywords in that order.
+// [ssl ...] [backup] [disabled] [cookie C]", the keywords in that order
+// (ssl and its words: compiler's serverTLS, printable ASCII).
 func parseServer(d string) (*server, error) {
 	f := strings.Split(d, " ")
 	if len(f) < 5 || !safeWord(f[1]) || !safeWord(f[2]) || f[3] != "weight" {
@@ -131,10 +135,23 @@ func parseServer(d string) (*server, error) {
 		}
 		sv.maxconn, rest = m, rest[2:]
 	}
+	if len(rest) > 0 && rest[0] == "check" {
+		sv.check, rest = true, rest[1:]
+	}
+	if len(rest) > 0 && rest[0] == "ssl" {
+		n := 1
+		for n < len(rest) && rest[n] != "backup" && rest[n] != "disabled" && rest[n] != "cookie" {
+			if !printableWord(rest[n]) {
+				return nil, errors.New("server ssl keyword lbc does not render")
+			}
+			n++
+		}
+		sv.tls, rest = strings.Join(rest[:n], " "), rest[n:]
+	}
 	for _, kw := range []struct {
 		name string
 		dst  *bool
-	}{{"check", &sv.check}, {"backup", &sv.backup}, {"disabled", &sv.disabled}} {
+	}{{"backup", &sv.backup}, {"disabled", &sv.disabled}} {
 		if len(rest) > 0 && rest[0] == kw.name {
 			*kw.dst, rest = true, rest[1:]
 		}
@@ -158,6 +175,19 @@ func safeWord(s string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("._:-[]", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// printableWord: a non-empty word of printable ASCII (no space).
+func printableWord(s string) bool {
+	if s == "" || len(s) > 4096 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] > '~' {
 			return false
 		}
 	}

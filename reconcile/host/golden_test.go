@@ -34,6 +34,8 @@ type goldenCase struct {
 	ops []classify.Op
 	// maps makes the case a runtime change that loads these host tables.
 	maps []string
+	// certs are certificates the runtime change rotates (AddCertRotation).
+	certs []string
 }
 
 // debian is a device as Debian runs HAProxy, with lbc's defaults.
@@ -126,6 +128,13 @@ func goldenCases() []goldenCase {
 			c: Change{Device: "lb-a1", Host: debian, Config: mapCfg, VIPs: []string{vip10}, LiveConfig: file(mapCfg), State: state("rev7", vip10),
 				Files: []AuxFile{{Path: "/etc/haproxy/lbc-hosts-web.map", Mode: 0o644, Data: []byte("# host table of balancer web: host backend\nwww.example.com be_web:blue\n")}}},
 			ops: []classify.Op{}, maps: []string{"/etc/haproxy/lbc-hosts-web.map"}},
+		{name: "runtime-cert", about: "Two certificates rotated without a reload: the new bundle is staged (0600), checked with the config, the live one kept as last-good, swapped; then, after show ssl cert (what runs before), set ssl cert with the swapped file as its payload, read on the host (lbc_rtf: never a word of the script), and commit ssl cert; show ssl cert again for lbc to compare with the new file. The undo in txn.sh aborts any open transaction, sets the restored file and commits; a rollback reads it back for lbc to compare with what ran before.",
+			c: Change{Device: "lb-a1", Host: debian, Config: auxCfg, VIPs: []string{vip10}, LiveConfig: file(auxCfg), State: state("rev7", vip10),
+				Files: []AuxFile{
+					{Path: "/var/lib/lbc/certs/api.pem", Mode: 0o600, Data: []byte("-----BEGIN CERTIFICATE-----\nAPI\n-----END CERTIFICATE-----\n")},
+					{Path: "/var/lib/lbc/certs/www.pem", Mode: 0o600, Data: []byte("-----BEGIN CERTIFICATE-----\nTEST\n-----END CERTIFICATE-----\n")},
+				}},
+			ops: []classify.Op{}, certs: []string{"/var/lib/lbc/certs/api.pem", "/var/lib/lbc/certs/www.pem"}, rollback: true},
 	}
 }
 
@@ -184,6 +193,11 @@ func (gc goldenCase) renderRuntime(t *testing.T, files []txtar.File) []txtar.Fil
 	rt, err := ServerRuntime(gc.ops)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, p := range gc.certs {
+		if err := rt.AddCertRotation(p); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for _, o := range gc.ops {
 		if o.Kind == classify.KindDel {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -73,6 +74,10 @@ type Runtime struct {
 	// HAProxy from the swapped file after Do, and from the restored one
 	// by the undo (see maprt.go).
 	Maps []string
+	// Before are queries whose answers the runtime step prints after the
+	// worker's pid and before Do (ParseReadBack reads them): what ran,
+	// for lbc to compare with after a rollback ("show ssl cert PATH").
+	Before []string
 }
 
 // RuntimeCmd is one command for HAProxy's stats socket.
@@ -81,6 +86,10 @@ type RuntimeCmd struct {
 	// Payload, when set, is sent after Line + " <<" and ended by an empty
 	// line (HAProxy's payload syntax); its lines must not be empty.
 	Payload string
+	// PayloadFile, when set, is a file on the host whose lines (the empty
+	// ones left out) are the payload: read there, never a word of the
+	// script (a certificate bundle holds its key; see certrt.go).
+	PayloadFile string
 	// OK are the answers that mean success: the answer holds one of
 	// them; "" stands for an empty answer. None: the answer must be empty.
 	OK []string
@@ -104,6 +113,16 @@ func CheckRuntimeCmd(c RuntimeCmd) error {
 		for i := 0; i < len(w); i++ {
 			if !runtimeWordByte(w[i]) {
 				return fmt.Errorf("runtime command %.80q: character %q is not allowed", c.Line, w[i])
+			}
+		}
+	}
+	if c.PayloadFile != "" {
+		if c.Payload != "" || !strings.HasPrefix(c.PayloadFile, "/") {
+			return fmt.Errorf("runtime command %.80q: a payload file must be an absolute path, without a payload", c.Line)
+		}
+		for i := 0; i < len(c.PayloadFile); i++ {
+			if !runtimeWordByte(c.PayloadFile[i]) {
+				return fmt.Errorf("runtime command %.80q: payload file character %q is not allowed", c.Line, c.PayloadFile[i])
 			}
 		}
 	}
@@ -147,7 +166,7 @@ func checkRuntime(r *Runtime) error {
 			}
 		}
 	}
-	for _, rb := range r.ReadBack {
+	for _, rb := range append(slices.Clone(r.ReadBack), r.Before...) {
 		if err := CheckRuntimeCmd(RuntimeCmd{Line: rb}); err != nil {
 			return err
 		}
@@ -180,11 +199,15 @@ LBC_RT
 
 // rtCall is the call of lbc_rt for c.
 func rtCall(h Host, c RuntimeCmd) string {
-	args := []string{q(h.SocketPath()), q(c.Line), q(c.Payload)}
+	fn, payload := "lbc_rt", c.Payload
+	if c.PayloadFile != "" {
+		fn, payload = "lbc_rtf", c.PayloadFile
+	}
+	args := []string{q(h.SocketPath()), q(c.Line), q(payload)}
 	for _, ok := range c.OK {
 		args = append(args, q(ok))
 	}
-	return "lbc_rt " + strings.Join(args, " ")
+	return fn + " " + strings.Join(args, " ")
 }
 
 // readBackCmd prints "pid N" (the worker that answers `show info`; with
@@ -203,6 +226,15 @@ func readBackCmd(h Host, queries []string, wait bool) string {
 	}
 	b.WriteString(`  lbc_info_get; [ -n "$lbc_pid" ] || { echo 'haproxy did not answer on its stats socket' >&2; false; } &&
   echo "pid $lbc_pid"`)
+	b.WriteString(answersCmd(h, queries, false))
+	return b.String()
+}
+
+// answersCmd prints, for each query, "answer I" and its answer (see
+// readBackCmd), joined to what comes before by &&; with more, what
+// follows may be joined by && too.
+func answersCmd(h Host, queries []string, more bool) string {
+	var b strings.Builder
 	// A here-document's body starts on the line after its operator, so
 	// the && that joins the next query ends that line.
 	for i, rq := range queries {
@@ -212,11 +244,12 @@ func readBackCmd(h Host, queries []string, wait bool) string {
 LBC_CLI
 ) &&
   awk 'NR <= 100000 { print "|" $0 }' <<LBC_ANSWER`, i, rq, q(h.SocketPath()))
-		if i < len(queries)-1 {
+		last := i == len(queries)-1 && !more
+		if !last {
 			b.WriteString(" &&")
 		}
 		b.WriteString("\n$lbc_a\nLBC_ANSWER\n")
-		if i < len(queries)-1 {
+		if !last {
 			b.WriteString("  :")
 		}
 	}
@@ -242,12 +275,13 @@ func RuntimeScript(c Change) (*Script, error) {
 	h := c.Host
 	var b strings.Builder
 	fmt.Fprintf(&b, infoFunc, statsCmd(h, infoQuery, "2>/dev/null"))
-	b.WriteString(rtFunc)
+	b.WriteString(rtFunc + rtFileFunc(c.Runtime.Do))
 	if len(c.Runtime.Maps) > 0 {
 		b.WriteString(mapFunc)
 	}
 	b.WriteString(`  lbc_info_get; [ -n "$lbc_pid" ] || { echo 'haproxy did not answer on its stats socket' >&2; false; } &&
   echo "pid $lbc_pid"`)
+	b.WriteString(answersCmd(h, c.Runtime.Before, true))
 	for _, rc := range c.Runtime.Do {
 		b.WriteString(" &&\n  " + rtCall(h, rc))
 	}
@@ -308,7 +342,7 @@ func DisarmScript(c Change) *Script {
 // process takes every value from the file).
 func runtimeUndo(h Host, r *Runtime) string {
 	var b strings.Builder
-	b.WriteString(cliFunc + rtFunc + "urc=0\n")
+	b.WriteString(cliFunc + rtFunc + rtFileFunc(r.Undo) + "urc=0\n")
 	if len(r.Maps) > 0 {
 		b.WriteString(mapFunc)
 	}

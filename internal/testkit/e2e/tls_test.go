@@ -197,7 +197,9 @@ balancers: web: {
 		redirectHTTP: true
 		hsts: "8760h"
 	}}]
-	nodes: [{address: %q, port: %d}, {address: %q, port: %d}]
+	nodes: [{address: %q, port: %d}]
+	pools: api: nodes: [{address: %q, port: %d}]
+	hosts: {"shop.example.com": "default", "api.example.com": "api"}
 }
 balancers: secure: {
 	vips: [{address: %q, port: 443, tls: certificates: [{name: "api"}]}]
@@ -225,11 +227,14 @@ balancers: secure: {
 	if !strings.Contains(r.stdout, "1 applied") {
 		t.Fatalf("apply: want 1 applied\n%s", r)
 	}
-	resp := e.servesTLS(vip1, "shop.example.com", shop, "n1", "n2")
+	// Two SNI names through one VIP: each its own certificate and, by
+	// the balancer's host table (the Host header, once TLS is
+	// terminated), its own pool.
+	resp := e.servesTLS(vip1, "shop.example.com", shop, "n1")
 	if h := resp.Header.Get("Strict-Transport-Security"); h != "max-age=31536000" {
 		t.Errorf("HSTS header %q", h)
 	}
-	e.servesTLS(vip1, "api.example.com", api, "n1", "n2")
+	e.servesTLS(vip1, "api.example.com", api, "n2")
 	e.servesTLS(vip2, "api.example.com", api, "n1-tls")
 	checkRedirect(t, vip1)
 	dev := l.Devices[0]
@@ -253,30 +258,64 @@ balancers: secure: {
 	e.lbc(0, "plan", "--detailed-exitcode", "specs")
 	e.lbc(0, "status", "specs")
 
-	// Renewal: a new certificate for shop; plan shows it by fingerprint;
-	// apply serves it.
+	// Renewal: a new certificate (a new key) for shop; plan shows it by
+	// fingerprint, as a rotation at runtime.
 	shop2 := inter.Leaf(testcert.Opts{DNS: []string{"shop.example.com"}})
 	if err := shop2.WriteDir(e.certs, "shop"); err != nil {
 		t.Fatal(err)
 	}
 	r = e.lbc(2, "plan", "--detailed-exitcode", "specs")
-	if !strings.Contains(r.stdout, "~ file "+dev.StateDir+"/certs/shop.pem (cert shop) sha256 ") || !strings.Contains(r.stdout, fingerprint(shop2)) {
-		t.Errorf("renewal plan:\n%s", r)
+	rotate := "rotate cert shop: sha256 " + sha256Hex(bundleOf(shop)) + " → " + sha256Hex(bundleOf(shop2))
+	if !strings.Contains(r.stdout, "~ file "+dev.StateDir+"/certs/shop.pem (cert shop) sha256 ") || !strings.Contains(r.stdout, fingerprint(shop2)) ||
+		!strings.Contains(r.stdout, "haproxy.cfg: runtime, 1 runtime operation(s), no reload:\n    "+rotate+"\n") {
+		t.Errorf("renewal plan: want the rotation %q\n%s", rotate, r)
 	}
+	r = e.lbc(2, "plan", "--json", "--detailed-exitcode", "specs")
+	if !strings.Contains(r.stdout, `"kind":"cert"`) || !strings.Contains(r.stdout, `"name":"shop"`) {
+		t.Errorf("renewal plan --json: no cert operation\n%s", r)
+	}
+	r = e.lbc(2, "plan", "--markdown", "--detailed-exitcode", "specs")
+	if !strings.Contains(r.stdout, rotate) {
+		t.Errorf("renewal plan --markdown: no %q\n%s", rotate, r)
+	}
+	pid := e.workerPid(dev)
 	// A rotation that fails at swap rolls back: the old certificate is
 	// still served and is the file on the host.
 	if err := dev.FailAt("swap"); err != nil {
 		t.Fatal(err)
 	}
 	r = e.lbc(3, "apply", "--adopt", "specs")
-	e.servesTLS(vip1, "shop.example.com", shop, "n1", "n2")
+	e.servesTLS(vip1, "shop.example.com", shop, "n1")
 	onHost, err := os.ReadFile(filepath.Join(dev.StateDir, "certs/shop.pem"))
 	if err != nil || !strings.HasPrefix(string(onHost), string(testcert.CertPEM(shop.Cert))) {
 		t.Errorf("after the failed rotation the host has another certificate (%v)", err)
 	}
 	os.Remove(filepath.Join(dev.Dir, "steps.fail"))
-	e.lbc(0, "apply", "--adopt", "specs")
-	e.servesTLS(vip1, "shop.example.com", shop2, "n1", "n2")
+	// A rotation that HAProxy refuses rolls back: held at the runtime
+	// step, the swapped bundle is replaced by one whose key does not
+	// match; commit ssl cert fails, txn.sh sets the old one again.
+	e.failCommit(dev, shop2.CertPEM(), shop.KeyPEM())
+	e.servesTLS(vip1, "shop.example.com", shop, "n1")
+	if got := e.workerPid(dev); got != pid {
+		t.Errorf("worker pid %d after the failed rotations, was %d", got, pid)
+	}
+	// The rotation: served after apply by the same worker, and no request
+	// of a loop running through the apply fails.
+	ld := e.startTLSLoad(vip1, "shop.example.com")
+	r = e.lbc(0, "apply", "--adopt", "specs")
+	sent, failed, firstErr := ld()
+	t.Logf("during the rotation: %d requests, %d failed (%v)", sent, failed, firstErr)
+	if failed > 0 || sent == 0 {
+		t.Errorf("%d of %d requests failed during the rotation (first: %v)", failed, sent, firstErr)
+	}
+	if !strings.Contains(r.stdout, fmt.Sprintf("at runtime, no reload: 1 operation(s); worker pid %d, the same before and after", pid)) {
+		t.Errorf("apply does not report the rotation at runtime by worker %d\n%s", pid, r)
+	}
+	e.servesTLS(vip1, "shop.example.com", shop2, "n1")
+	e.servesTLS(vip1, "api.example.com", api, "n2")
+	if got := e.workerPid(dev); got != pid {
+		t.Errorf("worker pid %d after the rotation, was %d", got, pid)
+	}
 	e.lbc(0, "plan", "--detailed-exitcode", "specs")
 
 	// Hostile references fail before anything reaches a host, naming the
@@ -312,6 +351,118 @@ balancers: secure: {
 		if strings.Contains(out, "PRIVATE KEY") {
 			t.Errorf("output %d holds PRIVATE KEY:\n%s", i, out)
 		}
+	}
+}
+
+// bundleOf is the bundle lbc ships for a leaf (certificate, chain, key),
+// as certsrc writes it.
+func bundleOf(l *testcert.Leaf) []byte { return l.Bundle() }
+
+func sha256Hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// workerPid is the pid of dev's HAProxy worker (show info).
+func (e *tlsEnv) workerPid(dev lab.Device) int {
+	e.t.Helper()
+	for _, l := range strings.Split(lab.StatsQuery(e.t, filepath.Join(dev.StateDir, "haproxy.sock"), "show info"), "\n") {
+		if p, ok := strings.CutPrefix(l, "Pid: "); ok {
+			n, err := strconv.Atoi(strings.TrimSpace(p))
+			if err == nil {
+				return n
+			}
+		}
+	}
+	e.t.Fatal("show info: no Pid")
+	return 0
+}
+
+// failCommit applies the specs with the device held at the runtime step
+// while its swapped shop bundle is replaced by cert + key (not a pair):
+// HAProxy refuses the commit, and apply must roll back (exit 3).
+func (e *tlsEnv) failCommit(dev lab.Device, cert, key []byte) {
+	e.t.Helper()
+	if err := dev.ClearSteps(); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := dev.PauseAt("runtime"); err != nil {
+		e.t.Fatal(err)
+	}
+	defer dev.Resume()
+	done := make(chan lbcResult, 1)
+	go func() {
+		r, _ := runLBCEnv(e.gitopsEnv.lbc, e.tmp, []string{"LBC_TRACE=1"}, append(append([]string{"apply", "--cert-dir", e.certs}, e.sshFlags()...), "--adopt", "specs")...)
+		done <- r
+	}()
+	if _, err := dev.WaitStep("runtime", 60*time.Second); err != nil {
+		dev.Resume()
+		select {
+		case r := <-done:
+			e.t.Fatalf("%v\n%s", err, r)
+		case <-time.After(90 * time.Second):
+			e.t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dev.StateDir, "certs/shop.pem"), append(append([]byte{}, cert...), key...), 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := dev.Resume(); err != nil {
+		e.t.Fatal(err)
+	}
+	var r lbcResult
+	select {
+	case r = <-done:
+	case <-time.After(90 * time.Second):
+		e.t.Fatal("apply did not end within 90 s of the resume")
+	}
+	e.outputs = append(e.outputs, r.stdout, r.stderr)
+	if r.code != 3 || !strings.Contains(r.stdout+r.stderr, "inconsistencies between private key and certificate") {
+		e.t.Errorf("the refused commit: want exit 3 saying why\n%s", r)
+	}
+}
+
+// startTLSLoad sends HTTPS requests to host through vip, one after the
+// other, until the returned function is called (or 2,000 requests, or
+// 120 s); that function returns how many were sent, how many failed and
+// the first failure.
+func (e *tlsEnv) startTLSLoad(vip, host string) func() (int, int, error) {
+	stop := make(chan struct{})
+	type tally struct {
+		sent, failed int
+		first        error
+	}
+	out := make(chan tally, 1)
+	go func() {
+		var t tally
+		ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+		defer cancel()
+		for t.sent < 2000 && ctx.Err() == nil {
+			select {
+			case <-stop:
+				out <- t
+				return
+			default:
+			}
+			_, _, resp, err := e.get(ctx, vip, host)
+			t.sent++
+			if err == nil && resp.StatusCode != http.StatusOK {
+				err = fmt.Errorf("status %s", resp.Status)
+			}
+			if err != nil {
+				t.failed++
+				if t.first == nil {
+					t.first = err
+				}
+			}
+		}
+		<-stop
+		out <- t
+	}()
+	return func() (int, int, error) {
+		close(stop)
+		t := <-out
+		return t.sent, t.failed, t.first
 	}
 }
 

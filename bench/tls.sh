@@ -1,0 +1,204 @@
+#!/usr/bin/env bash
+# Section "tls": a certificate rotation on 50 lab devices, side by side in
+# one run: lbc's runtime path (the renewed bundle staged, checked, swapped,
+# then set ssl cert + commit ssl cert on the stats socket, no reload)
+# against the same rotation by reload (lbc apply --reload). Wall time and
+# machine-wide busy CPU per device, and how many devices got a new HAProxy
+# worker. Every run is checked: the new certificate (its serial) is served
+# through the VIPs of 3 devices (openssl s_client), and an HTTPS request
+# through each (curl --cacert --resolve) is answered by a node.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+LAB=${BENCH_TLS_LAB:-btls}       # lab name (namespaces btls-d1.., bridge lbcbtls)
+INDEX=${BENCH_TLS_INDEX:-25}     # lab subnet index: 198.18.50.0/23
+NDEV=${BENCH_TLS_DEVICES:-50}
+NNODE=2
+HOSTNAME_TLS=www.example.com
+
+need_time
+for tool in openssl curl socat; do
+	command -v $tool >/dev/null || { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $tool >&2; }
+done
+if [ "$(id -u)" != 0 ]; then
+	echo "== tls: not available (the lab needs root)"
+	exit 0
+fi
+if ! build_lbc; then
+	echo "== tls: not available (lbc does not build)"
+	exit 0
+fi
+
+work=$(mktemp -d /tmp/lbc-bench-tls.XXXXXX)
+labdir=$work/lab
+cleanup() {
+	set +e
+	[ -x "$work/labctl" ] && "$work/labctl" down -name "$LAB" -dir "$labdir" >&2 || true
+	if [ "${failed:-0}" != 0 ] && [ -d "$work/logs" ]; then
+		local keep; keep=$(mktemp -d /tmp/lbc-bench-tls-logs.XXXXXX)
+		cp -r "$work/logs" "$keep/" 2>/dev/null
+		log "tls: logs of the failed run kept in $keep"
+	fi
+	rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+mkdir -p "$work/logs" "$work/certs" "$work/ca"
+chmod 700 "$work/certs"
+cp "$BIN/lbc" "$work/lbc" # bin/lbc may be rebuilt by someone else during the run
+LBC=$work/lbc
+
+(cd "$ROOT" && go build -o "$work/labctl" ./internal/testkit/lab/labctl)
+log "tls: lab $LAB up: $NDEV devices, $NNODE nodes"
+"$work/labctl" up -name "$LAB" -index "$INDEX" -devices "$NDEV" -nodes "$NNODE" \
+	-dir "$labdir" -vips "$NDEV" >"$work/lab.env"
+source "$work/lab.env"
+read -ra DEVS <<<"$LAB_DEVICE_NAMES"
+read -ra NODES <<<"$LAB_NODES"
+read -ra VIPS <<<"$LAB_VIPS"
+
+# A CA (P-256) and, per rotation, a certificate "site" for HOSTNAME_TLS with
+# a new key and serial N, in the certificate source directory (site.pem,
+# site.key).
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj "/CN=lbc bench CA" \
+	-keyout "$work/ca/ca.key" -out "$work/ca/ca.pem" 2>"$work/logs/ca.log"
+new_cert() {
+	local n=$1
+	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$HOSTNAME_TLS" \
+		-keyout "$work/certs/site.key" -out "$work/ca/site.csr" 2>"$work/logs/csr.log"
+	openssl x509 -req -in "$work/ca/site.csr" -CA "$work/ca/ca.pem" -CAkey "$work/ca/ca.key" -set_serial "$n" -days 30 \
+		-extfile <(printf 'subjectAltName=DNS:%s\n' "$HOSTNAME_TLS") -out "$work/certs/site.pem" 2>"$work/logs/x509.log"
+	chmod 600 "$work/certs/site.key"
+	SERIAL=$(openssl x509 -in "$work/certs/site.pem" -noout -serial | sed 's/^serial=//')
+}
+
+# The spec: the lab's devices, balancer i on VIP i port 443 with TLS
+# (certificate "site"), pinned to device i, both nodes.
+mkdir -p "$work/spec/devices" "$work/spec/balancers"
+cp "$LAB_SPEC" "$work/spec/devices/devices.cue"
+{
+	printf 'package spec\n'
+	for i in $(seq 1 "$NDEV"); do
+		printf '\nbalancers: "tls-%03d": {\n\ttenant: "t"\n\tprotocol: "http"\n' "$i"
+		printf '\tvips: [{address: "%s", port: 443, tls: certificates: [{name: "site", sni: ["%s"]}]}]\n' "${VIPS[i - 1]}" "$HOSTNAME_TLS"
+		printf '\tnodes: [{address: "%s", port: %s}, {address: "%s", port: %s}]\n' \
+			"${NODES[0]%:*}" "${NODES[0]##*:}" "${NODES[1]%:*}" "${NODES[1]##*:}"
+		printf '\tplacement: device: "%s"\n}\n' "${DEVS[i - 1]}"
+	done
+} >"$work/spec/balancers/tls.cue"
+
+failed=0
+fail() { log "tls: FAILED: $*"; failed=1; }
+
+CLK_TCK=$(getconf CLK_TCK)
+busy_jiffies() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8; exit }' /proc/stat; }
+cpu_secs() { awk -v a="$1" -v b="$2" -v hz="$CLK_TCK" 'BEGIN { printf "%.3f", (b - a) * 1000 / hz / 1000 }'; }
+declare -A nrun
+# timed NAME CMD...: as in apply.sh: T wall seconds, C machine-wide busy CPU
+# seconds during the run; output in logs/NAME.N.log.
+timed() {
+	local name=$1; shift
+	nrun[$name]=$((${nrun[$name]:-0} + 1))
+	local logf=$work/logs/$name.${nrun[$name]}.log rc=0 j0 j1
+	T=- C=-
+	j0=$(busy_jiffies)
+	/usr/bin/time -f '%e' -o "$logf.time" "$@" >"$logf" 2>&1 || rc=$?
+	j1=$(busy_jiffies)
+	if [ $rc != 0 ]; then
+		fail "$name: exit $rc: $*"
+		tail -n 25 "$logf" | sed 's/^/    /' >&2
+		return $rc
+	fi
+	T=$(tail -n 1 "$logf.time")
+	C=$(cpu_secs "$j0" "$j1")
+}
+median_run() {
+	printf '%s\n' "$@" | grep . | sort -t: -k1,1g |
+		awk -F: '{t[NR]=$1; c[NR]=$2} END{if (NR) print t[int((NR+1)/2)], c[int((NR+1)/2)]; else print "-", "-"}'
+}
+# worker_pids: every device's HAProxy worker pid (show info of the first
+# worker, through the master socket), one a line, in device order.
+worker_pids() {
+	local d
+	for d in "${DEVS[@]}"; do
+		echo "@1 show info" | socat -t 5 stdio "UNIX-CONNECT:$labdir/$d/state/master.sock" | awk '$1 == "Pid:" { print $2 }'
+	done
+}
+new_workers() { paste -d' ' <(printf '%s\n' "$1") <(printf '%s\n' "$2") | awk '$1 != $2 { n++ } END { print n + 0 }'; }
+
+# verify TOOL: the certificate of serial SERIAL is served through the VIPs
+# of the first, middle and last device, and an HTTPS request through each
+# is answered by a node.
+verify() {
+	local tool=$1 i vip got body was=$failed
+	failed=0
+	for i in 1 $((NDEV / 2 + 1)) "$NDEV"; do
+		vip=${VIPS[i - 1]}
+		got=
+		for _ in $(seq 1 25); do # a reload is a signal: up to 5 s
+			got=$(timeout 5 openssl s_client -connect "$vip:443" -servername "$HOSTNAME_TLS" </dev/null 2>/dev/null |
+				openssl x509 -noout -serial 2>/dev/null | sed 's/^serial=//') || true
+			[ "$got" = "$SERIAL" ] && break
+			sleep 0.2
+		done
+		[ "$got" = "$SERIAL" ] || fail "$tool: $vip serves serial '$got', want $SERIAL"
+		body=$(curl -s --max-time 3 --cacert "$work/ca/ca.pem" --resolve "$HOSTNAME_TLS:443:$vip" "https://$HOSTNAME_TLS/") ||
+			{ fail "$tool: curl https://$HOSTNAME_TLS/ via $vip: exit $?"; continue; }
+		case "$body" in n1 | n2) ;; *) fail "$tool: https via $vip answered \"$body\", not n1 or n2" ;; esac
+	done
+	[ $failed = 0 ] && log "tls: verified $tool: serial $SERIAL served through 3 VIPs, HTTPS answered by the nodes"
+	[ $was = 0 ] || failed=1
+}
+
+PFLAGS=(--cert-dir "$work/certs" --known-hosts "$LAB_KNOWN_HOSTS" --ssh-key "$LAB_KEY" --parallelism 10)
+FLAGS=("${PFLAGS[@]}" --adopt) # the lab's hosts start with a haproxy.cfg lbc did not write
+serial=1
+new_cert $serial
+log "tls: lbc, first apply"
+timed lbc-first "$LBC" apply "$work/spec" "${FLAGS[@]}"
+verify "lbc apply (first)"
+
+log "tls: $RUNS rounds of a rotation each way"
+rt=() rl=() w_rt=() w_rl=()
+for _ in $(seq 1 "$RUNS"); do
+	serial=$((serial + 1))
+	new_cert $serial
+	p0=$(worker_pids)
+	if timed lbc-runtime "$LBC" apply "$work/spec" "${FLAGS[@]}"; then
+		rt+=("$T:$C")
+		grep -q "at runtime, no reload" "$work/logs/lbc-runtime.${nrun[lbc-runtime]}.log" || fail "lbc apply (rotation): no device rotated at runtime"
+	fi
+	w_rt+=("$(new_workers "$p0" "$(worker_pids)")")
+	verify "lbc apply (runtime rotation)"
+	serial=$((serial + 1))
+	new_cert $serial
+	p0=$(worker_pids)
+	timed lbc-reload "$LBC" apply "$work/spec" "${FLAGS[@]}" --reload && rl+=("$T:$C")
+	w_rl+=("$(new_workers "$p0" "$(worker_pids)")")
+	verify "lbc apply --reload (rotation)"
+done
+prc=0
+"$LBC" plan "$work/spec" "${PFLAGS[@]}" --detailed-exitcode >"$work/logs/plan-end.log" 2>&1 || prc=$?
+[ $prc = 0 ] || fail "lbc plan after the rotations: exit $prc, want 0 (no changes)"
+
+read -r RT RTC < <(median_run "${rt[@]}")
+read -r RL RLC < <(median_run "${rl[@]}")
+echo "== tls: a certificate rotation on $NDEV lab devices (one TLS VIP each); medians of $RUNS interleaved rounds; $(nproc) CPUs"
+echo "CPU: machine-wide busy time from /proc/stat during the run (controller, lab sshd/haproxy, anything else)"
+row() {
+	if [ "$2" = - ]; then printf '%-58s %9s\n' "$1" "failed"; return; fi
+	awk -v n="$1" -v t="$2" -v c="$3" -v d="$NDEV" 'BEGIN { printf "%-58s %9.2f %9.2f %12.1f\n", n, t, c, c * 1000 / d }'
+}
+printf '%-58s %9s %9s %12s\n' "command" "time (s)" "CPU (s)" "CPU ms/dev"
+row "lbc apply, rotation at runtime (set/commit ssl cert)" "$RT" "$RTC"
+row "lbc apply --reload, the same rotation by reload" "$RL" "$RLC"
+ratio() {
+	if [ "$2" = - ] || [ "$3" = - ]; then printf '%-58s %9s\n' "$1" "-"; return; fi
+	awk -v n="$1" -v a="$2" -v b="$3" 'BEGIN { printf "%-58s %9.2f\n", n, (b > 0) ? a / b : 0 }'
+}
+ratio "--reload / runtime, wall" "$RL" "$RT"
+ratio "runtime / --reload, CPU" "$RTC" "$RLC"
+walls() { printf '%s\n' "$@" | grep . | cut -d: -f1 | tr '\n' ' '; }
+echo "every round's wall (s): runtime $(walls "${rt[@]}")| --reload $(walls "${rl[@]}")"
+echo "devices whose HAProxy worker changed, per round: runtime $(printf '%s ' "${w_rt[@]}")| --reload $(printf '%s ' "${w_rl[@]}")(of $NDEV)"
+echo "checked after each apply: the new serial through 3 VIPs (openssl s_client), HTTPS answered by a node (curl --cacert --resolve); lbc plan at the end: exit $prc"
+exit $failed
