@@ -9,7 +9,7 @@
 # write bench/<name>.sh (source bench/lib.sh, print a table) and list it here.
 set -uo pipefail
 cd "$(dirname "$0")"
-SECTIONS=(compile apply watch scale tls)
+SECTIONS=(compile apply maps watch scale tls)
 
 want=("$@")
 [ ${#want[@]} -eq 0 ] && want=("${SECTIONS[@]}")

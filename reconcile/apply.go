@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"lbc/reconcile/classify"
 	"lbc/reconcile/host"
 )
 
@@ -345,9 +346,12 @@ type tx struct {
 	// certBefore: what show ssl cert said of each rotated certificate
 	// before the runtime change (certrt.go); nil when not asked.
 	certBefore []string
-	live       *Live  // what the lock holder read under the lock
-	readErr    error  // why that read failed
-	state      []byte // the state.json write-state writes
+	// certOps: the certificate rotations of the runtime change, in the
+	// order of their show ssl cert read-back.
+	certOps []classify.Op
+	live    *Live  // what the lock holder read under the lock
+	readErr error  // why that read failed
+	state   []byte // the state.json write-state writes
 	// files are the auxiliary files to write: those the host does not
 	// have as the plan wants them (set after the stale check).
 	files []host.AuxFile

@@ -45,8 +45,10 @@ func fileRuntimeOps(changes []FileChange, files []DesiredFile, liveCfg []byte, t
 		switch {
 		case c.To == "":
 			return nil, "file " + c.Path + " is removed: HAProxy lets go of a file at a reload"
+		case c.Kind == compiler.AuxMap:
+			continue // a host table: mapRuntime decides (maprt.go)
 		case c.Kind != compiler.AuxCert:
-			return nil, "a map, certificate or keepalived.conf changes too: HAProxy reads those files at a reload"
+			return nil, "file " + c.Path + " (" + string(c.Kind) + ") changes too: HAProxy reads it at a reload"
 		case c.From == "":
 			return nil, "certificate " + c.Path + " is new: HAProxy loads a new certificate at a reload"
 		case !trusted:

@@ -534,17 +534,8 @@ func runRuntimeFault(t *testing.T, c runtimeFault, inject bool) []string {
 	th.srv.SetInjection(true)
 	var bad []string
 	badf := func(format string, a ...any) { bad = append(bad, fmt.Sprintf(format, a...)) }
-	var want, got []string
-	for _, f := range c.faults {
-		want = append(want, f.String())
-	}
-	for _, f := range fired {
-		got = append(got, f.String())
-	}
-	if len(got) == 0 {
-		badf("no fault fired")
-	} else if !slices.Equal(got, want) {
-		badf("fired %q, want %q", got, want)
+	if w := firedWrong(c.faults, fired); w != "" {
+		badf("%s", w)
 	}
 	d := r.Devices[0]
 	t.Logf("%s: %v (steps %q, warnings %q)", d.Outcome, d.Err, d.Steps, d.Warnings)
@@ -585,28 +576,51 @@ func runRuntimeFault(t *testing.T, c runtimeFault, inject bool) []string {
 }
 
 func TestRuntimeFaultMatrix(t *testing.T) {
-	for _, c := range runtimeFaults() {
-		t.Run(c.name, func(t *testing.T) {
-			t.Parallel()
-			for _, b := range runRuntimeFault(t, c, true) {
-				t.Error(b)
-			}
-		})
-	}
+	runRows(t, runtimeFaults(), func(c runtimeFault) string { return c.name }, runRuntimeFault, true)
 }
 
 // Without injection every case must say that no fault fired and end
 // otherwise than it expects: the faults, not luck, make the outcomes.
 func TestRuntimeFaultMatrixWithoutInjection(t *testing.T) {
-	for _, c := range runtimeFaults() {
-		t.Run(c.name, func(t *testing.T) {
+	runRows(t, runtimeFaults(), func(c runtimeFault) string { return c.name }, runRuntimeFault, false)
+}
+
+// runRows runs each row of a fault matrix as a parallel subtest: with
+// injection, every problem run reports is an error; without, run must
+// report "no fault fired" first and a wrong outcome after it.
+func runRows[C any](t *testing.T, rows []C, name func(C) string, run func(*testing.T, C, bool) []string, inject bool) {
+	for _, c := range rows {
+		t.Run(name(c), func(t *testing.T) {
 			t.Parallel()
-			bad := runRuntimeFault(t, c, false)
-			if len(bad) < 2 || bad[0] != "no fault fired" {
+			bad := run(t, c, inject)
+			if inject {
+				for _, b := range bad {
+					t.Error(b)
+				}
+			} else if len(bad) < 2 || bad[0] != "no fault fired" {
 				t.Errorf("without injection the case reports %q, want \"no fault fired\" and a wrong outcome", bad)
 			}
 		})
 	}
+}
+
+// firedWrong says how the faults that fired differ from those injected
+// ("no fault fired" when none did), or "".
+func firedWrong(injected, fired []sshtest.StepFault) string {
+	var want, got []string
+	for _, f := range injected {
+		want = append(want, f.String())
+	}
+	for _, f := range fired {
+		got = append(got, f.String())
+	}
+	switch {
+	case len(got) == 0:
+		return "no fault fired"
+	case !slices.Equal(got, want):
+		return fmt.Sprintf("fired %q, want %q", got, want)
+	}
+	return ""
 }
 
 // faultFilesNew is what the fault matrix's auxiliary files hold at rev2.

@@ -246,6 +246,6 @@ func TestPlanClassWithAuxFiles(t *testing.T) {
 		t.Errorf("weight change alone: class %s, want runtime", got)
 	}
 	if got := class(th.planFiles("rev2", auxConfig(mapPath, 11), files("b.example.com be_web\n"), nil)); got != string(classify.Reload) {
-		t.Errorf("weight change with a map change: class %s, want reload (apply reloads it)", got)
+		t.Errorf("weight change with a change of a map that is not a host table: class %s, want reload (apply reloads it)", got)
 	}
 }

@@ -416,24 +416,26 @@ func compare(dp *DevicePlan, live *Live, art *compiler.DeviceArtifacts) error {
 		dp.Notes = append(dp.Notes, "live haproxy.cfg is not the one lbc applied last (edited by hand, or an apply was interrupted)")
 	}
 	dp.Routing = routingChanges(live, art)
+	// The running HAProxy runs the live file only when lbc applied it
+	// last: otherwise only a reload makes them agree.
+	trusted := st != nil && live.Config.Exists && st.ConfigSHA256 == live.Config.Fingerprint()
 	if dp.ConfigDiff != "" {
 		var liveCfg []byte
 		if live.Config.Exists {
 			liveCfg = live.Config.Data
 		}
-		// The running HAProxy runs the live file only when lbc applied it
-		// last: otherwise only a reload makes them agree.
-		trusted := st != nil && live.Config.Exists && st.ConfigSHA256 == live.Config.Fingerprint()
 		r := classify.Change(liveCfg, art.HAProxyCfg, trusted)
 		if r.Class != classify.None {
 			dp.Change = &r
 		}
 	}
 	runtimeDrifted := planRuntimeDrift(dp, live, art.HAProxyCfg)
-	// Apply reloads a change that also writes or removes an auxiliary file
-	// (but a certificate rotation) or changes keepalived.conf
-	// (tx.runtimePart): the plan says so.
+	// Apply carries certificate rotations and host-table entries at
+	// runtime and reloads a change that also writes or removes any other
+	// auxiliary file or changes keepalived.conf (tx.runtimePart): the
+	// plan says so.
 	planFileClass(dp, live, st != nil && live.Config.Exists && st.ConfigSHA256 == live.Config.Fingerprint())
+	planMaps(dp, live, trusted)
 	if dp.ConfigDiff != "" || dp.KeepalivedDiff != "" || len(dp.FileChanges) > 0 || len(dp.VIPsAdd) > 0 || len(dp.VIPsRemove) > 0 || stateBehind || runtimeDrifted {
 		dp.Status = StatusChanges
 	} else {

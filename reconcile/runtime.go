@@ -35,14 +35,14 @@ type RuntimeApply struct {
 // runtimePart is the runtime part of the transaction, or nil when the
 // device reloads. The operations come from what the lock holder read and
 // the rendered file, both parsed by lbc (classify), not from the plan.
-func (x *tx) runtimePart() (*host.Runtime, []classify.Op, error) {
+func (x *tx) runtimePart() (*host.Runtime, []string, error) {
 	d := x.dp
 	if x.o.Reload || d.Change == nil || d.Change.Class != classify.Runtime || d.KeepalivedDiff != "" {
 		return nil, nil, nil
 	}
 	live := x.live
 	trusted := live.State != nil && live.Config.Exists && live.State.ConfigSHA256 == live.Config.Fingerprint()
-	if !live.Config.Exists {
+	if !live.Config.Exists || (!trusted && len(x.files) > 0) {
 		return nil, nil, nil
 	}
 	// An auxiliary file that changes is read by HAProxy only at a reload,
@@ -83,6 +83,13 @@ func (x *tx) runtimePart() (*host.Runtime, []classify.Op, error) {
 		return nil, nil, err
 	}
 	r.Ops = append(r.Ops, fileOps...)
+	x.certOps = certOpsIn(fileOps)
+	// Host tables whose entries change are loaded from their files;
+	// any other file reloads.
+	maps, ok := x.runtimeMaps(rt)
+	if !ok {
+		return nil, nil, nil
+	}
 	var drain []string
 	var timeout time.Duration
 	for _, o := range r.Ops {
@@ -94,7 +101,14 @@ func (x *tx) runtimePart() (*host.Runtime, []classify.Op, error) {
 	if len(drain) > 0 {
 		rt.Drain = &host.Drain{Servers: drain, Timeout: timeout, Interval: x.o.DrainInterval}
 	}
-	return rt, r.Ops, nil
+	var ops []string
+	for _, o := range r.Ops {
+		ops = append(ops, o.String())
+	}
+	for _, m := range maps {
+		ops = append(ops, m.String())
+	}
+	return rt, ops, nil
 }
 
 // defaultDrainTimeout is a balancer's drain.timeout when the plan has none.
@@ -112,7 +126,7 @@ func (d *DevicePlan) drainTimeout(backend string) time.Duration {
 
 // runtimeChange runs a runtime change: the runtime script, lbc's
 // comparison of what it read back, then the commit.
-func (x *tx) runtimeChange(ctx context.Context, rt *host.Runtime, ops []classify.Op) (string, error) {
+func (x *tx) runtimeChange(ctx context.Context, rt *host.Runtime, ops []string) (string, error) {
 	c := x.hostChange()
 	c.Runtime = rt
 	x.rt = rt
@@ -120,10 +134,7 @@ func (x *tx) runtimeChange(ctx context.Context, rt *host.Runtime, ops []classify
 	if err != nil {
 		return StepStage, err
 	}
-	ra := &RuntimeApply{}
-	for _, o := range ops {
-		ra.Ops = append(ra.Ops, o.String())
-	}
+	ra := &RuntimeApply{Ops: ops}
 	rep, step, err := x.runScriptReport(ctx, s)
 	if rep != nil && len(rt.Before) > 0 {
 		if b, perr := host.ParseReadBack(rep.Output[host.StepRuntime], len(rt.Before)); perr == nil {
@@ -140,9 +151,9 @@ func (x *tx) runtimeChange(ctx context.Context, rt *host.Runtime, ops []classify
 	if err != nil {
 		return step, err
 	}
-	rb, err := verifyRuntime(rep, []byte(x.dp.Desired.Config), host.StepRuntimeVerify, true, len(rt.ReadBack))
+	rb, err := verifyRuntime(rep, rt, []byte(x.dp.Desired.Config), x.dp.Desired.fileData, host.StepRuntimeVerify, true)
 	if err == nil {
-		err = x.verifyCerts(ops, rb.Answers[1:])
+		err = x.verifyCerts(x.certOps, certAnswers(rb, rt))
 	}
 	if err != nil {
 		return host.StepRuntimeVerify, err
@@ -159,12 +170,14 @@ func (x *tx) runtimeChange(ctx context.Context, rt *host.Runtime, ops []classify
 	return step, err
 }
 
-// verifyRuntime compares what step read back (n queries, the first
-// show servers state) with cfg: every server's address, weight and state;
+// verifyRuntime compares what step read back (rt.ReadBack: show servers
+// state, then show ssl cert of each rotated certificate, then show map of
+// each table in rt.Maps) with cfg: every server's address, weight and
+// state, and with maps (the file each path holds) the entries of rt.Maps;
 // with samePid, the worker that answered before the runtime step and
 // after it must be the same. It returns what it read back.
-func verifyRuntime(rep *host.Report, cfg []byte, step string, samePid bool, n int) (*host.ReadBack, error) {
-	rb, err := host.ParseReadBack(rep.Output[step], n)
+func verifyRuntime(rep *host.Report, rt *host.Runtime, cfg []byte, maps func(string) []byte, step string, samePid bool) (*host.ReadBack, error) {
+	rb, err := host.ParseReadBack(rep.Output[step], len(rt.ReadBack))
 	if err != nil {
 		return nil, err
 	}
@@ -177,7 +190,16 @@ func verifyRuntime(rep *host.Report, cfg []byte, step string, samePid bool, n in
 	if err := compareRuntime(cfg, rb.Answers[0]); err != nil {
 		return nil, err
 	}
+	if err := compareMaps(rt.Maps, rb.Answers[len(rb.Answers)-len(rt.Maps):], maps); err != nil {
+		return nil, err
+	}
 	return rb, nil
+}
+
+// certAnswers are the show ssl cert answers of rb: after show servers
+// state, before the show map answers of rt.Maps.
+func certAnswers(rb *host.ReadBack, rt *host.Runtime) []string {
+	return rb.Answers[1 : len(rb.Answers)-len(rt.Maps)]
 }
 
 // maxDiffs bounds the differences an error lists.
@@ -262,8 +284,8 @@ func (x *tx) runtimeRollback(ctx context.Context, c host.Change) error {
 	}
 	if err == nil {
 		var rb *host.ReadBack
-		if rb, err = verifyRuntime(rep, c.LiveConfig.Data, host.StepRollbackVerify, false, len(x.rt.ReadBack)); err == nil {
-			err = verifyCertsBack(x.certBefore, rb.Answers[1:])
+		if rb, err = verifyRuntime(rep, x.rt, c.LiveConfig.Data, func(p string) []byte { return x.live.FileData[p] }, host.StepRollbackVerify, false); err == nil {
+			err = verifyCertsBack(x.certBefore, certAnswers(rb, x.rt))
 		}
 		if err == nil {
 			_, err = runScript(ctx, host.DisarmScript(c), x.lock, func(string) {})

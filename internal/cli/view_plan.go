@@ -136,12 +136,15 @@ func changeLines(r *classify.Result) []string {
 		return nil
 	case r.Class == classify.Reload:
 		return []string{"haproxy.cfg: needs a reload: " + termLine(r.Reason)}
-	case len(r.Ops) == 0:
+	case len(r.Ops) == 0 && len(r.Maps) == 0:
 		return []string{"haproxy.cfg: runtime, no runtime operation (the file alone changes): no reload"}
 	}
-	out := []string{fmt.Sprintf("haproxy.cfg: runtime, %d runtime operation(s), no reload:", len(r.Ops))}
+	out := []string{fmt.Sprintf("haproxy.cfg: runtime, %d runtime operation(s), no reload:", len(r.Ops)+len(r.Maps))}
 	for _, o := range r.Ops {
 		out = append(out, "  "+termLine(o.String()))
+	}
+	for _, m := range r.Maps {
+		out = append(out, "  "+termLine(m.String()))
 	}
 	return out
 }

@@ -27,6 +27,8 @@ type Result struct {
 	Class  Class  `json:"class"`
 	Reason string `json:"reason,omitempty"` // why a reload
 	Ops    []Op   `json:"ops,omitempty"`    // runtime: in the order to send them
+	// Maps, runtime: the host tables loaded after Ops (maps.go).
+	Maps []MapOp `json:"maps,omitempty"`
 }
 
 // Kind is the kind of a runtime operation.
@@ -271,8 +273,11 @@ func Check(r *Result) error {
 	default:
 		return fmt.Errorf("change: class %q", r.Class)
 	}
-	if r.Class != Runtime && len(r.Ops) > 0 {
+	if r.Class != Runtime && (len(r.Ops) > 0 || len(r.Maps) > 0) {
 		return fmt.Errorf("change: operations in a %s change", r.Class)
+	}
+	if err := checkMapOps(r.Maps); err != nil {
+		return err
 	}
 	if r.Class == Reload && (r.Reason == "" || len(r.Reason) > 1000) {
 		return errors.New("change: a reload needs a short reason")

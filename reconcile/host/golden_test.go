@@ -32,6 +32,8 @@ type goldenCase struct {
 	rollback bool
 	// ops makes the case a runtime change (c.Runtime from ServerRuntime).
 	ops []classify.Op
+	// maps makes the case a runtime change that loads these host tables.
+	maps []string
 	// certs are certificates the runtime change rotates (AddCertRotation).
 	certs []string
 }
@@ -122,6 +124,10 @@ func goldenCases() []goldenCase {
 				VIPs: []string{vip10}, LiveConfig: file(old), State: state("rev2", vip10)},
 			ops:      []classify.Op{{Kind: classify.KindWeight, Backend: "be-web", Server: "n1", From: "10", To: "20"}},
 			rollback: true},
+		{name: "runtime-map", about: "Entries of a host table change, nothing else: the map file is staged, checked, kept and swapped as for a reload; then lbc_map loads the swapped file into a new version of the running map (prepare map, add map @VER in one interactive session of 12,000-byte payloads built by awk from the file, which refuses any line that is not an entry lbc writes, then commit map @VER); the read-back has show map for lbc to compare with the file. txn.sh restores the old file and loads it the same way (a refused load reloads).",
+			c: Change{Device: "lb-a1", Host: debian, Config: mapCfg, VIPs: []string{vip10}, LiveConfig: file(mapCfg), State: state("rev7", vip10),
+				Files: []AuxFile{{Path: "/etc/haproxy/lbc-hosts-web.map", Mode: 0o644, Data: []byte("# host table of balancer web: host backend\nwww.example.com be_web:blue\n")}}},
+			ops: []classify.Op{}, maps: []string{"/etc/haproxy/lbc-hosts-web.map"}},
 		{name: "runtime-cert", about: "Two certificates rotated without a reload: the new bundle is staged (0600), checked with the config, the live one kept as last-good, swapped; then, after show ssl cert (what runs before), set ssl cert with the swapped file as its payload, read on the host (lbc_rtf: never a word of the script), and commit ssl cert; show ssl cert again for lbc to compare with the new file. The undo in txn.sh aborts any open transaction, sets the restored file and commits; a rollback reads it back for lbc to compare with what ran before.",
 			c: Change{Device: "lb-a1", Host: debian, Config: auxCfg, VIPs: []string{vip10}, LiveConfig: file(auxCfg), State: state("rev7", vip10),
 				Files: []AuxFile{
@@ -131,6 +137,9 @@ func goldenCases() []goldenCase {
 			ops: []classify.Op{}, certs: []string{"/var/lib/lbc/certs/api.pem", "/var/lib/lbc/certs/www.pem"}, rollback: true},
 	}
 }
+
+// mapCfg reads a host table.
+var mapCfg = cfg("10", 10, "203.0.113.10") + "\nfrontend fe-hosts\n    bind 203.0.113.10:8080\n    use_backend %[req.hdr(host),field(1,:),lower,map(/etc/haproxy/lbc-hosts-web.map,be-web)]\n"
 
 // render is every text a case sends, in order, as txtar files.
 func (gc goldenCase) render(t *testing.T) []txtar.File {
@@ -148,7 +157,7 @@ func (gc goldenCase) render(t *testing.T) []txtar.File {
 		{Name: "apply: lock (session command)", Data: []byte(send(LockCommand(h, 0)) + "\n")},
 		{Name: "apply: prologue (stdin)", Data: []byte(Prologue(h, "alice@ctl pid 42", "5eed", ka, auxPaths(gc.c.Files)))},
 	}
-	if gc.ops != nil {
+	if gc.ops != nil || gc.maps != nil {
 		return gc.renderRuntime(t, files)
 	}
 	s, err := ChangeScript(gc.c, v)
@@ -197,6 +206,10 @@ func (gc goldenCase) renderRuntime(t *testing.T, files []txtar.File) []txtar.Fil
 			}
 			rt.Drain.Servers = append(rt.Drain.Servers, o.Backend+"/"+o.Server)
 		}
+	}
+	for _, m := range gc.maps {
+		rt.Maps = append(rt.Maps, m)
+		rt.ReadBack = append(rt.ReadBack, MapQuery(m))
 	}
 	c.Runtime = rt
 	s, err := RuntimeScript(c)
@@ -288,8 +301,9 @@ func checkShell(t *testing.T, name, script string) {
 	// Left out, as meant: SC2016, a $ in single quotes (file contents and
 	// sh -c scripts are quoted so that the shell does not expand them);
 	// SC2069, "2>&1 >/dev/null" (a warning step sends its stderr as its
-	// output and drops its stdout).
-	cmd = exec.Command(sc, "--shell=sh", "--severity=style", "--exclude=SC2016,SC2069", "-")
+	// output and drops its stdout); SC2043, a loop that runs once (the
+	// read loops over the auxiliary files, which may be one).
+	cmd = exec.Command(sc, "--shell=sh", "--severity=style", "--exclude=SC2016,SC2069,SC2043", "-")
 	cmd.Stdin = strings.NewReader(script)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Errorf("%s: shellcheck: %v\n%s", name, err, out)

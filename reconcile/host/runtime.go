@@ -70,6 +70,10 @@ type Runtime struct {
 	ReadBack []string
 	// Drain, when set, drains servers before Do (step drain).
 	Drain *Drain
+	// Maps are the host tables (map files) loaded into the running
+	// HAProxy from the swapped file after Do, and from the restored one
+	// by the undo (see maprt.go).
+	Maps []string
 	// Before are queries whose answers the runtime step prints after the
 	// worker's pid and before Do (ParseReadBack reads them): what ran,
 	// for lbc to compare with after a rollback ("show ssl cert PATH").
@@ -167,7 +171,7 @@ func checkRuntime(r *Runtime) error {
 			return err
 		}
 	}
-	return nil
+	return checkMaps(r.Maps)
 }
 
 // rtFunc defines lbc_rt SOCKET CMD PAYLOAD [OK...]: it sends CMD (with its
@@ -209,8 +213,9 @@ func rtCall(h Host, c RuntimeCmd) string {
 // readBackCmd prints "pid N" (the worker that answers `show info`; with
 // wait, once one answers, within 5 s), then,
 // for each query, "answer I" and its answer, each line behind a "|" (so no
-// answer line reads as a marker), at most 100,000 lines each. It fails
-// when HAProxy does not answer.
+// answer line reads as a marker), at most 100,000 lines each (one awk: a
+// host table's 10,000 lines in a shell loop cost a read per byte). It
+// fails when HAProxy does not answer.
 func readBackCmd(h Host, queries []string, wait bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, infoFunc, statsCmd(h, infoQuery, "2>/dev/null"))
@@ -237,8 +242,8 @@ func answersCmd(h Host, queries []string, more bool) string {
   echo 'answer %d' && lbc_a=$(lbc_cli %[3]s <<'LBC_CLI'
 %[2]s
 LBC_CLI
-) && lbc_n=0 &&
-  while IFS= read -r lbc_l && [ "$lbc_n" -lt 100000 ]; do printf '|%%s\n' "$lbc_l"; lbc_n=$((lbc_n+1)); done <<LBC_ANSWER`, i, rq, q(h.SocketPath()))
+) &&
+  awk 'NR <= 100000 { print "|" $0 }' <<LBC_ANSWER`, i, rq, q(h.SocketPath()))
 		last := i == len(queries)-1 && !more
 		if !last {
 			b.WriteString(" &&")
@@ -271,12 +276,16 @@ func RuntimeScript(c Change) (*Script, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, infoFunc, statsCmd(h, infoQuery, "2>/dev/null"))
 	b.WriteString(rtFunc + rtFileFunc(c.Runtime.Do))
+	if len(c.Runtime.Maps) > 0 {
+		b.WriteString(mapFunc)
+	}
 	b.WriteString(`  lbc_info_get; [ -n "$lbc_pid" ] || { echo 'haproxy did not answer on its stats socket' >&2; false; } &&
   echo "pid $lbc_pid"`)
 	b.WriteString(answersCmd(h, c.Runtime.Before, true))
 	for _, rc := range c.Runtime.Do {
 		b.WriteString(" &&\n  " + rtCall(h, rc))
 	}
+	b.WriteString(mapLoads(h, c.Runtime))
 	if d := c.Runtime.Drain; d != nil && len(d.Servers) > 0 {
 		s.step(StepDrain, drainCmd(h, *d))
 		s.Bound = d.bound()
@@ -334,9 +343,13 @@ func DisarmScript(c Change) *Script {
 func runtimeUndo(h Host, r *Runtime) string {
 	var b strings.Builder
 	b.WriteString(cliFunc + rtFunc + rtFileFunc(r.Undo) + "urc=0\n")
+	if len(r.Maps) > 0 {
+		b.WriteString(mapFunc)
+	}
 	for _, c := range r.Undo {
 		fmt.Fprintf(&b, "%s || urc=1\n", rtCall(h, c))
 	}
+	b.WriteString(mapUndo(h, r))
 	fmt.Fprintf(&b, "if [ $urc != 0 ]; then %s; ( %s ) || rc=1; fi\n", clearServerStateCmd(h), h.Reload)
 	return b.String()
 }

@@ -96,14 +96,40 @@ func (r l7Req) expect(t *testing.T, vip string) {
 	}
 }
 
+// once sends r once: it must get what it wants at the first try.
+func (r l7Req) once(t *testing.T, vip string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, body, loc, err := r.send(ctx, vip)
+	if err != nil || (r.node != "" && (st != 200 || body != r.node)) || (r.node == "" && (st != r.status || loc != r.location)) {
+		t.Errorf("%s: got status %d body %q location %q err %v; want node %q", r.name, st, body, loc, err, r.node)
+	}
+}
+
+// workerPid is the pid of the HAProxy worker of the lab's first device.
+func workerPid(t *testing.T, l *lab.Lab) string {
+	t.Helper()
+	for _, line := range strings.Split(lab.StatsQuery(t, filepath.Join(l.Devices[0].StateDir, "haproxy.sock"), "show info"), "\n") {
+		if p, ok := strings.CutPrefix(line, "Pid: "); ok {
+			return p
+		}
+	}
+	t.Fatal("show info has no Pid")
+	return ""
+}
+
 // TestL7Routing applies a balancer with pools, rules of every kind and a
 // host table to a lab device with the real lbc binary, and checks where
 // requests through the one VIP go: each lab node answers with its name.
-// Then a host table of 10,000 entries, then 100 of them changed; then a
-// spec with hostile rule values is refused with positions and nothing on
-// the host changes.
+// Then a host table of 10,000 entries (a reload), then 100 of them
+// changed at runtime (no reload: the same worker; the moved hosts reach
+// their new pool on the first request after the apply), then 100 more
+// whose commit map fails (rolled back: the old entries run); then a spec
+// with hostile rule values is refused with positions and nothing on the
+// host changes.
 func TestL7Routing(t *testing.T) {
-	g, specs := labSpecTree(t, lab.Options{Devices: 1, Nodes: 4})
+	g, specs := labSpecTree(t, lab.Options{Devices: 1, Nodes: 4, StepLog: true})
 	l, tmp := g.l, g.tmp
 	n := func(i int) lab.Node { return l.Nodes[i-1] }
 	node := func(i int) string { return fmt.Sprintf("{address: %q, port: %d}", n(i).Address, n(i).Port) }
@@ -197,6 +223,7 @@ balancers: shop: {
 		}
 		return b.String()
 	}
+	mapPath := filepath.Join(filepath.Dir(l.Devices[0].Config), "lbc-hosts-shop.map")
 	write(table(0))
 	start := time.Now()
 	apply()
@@ -218,17 +245,59 @@ balancers: shop: {
 	if js := g.must(2, tmp, append(append([]string{"plan", "--json", "--detailed-exitcode"}, g.sshFlags()...), "specs")...); !strings.Contains(js.stdout, `"routing":["~host h0.example.com: be_shop:blue -\u003e be_shop:api",`) {
 		t.Errorf("plan --json lacks the routing lines\n%.3000s", js.stdout)
 	}
-	start = time.Now()
-	apply()
-	t.Logf("100 entries of 10,000 changed in %v", time.Since(start).Round(time.Millisecond))
-	for _, i := range []int{0, 1, 99} {
-		l7Req{name: fmt.Sprintf("moved entry %d", i), host: fmt.Sprintf("h%d.example.com", i), path: "/", node: n(2).Name}.expect(t, vip)
+	if !strings.Contains(plan.stdout, "haproxy.cfg: runtime, 1 runtime operation(s), no reload:\n    map "+mapPath+": 0 added, 0 removed, 100 changed (loads 10000 entries") {
+		t.Errorf("plan does not show the runtime map load\n%s", plan)
 	}
-	l7Req{name: "entry 100 stays", host: "h100.example.com", path: "/", node: n(3).Name}.expect(t, vip)
+	pid := workerPid(t, l)
+	start = time.Now()
+	r100 := apply()
+	t.Logf("100 entries of 10,000 changed in %v", time.Since(start).Round(time.Millisecond))
+	if want := fmt.Sprintf("at runtime, no reload: 1 operation(s); worker pid %s, the same before and after", pid); !strings.Contains(r100.stdout, want) {
+		t.Errorf("apply output lacks %q\n%s", want, r100)
+	}
+	if now := workerPid(t, l); now != pid {
+		t.Errorf("the worker changed: pid %s, %s before", now, pid)
+	}
+	// Right after the apply: the first request for each moved host
+	// reaches the new pool, the hosts not moved stay where they were.
+	for _, i := range []int{0, 1, 50, 99} {
+		l7Req{name: fmt.Sprintf("moved entry %d", i), host: fmt.Sprintf("h%d.example.com", i), path: "/", node: n(2).Name}.once(t, vip)
+	}
+	l7Req{name: "entry 100 stays", host: "h100.example.com", path: "/", node: n(3).Name}.once(t, vip)
+	l7Req{name: "entry 101 stays", host: "h101.example.com", path: "/", node: n(4).Name}.once(t, vip)
+	l7Req{name: "entry 9999 stays", host: "h9999.example.com", path: "/", node: n(4).Name}.once(t, vip)
+
+	// 100 more moved, and the commit map on the stats socket fails: the
+	// change rolls back, the old file and its entries run, the same
+	// worker; the next plan is the same change.
+	write(table(200))
+	again := g.must(2, tmp, append(append([]string{"plan", "--detailed-exitcode"}, g.sshFlags()...), "specs")...)
+	if err := l.Devices[0].FailCLI("commit map"); err != nil {
+		t.Fatal(err)
+	}
+	rb := g.must(3, tmp, append(append([]string{"apply"}, g.sshFlags()...), "specs")...)
+	if !l.Devices[0].CLIFailed() {
+		t.Error("the injected commit map failure never fired")
+	}
+	if !strings.Contains(rb.stderr, "stats socket: commit map @") || !strings.Contains(rb.stderr, "lab: injected failure of nc.openbsd: commit map") {
+		t.Errorf("apply does not say the commit map failed\n%s", rb)
+	}
+	if now := workerPid(t, l); now != pid {
+		t.Errorf("the worker changed in the rollback: pid %s, %s before", now, pid)
+	}
+	if after, err := l.ReadFile(1, mapPath); err != nil || !strings.Contains(string(after), "h150.example.com be_shop:blue\n") {
+		t.Errorf("the host table on the host is not the old one (err %v)", err)
+	}
+	l7Req{name: "entry 150 not moved (rolled back)", host: "h150.example.com", path: "/", node: n(3).Name}.once(t, vip)
+	l7Req{name: "entry 50 still moved", host: "h50.example.com", path: "/", node: n(2).Name}.once(t, vip)
+	if p := g.must(2, tmp, append(append([]string{"plan", "--detailed-exitcode"}, g.sshFlags()...), "specs")...); p.stdout != again.stdout {
+		t.Errorf("after the rollback the plan differs:\n%s\nbefore:\n%s", p, again)
+	}
+	apply()
+	l7Req{name: "entry 150 moved", host: "h150.example.com", path: "/", node: n(2).Name}.once(t, vip)
 
 	// Hostile values: refused with their positions, nothing written.
 	before := g.snapshot()
-	mapPath := filepath.Join(filepath.Dir(l.Devices[0].Config), "lbc-hosts-shop.map")
 	mapBefore, err := l.ReadFile(1, mapPath)
 	if err != nil {
 		t.Fatal(err)

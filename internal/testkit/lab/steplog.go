@@ -25,7 +25,9 @@ import (
 // runs, as if the lock were a step with a marker. A fourth wrapper,
 // mv, fails (once) when <Dir>/steps.fail names the step the log shows the
 // host in: a change then fails at swap and rolls back, so that a test can
-// hold the host in the rollback too. Nothing of lbc changes: the scripts
+// hold the host in the rollback too. A fifth, nc.openbsd (lbc's
+// stats-socket client), fails (once) the query that starts with the
+// command <Dir>/steps.failcli holds (FailCLI). Nothing of lbc changes: the scripts
 // it sends run as they would, through these tools.
 
 // stepLogMax bounds a pause at a step, in 10 ms rounds.
@@ -88,6 +90,25 @@ fi
 exec %[3]s "$@"
 `, d.failFile(), d.StepLog(), mv),
 	}
+	if nc, err := exec.LookPath("nc.openbsd"); err == nil {
+		// Buffered only while a failure waits: $(cat; echo x) keeps the
+		// input's final empty line, which ends a payload.
+		files["nc.openbsd"] = fmt.Sprintf(`#!/bin/sh
+# lab step log: nc.openbsd, failed once when its input starts with the
+# stats-socket command steps.failcli holds
+if [ -e %[1]s ]; then
+  f=; read -r f < %[1]s
+  in=$(cat; echo x); in=${in%%x}
+  case $in in "$f"*)
+    rm -f %[1]s
+    echo "lab: injected failure of nc.openbsd: $f" >&2
+    exit 1;;
+  esac
+  printf '%%s' "$in" | %[2]s "$@"; exit $?
+fi
+exec %[2]s "$@"
+`, d.failCLIFile(), nc)
+	}
 	for name, text := range files {
 		if err := os.WriteFile(filepath.Join(bin, name), []byte(text), 0o755); err != nil {
 			return err
@@ -112,6 +133,21 @@ func (d *Device) failFile() string  { return filepath.Join(d.Dir, "steps.fail") 
 // renames the staged config with mv).
 func (d *Device) FailAt(step string) error {
 	return os.WriteFile(d.failFile(), []byte(step+"\n"), 0o644)
+}
+
+func (d *Device) failCLIFile() string { return filepath.Join(d.Dir, "steps.failcli") }
+
+// FailCLI makes the first stats-socket query the device's lbc scripts
+// send that starts with command fail, once (a step-logging device with
+// nc.openbsd installed).
+func (d *Device) FailCLI(command string) error {
+	return os.WriteFile(d.failCLIFile(), []byte(command+"\n"), 0o644)
+}
+
+// CLIFailed reports whether the failure FailCLI asked for fired.
+func (d *Device) CLIFailed() bool {
+	_, err := os.Stat(d.failCLIFile())
+	return errors.Is(err, os.ErrNotExist)
 }
 
 // Steps returns the steps logged so far.
