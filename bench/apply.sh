@@ -41,10 +41,38 @@ close_masters() {
 	done
 	return 0
 }
+# CPU accounting, hosts apart from the controller (cgroup v2): every
+# process of the lab's devices (each one's sshd and whatever its sessions
+# run: shells, haproxy -c, nc, awk; its haproxy master and workers) goes
+# into group CG_HOSTS once the lab is up, and every measured tool (lbc;
+# ansible-playbook with its ssh clients and control masters; the floor's
+# ssh clients) runs in group CG_CTL. A process's children stay in its
+# group, so a group's cpu.stat usage_usec counts all of them. The lab's
+# backend nodes are in neither. Without cgroup v2 the two columns say "-".
+CG2=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)
+CG_HOSTS= CG_CTL=
+if [ -n "$CG2" ] && [ -w "$CG2" ] && mkdir -p "$CG2/lbc-bench-$LAB-hosts" "$CG2/lbc-bench-$LAB-ctl" 2>/dev/null; then
+	CG_HOSTS=$CG2/lbc-bench-$LAB-hosts
+	CG_CTL=$CG2/lbc-bench-$LAB-ctl
+else
+	log "apply: no writable cgroup v2 hierarchy: host and controller CPU are not measured"
+fi
+# cg_usage GROUP: its CPU time so far in microseconds ("-" without it).
+cg_usage() { if [ -n "$1" ]; then awk '$1 == "usage_usec" { print $2 }' "$1/cpu.stat"; else echo -; fi; }
+# cg_remove: removes both groups (their processes are gone by then).
+cg_remove() {
+	local g
+	for g in "$CG_HOSTS" "$CG_CTL"; do [ -n "$g" ] && [ -d "$g" ] && rmdir "$g" 2>/dev/null; done
+	return 0
+}
+# IN_CTL: the words that run a command in CG_CTL (none without it).
+IN_CTL=()
+[ -z "$CG_CTL" ] || IN_CTL=(sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$CG_CTL")
 cleanup() {
 	set +e
 	close_masters
 	[ -x "$work/labctl" ] && "$work/labctl" down -name "$LAB" -dir "$labdir" >&2 || true
+	cg_remove
 	if [ "${failed:-0}" != 0 ] && [ -d "$work/logs" ]; then
 		local keep; keep=$(mktemp -d /tmp/lbc-bench-apply-logs.XXXXXX)
 		cp -r "$work/logs" "$work/inventory.yml" "$keep/" 2>/dev/null
@@ -65,6 +93,12 @@ log "apply: lab $LAB up: $NDEV devices, $NNODE nodes"
 	-dir "$labdir" -vips "$NBAL" >"$work/lab.env"
 source "$work/lab.env"
 read -ra DEVS <<<"$LAB_DEVICE_NAMES"
+if [ -n "$CG_HOSTS" ]; then
+	for d in "${DEVS[@]}"; do
+		for p in $(ip netns pids "$d"); do echo "$p" >"$CG_HOSTS/cgroup.procs" 2>/dev/null || true; done
+	done
+	log "apply: $(wc -l <"$CG_HOSTS/cgroup.procs") lab device processes (sshd, haproxy) in $CG_HOSTS"
+fi
 read -ra NODES <<<"$LAB_NODES"
 read -ra VIPS <<<"$LAB_VIPS"
 
@@ -119,6 +153,47 @@ other() { [ "$1" = a ] && echo b || echo a; }
 
 failed=0
 fail() { log "apply: FAILED: $*"; failed=1; }
+
+# timed and median_run below replace labapply.sh's: they also read the
+# cgroup v2 groups of the lab's devices and of the controller (CG_HOSTS,
+# CG_CTL) set up above.
+# usec_secs BEFORE AFTER: seconds between two cg_usage readings ("-"
+# without them).
+usec_secs() { if [ "$1" = - ]; then echo -; else awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b - a) / 1e6 }'; fi; }
+
+# timed NAME CMD... runs CMD once under GNU time, in CG_CTL, output to
+# logs/NAME.N.log, and sets T to its wall seconds, C to the machine-wide
+# busy CPU seconds during the run, H to the CPU seconds of the lab's
+# devices (CG_HOSTS) and K to the controller's (CG_CTL); on failure it
+# shows the tail of the output and returns non-zero. (Not in $(...): it
+# records failures globally.) R is "T:C:H:K" for median_run.
+declare -A nrun
+T=- C=- H=- K=- R=
+timed() {
+	local name=$1; shift
+	nrun[$name]=$((${nrun[$name]:-0} + 1))
+	local logf=$work/logs/$name.${nrun[$name]}.log rc=0 j0 j1 h0 h1 k0 k1
+	T=- C=- H=- K=- R=
+	j0=$(busy_jiffies) h0=$(cg_usage "$CG_HOSTS") k0=$(cg_usage "$CG_CTL")
+	/usr/bin/time -f '%e' -o "$logf.time" "${IN_CTL[@]}" "$@" >"$logf" 2>&1 || rc=$?
+	j1=$(busy_jiffies) h1=$(cg_usage "$CG_HOSTS") k1=$(cg_usage "$CG_CTL")
+	if [ $rc != 0 ]; then
+		fail "$name: exit $rc: $*"
+		tail -n 25 "$logf" | sed 's/^/    /' >&2
+		return $rc
+	fi
+	T=$(tail -n 1 "$logf.time")
+	C=$(cpu_secs "$j0" "$j1")
+	H=$(usec_secs "$h0" "$h1")
+	K=$(usec_secs "$k0" "$k1")
+	R=$T:$C:$H:$K
+}
+# median_run "T:C:H:K"...: "T C H K" of the run with the median wall time
+# (the same run median picks), or "- - - -" when there is none.
+median_run() {
+	printf '%s\n' "$@" | grep . | sort -t: -k1,1g |
+		awk -F: '{r[NR]=$1 " " $2 " " $3 " " $4} END{if (NR) print r[int((NR+1)/2)]; else print "- - - -"}'
+}
 
 # running_weights DEVICE: "backend server weight" lines of the running
 # HAProxy (stats of the first worker, through the master socket): the rows
@@ -181,17 +256,17 @@ lbc_reload() { timed "$1" "$LBC" apply "$work/spec-$2" "${SSHFLAGS[@]}" --adopt 
 # and whatever else runs here), so a reader can subtract it from the CPU
 # column.
 IDLE_SECS=2
-j0=$(busy_jiffies)
+j0=$(busy_jiffies) h0=$(cg_usage "$CG_HOSTS")
 sleep "$IDLE_SECS"
-j1=$(busy_jiffies)
+j1=$(busy_jiffies) h1=$(cg_usage "$CG_HOSTS")
 IDLE_MS_PER_S=$(awk -v a="$j0" -v b="$j1" -v hz="$CLK_TCK" -v s="$IDLE_SECS" 'BEGIN { printf "%.0f", (b - a) * 1000 / hz / s }')
-log "apply: idle background: $IDLE_MS_PER_S ms of CPU per second over ${IDLE_SECS} s"
+IDLE_HOST_MS_PER_S=$(if [ "$h0" = - ]; then echo -; else awk -v a="$h0" -v b="$h1" -v s="$IDLE_SECS" 'BEGIN { printf "%.1f", (b - a) / 1000 / s }'; fi)
+log "apply: idle background: $IDLE_MS_PER_S ms of CPU per second over ${IDLE_SECS} s, of it the lab devices $IDLE_HOST_MS_PER_S ms/s"
 
 # --- lbc, first apply --------------------------------------------------------
 log "apply: lbc, first apply"
-t_first=-
-c_first=-
-lbc_apply lbc-first a && { t_first=$T; c_first=$C; }
+r_first=
+lbc_apply lbc-first a && r_first=$R
 verify "lbc apply (first)" a
 live=a
 lbc_live=a
@@ -278,7 +353,7 @@ for r in $(seq 1 "$(( RUNS > ARUNS ? RUNS : ARUNS ))"); do
 	if [ "$r" -le "$RUNS" ]; then
 		v=$(other $live)
 		p0=$(worker_pids)
-		lbc_apply lbc-change "$v" && t_change+=("$T:$C")
+		lbc_apply lbc-change "$v" && t_change+=("$R")
 		w_runtime+=("$(new_workers "$p0" "$(worker_pids)")")
 		grep -q "at runtime, no reload" "$work/logs/lbc-change.${nrun[lbc-change]}.log" || fail "lbc apply (change): no device applied at runtime"
 		live=$v
@@ -287,7 +362,7 @@ for r in $(seq 1 "$(( RUNS > ARUNS ? RUNS : ARUNS ))"); do
 		# The same change by reload (--reload), side by side.
 		v=$(other $live)
 		p0=$(worker_pids)
-		lbc_reload lbc-reload "$v" && r_change+=("$T:$C")
+		lbc_reload lbc-reload "$v" && r_change+=("$R")
 		w_reload+=("$(new_workers "$p0" "$(worker_pids)")")
 		live=$v
 		lbc_live=$v
@@ -296,7 +371,7 @@ for r in $(seq 1 "$(( RUNS > ARUNS ? RUNS : ARUNS ))"); do
 	if [ "$r" -le "$ARUNS" ]; then
 		v=$(other $live)
 		if playbook ansible-change "$v"; then
-			a_change+=("$T:$C")
+			a_change+=("$R")
 			c=$(recap_changed ansible-change)
 			[ "$c" = "$NDEV" ] || fail "ansible (change): changed $c hosts, want $NDEV"
 		fi
@@ -309,7 +384,7 @@ for r in $(seq 1 "$(( RUNS > ARUNS ? RUNS : ARUNS ))"); do
 		# table.
 		v=$(other $live)
 		if ANSIBLE_PIPELINING=False playbook ansible-default "$v"; then
-			a_default+=("$T:$C")
+			a_default+=("$R")
 			c=$(recap_changed ansible-default)
 			[ "$c" = "$NDEV" ] || fail "ansible (pipelining off, change): changed $c hosts, want $NDEV"
 		fi
@@ -318,11 +393,11 @@ for r in $(seq 1 "$(( RUNS > ARUNS ? RUNS : ARUNS ))"); do
 	fi
 	if [ "$r" -le "$RUNS" ]; then
 		v=$(other $live)
-		floor floor "$v" && f_runs+=("$T:$C")
+		floor floor "$v" && f_runs+=("$R")
 		live=$v
 		verify "floor" $live
 		v=$(other $live)
-		floor_kex floor-kex "$v" && fk_runs+=("$T:$C")
+		floor_kex floor-kex "$v" && fk_runs+=("$R")
 		live=$v
 		verify "floor ($FAIR_KEX)" $live
 	fi
@@ -336,6 +411,42 @@ prc=0
 "$LBC" plan "$work/spec-$lbc_live" --known-hosts "$LAB_KNOWN_HOSTS" --ssh-key "$LAB_KEY" --detailed-exitcode >"$work/logs/plan-after.log" 2>&1 || prc=$?
 [ $prc = 0 ] || { fail "lbc plan after the other tools pushed lbc's own files: exit $prc, want 0 (no changes)"; tail -n 20 "$work/logs/plan-after.log" | sed 's/^/    /' >&2; }
 
+# --- where the hosts' CPU goes ---------------------------------------------------
+# One more runtime apply and one more --reload apply (not in the medians),
+# each under `perf record -a -G CG_HOSTS`: cpu-clock samples of the lab
+# devices' processes only, by command name, in ms per device. "haproxy
+# running" is the master and the workers that run before or after (a
+# reload's re-executed master and new worker included); "haproxy -c" is
+# every other haproxy process: the check of the staged file.
+# BENCH_APPLY_PROFILE=0 leaves it out.
+prof_rows=()
+PF=997
+if [ "${BENCH_APPLY_PROFILE:-1}" = 1 ] && [ -n "$CG_HOSTS" ] && command -v perf >/dev/null; then
+	log "apply: profiling one runtime and one --reload apply (perf record -G ${CG_HOSTS#"$CG2"/})"
+	for mode in runtime reload; do
+		v=$(other $live)
+		masters=$(for d in "${DEVS[@]}"; do cat "$labdir/$d/state/haproxy.pid"; done)
+		p0=$(worker_pids)
+		extra=()
+		[ $mode = reload ] && extra=(--reload)
+		if ! perf record -q -o "$work/perf-$mode.data" -e cpu-clock -F $PF -a -G "${CG_HOSTS#"$CG2"/}" -- \
+			"$LBC" apply "$work/spec-$v" "${SSHFLAGS[@]}" --adopt "${extra[@]}" >"$work/logs/lbc-profile-$mode.log" 2>&1; then
+			fail "lbc apply (profiled, $mode) failed"
+			tail -n 20 "$work/logs/lbc-profile-$mode.log" | sed 's/^/    /' >&2
+			break
+		fi
+		p1=$(worker_pids)
+		live=$v
+		lbc_live=$v
+		verify "lbc apply (profiled, $mode)" $live
+		prof_rows+=("$(perf script -i "$work/perf-$mode.data" -F comm,pid 2>/dev/null |
+			awk -v run="$masters $p0 $p1" -v f=$PF -v d="$NDEV" -v mode="$mode" '
+			BEGIN { n = split(run, r, /[ \n]+/); for (i = 1; i <= n; i++) if (r[i] != "") keep[r[i]] = 1 }
+			NF >= 2 { c = $1; if (c == "haproxy") c = ($2 in keep) ? "haproxy-running" : "haproxy-c"; s[c]++; all++ }
+			END { printf "%s %.1f", mode, all * 1000 / f / d; for (c in s) printf " %s=%.1f", c, s[c] * 1000 / f / d; printf "\n" }')")
+	done
+fi
+
 # --- rounds without a change ---------------------------------------------------
 # lbc writes state.json last before these (an unmeasured apply), so that
 # its runs find nothing to do; Ansible's template finds every file equal.
@@ -346,11 +457,11 @@ live=$v
 t_nochange=() a_nochange=() f_nochange=()
 for r in $(seq 1 "$(( RUNS > ARUNS ? RUNS : ARUNS ))"); do
 	if [ "$r" -le "$RUNS" ]; then
-		lbc_apply lbc-nochange $live && t_nochange+=("$T:$C")
-		floor_nochange floor-nochange $live && f_nochange+=("$T:$C")
+		lbc_apply lbc-nochange $live && t_nochange+=("$R")
+		floor_nochange floor-nochange $live && f_nochange+=("$R")
 	fi
 	if [ "$r" -le "$ARUNS" ] && playbook ansible-nochange $live; then
-		a_nochange+=("$T:$C")
+		a_nochange+=("$R")
 		c=$(recap_changed ansible-nochange)
 		[ "$c" = 0 ] || fail "ansible (no change): changed $c hosts, want 0"
 	fi
@@ -358,34 +469,36 @@ done
 verify "lbc apply and ansible (no change)" $live
 
 # --- table ---------------------------------------------------------------
-L_FIRST=$t_first
-LC_FIRST=$c_first
-read -r L_CHANGE LC_CHANGE < <(median_run "${t_change[@]}")
-read -r L_NOCHANGE LC_NOCHANGE < <(median_run "${t_nochange[@]}")
-read -r R_CHANGE RC_CHANGE < <(median_run "${r_change[@]}")
-read -r A_CHANGE AC_CHANGE < <(median_run "${a_change[@]}")
-read -r A_NOCHANGE AC_NOCHANGE < <(median_run "${a_nochange[@]}")
-read -r A_DEFAULT AC_DEFAULT < <(median_run "${a_default[@]}")
-read -r F FC < <(median_run "${f_runs[@]}")
-read -r FK FKC < <(median_run "${fk_runs[@]}")
-read -r FN FNC < <(median_run "${f_nochange[@]}")
+read -r L_FIRST LC_FIRST LH_FIRST LK_FIRST < <(median_run "$r_first")
+read -r L_CHANGE LC_CHANGE LH_CHANGE LK_CHANGE < <(median_run "${t_change[@]}")
+read -r L_NOCHANGE LC_NOCHANGE LH_NOCHANGE LK_NOCHANGE < <(median_run "${t_nochange[@]}")
+read -r R_CHANGE RC_CHANGE RH_CHANGE RK_CHANGE < <(median_run "${r_change[@]}")
+read -r A_CHANGE AC_CHANGE AH_CHANGE AK_CHANGE < <(median_run "${a_change[@]}")
+read -r A_NOCHANGE AC_NOCHANGE AH_NOCHANGE AK_NOCHANGE < <(median_run "${a_nochange[@]}")
+read -r A_DEFAULT AC_DEFAULT AH_DEFAULT AK_DEFAULT < <(median_run "${a_default[@]}")
+read -r F FC FH FK_ < <(median_run "${f_runs[@]}")
+read -r FK FKC FKH FKK < <(median_run "${fk_runs[@]}")
+read -r FN FNC FNH FNK < <(median_run "${f_nochange[@]}")
 echo "== apply: $NDEV lab devices, $NBAL balancers ($((NBAL / NDEV)) a device), $NNODE nodes; medians of $RUNS interleaved rounds (Ansible: $ARUNS); $(nproc) CPUs"
-echo "CPU: machine-wide busy time from /proc/stat during the run (every process: controller, lab sshd/haproxy, anything else); idle background $IDLE_MS_PER_S ms/s"
-row() { # row NAME WALL CPU
+echo "CPU columns, per device: host = the lab devices' processes (cgroup v2: their sshd and what its sessions run, haproxy master and workers; the hosts' own background of $IDLE_HOST_MS_PER_S ms/s, health checks, included); controller = the tool's processes (cgroup v2: lbc, or ansible-playbook and its ssh, or the floor's ssh); machine = busy time of the whole machine from /proc/stat (every process, anyone else's too; idle background $IDLE_MS_PER_S ms/s)"
+row() { # row NAME WALL MACHINE-CPU HOST-CPU CONTROLLER-CPU
 	if [ "$2" = - ]; then printf '%-58s %9s\n' "$1" "failed"; return; fi
-	awk -v n="$1" -v t="$2" -v c="$3" -v d="$NDEV" 'BEGIN { printf "%-58s %9.2f %9.2f %12.1f\n", n, t, c, c * 1000 / d }'
+	awk -v n="$1" -v t="$2" -v c="$3" -v h="$4" -v k="$5" -v d="$NDEV" 'BEGIN {
+		printf "%-58s %9.2f %9s %9s %9.1f\n", n, t,
+			(h == "-") ? "-" : sprintf("%.1f", h * 1000 / d), (k == "-") ? "-" : sprintf("%.1f", k * 1000 / d), c * 1000 / d
+	}'
 }
-printf '%-58s %9s %9s %12s\n' "command" "time (s)" "CPU (s)" "CPU ms/dev"
-row "lbc apply, first (configs + $NBAL VIPs added)" "$L_FIRST" "$LC_FIRST"
-row "lbc apply, one weight changed in every balancer" "$L_CHANGE" "$LC_CHANGE"
-row "lbc apply --reload, the same change by reload" "$R_CHANGE" "$RC_CHANGE"
-row "lbc apply, no change" "$L_NOCHANGE" "$LC_NOCHANGE"
-row "ansible-playbook, template+validate+reload, change" "$A_CHANGE" "$AC_CHANGE"
-row "ansible-playbook, no change" "$A_NOCHANGE" "$AC_NOCHANGE"
-row "ansible-playbook, change, pipelining off (Ansible default)" "$A_DEFAULT" "$AC_DEFAULT"
-row "floor: ssh cat>tmp, haproxy -c, mv, reload (xargs -P 10)" "$F" "$FC"
-row "floor, as above, -o KexAlgorithms=$FAIR_KEX (lbc's)" "$FK" "$FKC"
-row "floor, no change: ssh cmp CONFIG - ($FAIR_KEX)" "$FN" "$FNC"
+printf '%-58s %9s %9s %9s %9s\n' "command" "time (s)" "host ms" "ctl ms" "machine"
+row "lbc apply, first (configs + $NBAL VIPs added)" "$L_FIRST" "$LC_FIRST" "$LH_FIRST" "$LK_FIRST"
+row "lbc apply, one weight changed in every balancer" "$L_CHANGE" "$LC_CHANGE" "$LH_CHANGE" "$LK_CHANGE"
+row "lbc apply --reload, the same change by reload" "$R_CHANGE" "$RC_CHANGE" "$RH_CHANGE" "$RK_CHANGE"
+row "lbc apply, no change" "$L_NOCHANGE" "$LC_NOCHANGE" "$LH_NOCHANGE" "$LK_NOCHANGE"
+row "ansible-playbook, template+validate+reload, change" "$A_CHANGE" "$AC_CHANGE" "$AH_CHANGE" "$AK_CHANGE"
+row "ansible-playbook, no change" "$A_NOCHANGE" "$AC_NOCHANGE" "$AH_NOCHANGE" "$AK_NOCHANGE"
+row "ansible-playbook, change, pipelining off (Ansible default)" "$A_DEFAULT" "$AC_DEFAULT" "$AH_DEFAULT" "$AK_DEFAULT"
+row "floor: ssh cat>tmp, haproxy -c, mv, reload (xargs -P 10)" "$F" "$FC" "$FH" "$FK_"
+row "floor, as above, -o KexAlgorithms=$FAIR_KEX (lbc's)" "$FK" "$FKC" "$FKH" "$FKK"
+row "floor, no change: ssh cmp CONFIG - ($FAIR_KEX)" "$FN" "$FNC" "$FNH" "$FNK"
 ratio() { # ratio NAME A B TARGET-OP TARGET
 	if [ "$2" = - ] || [ "$3" = - ]; then printf '%-58s %9s\n' "$1" "-"; return; fi
 	awk -v n="$1" -v a="$2" -v b="$3" -v op="$4" -v t="$5" 'BEGIN {
@@ -398,7 +511,9 @@ ratio "ansible / lbc, change" "$A_CHANGE" "$L_CHANGE" ">=" 10
 ratio "ansible / lbc, no change" "$A_NOCHANGE" "$L_NOCHANGE" ">=" 10
 ratio "ansible (pipelining off) / lbc, change" "$A_DEFAULT" "$L_CHANGE" ">=" 10
 ratio "lbc --reload / lbc (runtime), change, wall" "$R_CHANGE" "$L_CHANGE" ">=" 2
-ratio "lbc (runtime) / lbc --reload, change, CPU" "$LC_CHANGE" "$RC_CHANGE" "<=" 0.333
+ratio "lbc (runtime) / lbc --reload, change, host CPU" "$LH_CHANGE" "$RH_CHANGE" "<=" 0.333
+ratio "lbc (runtime) / lbc --reload, change, controller CPU" "$LK_CHANGE" "$RK_CHANGE" "<=" 1
+ratio "lbc (runtime) / lbc --reload, change, machine CPU" "$LC_CHANGE" "$RC_CHANGE" "<=" 0.333
 echo "devices whose HAProxy worker changed, per round: runtime $(printf '%s ' "${w_runtime[@]}")(target 0) | --reload $(printf '%s ' "${w_reload[@]}")(of $NDEV)"
 ratio "lbc / floor ($FAIR_KEX), change" "$L_CHANGE" "$FK" "<=" 1.5
 ratio "lbc / floor ($FAIR_KEX), no change" "$L_NOCHANGE" "$FN" "<=" 1.5
@@ -413,5 +528,10 @@ echo "ansible / lbc, change, round by round: $(awk -v l="$(walls "${t_change[@]}
 	for (i = 1; i <= n && i <= m; i++) printf "%.2f ", y[i] / x[i]
 }')"
 [ -z "$ab_line" ] || echo "$ab_line"
+for p in "${prof_rows[@]}"; do
+	# "MODE TOTAL comm=ms...": the commands by CPU, largest first.
+	read -r mode total rest <<<"$p"
+	echo "host CPU by command, one $mode apply (perf, ms/device, total $total): $(tr ' ' '\n' <<<"$rest" | sort -t= -k2,2gr | tr '\n' ' ')"
+done
 echo "checked after each tool: haproxy.cfg on all $NDEV devices, running weights (master CLI) and HTTP through 3 VIPs; lbc plan after the floor: exit $prc"
 exit $failed

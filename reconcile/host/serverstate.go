@@ -51,24 +51,38 @@ const serverStateEmpty = `1\n`
 // to a file that says 10 again would otherwise run 11. Only health (the
 // operational and check columns) crosses the reload; weights and admin
 // states come from the file.
+//
+// It also drops the whole line of a server whose dumped address or port
+// differs from the one the staged file gives it (issue 12 item 6, haproxy
+// #2103): HAProxy 2.6.12 takes the port of a state line over the
+// config's (measured: a server set to another address and port on the
+// socket comes back from a reload with the file's address and the
+// socket's port), so an address set by hand, or by a runtime change that
+// the file moved on from, would outlive lbc's reload.
 func saveServerStateCmd(h Host) string {
 	f := h.ServerStatePath()
 	// As statsCmd, with the here-document on lbc_cli, before the pipe; its
 	// body follows the line that holds the whole list.
-	line := fmt.Sprintf("lbc_cli %s <<'LBC_CLI' | %s > %s", q(h.SocketPath()), stateKeepHealth, q(f))
+	line := fmt.Sprintf("lbc_cli %s <<'LBC_CLI' | %s %s - > %s", q(h.SocketPath()), stateKeepHealth, q(staged(h.Config)), q(f))
 	doc := "show servers state\nLBC_CLI\n"
 	return fmt.Sprintf("%s{ %s && read -r lbc_l < %s && [ \"$lbc_l\" = 1 ]; } || { %s; false; }\n%s",
 		cliFunc, line, q(f), clearServerStateCmd(h), doc)
 }
 
-// stateKeepHealth rewrites each server line of a `show servers state`
-// dump (version 1: field 7 srv_admin_state, 8 srv_uweight, 9 srv_iweight)
-// so that HAProxy loads no runtime value from it: the user weight becomes
-// the initial one, and the forced maintenance (0x01) and forced drain
-// (0x08) bits of the admin state are cleared; the maintenance a config's
-// `disabled` sets (0x04) stays, HAProxy compares it with the new config.
-// mawk has no bit operators, hence the arithmetic.
-const stateKeepHealth = `awk 'NR > 1 && $0 !~ /^#/ && NF >= 9 { a = $7 + 0; if (int(a / 8) % 2) a -= 8; if (a % 2) a -= 1; $7 = a; $8 = $9 } { print }'`
+// stateKeepHealth reads the staged haproxy.cfg (its first argument), then
+// the `show servers state` dump (version 1: field 2 be_name, 4 srv_name,
+// 5 srv_addr, 7 srv_admin_state, 8 srv_uweight, 9 srv_iweight, 19
+// srv_port). From the file it keeps each server's address and port, by
+// backend (a line that starts a section names it: backend or listen; any
+// other section has none) and name; "[v6]:port" loses its brackets as the
+// dump writes it. A dump line of a server whose address or port differs
+// from the file's is dropped. In every other server line the user weight
+// becomes the initial one, and the forced maintenance (0x01) and forced
+// drain (0x08) bits of the admin state are cleared; the maintenance a
+// config's `disabled` sets (0x04) stays, HAProxy compares it with the new
+// config. mawk has no bit operators, hence the arithmetic. It is one
+// line: the here-document of lbc_cli starts after it.
+const stateKeepHealth = `awk 'FILENAME == ARGV[1] { if ($0 ~ /^[^ \t#]/) b = ($1 == "backend" || $1 == "listen") ? $2 : ""; else if ($1 == "server" && b != "" && NF >= 3) { a = $3; p = a; sub(/:[0-9]+$/, "", a); sub(/^.*:/, "", p); gsub(/^\[|\]$/, "", a); srv[b "/" $2] = a " " p }; next } FNR > 1 && $0 !~ /^#/ && NF >= 9 { k = $2 "/" $4; if ((k in srv) && srv[k] != $5 " " $19) next; a = $7 + 0; if (int(a / 8) % 2) a -= 8; if (a % 2) a -= 1; $7 = a; $8 = $9 } { print }'`
 
 // clearServerStateCmd replaces the server-state file by the version-only
 // one with a redirection (no process); it never fails. HAProxy reads the

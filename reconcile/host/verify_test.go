@@ -144,11 +144,15 @@ func TestStatsClientsAgainstHAProxy(t *testing.T) {
 		t.Skipf("%v not installed", missing)
 	}
 	dir := t.TempDir()
-	h := Host{StateDir: dir}
 	cfg := filepath.Join(dir, "haproxy.cfg")
+	h := Host{StateDir: dir, Config: cfg}
 	os.WriteFile(cfg, []byte("global\n    stats socket "+h.SocketPath()+" mode 600 level admin\n    description lbc:5eed\n\n"+
 		"defaults\n    mode http\n    timeout connect 1s\n    timeout client 1s\n    timeout server 1s\n\n"+
 		"backend be_web\n    server n1 127.0.0.1:9 weight 7\n    server n2 127.0.0.1:10 weight 3\n"), 0o644)
+	// save-server-state reads the staged file: the same one here.
+	if err := os.Symlink(cfg, staged(cfg)); err != nil {
+		t.Fatal(err)
+	}
 	hap := exec.Command("haproxy", "-db", "-f", cfg)
 	if err := hap.Start(); err != nil {
 		t.Fatal(err)
