@@ -88,11 +88,13 @@ func loadsCert(cfg []byte, p string) bool {
 // planFileClass sets the plan's class for a change that writes or removes
 // auxiliary files or changes keepalived.conf, as apply runs it
 // (tx.runtimePart): certificate rotations are runtime operations; any
-// other file, or keepalived.conf, makes a runtime change a reload.
-func planFileClass(dp *DevicePlan, live *Live, trusted bool) {
+// other file, or keepalived.conf, makes a runtime change a reload. It
+// reports whether the change may still be runtime (host tables are
+// mapRuntime's to decide: planMaps).
+func planFileClass(dp *DevicePlan, live *Live, trusted bool) bool {
 	c := dp.Change
 	if c != nil && c.Class == classify.Reload {
-		return
+		return false
 	}
 	reload := func(reason string) {
 		if c != nil {
@@ -101,21 +103,22 @@ func planFileClass(dp *DevicePlan, live *Live, trusted bool) {
 	}
 	if dp.KeepalivedDiff != "" {
 		reload("a map, certificate or keepalived.conf changes too: HAProxy reads those files at a reload")
-		return
+		return false
 	}
 	if len(dp.FileChanges) == 0 {
-		return
+		return true
 	}
 	ops, reason := fileRuntimeOps(dp.FileChanges, dp.Desired.Files, live.Config.Data, trusted && live.Config.Exists)
 	if reason != "" {
 		reload(reason)
-		return
+		return false
 	}
 	if c == nil {
 		c = &classify.Result{Class: classify.Runtime}
 		dp.Change = c
 	}
 	c.Ops = append(c.Ops, ops...)
+	return true
 }
 
 // applyFileOps are the file operations of the transaction: the files it

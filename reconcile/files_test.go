@@ -37,7 +37,7 @@ func (f sourceFunc) Resolve(_ context.Context, kind, ref string) ([]byte, error)
 func auxConfig(mapPath string, weight int) []byte {
 	var b bytes.Buffer
 	b.WriteString(testGlobal)
-	b.WriteString("frontend fe_web\n    bind 127.0.0.1:18081\n    mode http\n    use_backend %[req.hdr(host),field(1,:),lower,map(" + mapPath + ",be_web)]\n    default_backend be_web\n\n")
+	b.WriteString("frontend fe_web\n    bind 127.0.0.1:18081\n    mode http\n    use_backend %[req.hdr(host),lower,regsub(:[0-9]+$,),map(" + mapPath + ",be_web)]\n    default_backend be_web\n\n")
 	b.WriteString("backend be_web\n    mode http\n    balance roundrobin\n    server n1 127.0.0.1:9 weight " + itoa(weight) + " check\n")
 	return withHeader(b.Bytes())
 }
@@ -209,7 +209,7 @@ func TestAuxFileCheckFails(t *testing.T) {
 	}
 	mapPath := filepath.Join(th.dev.StateDir, "files", "hosts.map")
 	// A map of ip keys rejects a key that is no address.
-	cfg := []byte(strings.Replace(string(auxConfig(mapPath, 10)), "req.hdr(host),field(1,:),lower,map(", "src,map_ip(", 1))
+	cfg := []byte(strings.Replace(string(auxConfig(mapPath, 10)), "req.hdr(host),lower,regsub(:[0-9]+$,),map(", "src,map_ip(", 1))
 	cfg = withHeader(bytes.SplitN(cfg, []byte("\n"), 2)[1])
 	p := th.planFiles("rev1", cfg, []compiler.AuxFile{{Path: mapPath, Mode: 0o644, Kind: "map", Data: []byte("not-an-address be\n")}}, nil)
 	r, err := Apply(context.Background(), p, th.dial, applyOpts("test"))

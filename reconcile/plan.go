@@ -434,8 +434,9 @@ func compare(dp *DevicePlan, live *Live, art *compiler.DeviceArtifacts) error {
 	// runtime and reloads a change that also writes or removes any other
 	// auxiliary file or changes keepalived.conf (tx.runtimePart): the
 	// plan says so.
-	planFileClass(dp, live, st != nil && live.Config.Exists && st.ConfigSHA256 == live.Config.Fingerprint())
-	planMaps(dp, live, trusted)
+	if planFileClass(dp, live, trusted) {
+		planMaps(dp, live, trusted)
+	}
 	if dp.ConfigDiff != "" || dp.KeepalivedDiff != "" || len(dp.FileChanges) > 0 || len(dp.VIPsAdd) > 0 || len(dp.VIPsRemove) > 0 || stateBehind || runtimeDrifted {
 		dp.Status = StatusChanges
 	} else {

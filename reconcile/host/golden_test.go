@@ -139,7 +139,7 @@ func goldenCases() []goldenCase {
 }
 
 // mapCfg reads a host table.
-var mapCfg = cfg("10", 10, "203.0.113.10") + "\nfrontend fe-hosts\n    bind 203.0.113.10:8080\n    use_backend %[req.hdr(host),field(1,:),lower,map(/etc/haproxy/lbc-hosts-web.map,be-web)]\n"
+var mapCfg = cfg("10", 10, "203.0.113.10") + "\nfrontend fe-hosts\n    bind 203.0.113.10:8080\n    use_backend %[req.hdr(host),lower,regsub(:[0-9]+$,),map(/etc/haproxy/lbc-hosts-web.map,be-web)]\n"
 
 // render is every text a case sends, in order, as txtar files.
 func (gc goldenCase) render(t *testing.T) []txtar.File {
