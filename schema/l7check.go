@@ -21,10 +21,6 @@ const (
 
 var redirectCodes = map[int]bool{301: true, 302: true, 303: true, 307: true, 308: true}
 
-// l7report reports a problem at a field of a balancer: key is the field's
-// position key (as positions records it), path the field path to show.
-type l7report func(key, path, format string, args ...any)
-
 // checkL7 checks the pools, rules and host table of the raw balancer r
 // and sets them on b; fieldAt is the position of a field of b (see
 // lazyFields: called only for an error).
