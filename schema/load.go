@@ -259,6 +259,9 @@ func (l Limits) evalInstance(fsys fs.FS, dir string, srcs []source, problems map
 		return nil, err
 	}
 	p := &Partial{Dir: dir, rejected: map[string]Pos{}}
+	if how != pathCUE && len(problems) == 0 && l.plainInstance(c, p, srcs) {
+		return p, nil
+	}
 	var files []*ast.File
 	imports := false
 	for _, s := range srcs {
@@ -295,19 +298,11 @@ func (l Limits) evalInstance(fsys fs.FS, dir string, srcs []source, problems map
 	// limits (diagnostics) or the generated validator accepts it
 	// (decoded); false leaves p to CUE's evaluator with the schema.
 	takeData := func(data *dval, from []*ast.File) bool {
-		if ds := l.countData(data, first); len(ds) > 0 {
-			p.Diagnostics = ds
-			return true
-		}
-		if ok, _ := c.validator.check(data); !ok {
-			return false
-		}
-		for _, f := range from {
-			pos.addFile(f)
-		}
-		decode(c, p, data, nil, pos, first)
-		p.Diagnostics = p.Diagnostics.sorted()
-		return true
+		return l.takeData(c, p, data, pos, first, func() {
+			for _, f := range from {
+				pos.addFile(f)
+			}
+		})
 	}
 	if !imports && how != pathCUE {
 		if data, ok := dataFiles(files); ok && takeData(data, files) {

@@ -36,13 +36,18 @@ type entityPos struct {
 var lazyFields = map[string]bool{"pools": true, "rules": true, "hosts": true}
 
 type lazyField struct {
-	key string
-	x   ast.Expr
+	key   string
+	x     ast.Expr
+	plain *plainLazy // read by plainFiles instead (x is nil)
 }
 
 // resolve records the positions of the fields inside e's lazy subtrees.
 func (e *entityPos) resolve() {
 	for _, l := range e.lazy {
+		if l.plain != nil {
+			l.plain.fields(e.p, e.fields, l.key)
+			continue
+		}
 		e.p.fields(e.fields, l.key, l.x, nil)
 	}
 	e.lazy = nil
@@ -133,7 +138,7 @@ func (p *positions) fields(m map[string]Pos, prefix string, x ast.Expr, lazy *[]
 				m[key] = p.pos(fd.Value.Pos())
 			}
 			if lazy != nil && lazyFields[name] {
-				*lazy = append(*lazy, lazyField{key, fd.Value})
+				*lazy = append(*lazy, lazyField{key: key, x: fd.Value})
 				continue
 			}
 			p.fields(m, key, fd.Value, nil)
