@@ -41,8 +41,9 @@ func plainFiles(srcs []source, pos *positions) (top *dval, ok bool) {
 	}()
 	top = newStruct(token.NoPos, 0)
 	pkg := ""
+	a := &plainAlloc{}
 	for i, s := range srcs {
-		r := newPlainReader(s.name, s.src)
+		r := newPlainReader(s.name, s.src, a)
 		name := r.file(top, pos)
 		if i > 0 && name != pkg {
 			panic(notData{})
@@ -59,12 +60,89 @@ type plainReader struct {
 	i    int    // offset of the next byte
 	tf   *token.File
 	name string
+	a    *plainAlloc
 }
 
-func newPlainReader(name string, src []byte) *plainReader {
+func newPlainReader(name string, src []byte, a *plainAlloc) *plainReader {
 	tf := token.NewFile(name, -1, len(src))
 	tf.SetLinesForContent(src)
-	return &plainReader{src: string(src), tf: tf, name: name}
+	return &plainReader{src: string(src), tf: tf, name: name, a: a}
+}
+
+// plainAlloc hands out the values of an instance from slabs, one
+// allocation for many (they all live as long as the instance's data), and
+// gathers the fields of a struct and the elements of a list in a scratch
+// slice per depth, so that each gets a slice of its exact size.
+type plainAlloc struct {
+	vs     []dval
+	as     []dagg
+	fs     []dfield
+	es     []*dval
+	fstack [][]dfield // scratch fields of the structs open, by depth
+	estack [][]*dval  // scratch elements of the lists open, by depth
+	fdepth int        // structs open
+	edepth int        // lists open
+}
+
+const slab = 256
+
+func (a *plainAlloc) val() *dval {
+	if len(a.vs) == 0 {
+		a.vs = make([]dval, slab)
+	}
+	v := &a.vs[0]
+	a.vs = a.vs[1:]
+	return v
+}
+
+func (a *plainAlloc) agg() *dagg {
+	if len(a.as) == 0 {
+		a.as = make([]dagg, slab)
+	}
+	g := &a.as[0]
+	a.as = a.as[1:]
+	return g
+}
+
+// fields returns a copy of fs of its exact size (an append to it
+// reallocates rather than writes over its neighbour).
+func (a *plainAlloc) fields(fs []dfield) []dfield {
+	n := len(fs)
+	if n > slab/4 {
+		return append([]dfield(nil), fs...)
+	}
+	if len(a.fs) < n {
+		a.fs = make([]dfield, slab)
+	}
+	out := a.fs[:n:n]
+	a.fs = a.fs[n:]
+	copy(out, fs)
+	return out
+}
+
+// field1 returns an empty slice with room for one field.
+func (a *plainAlloc) field1() []dfield {
+	if len(a.fs) == 0 {
+		a.fs = make([]dfield, slab)
+	}
+	out := a.fs[0:0:1]
+	a.fs = a.fs[1:]
+	return out
+}
+
+// elems is fields for list elements.
+func (a *plainAlloc) elems(es []*dval) []*dval {
+	n := len(es)
+	if n > slab/4 {
+		return append([]*dval(nil), es...)
+	}
+	if len(a.es) < n {
+		a.es = make([]*dval, slab)
+	}
+	out := a.es[:n:n]
+	a.es = a.es[n:]
+	copy(out, es)
+	return out
 }
 
 // recorder says which field positions a value records (see
@@ -89,7 +167,7 @@ type plainLazy struct {
 // fields records the positions of the fields of the value at l.off under
 // key into m.
 func (l *plainLazy) fields(p *positions, m map[string]Pos, key string) {
-	r := &plainReader{src: l.r.src, tf: l.r.tf, name: l.r.name, i: l.off}
+	r := &plainReader{src: l.r.src, tf: l.r.tf, name: l.r.name, i: l.off, a: &plainAlloc{}}
 	r.value(&recorder{p: p, m: m, prefix: key}, true)
 }
 
@@ -363,29 +441,48 @@ func (r *plainReader) value(rec *recorder, chain bool) *dval {
 	switch c := r.peek(); {
 	case c == '{':
 		r.i++
-		s := newStruct(r.at(start), 0)
+		s := r.a.val()
+		s.kind, s.at, s.dagg = dStruct, r.at(start), r.a.agg()
 		r.space(true)
 		if r.peek() == '}' {
 			r.i++
 			return s
 		}
+		d := r.a.fdepth
+		r.a.fdepth++
+		if d == len(r.a.fstack) {
+			r.a.fstack = append(r.a.fstack, make([]dfield, 0, 16))
+		}
+		s.fields = r.a.fstack[d][:0]
 		for {
 			r.field(s, rec, false)
 			if !r.sep('}') {
-				return s
+				break
 			}
 		}
+		r.a.fstack[d] = s.fields[:0]
+		s.fields = r.a.fields(s.fields)
+		r.a.fdepth--
+		return s
 	case c == '[':
 		if chain && (r.hasAt("[string]") || r.hasAt("[_]")) {
 			return r.implicit(rec)
 		}
 		r.i++
-		l := newList(r.at(start), 4)
+		l := r.a.val()
+		l.kind, l.at, l.dagg = dList, r.at(start), r.a.agg()
 		r.space(true)
 		if r.peek() == ']' {
 			r.i++
+			l.elems = []*dval{}
 			return l
 		}
+		d := r.a.edepth
+		r.a.edepth++
+		if d == len(r.a.estack) {
+			r.a.estack = append(r.a.estack, make([]*dval, 0, 16))
+		}
+		l.elems = r.a.estack[d][:0]
 		for n := 0; ; n++ {
 			var erec *recorder
 			if rec != nil && rec.m != nil {
@@ -397,16 +494,22 @@ func (r *plainReader) value(rec *recorder, chain bool) *dval {
 			}
 			l.elems = append(l.elems, r.value(erec, false))
 			if !r.sep(']') {
-				return l
+				break
 			}
 		}
+		r.a.estack[d] = l.elems[:0]
+		l.elems = r.a.elems(l.elems)
+		r.a.edepth--
+		return l
 	case c == '"':
 		s := r.str()
 		if chain && r.label1() {
 			r.i = start
 			return r.implicit(rec)
 		}
-		return &dval{kind: dString, s: s, at: r.at(start)}
+		v := r.a.val()
+		v.kind, v.s, v.at = dString, s, r.at(start)
+		return v
 	case c == '-' || c >= '0' && c <= '9':
 		return r.number()
 	case isLetter(c):
@@ -418,7 +521,9 @@ func (r *plainReader) value(rec *recorder, chain bool) *dval {
 		switch w {
 		case "true", "false":
 			r.end()
-			return &dval{kind: dBool, b: w == "true", at: r.at(start)}
+			v := r.a.val()
+			v.kind, v.b, v.at = dBool, w == "true", r.at(start)
+			return v
 		}
 	}
 	r.fail()
@@ -438,7 +543,9 @@ func (r *plainReader) label1() bool {
 // implicit reads the struct of one field that a chained label (a: b: 1)
 // makes; its position is its field's.
 func (r *plainReader) implicit(rec *recorder) *dval {
-	s := newStruct(r.at(r.i), 1)
+	s := r.a.val()
+	s.kind, s.at, s.dagg = dStruct, r.at(r.i), r.a.agg()
+	s.fields = r.a.field1()
 	r.field(s, rec, false)
 	return s
 }
@@ -498,7 +605,8 @@ func (r *plainReader) number() *dval {
 	}
 	r.end()
 	text := r.src[start:r.i]
-	v := &dval{s: text, at: r.at(start)}
+	v := r.a.val()
+	v.s, v.at = text, r.at(start)
 	var err error
 	if float {
 		v.kind = dFloat
