@@ -31,8 +31,8 @@ type vnode struct {
 	elem *vnode // [...elem]
 
 	// scalars
-	regexes  []*regexp.Regexp
-	notRegex []*regexp.Regexp
+	regexes  []matcher
+	notRegex []matcher
 	bounds   []vbound
 	concrete *dval // the only value allowed
 }
@@ -183,9 +183,9 @@ func (n *vnode) scalar(v cue.Value) {
 			return
 		}
 		if op == cue.RegexMatchOp {
-			n.regexes = append(n.regexes, re)
+			n.regexes = append(n.regexes, newMatcher(re))
 		} else {
-			n.notRegex = append(n.notRegex, re)
+			n.notRegex = append(n.notRegex, newMatcher(re))
 		}
 		n.kinds &= cue.StringKind
 	case cue.LessThanOp, cue.LessThanEqualOp, cue.GreaterThanOp, cue.GreaterThanEqualOp, cue.NotEqualOp:
