@@ -118,11 +118,11 @@ func newValidator(v cue.Value, mu *sync.Mutex, depth int) *vnode {
 			ctx := v.Context()
 			pv := v.Unify(ctx.CompileString(fmt.Sprintf("{%q: _}", p))).LookupPath(cue.MakePath(cue.Str(p)))
 			n.pattern = newValidator(pv, mu, depth+1)
-			n.allows = func(label string) bool {
+			n.allows = memoAllows(func(label string) bool {
 				mu.Lock()
 				defer mu.Unlock()
 				return v.Allows(cue.Str(label))
-			}
+			})
 			break
 		}
 		if n.pattern == nil {
