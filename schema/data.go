@@ -74,14 +74,23 @@ func newList(at token.Pos, n int) *dval {
 // notData is returned by the conversion for anything that is not plain data.
 type notData struct{}
 
+// isNotData reports whether r, what recover returned, is a notData
+// panic; any other panic goes on.
+func isNotData(r any) bool {
+	if r == nil {
+		return false
+	}
+	if _, is := r.(notData); !is {
+		panic(r)
+	}
+	return true
+}
+
 // dataFiles converts and unifies the files of an instance; ok is false when
 // a file is not plain data or two values conflict.
 func dataFiles(files []*ast.File) (top *dval, ok bool) {
 	defer func() {
-		if r := recover(); r != nil {
-			if _, is := r.(notData); !is {
-				panic(r)
-			}
+		if isNotData(recover()) {
 			top, ok = nil, false
 		}
 	}()

@@ -32,10 +32,7 @@ import (
 // packages, or two values conflict.
 func plainFiles(srcs []source, pos *positions) (top *dval, ok bool) {
 	defer func() {
-		if r := recover(); r != nil {
-			if _, is := r.(notData); !is {
-				panic(r)
-			}
+		if isNotData(recover()) {
 			top, ok = nil, false
 		}
 	}()
@@ -71,77 +68,72 @@ func newPlainReader(name string, src []byte, a *plainAlloc) *plainReader {
 
 // plainAlloc hands out the values of an instance from slabs, one
 // allocation for many (they all live as long as the instance's data), and
-// gathers the fields of a struct and the elements of a list in a scratch
-// slice per depth, so that each gets a slice of its exact size.
+// the fields of structs and elements of lists through scratch slices.
 type plainAlloc struct {
-	vs     []dval
-	as     []dagg
-	fs     []dfield
-	es     []*dval
-	fstack [][]dfield // scratch fields of the structs open, by depth
-	estack [][]*dval  // scratch elements of the lists open, by depth
-	fdepth int        // structs open
-	edepth int        // lists open
+	vs slabOf[dval]
+	as slabOf[dagg]
+	fs scratch[dfield]
+	es scratch[*dval]
 }
 
 const slab = 256
 
-func (a *plainAlloc) val() *dval {
-	if len(a.vs) == 0 {
-		a.vs = make([]dval, slab)
+func (a *plainAlloc) val() *dval { return a.vs.next() }
+
+func (a *plainAlloc) agg() *dagg { return a.as.next() }
+
+// slabOf hands out the elements of one allocation after the other.
+type slabOf[T any] []T
+
+func (s *slabOf[T]) next() *T {
+	if len(*s) == 0 {
+		*s = make([]T, slab)
 	}
-	v := &a.vs[0]
-	a.vs = a.vs[1:]
-	return v
+	x := &(*s)[0]
+	*s = (*s)[1:]
+	return x
 }
 
-func (a *plainAlloc) agg() *dagg {
-	if len(a.as) == 0 {
-		a.as = make([]dagg, slab)
-	}
-	g := &a.as[0]
-	a.as = a.as[1:]
-	return g
+// scratch gathers the parts of the structs (or lists) open, one slice per
+// depth, and gives each a slice of its exact size when it closes, cut from
+// a slab (an append to it reallocates rather than writes over its
+// neighbour).
+type scratch[T any] struct {
+	stack [][]T
+	depth int
+	slab  []T
 }
 
-// fields returns a copy of fs of its exact size (an append to it
-// reallocates rather than writes over its neighbour).
-func (a *plainAlloc) fields(fs []dfield) []dfield {
-	n := len(fs)
+// open returns the empty scratch slice of a struct or list opening.
+func (s *scratch[T]) open() []T {
+	if s.depth == len(s.stack) {
+		s.stack = append(s.stack, make([]T, 0, 16))
+	}
+	s.depth++
+	return s.stack[s.depth-1][:0]
+}
+
+// close keeps xs, the parts gathered since open, as the scratch slice of
+// its depth and returns a copy of its exact size.
+func (s *scratch[T]) close(xs []T) []T {
+	s.depth--
+	s.stack[s.depth] = xs[:0]
+	n := len(xs)
 	if n > slab/4 {
-		return append([]dfield(nil), fs...)
+		return append([]T(nil), xs...)
 	}
-	if len(a.fs) < n {
-		a.fs = make([]dfield, slab)
-	}
-	out := a.fs[:n:n]
-	a.fs = a.fs[n:]
-	copy(out, fs)
+	out := s.cut(n)
+	copy(out, xs)
 	return out
 }
 
-// field1 returns an empty slice with room for one field.
-func (a *plainAlloc) field1() []dfield {
-	if len(a.fs) == 0 {
-		a.fs = make([]dfield, slab)
+// cut returns n elements of the slab, with no room beyond them.
+func (s *scratch[T]) cut(n int) []T {
+	if len(s.slab) < n {
+		s.slab = make([]T, slab)
 	}
-	out := a.fs[0:0:1]
-	a.fs = a.fs[1:]
-	return out
-}
-
-// elems is fields for list elements.
-func (a *plainAlloc) elems(es []*dval) []*dval {
-	n := len(es)
-	if n > slab/4 {
-		return append([]*dval(nil), es...)
-	}
-	if len(a.es) < n {
-		a.es = make([]*dval, slab)
-	}
-	out := a.es[:n:n]
-	a.es = a.es[n:]
-	copy(out, es)
+	out := s.slab[:n:n]
+	s.slab = s.slab[n:]
 	return out
 }
 
@@ -440,49 +432,29 @@ func (r *plainReader) value(rec *recorder, chain bool) *dval {
 	start := r.i
 	switch c := r.peek(); {
 	case c == '{':
-		r.i++
-		s := r.a.val()
-		s.kind, s.at, s.dagg = dStruct, r.at(start), r.a.agg()
-		r.space(true)
-		if r.peek() == '}' {
-			r.i++
+		s, empty := r.open(dStruct, '}')
+		if empty {
 			return s
 		}
-		d := r.a.fdepth
-		r.a.fdepth++
-		if d == len(r.a.fstack) {
-			r.a.fstack = append(r.a.fstack, make([]dfield, 0, 16))
-		}
-		s.fields = r.a.fstack[d][:0]
+		s.fields = r.a.fs.open()
 		for {
 			r.field(s, rec, false)
 			if !r.sep('}') {
 				break
 			}
 		}
-		r.a.fstack[d] = s.fields[:0]
-		s.fields = r.a.fields(s.fields)
-		r.a.fdepth--
+		s.fields = r.a.fs.close(s.fields)
 		return s
 	case c == '[':
 		if chain && (r.hasAt("[string]") || r.hasAt("[_]")) {
 			return r.implicit(rec)
 		}
-		r.i++
-		l := r.a.val()
-		l.kind, l.at, l.dagg = dList, r.at(start), r.a.agg()
-		r.space(true)
-		if r.peek() == ']' {
-			r.i++
+		l, empty := r.open(dList, ']')
+		if empty {
 			l.elems = []*dval{}
 			return l
 		}
-		d := r.a.edepth
-		r.a.edepth++
-		if d == len(r.a.estack) {
-			r.a.estack = append(r.a.estack, make([]*dval, 0, 16))
-		}
-		l.elems = r.a.estack[d][:0]
+		l.elems = r.a.es.open()
 		for n := 0; ; n++ {
 			var erec *recorder
 			if rec != nil && rec.m != nil {
@@ -497,9 +469,7 @@ func (r *plainReader) value(rec *recorder, chain bool) *dval {
 				break
 			}
 		}
-		r.a.estack[d] = l.elems[:0]
-		l.elems = r.a.elems(l.elems)
-		r.a.edepth--
+		l.elems = r.a.es.close(l.elems)
 		return l
 	case c == '"':
 		s := r.str()
@@ -530,6 +500,20 @@ func (r *plainReader) value(rec *recorder, chain bool) *dval {
 	return nil
 }
 
+// open reads the bracket opening a struct or a list of kind, and the
+// space after it; empty reports that its closer follows (read too).
+func (r *plainReader) open(kind dkind, closer byte) (v *dval, empty bool) {
+	v = r.a.val()
+	v.kind, v.at, v.dagg = kind, r.at(r.i), r.a.agg()
+	r.i++
+	r.space(true)
+	if r.peek() == closer {
+		r.i++
+		return v, true
+	}
+	return v, false
+}
+
 // label1 reports whether a label's colon follows (the value read was a
 // label of a chained field).
 func (r *plainReader) label1() bool {
@@ -545,7 +529,7 @@ func (r *plainReader) label1() bool {
 func (r *plainReader) implicit(rec *recorder) *dval {
 	s := r.a.val()
 	s.kind, s.at, s.dagg = dStruct, r.at(r.i), r.a.agg()
-	s.fields = r.a.field1()
+	s.fields = r.a.fs.cut(1)[:0]
 	r.field(s, rec, false)
 	return s
 }
