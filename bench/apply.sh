@@ -31,8 +31,6 @@ if ! command -v ansible-playbook >/dev/null; then
 fi
 lab_needs apply
 
-work=$(mktemp -d /tmp/lbc-bench-apply.XXXXXX)
-labdir=$work/lab
 # close_masters: ends Ansible's SSH control masters (ControlPersist).
 close_masters() {
 	local s
@@ -41,38 +39,10 @@ close_masters() {
 	done
 	return 0
 }
-lab_cgroups "$LAB"
-cleanup() {
-	set +e
-	close_masters
-	[ -x "$work/labctl" ] && "$work/labctl" down -name "$LAB" -dir "$labdir" >&2 || true
-	cg_remove
-	if [ "${failed:-0}" != 0 ] && [ -d "$work/logs" ]; then
-		local keep; keep=$(mktemp -d /tmp/lbc-bench-apply-logs.XXXXXX)
-		cp -r "$work/logs" "$work/inventory.yml" "$keep/" 2>/dev/null
-		log "apply: logs of the failed run kept in $keep"
-	fi
-	rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-mkdir -p "$work/cp" "$work/logs"
-# A private copy: bin/lbc may be rebuilt by someone else during the run.
-cp "$BIN/lbc" "$work/lbc"
-LBC=$work/lbc
-
-(cd "$ROOT" && go build -o "$work/labctl" ./internal/testkit/lab/labctl)
-log "apply: lab $LAB up: $NDEV devices, $NNODE nodes"
-"$work/labctl" up -name "$LAB" -index "$INDEX" -devices "$NDEV" -nodes "$NNODE" \
-	-dir "$labdir" -vips "$NBAL" >"$work/lab.env"
-source "$work/lab.env"
-read -ra DEVS <<<"$LAB_DEVICE_NAMES"
-lab_cg_hosts "${DEVS[@]}"
-read -ra NODES <<<"$LAB_NODES"
-read -ra VIPS <<<"$LAB_VIPS"
-
-lab_devices_tsv "$LAB_SPEC" >"$work/devices.tsv"
-[ "$(wc -l <"$work/devices.tsv")" = "$NDEV" ] || { log "apply: devices.tsv: want $NDEV devices"; exit 1; }
+lab_cleanup_extra() { close_masters; }
+LAB_KEEP=(inventory.yml)
+lab_start apply "$NNODE" "$NBAL"
+mkdir -p "$work/cp"
 
 # Balancer i (1-based): VIP i port 80, pinned to device (i-1)%NDEV, nodes
 # i-1, i, i+1 (mod NNODE) with weights 10 20 30; variant b changes the first

@@ -167,3 +167,51 @@ lab_needs() {
 		exit 0
 	fi
 }
+
+# lab_start SECTION NODES VIPS: the section's lab, torn down whatever
+# happens. Makes $work (logs/, a private copy of lbc as $LBC: bin/lbc may
+# be rebuilt by someone else during the run) and the cgroups, starts a lab
+# of $NDEV devices named $LAB on subnet index $INDEX with NODES nodes and
+# VIPS VIPs, moves the devices' processes into CG_HOSTS and writes
+# devices.tsv; sets labdir, DEVS, NODES, VIPS and the lab's LAB_* variables.
+# The EXIT trap runs the section's lab_cleanup_extra first when it defines
+# one, keeps logs/ and the files of LAB_KEEP (relative to $work) of a failed
+# run, stops the lab and removes the cgroups and $work.
+LAB_KEEP=()
+lab_start() {
+	local section=$1 nodes=$2 vips=$3
+	LAB_SECTION=$section
+	work=$(mktemp -d "/tmp/lbc-bench-$section.XXXXXX")
+	labdir=$work/lab
+	lab_cgroups "$LAB"
+	trap lab_cleanup EXIT
+	trap 'exit 130' INT TERM
+	mkdir -p "$work/logs"
+	cp "$BIN/lbc" "$work/lbc"
+	LBC=$work/lbc
+	(cd "$ROOT" && go build -o "$work/labctl" ./internal/testkit/lab/labctl)
+	log "$section: lab $LAB up: $NDEV devices, $nodes nodes"
+	"$work/labctl" up -name "$LAB" -index "$INDEX" -devices "$NDEV" -nodes "$nodes" \
+		-dir "$labdir" -vips "$vips" >"$work/lab.env"
+	source "$work/lab.env"
+	read -ra DEVS <<<"$LAB_DEVICE_NAMES"
+	read -ra NODES <<<"$LAB_NODES"
+	read -ra VIPS <<<"$LAB_VIPS"
+	lab_cg_hosts "${DEVS[@]}"
+	lab_devices_tsv "$LAB_SPEC" >"$work/devices.tsv"
+	[ "$(wc -l <"$work/devices.tsv")" = "$NDEV" ] || { log "$section: devices.tsv: want $NDEV devices"; exit 1; }
+}
+lab_cleanup() {
+	set +e
+	declare -F lab_cleanup_extra >/dev/null && lab_cleanup_extra
+	[ -x "$work/labctl" ] && "$work/labctl" down -name "$LAB" -dir "$labdir" >&2 || true
+	cg_remove
+	if [ "${failed:-0}" != 0 ] && [ -d "$work/logs" ]; then
+		local keep f
+		keep=$(mktemp -d "/tmp/lbc-bench-$LAB_SECTION-logs.XXXXXX")
+		cp -r "$work/logs" "$keep/" 2>/dev/null
+		for f in "${LAB_KEEP[@]}"; do cp -r "$work/$f" "$keep/" 2>/dev/null; done
+		log "$LAB_SECTION: logs of the failed run kept in $keep"
+	fi
+	rm -rf "$work"
+}

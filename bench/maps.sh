@@ -25,39 +25,9 @@ MOVED=100
 need_time
 lab_needs maps
 
-work=$(mktemp -d /tmp/lbc-bench-maps.XXXXXX)
-labdir=$work/lab
-lab_cgroups "$LAB"
-cleanup() {
-	set +e
-	[ -x "$work/labctl" ] && "$work/labctl" down -name "$LAB" -dir "$labdir" >&2 || true
-	cg_remove
-	if [ "${failed:-0}" != 0 ] && [ -d "$work/logs" ]; then
-		local keep; keep=$(mktemp -d /tmp/lbc-bench-maps-logs.XXXXXX)
-		cp -r "$work/logs" "$keep/" 2>/dev/null
-		log "maps: logs of the failed run kept in $keep"
-	fi
-	rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-mkdir -p "$work/logs"
-cp "$BIN/lbc" "$work/lbc"
-LBC=$work/lbc
 failed=0
 fail() { log "maps: FAILED: $*"; failed=1; }
-
-(cd "$ROOT" && go build -o "$work/labctl" ./internal/testkit/lab/labctl)
-log "maps: lab $LAB up: $NDEV devices, 2 nodes"
-"$work/labctl" up -name "$LAB" -index "$INDEX" -devices "$NDEV" -nodes 2 \
-	-dir "$labdir" -vips "$NDEV" >"$work/lab.env"
-source "$work/lab.env"
-read -ra DEVS <<<"$LAB_DEVICE_NAMES"
-lab_cg_hosts "${DEVS[@]}"
-read -ra NODES <<<"$LAB_NODES"
-read -ra VIPS <<<"$LAB_VIPS"
-lab_devices_tsv "$LAB_SPEC" >"$work/devices.tsv"
-[ "$(wc -l <"$work/devices.tsv")" = "$NDEV" ] || { log "maps: devices.tsv: want $NDEV devices"; exit 1; }
+lab_start maps 2 "$NDEV"
 
 # Balancer i (1-based) on device i: VIP i, pool a = node 1, pool b = node
 # 2, hosts hK.bI.example.com → a (variant b: K < MOVED → b).

@@ -22,38 +22,11 @@ need_time
 command -v openssl >/dev/null || { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssl >&2; }
 lab_needs tls
 
-work=$(mktemp -d /tmp/lbc-bench-tls.XXXXXX)
-labdir=$work/lab
-lab_cgroups "$LAB"
-cleanup() {
-	set +e
-	[ -x "$work/labctl" ] && "$work/labctl" down -name "$LAB" -dir "$labdir" >&2 || true
-	cg_remove
-	if [ "${failed:-0}" != 0 ] && [ -d "$work/logs" ]; then
-		local keep; keep=$(mktemp -d /tmp/lbc-bench-tls-logs.XXXXXX)
-		cp -r "$work/logs" "$keep/" 2>/dev/null
-		log "tls: logs of the failed run kept in $keep"
-	fi
-	rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-mkdir -p "$work/logs" "$work/certs" "$work/ca"
+failed=0
+fail() { log "tls: FAILED: $*"; failed=1; }
+lab_start tls "$NNODE" "$NDEV"
+mkdir -p "$work/certs" "$work/ca"
 chmod 700 "$work/certs"
-cp "$BIN/lbc" "$work/lbc" # bin/lbc may be rebuilt by someone else during the run
-LBC=$work/lbc
-
-(cd "$ROOT" && go build -o "$work/labctl" ./internal/testkit/lab/labctl)
-log "tls: lab $LAB up: $NDEV devices, $NNODE nodes"
-"$work/labctl" up -name "$LAB" -index "$INDEX" -devices "$NDEV" -nodes "$NNODE" \
-	-dir "$labdir" -vips "$NDEV" >"$work/lab.env"
-source "$work/lab.env"
-read -ra DEVS <<<"$LAB_DEVICE_NAMES"
-lab_cg_hosts "${DEVS[@]}"
-lab_devices_tsv "$LAB_SPEC" >"$work/devices.tsv"
-[ "$(wc -l <"$work/devices.tsv")" = "$NDEV" ] || { log "tls: devices.tsv: want $NDEV devices"; exit 1; }
-read -ra NODES <<<"$LAB_NODES"
-read -ra VIPS <<<"$LAB_VIPS"
 
 # A CA (P-256) and, per rotation, a certificate "site" for HOSTNAME_TLS with
 # a new key and serial N, in the certificate source directory (site.pem,
@@ -84,9 +57,6 @@ cp "$LAB_SPEC" "$work/spec/devices/devices.cue"
 		printf '\tplacement: device: "%s"\n}\n' "${DEVS[i - 1]}"
 	done
 } >"$work/spec/balancers/tls.cue"
-
-failed=0
-fail() { log "tls: FAILED: $*"; failed=1; }
 
 # verify TOOL: the certificate of serial SERIAL is served through the VIPs
 # of the first, middle and last device, and an HTTPS request through each
