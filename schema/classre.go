@@ -9,11 +9,17 @@ import (
 // of ASCII character classes anchored at both ends (#Name, #Path,
 // #MatchValue...), which it matches byte by byte without regexp's machine:
 // the validator checks every string of a spec, and ten L7 rules per
-// balancer double them. Any other expression goes to regexp.
+// balancer double them. Any other expression goes to regexp, through a
+// memo of its answers (durations and redirect locations repeat across
+// balancers).
 type matcher struct {
 	*regexp.Regexp
-	seq []classRun // nil: not of that shape
+	seq  []classRun // nil: not of that shape
+	memo func(string) bool
 }
+
+// maxMemoBytes is the longest string whose match is remembered.
+const maxMemoBytes = 256
 
 // classRun is min to max bytes of one ASCII set.
 type classRun struct {
@@ -22,13 +28,20 @@ type classRun struct {
 }
 
 func newMatcher(re *regexp.Regexp) matcher {
-	return matcher{Regexp: re, seq: classRuns(re.String())}
+	m := matcher{Regexp: re, seq: classRuns(re.String())}
+	if m.seq == nil {
+		m.memo = memoAllows(re.MatchString)
+	}
+	return m
 }
 
 // MatchString reports whether s matches, as regexp does.
 func (m matcher) MatchString(s string) bool {
 	if m.seq == nil {
-		return m.Regexp.MatchString(s)
+		if len(s) > maxMemoBytes {
+			return m.Regexp.MatchString(s)
+		}
+		return m.memo(s)
 	}
 	i := 0
 	for _, r := range m.seq {

@@ -7,8 +7,9 @@ import (
 
 // memoAllows remembers what allows answers for each label: asking CUE
 // whether a pattern admits a label takes a lock shared by all instances,
-// and pool names ("static", "api") repeat on every balancer of a fleet.
-// Bounded: after maxAllowsMemo labels it starts over.
+// and pool names ("static", "api") repeat on every balancer of a fleet
+// (the validator's other regular expressions use it too). Bounded: after
+// maxAllowsMemo labels it starts over.
 func memoAllows(allows func(string) bool) func(string) bool {
 	var (
 		seen sync.Map // label → bool
