@@ -22,13 +22,16 @@ import (
 //   - drain (when Runtime.Drain is set): weight 0 for the servers to
 //     delete or drain, then a wait, bounded by the drain timeout, for
 //     their sessions to end, with progress markers (drainCmd);
-//   - runtime: records the worker's Pid, then sends Runtime.Do, one
-//     command a query, in order; the first answer that is not one its
-//     RuntimeCmd accepts fails the step, its stderr naming the command and
-//     the host's answer (at most 300 bytes of it);
+//   - runtime: records the worker's Pid, then sends Runtime.Do in order,
+//     a command a query, but for runs of commands whose success is an
+//     empty answer, which share one query (batch); the first answer that
+//     is not one its RuntimeCmd accepts fails the step, its stderr naming
+//     the command (the batch) and the host's answer (at most 300 bytes of
+//     it);
 //   - runtime-verify: prints the worker's Pid again and the answer of each
-//     Runtime.ReadBack query (ParseReadBack reads them), for the
-//     controller to compare with the new file; the host changes nothing;
+//     Runtime.ReadBack query (ParseReadBack reads them; the first one asked
+//     with show info, on one connection), for the controller to compare
+//     with the new file; the host changes nothing;
 //   - then the controller sends CommitScript (remove-vips, write-state),
 //     or, on any difference, RuntimeRollbackScript: txn.sh restores the
 //     files and sends Runtime.Undo, and reloads the restored file when an
@@ -49,7 +52,9 @@ import (
 //     file, never from a host); Payload, when the command takes one (HAProxy's
 //     `<<` syntax: `set ssl cert FILE <<`), holds its lines; OK lists the
 //     answers that mean success (each a substring; "" for an empty one),
-//     none when success is an empty answer (`set weight`, `set map`);
+//     none when success is an empty answer (`set weight`, `set map`):
+//     such a command, without a payload, shares a query with its
+//     neighbours of the same kind (batch);
 //  2. append them to Runtime.Do, and their counterparts, which put the
 //     old value back, to Runtime.Undo, in the order they must run (undo
 //     the last change first). An undo command may run after only part of
