@@ -72,6 +72,21 @@ func runScriptSh(t *testing.T, s *Script, sd string) (*Report, string, bool) {
 	return rep, stderr.String(), err == nil
 }
 
+// mustRunRuntime runs c's RuntimeScript (runScriptSh) and fails the test
+// when it fails.
+func mustRunRuntime(t *testing.T, c Change, sd string) *Report {
+	t.Helper()
+	s, err := RuntimeScript(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, stderr, ok := runScriptSh(t, s, sd)
+	if !ok {
+		t.Fatalf("runtime script failed at %s: %s", rep.Failed, stderr)
+	}
+	return rep
+}
+
 func readBackServers(t *testing.T, rep *Report, step string) (int, []ServerState) {
 	t.Helper()
 	rb, err := ParseReadBack(rep.Output[step], 1)
@@ -108,14 +123,7 @@ func TestRuntimeScriptRealHAProxy(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Runtime = rt
-	s, err := RuntimeScript(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, stderr, ok := runScriptSh(t, s, dir)
-	if !ok {
-		t.Fatalf("runtime script failed at %s: %s", rep.Failed, stderr)
-	}
+	rep := mustRunRuntime(t, c, dir)
 	pid0, _ := readBackServers(t, rep, StepRuntimeVerify)
 	if got := string(rep.Output[StepRuntime]); got != "pid "+strconv.Itoa(pid0)+"\n" {
 		t.Errorf("runtime step printed %q; the worker after it is %d", got, pid0)
@@ -134,7 +142,7 @@ func TestRuntimeScriptRealHAProxy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, stderr, ok = runScriptSh(t, rb, dir)
+	rep, stderr, ok := runScriptSh(t, rb, dir)
 	if !ok {
 		t.Fatalf("rollback failed at %s: %s", rep.Failed, stderr)
 	}
@@ -149,7 +157,7 @@ func TestRuntimeScriptRealHAProxy(t *testing.T) {
 	// A command HAProxy refuses: the step fails with its answer.
 	bad := c
 	bad.Runtime = &Runtime{Do: []RuntimeCmd{{Line: "set weight be_web/nosuch 3"}}, ReadBack: []string{ServersStateQuery}}
-	s, err = RuntimeScript(bad)
+	s, err := RuntimeScript(bad)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,15 +219,7 @@ func TestRuntimeBatchRealHAProxy(t *testing.T) {
 		t.Fatalf("120 commands in %d batches, want 2 of at most %d bytes", len(b), maxBatch)
 	}
 	c := Change{Device: "lb", Host: h, Config: old, LiveConfig: file(old), State: []byte("{}\n"), Runtime: rt}
-	s, err := RuntimeScript(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, stderr, ok := runScriptSh(t, s, dir)
-	if !ok {
-		t.Fatalf("runtime script failed at %s: %s", rep.Failed, stderr)
-	}
-	_, ss := readBackServers(t, rep, StepRuntimeVerify)
+	_, ss := readBackServers(t, mustRunRuntime(t, c, dir), StepRuntimeVerify)
 	if len(ss) != 61 {
 		t.Fatalf("read back %d servers, want 61", len(ss))
 	}
@@ -232,11 +232,11 @@ func TestRuntimeBatchRealHAProxy(t *testing.T) {
 	bad := c
 	bad.Runtime = &Runtime{Do: []RuntimeCmd{{Line: "set weight be_web/n2 7"}, {Line: "set weight be_web/nosuch 3"}, {Line: "set weight be_web/n3 7"}},
 		ReadBack: []string{ServersStateQuery}}
-	s, err = RuntimeScript(bad)
+	s, err := RuntimeScript(bad)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, stderr, ok = runScriptSh(t, s, dir)
+	rep, stderr, ok := runScriptSh(t, s, dir)
 	if ok || rep.Failed != StepRuntime || !strings.Contains(stderr, "stats socket: set weight be_web/n2 7;set weight be_web/nosuch 3;set weight be_web/n3 7: ") ||
 		!strings.Contains(stderr, "No such server.") {
 		t.Errorf("a batch with a refused command: ok %v, failed at %q, stderr %q", ok, rep.Failed, stderr)
