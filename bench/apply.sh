@@ -173,21 +173,26 @@ ab_line=""
 if [ -n "${BENCH_LBC_BASE:-}" ]; then
 	log "apply: alternating with $BENCH_LBC_BASE"
 	cp "$BENCH_LBC_BASE" "$work/lbc-base"
-	ab_base=() ab_this=()
+	ab_base=() ab_this=() ab_hbase=() ab_hthis=()
 	for r in $(seq 1 "$RUNS"); do
 		v=$(other $live)
-		timed lbc-base "$work/lbc-base" apply "$work/spec-$v" "${SSHFLAGS[@]}" && ab_base+=("$C")
+		timed lbc-base "$work/lbc-base" apply "$work/spec-$v" "${SSHFLAGS[@]}" && ab_base+=("$C") ab_hbase+=("$H")
 		live=$v
 		v=$(other $live)
-		lbc_apply lbc-ab "$v" && ab_this+=("$C")
+		lbc_apply lbc-ab "$v" && ab_this+=("$C") ab_hthis+=("$H")
 		live=$v
 	done
 	verify "lbc apply (alternating)" $live
 	lbc_live=$live
-	ab_line=$(awk -v a="${ab_base[*]}" -v b="${ab_this[*]}" -v d="$NDEV" 'BEGIN {
+	# Machine CPU (anyone's), then host CPU (the lab devices' cgroup, "-"
+	# without one).
+	ab_line=$(awk -v a="${ab_base[*]}" -v b="${ab_this[*]}" -v ha="${ab_hbase[*]}" -v hb="${ab_hthis[*]}" -v d="$NDEV" 'BEGIN {
 		na = split(a, x, " "); nb = split(b, y, " ")
 		for (i = 1; i <= na; i++) sa += x[i]; for (i = 1; i <= nb; i++) sb += y[i]
 		if (na && nb) printf "alternating %d runs each: base %.1f ms CPU/dev, this lbc %.1f ms CPU/dev (%.2f)", na, sa*1000/na/d, sb*1000/nb/d, (sb/nb)/(sa/na)
+		nha = split(ha, x, " "); nhb = split(hb, y, " ")
+		for (i = 1; i <= nha; i++) { if (x[i] == "-") nha = 0; sha += x[i] } for (i = 1; i <= nhb; i++) { if (y[i] == "-") nhb = 0; shb += y[i] }
+		if (nha && nhb) printf "; host CPU: base %.1f ms/dev, this lbc %.1f ms/dev (%.2f)", sha*1000/nha/d, shb*1000/nhb/d, (shb/nhb)/(sha/nha)
 	}')
 fi
 

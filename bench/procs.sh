@@ -11,7 +11,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LBC=${1:-$ROOT/bin/lbc}
 RUNS=${RUNS:-3}
-LAB=procs INDEX=${PROCS_INDEX:-23}
+LAB=${PROCS_LAB:-procs} INDEX=${PROCS_INDEX:-23}
 [ "$(id -u)" = 0 ] || { echo "procs: needs root (the lab)" >&2; exit 1; }
 command -v strace >/dev/null || { echo "procs: needs strace" >&2; exit 1; }
 work=$(mktemp -d /tmp/lbc-procs.XXXXXX)
@@ -38,7 +38,8 @@ EOT
 }
 SSH=(--known-hosts "$LAB_KNOWN_HOSTS" --ssh-key "$LAB_KEY")
 spec 3
-"$LBC" apply "$work/specs" "${SSH[@]}" >/dev/null
+# The lab's own first config is not lbc's: the first apply adopts it.
+"$LBC" apply "$work/specs" "${SSH[@]}" --adopt >/dev/null
 # The device's sshd: the one process of the namespace named sshd whose
 # parent is not an sshd.
 sshd=
@@ -50,7 +51,7 @@ done
 [ -n "$sshd" ] || { echo "procs: no sshd in $LAB_NAME-d1" >&2; exit 1; }
 for run in $(seq 1 "$RUNS"); do
 	spec $((3 + run))
-	strace -f -qq -e trace=execve -e signal=none -o "$work/trace" -p "$sshd" &
+	strace -f -qq -e trace=execve,fork,vfork,clone,clone3 -e signal=none -o "$work/trace" -p "$sshd" &
 	st=$!
 	sleep 0.5
 	"$LBC" apply "$work/specs" "${SSH[@]}" >/dev/null
@@ -59,4 +60,6 @@ for run in $(seq 1 "$RUNS"); do
 	echo "== run $run: programs started on the host (execve), by name"
 	grep -E 'execve\(' "$work/trace" | grep -v ' = -1 ' | sed -E 's/.*execve\("([^"]*)".*/\1/' | xargs -n1 basename | sort | uniq -c | sort -rn
 	echo "total: $(grep -E 'execve\(' "$work/trace" | grep -vc ' = -1 ')"
+	# A fork: a clone that makes a process, not a thread.
+	echo "forks: $(grep -E '(clone3?|v?fork)\(' "$work/trace" | grep -v CLONE_THREAD | grep -v ' = -1 ' | grep -vc resumed)"
 done

@@ -48,9 +48,13 @@ func drainCmd(h Host, d Drain) string {
 	var b strings.Builder
 	b.WriteString(cliFunc + rtFunc)
 	pats := make([]string, len(d.Servers))
+	zero := make([]RuntimeCmd, len(d.Servers))
 	for i, id := range d.Servers {
-		fmt.Fprintf(&b, "  %s &&\n", rtCall(h, RuntimeCmd{Line: "set weight " + id + " 0"}))
+		zero[i] = RuntimeCmd{Line: "set weight " + id + " 0"}
 		pats[i] = q(id)
+	}
+	for _, c := range batch(zero) {
+		fmt.Fprintf(&b, "  %s &&\n", rtCall(h, c))
 	}
 	fmt.Fprintf(&b, `  lbc_i=0 && while :; do
     lbc_st=$(lbc_cli %s <<'LBC_CLI'

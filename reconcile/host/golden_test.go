@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -326,4 +327,34 @@ func diffLines(a, b string) string {
 		}
 	}
 	return ""
+}
+
+// lbc_cli execs the stats socket's client (cliFunc): every call in every
+// golden script must run in a subshell of its own, a command
+// substitution or the first command of a pipeline, never in the script's
+// shell, which it would replace.
+func TestCliInASubshell(t *testing.T) {
+	paths, err := filepath.Glob(filepath.Join("testdata", "scripts", "*.txtar"))
+	if err != nil || len(paths) == 0 {
+		t.Fatal("no golden scripts", err)
+	}
+	call := regexp.MustCompile(`lbc_cli[ (]`)
+	inSubshell := regexp.MustCompile(`(\$\(lbc_cli |lbc_cli\(\) \{|(^|[{;] )lbc_cli [^\n]*<<'LBC_CLI' \| )`)
+	calls := 0
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			n := len(call.FindAllStringIndex(l, -1))
+			calls += n
+			if ok := len(inSubshell.FindAllStringIndex(strings.TrimLeft(l, " "), -1)); ok != n {
+				t.Errorf("%s: lbc_cli called outside a subshell:\n%s", p, l)
+			}
+		}
+	}
+	if calls < 50 {
+		t.Errorf("only %d lbc_cli calls and definitions found", calls)
+	}
 }

@@ -22,13 +22,16 @@ import (
 //   - drain (when Runtime.Drain is set): weight 0 for the servers to
 //     delete or drain, then a wait, bounded by the drain timeout, for
 //     their sessions to end, with progress markers (drainCmd);
-//   - runtime: records the worker's Pid, then sends Runtime.Do, one
-//     command a query, in order; the first answer that is not one its
-//     RuntimeCmd accepts fails the step, its stderr naming the command and
-//     the host's answer (at most 300 bytes of it);
+//   - runtime: records the worker's Pid, then sends Runtime.Do in order,
+//     a command a query, but for runs of commands whose success is an
+//     empty answer, which share one query (batch); the first answer that
+//     is not one its RuntimeCmd accepts fails the step, its stderr naming
+//     the command (the batch) and the host's answer (at most 300 bytes of
+//     it);
 //   - runtime-verify: prints the worker's Pid again and the answer of each
-//     Runtime.ReadBack query (ParseReadBack reads them), for the
-//     controller to compare with the new file; the host changes nothing;
+//     Runtime.ReadBack query (ParseReadBack reads them; the first one asked
+//     with show info, on one connection), for the controller to compare
+//     with the new file; the host changes nothing;
 //   - then the controller sends CommitScript (remove-vips, write-state),
 //     or, on any difference, RuntimeRollbackScript: txn.sh restores the
 //     files and sends Runtime.Undo, and reloads the restored file when an
@@ -49,7 +52,9 @@ import (
 //     file, never from a host); Payload, when the command takes one (HAProxy's
 //     `<<` syntax: `set ssl cert FILE <<`), holds its lines; OK lists the
 //     answers that mean success (each a substring; "" for an empty one),
-//     none when success is an empty answer (`set weight`, `set map`);
+//     none when success is an empty answer (`set weight`, `set map`):
+//     such a command, without a payload, shares a query with its
+//     neighbours of the same kind (batch);
 //  2. append them to Runtime.Do, and their counterparts, which put the
 //     old value back, to Runtime.Undo, in the order they must run (undo
 //     the last change first). An undo command may run after only part of
@@ -166,6 +171,13 @@ func checkRuntime(r *Runtime) error {
 			}
 		}
 	}
+	if r.Drain != nil {
+		for _, id := range r.Drain.Servers {
+			if err := CheckRuntimeCmd(RuntimeCmd{Line: "set weight " + id + " 0"}); err != nil {
+				return err
+			}
+		}
+	}
 	for _, rb := range append(slices.Clone(r.ReadBack), r.Before...) {
 		if err := CheckRuntimeCmd(RuntimeCmd{Line: rb}); err != nil {
 			return err
@@ -197,6 +209,45 @@ LBC_RT
   printf 'stats socket: %s: %.300s\n' "$lbc_c" "$lbc_a" >&2; return 1; }
 `
 
+// maxBatch bounds a line of joined commands (batch): HAProxy reads a
+// command line into one buffer (tune.bufsize, 16384 bytes by default).
+const maxBatch = 2048
+
+// batchable reports whether c may share a line with others (batch): no
+// payload, and success is an empty answer (set weight, set server
+// state, enable health).
+func batchable(c RuntimeCmd) bool {
+	return c.Payload == "" && c.PayloadFile == "" && len(c.OK) == 0
+}
+
+// batch joins each run of consecutive batchable commands with ';' (the
+// stats socket's command separator, which CheckRuntimeCmd keeps out of a
+// command) into one command of at most maxBatch bytes: one connection,
+// one lbc_cli process, instead of one a command. HAProxy 2.6 runs every
+// command of the line in order, whatever the answer of one, and ends
+// the answer of each with an empty line; a command substitution drops
+// the trailing newlines, so the batch's answer is empty exactly when
+// every command's is, and otherwise holds what a command answered (No
+// such server.). The other commands keep a line of their own: an add
+// or del server answers, and OK tells apart only one answer a line.
+// Order is kept.
+func batch(cs []RuntimeCmd) []RuntimeCmd {
+	var out []RuntimeCmd
+	joinable := false // the last of out is a batch that may grow
+	for _, c := range cs {
+		if !batchable(c) {
+			out, joinable = append(out, c), false
+			continue
+		}
+		if last := len(out) - 1; joinable && len(out[last].Line)+1+len(c.Line) <= maxBatch {
+			out[last].Line += ";" + c.Line
+			continue
+		}
+		out, joinable = append(out, RuntimeCmd{Line: c.Line}), true
+	}
+	return out
+}
+
 // rtCall is the call of lbc_rt for c.
 func rtCall(h Host, c RuntimeCmd) string {
 	fn, payload := "lbc_rt", c.Payload
@@ -217,23 +268,66 @@ func rtCall(h Host, c RuntimeCmd) string {
 // host table's 10,000 lines in a shell loop cost a read per byte). It
 // fails when HAProxy does not answer.
 func readBackCmd(h Host, queries []string, wait bool) string {
+	if !wait {
+		return pidAnswersCmd(h, queries, false)
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, infoFunc, statsCmd(h, infoQuery, "2>/dev/null"))
-	if wait {
-		// After txn.sh reloaded (an undo command refused), the new
-		// worker answers once it has started: poll, at most 5 s.
-		b.WriteString("  lbc_i=0; while lbc_info_get; [ -z \"$lbc_pid\" ] && [ \"$lbc_i\" -lt 50 ]; do lbc_i=$((lbc_i+1)); sleep 0.1; done\n")
-	}
-	b.WriteString(`  lbc_info_get; [ -n "$lbc_pid" ] || { echo 'haproxy did not answer on its stats socket' >&2; false; } &&
-  echo "pid $lbc_pid"`)
-	b.WriteString(answersCmd(h, queries, false))
+	// After txn.sh reloaded (an undo command refused), the new worker
+	// answers once it has started: poll, at most 5 s.
+	b.WriteString("  lbc_i=0; while lbc_info_get; [ -z \"$lbc_pid\" ] && [ \"$lbc_i\" -lt 50 ]; do lbc_i=$((lbc_i+1)); sleep 0.1; done\n")
+	b.WriteString(pidAnswersCmd(h, queries, false))
 	return b.String()
 }
 
-// answersCmd prints, for each query, "answer I" and its answer (see
-// readBackCmd), joined to what comes before by &&; with more, what
-// follows may be joined by && too.
-func answersCmd(h Host, queries []string, more bool) string {
+// pidAnswersCmd prints "pid N" and the answers of queries as readBackCmd
+// does, at once (no wait), defining what it needs; with more, what follows
+// may be joined by &&. The first query shares one connection and one awk
+// with `show info` ("show info;QUERY"): HAProxy 2.6 ends the answer of
+// show info with an empty line, as lbc_info_get relies on too, so awk
+// takes the Pid from the lines before the first empty one and prefixes
+// the lines after it, the answer, with "|" (its trailing empty lines
+// dropped, as a command substitution drops them). No Pid, no answer:
+// "haproxy did not answer on its stats socket". Each further query costs
+// a connection of its own (answersCmd): answers do not all end with an
+// empty line.
+func pidAnswersCmd(h Host, queries []string, more bool) string {
+	var b strings.Builder
+	if len(queries) == 0 {
+		fmt.Fprintf(&b, infoFunc, statsCmd(h, infoQuery, "2>/dev/null"))
+		b.WriteString(`  lbc_info_get; [ -n "$lbc_pid" ] || { echo 'haproxy did not answer on its stats socket' >&2; false; } &&
+  echo "pid $lbc_pid"`)
+		if !more {
+			b.WriteString("\n")
+		}
+		return b.String()
+	}
+	b.WriteString(cliFunc)
+	fmt.Fprintf(&b, "  lbc_cli %s 2>/dev/null <<'LBC_CLI' | awk %s", q(h.SocketPath()), q(pidAnswerAwk))
+	last := len(queries) == 1 && !more
+	if !last {
+		b.WriteString(" &&")
+	}
+	fmt.Fprintf(&b, "\nshow info;%s\nLBC_CLI\n", queries[0])
+	if !last {
+		b.WriteString("  :")
+	}
+	b.WriteString(answersCmd(h, queries[1:], 1, more))
+	return b.String()
+}
+
+// pidAnswerAwk reads the answer of "show info;QUERY" (pidAnswersCmd).
+const pidAnswerAwk = `f { if ($0 == "") { e++; next }
+  for (; e > 0; e--) if (n++ < 100000) print "|"
+  if (n++ < 100000) print "|" $0; next }
+/^Pid:/ { p = $2 }
+$0 == "" { if (p == "") exit; f = 1; print "pid " p; print "answer 0" }
+END { if (!f) { print "haproxy did not answer on its stats socket" > "/dev/stderr"; exit 1 } }`
+
+// answersCmd prints, for each query, "answer I" (I from first on) and its
+// answer (see readBackCmd), joined to what comes before by &&; with more,
+// what follows may be joined by && too.
+func answersCmd(h Host, queries []string, first int, more bool) string {
 	var b strings.Builder
 	// A here-document's body starts on the line after its operator, so
 	// the && that joins the next query ends that line.
@@ -243,7 +337,7 @@ func answersCmd(h Host, queries []string, more bool) string {
 %[2]s
 LBC_CLI
 ) &&
-  awk 'NR <= 100000 { print "|" $0 }' <<LBC_ANSWER`, i, rq, q(h.SocketPath()))
+  awk 'NR <= 100000 { print "|" $0 }' <<LBC_ANSWER`, first+i, rq, q(h.SocketPath()))
 		last := i == len(queries)-1 && !more
 		if !last {
 			b.WriteString(" &&")
@@ -274,15 +368,12 @@ func RuntimeScript(c Change) (*Script, error) {
 	}
 	h := c.Host
 	var b strings.Builder
-	fmt.Fprintf(&b, infoFunc, statsCmd(h, infoQuery, "2>/dev/null"))
 	b.WriteString(rtFunc + rtFileFunc(c.Runtime.Do))
 	if len(c.Runtime.Maps) > 0 {
 		b.WriteString(mapFunc)
 	}
-	b.WriteString(`  lbc_info_get; [ -n "$lbc_pid" ] || { echo 'haproxy did not answer on its stats socket' >&2; false; } &&
-  echo "pid $lbc_pid"`)
-	b.WriteString(answersCmd(h, c.Runtime.Before, true))
-	for _, rc := range c.Runtime.Do {
+	b.WriteString(pidAnswersCmd(h, c.Runtime.Before, true))
+	for _, rc := range batch(c.Runtime.Do) {
 		b.WriteString(" &&\n  " + rtCall(h, rc))
 	}
 	b.WriteString(mapLoads(h, c.Runtime))
@@ -346,7 +437,7 @@ func runtimeUndo(h Host, r *Runtime) string {
 	if len(r.Maps) > 0 {
 		b.WriteString(mapFunc)
 	}
-	for _, c := range r.Undo {
+	for _, c := range batch(r.Undo) {
 		fmt.Fprintf(&b, "%s || urc=1\n", rtCall(h, c))
 	}
 	b.WriteString(mapUndo(h, r))

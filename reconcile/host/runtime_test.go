@@ -72,6 +72,21 @@ func runScriptSh(t *testing.T, s *Script, sd string) (*Report, string, bool) {
 	return rep, stderr.String(), err == nil
 }
 
+// mustRunRuntime runs c's RuntimeScript (runScriptSh) and fails the test
+// when it fails.
+func mustRunRuntime(t *testing.T, c Change, sd string) *Report {
+	t.Helper()
+	s, err := RuntimeScript(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, stderr, ok := runScriptSh(t, s, sd)
+	if !ok {
+		t.Fatalf("runtime script failed at %s: %s", rep.Failed, stderr)
+	}
+	return rep
+}
+
 func readBackServers(t *testing.T, rep *Report, step string) (int, []ServerState) {
 	t.Helper()
 	rb, err := ParseReadBack(rep.Output[step], 1)
@@ -108,14 +123,7 @@ func TestRuntimeScriptRealHAProxy(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Runtime = rt
-	s, err := RuntimeScript(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, stderr, ok := runScriptSh(t, s, dir)
-	if !ok {
-		t.Fatalf("runtime script failed at %s: %s", rep.Failed, stderr)
-	}
+	rep := mustRunRuntime(t, c, dir)
 	pid0, _ := readBackServers(t, rep, StepRuntimeVerify)
 	if got := string(rep.Output[StepRuntime]); got != "pid "+strconv.Itoa(pid0)+"\n" {
 		t.Errorf("runtime step printed %q; the worker after it is %d", got, pid0)
@@ -134,7 +142,7 @@ func TestRuntimeScriptRealHAProxy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, stderr, ok = runScriptSh(t, rb, dir)
+	rep, stderr, ok := runScriptSh(t, rb, dir)
 	if !ok {
 		t.Fatalf("rollback failed at %s: %s", rep.Failed, stderr)
 	}
@@ -149,7 +157,7 @@ func TestRuntimeScriptRealHAProxy(t *testing.T) {
 	// A command HAProxy refuses: the step fails with its answer.
 	bad := c
 	bad.Runtime = &Runtime{Do: []RuntimeCmd{{Line: "set weight be_web/nosuch 3"}}, ReadBack: []string{ServersStateQuery}}
-	s, err = RuntimeScript(bad)
+	s, err := RuntimeScript(bad)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,4 +186,74 @@ func TestCheckRuntimeCmd(t *testing.T) {
 	if _, err := RuntimeScript(c); err == nil {
 		t.Error("RuntimeScript built a script with a ; in a command")
 	}
+}
+
+// Commands whose success is an empty answer go in batches, joined with
+// ';' (at most maxBatch bytes a line), against a real HAProxy 2.6: 60
+// weights and 60 states in two connections, every value read back; then
+// a batch with one command HAProxy refuses fails the step with its
+// answer, and HAProxy has still run the commands after the refused one
+// (so the undo, not the batch, puts the runtime back).
+func TestRuntimeBatchRealHAProxy(t *testing.T) {
+	dir, err := os.MkdirTemp("", "lbcrt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	var extra strings.Builder
+	var ops []classify.Op
+	for i := 2; i <= 61; i++ {
+		n := "n" + strconv.Itoa(i)
+		extra.WriteString("    server " + n + " 127.0.0.1:" + strconv.Itoa(9000+i) + " weight 1\n")
+		ops = append(ops, classify.Op{Kind: classify.KindWeight, Backend: "be_web", Server: n, From: "1", To: strconv.Itoa(i)},
+			classify.Op{Kind: classify.KindState, Backend: "be_web", Server: n, From: "ready", To: "maint"})
+	}
+	old := rtConfig(dir, 1, extra.String())
+	startHAProxy(t, dir, old)
+	h := Host{StateDir: dir, Config: filepath.Join(dir, "haproxy.cfg"), Check: "haproxy -c -q -f", Reload: "false"}
+	rt, err := ServerRuntime(ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := batch(rt.Do); len(b) != 2 || len(b[0].Line) > maxBatch || len(b[0].Line)+len(b[1].Line)+1 != len(joinLines(rt.Do)) {
+		t.Fatalf("120 commands in %d batches, want 2 of at most %d bytes", len(b), maxBatch)
+	}
+	c := Change{Device: "lb", Host: h, Config: old, LiveConfig: file(old), State: []byte("{}\n"), Runtime: rt}
+	_, ss := readBackServers(t, mustRunRuntime(t, c, dir), StepRuntimeVerify)
+	if len(ss) != 61 {
+		t.Fatalf("read back %d servers, want 61", len(ss))
+	}
+	for _, sv := range ss[1:] {
+		if want := strconv.Itoa(int(sv.Addr.Port()) - 9000); sv.State != "maint" || strconv.Itoa(sv.Weight) != want {
+			t.Errorf("%s: want weight %s maint", sv, want)
+		}
+	}
+
+	bad := c
+	bad.Runtime = &Runtime{Do: []RuntimeCmd{{Line: "set weight be_web/n2 7"}, {Line: "set weight be_web/nosuch 3"}, {Line: "set weight be_web/n3 7"}},
+		ReadBack: []string{ServersStateQuery}}
+	s, err := RuntimeScript(bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, stderr, ok := runScriptSh(t, s, dir)
+	if ok || rep.Failed != StepRuntime || !strings.Contains(stderr, "stats socket: set weight be_web/n2 7;set weight be_web/nosuch 3;set weight be_web/n3 7: ") ||
+		!strings.Contains(stderr, "No such server.") {
+		t.Errorf("a batch with a refused command: ok %v, failed at %q, stderr %q", ok, rep.Failed, stderr)
+	}
+	ss, err = ParseServersState(cli(t, dir, ServersStateQuery))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ss[1].Weight != 7 || ss[2].Server != "n3" || ss[2].Weight != 7 {
+		t.Errorf("the commands around the refused one did not run: %v", ss[1:3])
+	}
+}
+
+func joinLines(cs []RuntimeCmd) string {
+	var l []string
+	for _, c := range cs {
+		l = append(l, c.Line)
+	}
+	return strings.Join(l, ";")
 }

@@ -122,8 +122,14 @@ func subnetSized(vips []string) bool {
 // socat otherwise: both answer the same, and socat, linked with fifteen
 // libraries (OpenSSL, Kerberos), costs the host three to four times the
 // CPU of nc.openbsd per query (3.3 against 1.1 ms on the lab machine).
-// `command -v` is a builtin: choosing costs no process.
-const cliFunc = `lbc_cli() { if command -v nc.openbsd >/dev/null 2>&1; then nc.openbsd -N -U -w 2 "$1"; else socat -t 2 stdio "UNIX-CONNECT:$1"; fi; }
+// `command -v` is a builtin: choosing costs no process. lbc_cli execs the
+// client in the process that calls it: every call is in a subshell, a
+// command substitution or the first command of a pipeline, whose fork
+// then runs the client itself, without a second fork (a shell forks for
+// a command a function runs, even the last one of a subshell). Called in
+// a script's own shell, it would replace that shell: TestCliInASubshell
+// checks every call in the golden scripts.
+const cliFunc = `lbc_cli() { if command -v nc.openbsd >/dev/null 2>&1; then exec nc.openbsd -N -U -w 2 "$1"; else exec socat -t 2 stdio "UNIX-CONNECT:$1"; fi; }
 `
 
 // statsCmd sends one command to HAProxy's stats socket with lbc_cli

@@ -127,7 +127,9 @@ func TestNeedsBefore(t *testing.T) {
 }
 
 // Both stats clients get HAProxy's real answers: the info query verify
-// asks, and the server-state dump that save-server-state writes (the same
+// asks, a batch of set weight (an empty answer), show info with show
+// servers state on one connection as runtime-verify reads it, and the
+// server-state dump that save-server-state writes (the same
 // bytes with either client), run by /bin/sh with only that client on the
 // PATH.
 func TestStatsClientsAgainstHAProxy(t *testing.T) {
@@ -185,6 +187,15 @@ func TestStatsClientsAgainstHAProxy(t *testing.T) {
 		info := run(fmt.Sprintf(infoFunc, statsCmd(h, infoQuery, "")) + "lbc_info_get; printf 'pid=%s desc=%s\\n' \"$lbc_pid\" \"$lbc_desc\"\n")
 		if want := fmt.Sprintf("pid=%d desc=lbc:5eed\n", hap.Process.Pid); info != want {
 			t.Errorf("%s: info %q, want %q", client, info, want)
+		}
+		// A batch of commands that answer nothing, then show info with
+		// show servers state on one connection (runtime-verify).
+		out := run(cliFunc + rtFunc + rtCall(h, batch([]RuntimeCmd{{Line: "set weight be_web/n1 7"}, {Line: "set weight be_web/n2 3"}})[0]) +
+			" && echo batch-ok\n" + pidAnswersCmd(h, []string{ServersStateQuery}, false))
+		rest, ok := strings.CutPrefix(out, "batch-ok\n")
+		rb, err := ParseReadBack([]byte(rest), 1)
+		if !ok || err != nil || rb.Pid != hap.Process.Pid || !strings.Contains(rb.Answers[0], " be_web 2 n2 127.0.0.1 ") {
+			t.Errorf("%s: batch and read back: %v\n%s", client, err, out)
 		}
 		run(saveServerStateCmd(h))
 		b, err := os.ReadFile(h.ServerStatePath())
