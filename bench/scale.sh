@@ -15,10 +15,19 @@
 # the lbc process alone; the simulated hosts run in simctl and their
 # shells), then `lbc apply`. simctl counts the SSH connections open at once.
 # After the apply every host's haproxy.cfg must carry the new weight.
+# BENCH_SCALE_SWEEP (e.g. "5 10 20 40") then applies one more weight change
+# per value with that --parallelism, BENCH_SCALE_SWEEP_ROUNDS times in
+# turn, and prints them in a second table.
+# Bounded: every lbc run is stopped after BENCH_SCALE_TIMEOUT seconds (1800),
+# the simulator after 60 s once its stdin is closed; everything is stopped
+# and the work directory removed on exit.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 SIZES=${BENCH_SCALE_SIZES:-100 300 1000 3000}
 PAR=${BENCH_SCALE_PARALLELISM:-}   # --parallelism for plan and apply; lbc's default when empty
+SWEEP=${BENCH_SCALE_SWEEP:-}       # --parallelism values of the extra applies (none when empty)
+SWEEP_ROUNDS=${BENCH_SCALE_SWEEP_ROUNDS:-1}
+LIMIT=${BENCH_SCALE_TIMEOUT:-1800} # seconds an lbc run may take
 
 need_time
 if ! build_lbc; then
@@ -32,7 +41,7 @@ sim_pid=
 cleanup() {
 	set +e
 	exec 3>&- 2>/dev/null
-	[ -n "$sim_pid" ] && { kill "$sim_pid" 2>/dev/null; wait "$sim_pid" 2>/dev/null; }
+	[ -n "$sim_pid" ] && { kill "$sim_pid" 2>/dev/null; stop_sim; }
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -40,11 +49,21 @@ trap cleanup EXIT
 par=()
 [ -n "$PAR" ] && par=(--parallelism "$PAR")
 
-# timed OUT CMD...: runs CMD under GNU time; OUT gets "wall user sys maxrss_kb exit".
+# stop_sim: waits up to 60 s for the simulator to end (its stdin closed or
+# signalled), then kills it.
+stop_sim() {
+	local i
+	for i in $(seq 600); do kill -0 "$sim_pid" 2>/dev/null || break; sleep 0.1; done
+	kill -KILL "$sim_pid" 2>/dev/null || true
+	wait "$sim_pid" 2>/dev/null || true
+	sim_pid=
+}
+# timed OUT CMD...: runs CMD under GNU time, stopped after $LIMIT seconds
+# (exit 124); OUT gets "wall user sys maxrss_kb exit".
 timed() {
 	local out=$1; shift
 	local rc=0
-	/usr/bin/time -f '%e %U %S %M' -o "$out.t" "$@" >"$out.log" 2>&1 || rc=$?
+	/usr/bin/time -f '%e %U %S %M' -o "$out.t" timeout -k 10 "$LIMIT" "$@" >"$out.log" 2>&1 || rc=$?
 	printf '%s %s\n' "$(tail -1 "$out.t")" "$rc" >"$out"
 }
 # calc EXPR: floating point arithmetic (awk).
@@ -96,11 +115,34 @@ for n in $SIZES; do
 	[ -z "$first_cpu" ] && first_cpu=$(calc "$ac / $n") first_plan_cpu=$(calc "$pc / $n") first_n=$n
 	last_plan_cpu=$(calc "$pc / $n")
 	last_cpu=$(calc "$ac / $n") last_n=$n
+	# The sweep: one more weight change a value of BENCH_SCALE_SWEEP.
+	w=2
+	for r in $(seq "$SWEEP_ROUNDS"); do
+		for sp in $SWEEP; do
+			sed -i "s/weight: $w}/weight: $((w + 1))}/" "$d/specs/balancers/sim.cue"
+			w=$((w + 1))
+			peak >/dev/null
+			timed "$work/sweep" "$LBC" apply --reload --known-hosts "$d/known_hosts" --ssh-key "$d/id_ed25519" --parallelism "$sp" "$d/specs"
+			sconns=$(peak)
+			read -r sw su ss sm src <"$work/sweep"
+			[ "$src" = 0 ] || { log "scale: apply to $n hosts with --parallelism $sp: exit $src: $(tail -3 "$work/sweep.log")"; exit 1; }
+			done_hosts=$(grep -l " weight $w check\$" "$d"/h*/haproxy.cfg | wc -l)
+			[ "$done_hosts" = "$n" ] || { log "scale: only $done_hosts of $n hosts run weight $w"; exit 1; }
+			sc=$(calc "$su + $ss")
+			printf '%-6s %11s | %7.2f %7.2f %6.2fms %6.0f %7s %s\n' "$n" "$sp" "$sw" "$sc" "$(calc "1000 * $sc / $n")" \
+				"$(calc "$sm / 1024")" "$sconns" "$(cut -d' ' -f1 /proc/loadavg)" >>"$work/sweep.rows"
+		done
+	done
 	exec 3>&-
-	wait "$sim_pid" 2>/dev/null
-	sim_pid=
+	stop_sim
 	rm -rf "$d"
 done
 printf 'apply CPU per host at %s hosts / at %s: %.2f (target <= 1.2)\n' "$last_n" "$first_n" "$(calc "$last_cpu / $first_cpu")"
 printf 'plan CPU per host at %s hosts / at %s: %.2f\n' "$last_n" "$first_n" "$(calc "$last_plan_cpu / $first_plan_cpu")"
 printf 'parallelism: %s; MB: peak RSS of the lbc process; conns: most SSH connections open at once (simctl)\n' "${PAR:-lbc default}"
+if [ -s "$work/sweep.rows" ]; then
+	echo
+	printf '%-6s %11s | %-48s\n' "" "" "apply of a weight change with --parallelism P"
+	printf '%-6s %11s | %7s %7s %8s %6s %7s %s\n' hosts parallelism "wall s" "cpu s" "cpu/host" "MB" "conns" "load"
+	cat "$work/sweep.rows"
+fi

@@ -35,7 +35,7 @@ var (
 
 // ApplyOptions tune Apply.
 type ApplyOptions struct {
-	Parallelism int           // devices changed at once; 10 when 0
+	Parallelism int           // devices changed at once; DefaultParallelism when 0
 	MaxFailures int           // stop starting devices after this many failed; 0: no limit
 	LockTimeout time.Duration // wait this long for a device lock; 0: fail at once
 	Owner       string        // who applies, shown to whoever finds the lock ("user@host pid N")
@@ -117,7 +117,7 @@ func Apply(ctx context.Context, plan *Plan, dial Dialer, opts ApplyOptions) (*Ap
 // defaults fills the options left unset.
 func (o *ApplyOptions) defaults() {
 	if o.Parallelism <= 0 {
-		o.Parallelism = 10
+		o.Parallelism = DefaultParallelism
 	}
 	if o.Now == nil {
 		o.Now = time.Now

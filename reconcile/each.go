@@ -12,6 +12,16 @@ import (
 	"lbc/internal/par"
 )
 
+// DefaultParallelism is how many devices plan, apply and status work on at
+// once unless told (lbc's --parallelism). Chosen from the scale section of
+// make bench (bench/scale.sh, BENCH_SCALE_SWEEP): on simulated fleets of
+// 300 and 1,000 hosts sharing a 2-CPU machine, the wall times of 10, 20
+// and 40 overlap and 5 is slowest; 20 spends about a quarter less
+// controller CPU a host than 10, for 10-15 MB more and about 25
+// connections open at once, and halves the time of an apply bound by
+// the hosts' latency (README, Performance).
+const DefaultParallelism = 20
+
 // deviceNames returns the names of the devices of res, sorted.
 func deviceNames(res *compiler.Result) []string {
 	names := make([]string, 0, len(res.Devices))
@@ -23,12 +33,12 @@ func deviceNames(res *compiler.Result) []string {
 }
 
 // eachDevice calls f(i) for every i in [0, n), at most workers at a time
-// (10 when workers <= 0), and waits for them all. Once ctx is done, the
+// (DefaultParallelism when workers <= 0), and waits for them all. Once ctx is done, the
 // calls not yet started get fail(i, ctx.Err()) instead; a call that panics
 // gets fail(i, err) with the panic as err, and the others go on.
 func eachDevice(ctx context.Context, n, workers int, f func(i int), fail func(i int, err error)) {
 	if workers <= 0 {
-		workers = 10
+		workers = DefaultParallelism
 	}
 	started := make([]bool, n)
 	par.Do(ctx, n, workers, func(i int) error {

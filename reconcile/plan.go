@@ -108,7 +108,7 @@ type Desired struct {
 
 // PlanOptions tune BuildPlan.
 type PlanOptions struct {
-	Parallelism int    // devices read at once; 10 when 0
+	Parallelism int    // devices read at once; DefaultParallelism when 0
 	IPCommand   string // ip(8) on the hosts; "ip" when empty
 	// Previous is the placement the compile started from (the lock file);
 	// a device it names that is no longer in the spec gets a note.

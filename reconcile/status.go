@@ -67,7 +67,7 @@ type HAVIP struct {
 
 // StatusOptions tune ReadStatus.
 type StatusOptions struct {
-	Parallelism int    // devices read at once; 10 when 0
+	Parallelism int    // devices read at once; DefaultParallelism when 0
 	IPCommand   string // ip(8) on the hosts; "ip" when empty
 	Limits      Limits // bound each device's read
 }

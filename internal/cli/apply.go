@@ -7,10 +7,13 @@ import (
 	"os"
 	"time"
 
+	"lbc/compiler"
+	"lbc/internal/certsrc"
 	"lbc/internal/exitcode"
 	"lbc/internal/gitsrc"
 	"lbc/internal/version"
 	"lbc/reconcile"
+	"lbc/schema"
 )
 
 // apply applies a saved plan, or plans and applies the specs of DIR.
@@ -92,16 +95,7 @@ func (e *env) applyDir() int {
 	if !e.args.JSON {
 		pr = newPlanPrinter(e.stdout, len(c.res.Devices), color(e.stdout), view)
 	}
-	now := time.Now()
-	planned := func(i int, dp *reconcile.DevicePlan) {
-		if art := c.res.Devices[dp.Device]; art != nil {
-			dp.Certificates = deviceCerts(c.spec, art.Balancers, c.certs, e.args.CertWarn, now)
-		}
-		if pr != nil {
-			pr.planned(i, dp)
-		}
-	}
-	p, r, err := reconcile.PlanApply(e.ctx, c.spec, c.res, dial, po, opts, planned)
+	p, r, err := reconcile.PlanApply(e.ctx, c.spec, c.res, dial, po, opts, e.planned(c.spec, c.res, c.certs, pr))
 	if view != nil {
 		view.Finish()
 	}
@@ -120,6 +114,21 @@ func (e *env) applyDir() int {
 		return e.nothingToApply(p, c)
 	}
 	return e.applied(p, r, c)
+}
+
+// planned is the callback of reconcile.PlanApply: it adds each device's
+// certificates (from infos) to its plan and hands it to pr (nil: no text
+// view).
+func (e *env) planned(spec *schema.Spec, res *compiler.Result, infos map[string]certsrc.Info, pr *planPrinter) func(int, *reconcile.DevicePlan) {
+	now := time.Now()
+	return func(i int, dp *reconcile.DevicePlan) {
+		if art := res.Devices[dp.Device]; art != nil {
+			dp.Certificates = deviceCerts(spec, art.Balancers, infos, e.args.CertWarn, now)
+		}
+		if pr != nil {
+			pr.planned(i, dp)
+		}
+	}
 }
 
 // applyRunOptions are applyOptions with the locks, log and certificate

@@ -14,6 +14,7 @@ import (
 
 	"lbc/compiler"
 	"lbc/internal/atomicfs"
+	"lbc/internal/certsrc"
 	"lbc/internal/exitcode"
 	"lbc/internal/outdir"
 	"lbc/internal/shard"
@@ -285,9 +286,10 @@ func (e *env) compileWatched(src *specSource, spec *schema.Spec, prev *compiler.
 // holdMax is the largest fleet that lbc watch keeps a connection to each
 // device for (from one cycle to the next, and with --apply from the plan,
 // taken under the device locks, to the transactions); a larger one keeps
-// none, so that the connections open at once stay within --parallelism.
-// (lbc apply DIR plans and applies device by device, reconcile.PlanApply,
-// and needs no such bound.)
+// none, so that the connections open at once stay within --parallelism:
+// with --plan it reads each device on a connection of its own, with
+// --apply it plans and applies device by device on one connection each
+// (reconcile.PlanApply, as lbc apply DIR does).
 const holdMax = 200
 
 // watchHosts plans (and with --apply applies) a good compile against the hosts.
@@ -310,15 +312,17 @@ func (e *env) watchHosts(ctx context.Context, spec *schema.Spec, res *compiler.R
 		opts.Files = e.certs
 	}
 	locks := reconcile.NewLocks()
+	defer locks.Close()
 	dial := conns.Dial
 	if len(res.Devices) > holdMax {
-		// No connection kept from one cycle to the next nor from the
-		// plan to the transaction, and no lock held in between (each transaction takes its lock and
-		// refuses a host that changed since the plan), so that the
+		// No connection kept from one cycle to the next, so that the
 		// connections open at once stay within --parallelism.
 		d, err := e.dialer()
 		if err != nil {
 			return err
+		}
+		if e.args.WatchApply {
+			return e.watchPlanApply(actx, spec, res, src, d, opts, infos, changed)
 		}
 		dial = d
 	} else if e.args.WatchApply {
@@ -326,7 +330,6 @@ func (e *env) watchHosts(ctx context.Context, spec *schema.Spec, res *compiler.R
 		// devices with nothing to apply are released below.
 		opts.Lock = &reconcile.PlanLock{Owner: reconcile.DefaultOwner(), Timeout: e.args.LockTimeout, Held: locks}
 	}
-	defer locks.Close()
 	p, err := reconcile.BuildPlan(actx, spec, res, dial, opts)
 	if err != nil {
 		return err
@@ -355,6 +358,33 @@ func (e *env) watchHosts(ctx context.Context, spec *schema.Spec, res *compiler.R
 	r, err := reconcile.Apply(actx, p, dial, ao)
 	if err != nil {
 		return err
+	}
+	return e.printApply(p, r)
+}
+
+// watchPlanApply is watchHosts with --apply on a fleet of more than
+// holdMax devices: reconcile.PlanApply dials each device once, plans it
+// under its lock and applies its change on that connection, at most
+// --parallelism at once; the plan is printed as the devices are read (in
+// name order), the results at the end when something changed.
+func (e *env) watchPlanApply(ctx context.Context, spec *schema.Spec, res *compiler.Result, src *specSource, dial reconcile.Dialer, po reconcile.PlanOptions, infos map[string]certsrc.Info, changed []string) error {
+	po.Lock = &reconcile.PlanLock{Owner: reconcile.DefaultOwner(), Timeout: e.args.LockTimeout}
+	ao := e.applyOptions(src.repo)
+	ao.Log = e.log
+	if e.certs != nil {
+		ao.Files = e.certs
+	}
+	fmt.Fprintf(e.stdout, "%s %s\n", time.Now().Format("15:04:05.000"), describeChange(changed))
+	pr := newPlanPrinter(e.stdout, len(res.Devices), color(e.stdout), nil)
+	p, r, err := reconcile.PlanApply(ctx, spec, res, dial, po, ao, e.planned(spec, res, infos, pr))
+	if err != nil {
+		return err
+	}
+	if err := pr.finish(p); err != nil {
+		return err
+	}
+	if !p.HasChanges() {
+		return nil
 	}
 	return e.printApply(p, r)
 }

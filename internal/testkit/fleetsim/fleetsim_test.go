@@ -126,17 +126,7 @@ func TestOneConnectionPerDevice(t *testing.T) {
 				if code != 0 {
 					t.Fatalf("%s: exit %d\n%.2000s", what, code, out)
 				}
-				bad := 0
-				for _, h := range f.Hosts {
-					if dials[h.Name] != 1 {
-						if bad++; bad <= 5 {
-							t.Errorf("%s: %s: %d connections, want 1", what, h.Name, dials[h.Name])
-						}
-					}
-				}
-				if bad > 5 {
-					t.Errorf("%s: %d hosts in all without exactly one connection", what, bad)
-				}
+				checkOneDial(t, what, f, dials)
 				t.Logf("%s, %d hosts, --parallelism %d: %d connections in all, at most %d open at once", what, n, par, st.TotalConns, st.PeakConnections)
 				if st.PeakConnections > 2*par {
 					t.Errorf("%s: %d connections open at once, want at most %d (2 × --parallelism)", what, st.PeakConnections, 2*par)
@@ -153,6 +143,23 @@ func TestOneConnectionPerDevice(t *testing.T) {
 				check("nothing to change")
 			}
 		})
+	}
+}
+
+// checkOneDial fails the test for each host of f that dials (Fleet.Dials)
+// does not count exactly one connection for.
+func checkOneDial(t *testing.T, what string, f *Fleet, dials map[string]int) {
+	t.Helper()
+	bad := 0
+	for _, h := range f.Hosts {
+		if dials[h.Name] != 1 {
+			if bad++; bad <= 5 {
+				t.Errorf("%s: %s: %d connections, want 1", what, h.Name, dials[h.Name])
+			}
+		}
+	}
+	if bad > 5 {
+		t.Errorf("%s: %d hosts in all without exactly one connection", what, bad)
 	}
 }
 
@@ -175,9 +182,11 @@ func (s *syncBuffer) String() string {
 }
 
 // TestWatchApplyConnectionsBounded: lbc watch --apply on a fleet larger
-// than what lbc apply DIR plans under the device locks keeps the SSH
+// than what lbc watch keeps a connection a device for (200) keeps the SSH
 // connections open at once within a few times --parallelism, as lbc apply
-// does, not one a device for the whole watch.
+// does, not one a device for the whole watch, and connects to each device
+// once for its plan and its transaction (it used to plan on one
+// connection and apply on another).
 func TestWatchApplyConnectionsBounded(t *testing.T) {
 	if testing.Short() {
 		t.Skip("applies to 210 simulated hosts")
@@ -210,8 +219,9 @@ func TestWatchApplyConnectionsBounded(t *testing.T) {
 	if !strings.Contains(out.String(), want) {
 		t.Fatalf("no %q within 10 minutes:\n%.3000s", want, out.String())
 	}
-	st := f.ResetPeak()
+	st, dials := f.ResetPeak(), f.Dials()
 	t.Logf("watch --apply, %d hosts, --parallelism %d: %d connections in all, at most %d open at once", n, par, st.TotalConns, st.PeakConnections)
+	checkOneDial(t, "watch --apply", f, dials)
 	if st.PeakConnections > 2*par {
 		t.Errorf("%d connections open at once, want at most %d (2 × --parallelism)", st.PeakConnections, 2*par)
 	}
