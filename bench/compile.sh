@@ -77,10 +77,11 @@ for tree in ${BENCH_COMPILE_TREES:-plain idiomatic}; do
 			printf '%s\t%s\t%s\n' "lbc compile (cold: --no-cache)" "$dir/lbc" "$LBC compile . -o $work/out --no-cache ${compile_flags[*]} --timings 2>>$timings"
 			printf '%s\t%s\t%s\n' "lbc compile (warm cache)" "$dir/lbc" "$LBC compile . -o $work/out ${compile_flags[*]}"
 			# One tenant directory changed before each run as a user
-			# changes it (bench/weight.sh: one balancer's node weight, 201
-			# and 202 in turn; the file restored at the end): that instance
-			# and the tree's result are misses, the other instances are read
-			# from the cache, and one device's files change.
+			# changes it (bench/weight.sh: one balancer's node weight, one
+			# more each run, never a value an earlier run had; the file
+			# restored at the end): that instance and the tree's result are
+			# misses, the other instances are read from the cache, and one
+			# device's files change.
 			printf '%s\t%s\t%s\n' "lbc compile (warm, one weight changed in one tenant)" "$dir/lbc" "bash -c '$ROOT/bench/weight.sh $tenant_file && exec $LBC compile . -o $work/out ${compile_flags[*]}'"
 		fi
 	} | measure_rounds | table "$base"
