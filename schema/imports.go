@@ -75,7 +75,7 @@ func (s *sharedImports) instance(fsys fs.FS, dir string, files []*ast.File) *bui
 			return inst
 		}
 	}
-	inst.Imports, inst.CanonicalImportPath = set.imports, set.canonical
+	inst.Imports, inst.CanonicalImportPath = slices.Clip(set.imports), set.canonical
 	if inst.Complete() != nil || inst.ResolutionErr != nil {
 		inst, _ := loadWithImports(fsys, dir)
 		return inst
