@@ -31,8 +31,6 @@ if ! command -v ansible-playbook >/dev/null; then
 fi
 lab_needs apply
 
-work=$(mktemp -d /tmp/lbc-bench-apply.XXXXXX)
-labdir=$work/lab
 # close_masters: ends Ansible's SSH control masters (ControlPersist).
 close_masters() {
 	local s
@@ -41,69 +39,10 @@ close_masters() {
 	done
 	return 0
 }
-# CPU accounting, hosts apart from the controller (cgroup v2): every
-# process of the lab's devices (each one's sshd and whatever its sessions
-# run: shells, haproxy -c, nc, awk; its haproxy master and workers) goes
-# into group CG_HOSTS once the lab is up, and every measured tool (lbc;
-# ansible-playbook with its ssh clients and control masters; the floor's
-# ssh clients) runs in group CG_CTL. A process's children stay in its
-# group, so a group's cpu.stat usage_usec counts all of them. The lab's
-# backend nodes are in neither. Without cgroup v2 the two columns say "-".
-CG2=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)
-CG_HOSTS= CG_CTL=
-if [ -n "$CG2" ] && [ -w "$CG2" ] && mkdir -p "$CG2/lbc-bench-$LAB-hosts" "$CG2/lbc-bench-$LAB-ctl" 2>/dev/null; then
-	CG_HOSTS=$CG2/lbc-bench-$LAB-hosts
-	CG_CTL=$CG2/lbc-bench-$LAB-ctl
-else
-	log "apply: no writable cgroup v2 hierarchy: host and controller CPU are not measured"
-fi
-# cg_usage GROUP: its CPU time so far in microseconds ("-" without it).
-cg_usage() { if [ -n "$1" ]; then awk '$1 == "usage_usec" { print $2 }' "$1/cpu.stat"; else echo -; fi; }
-# cg_remove: removes both groups (their processes are gone by then).
-cg_remove() {
-	local g
-	for g in "$CG_HOSTS" "$CG_CTL"; do [ -n "$g" ] && [ -d "$g" ] && rmdir "$g" 2>/dev/null; done
-	return 0
-}
-# IN_CTL: the words that run a command in CG_CTL (none without it).
-IN_CTL=()
-[ -z "$CG_CTL" ] || IN_CTL=(sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$CG_CTL")
-cleanup() {
-	set +e
-	close_masters
-	[ -x "$work/labctl" ] && "$work/labctl" down -name "$LAB" -dir "$labdir" >&2 || true
-	cg_remove
-	if [ "${failed:-0}" != 0 ] && [ -d "$work/logs" ]; then
-		local keep; keep=$(mktemp -d /tmp/lbc-bench-apply-logs.XXXXXX)
-		cp -r "$work/logs" "$work/inventory.yml" "$keep/" 2>/dev/null
-		log "apply: logs of the failed run kept in $keep"
-	fi
-	rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-mkdir -p "$work/cp" "$work/logs"
-# A private copy: bin/lbc may be rebuilt by someone else during the run.
-cp "$BIN/lbc" "$work/lbc"
-LBC=$work/lbc
-
-(cd "$ROOT" && go build -o "$work/labctl" ./internal/testkit/lab/labctl)
-log "apply: lab $LAB up: $NDEV devices, $NNODE nodes"
-"$work/labctl" up -name "$LAB" -index "$INDEX" -devices "$NDEV" -nodes "$NNODE" \
-	-dir "$labdir" -vips "$NBAL" >"$work/lab.env"
-source "$work/lab.env"
-read -ra DEVS <<<"$LAB_DEVICE_NAMES"
-if [ -n "$CG_HOSTS" ]; then
-	for d in "${DEVS[@]}"; do
-		for p in $(ip netns pids "$d"); do echo "$p" >"$CG_HOSTS/cgroup.procs" 2>/dev/null || true; done
-	done
-	log "apply: $(wc -l <"$CG_HOSTS/cgroup.procs") lab device processes (sshd, haproxy) in $CG_HOSTS"
-fi
-read -ra NODES <<<"$LAB_NODES"
-read -ra VIPS <<<"$LAB_VIPS"
-
-lab_devices_tsv "$LAB_SPEC" >"$work/devices.tsv"
-[ "$(wc -l <"$work/devices.tsv")" = "$NDEV" ] || { log "apply: devices.tsv: want $NDEV devices"; exit 1; }
+lab_cleanup_extra() { close_masters; }
+LAB_KEEP=(inventory.yml)
+lab_start apply "$NNODE" "$NBAL"
+mkdir -p "$work/cp"
 
 # Balancer i (1-based): VIP i port 80, pinned to device (i-1)%NDEV, nodes
 # i-1, i, i+1 (mod NNODE) with weights 10 20 30; variant b changes the first
@@ -153,47 +92,6 @@ other() { [ "$1" = a ] && echo b || echo a; }
 
 failed=0
 fail() { log "apply: FAILED: $*"; failed=1; }
-
-# timed and median_run below replace labapply.sh's: they also read the
-# cgroup v2 groups of the lab's devices and of the controller (CG_HOSTS,
-# CG_CTL) set up above.
-# usec_secs BEFORE AFTER: seconds between two cg_usage readings ("-"
-# without them).
-usec_secs() { if [ "$1" = - ]; then echo -; else awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b - a) / 1e6 }'; fi; }
-
-# timed NAME CMD... runs CMD once under GNU time, in CG_CTL, output to
-# logs/NAME.N.log, and sets T to its wall seconds, C to the machine-wide
-# busy CPU seconds during the run, H to the CPU seconds of the lab's
-# devices (CG_HOSTS) and K to the controller's (CG_CTL); on failure it
-# shows the tail of the output and returns non-zero. (Not in $(...): it
-# records failures globally.) R is "T:C:H:K" for median_run.
-declare -A nrun
-T=- C=- H=- K=- R=
-timed() {
-	local name=$1; shift
-	nrun[$name]=$((${nrun[$name]:-0} + 1))
-	local logf=$work/logs/$name.${nrun[$name]}.log rc=0 j0 j1 h0 h1 k0 k1
-	T=- C=- H=- K=- R=
-	j0=$(busy_jiffies) h0=$(cg_usage "$CG_HOSTS") k0=$(cg_usage "$CG_CTL")
-	/usr/bin/time -f '%e' -o "$logf.time" "${IN_CTL[@]}" "$@" >"$logf" 2>&1 || rc=$?
-	j1=$(busy_jiffies) h1=$(cg_usage "$CG_HOSTS") k1=$(cg_usage "$CG_CTL")
-	if [ $rc != 0 ]; then
-		fail "$name: exit $rc: $*"
-		tail -n 25 "$logf" | sed 's/^/    /' >&2
-		return $rc
-	fi
-	T=$(tail -n 1 "$logf.time")
-	C=$(cpu_secs "$j0" "$j1")
-	H=$(usec_secs "$h0" "$h1")
-	K=$(usec_secs "$k0" "$k1")
-	R=$T:$C:$H:$K
-}
-# median_run "T:C:H:K"...: "T C H K" of the run with the median wall time
-# (the same run median picks), or "- - - -" when there is none.
-median_run() {
-	printf '%s\n' "$@" | grep . | sort -t: -k1,1g |
-		awk -F: '{r[NR]=$1 " " $2 " " $3 " " $4} END{if (NR) print r[int((NR+1)/2)]; else print "- - - -"}'
-}
 
 # running_weights DEVICE: "backend server weight" lines of the running
 # HAProxy (stats of the first worker, through the master socket): the rows
@@ -256,11 +154,7 @@ lbc_reload() { timed "$1" "$LBC" apply "$work/spec-$2" "${SSHFLAGS[@]}" --adopt 
 # and whatever else runs here), so a reader can subtract it from the CPU
 # column.
 IDLE_SECS=2
-j0=$(busy_jiffies) h0=$(cg_usage "$CG_HOSTS")
-sleep "$IDLE_SECS"
-j1=$(busy_jiffies) h1=$(cg_usage "$CG_HOSTS")
-IDLE_MS_PER_S=$(awk -v a="$j0" -v b="$j1" -v hz="$CLK_TCK" -v s="$IDLE_SECS" 'BEGIN { printf "%.0f", (b - a) * 1000 / hz / s }')
-IDLE_HOST_MS_PER_S=$(if [ "$h0" = - ]; then echo -; else awk -v a="$h0" -v b="$h1" -v s="$IDLE_SECS" 'BEGIN { printf "%.1f", (b - a) / 1000 / s }'; fi)
+idle_background "$IDLE_SECS"
 log "apply: idle background: $IDLE_MS_PER_S ms of CPU per second over ${IDLE_SECS} s, of it the lab devices $IDLE_HOST_MS_PER_S ms/s"
 
 # --- lbc, first apply --------------------------------------------------------
@@ -480,44 +374,29 @@ read -r F FC FH FK_ < <(median_run "${f_runs[@]}")
 read -r FK FKC FKH FKK < <(median_run "${fk_runs[@]}")
 read -r FN FNC FNH FNK < <(median_run "${f_nochange[@]}")
 echo "== apply: $NDEV lab devices, $NBAL balancers ($((NBAL / NDEV)) a device), $NNODE nodes; medians of $RUNS interleaved rounds (Ansible: $ARUNS); $(nproc) CPUs"
-echo "CPU columns, per device: host = the lab devices' processes (cgroup v2: their sshd and what its sessions run, haproxy master and workers; the hosts' own background of $IDLE_HOST_MS_PER_S ms/s, health checks, included); controller = the tool's processes (cgroup v2: lbc, or ansible-playbook and its ssh, or the floor's ssh); machine = busy time of the whole machine from /proc/stat (every process, anyone else's too; idle background $IDLE_MS_PER_S ms/s)"
-row() { # row NAME WALL MACHINE-CPU HOST-CPU CONTROLLER-CPU
-	if [ "$2" = - ]; then printf '%-58s %9s\n' "$1" "failed"; return; fi
-	awk -v n="$1" -v t="$2" -v c="$3" -v h="$4" -v k="$5" -v d="$NDEV" 'BEGIN {
-		printf "%-58s %9.2f %9s %9s %9.1f\n", n, t,
-			(h == "-") ? "-" : sprintf("%.1f", h * 1000 / d), (k == "-") ? "-" : sprintf("%.1f", k * 1000 / d), c * 1000 / d
-	}'
-}
-printf '%-58s %9s %9s %9s %9s\n' "command" "time (s)" "host ms" "ctl ms" "machine"
-row "lbc apply, first (configs + $NBAL VIPs added)" "$L_FIRST" "$LC_FIRST" "$LH_FIRST" "$LK_FIRST"
-row "lbc apply, one weight changed in every balancer" "$L_CHANGE" "$LC_CHANGE" "$LH_CHANGE" "$LK_CHANGE"
-row "lbc apply --reload, the same change by reload" "$R_CHANGE" "$RC_CHANGE" "$RH_CHANGE" "$RK_CHANGE"
-row "lbc apply, no change" "$L_NOCHANGE" "$LC_NOCHANGE" "$LH_NOCHANGE" "$LK_NOCHANGE"
-row "ansible-playbook, template+validate+reload, change" "$A_CHANGE" "$AC_CHANGE" "$AH_CHANGE" "$AK_CHANGE"
-row "ansible-playbook, no change" "$A_NOCHANGE" "$AC_NOCHANGE" "$AH_NOCHANGE" "$AK_NOCHANGE"
-row "ansible-playbook, change, pipelining off (Ansible default)" "$A_DEFAULT" "$AC_DEFAULT" "$AH_DEFAULT" "$AK_DEFAULT"
-row "floor: ssh cat>tmp, haproxy -c, mv, reload (xargs -P 10)" "$F" "$FC" "$FH" "$FK_"
-row "floor, as above, -o KexAlgorithms=$FAIR_KEX (lbc's)" "$FK" "$FKC" "$FKH" "$FKK"
-row "floor, no change: ssh cmp CONFIG - ($FAIR_KEX)" "$FN" "$FNC" "$FNH" "$FNK"
-ratio() { # ratio NAME A B TARGET-OP TARGET
-	if [ "$2" = - ] || [ "$3" = - ]; then printf '%-58s %9s\n' "$1" "-"; return; fi
-	awk -v n="$1" -v a="$2" -v b="$3" -v op="$4" -v t="$5" 'BEGIN {
-		r = (b > 0) ? a / b : 0
-		ok = (op == ">=") ? r >= t : r <= t
-		printf "%-58s %9.2f   target %s %s: %s\n", n, r, op, t, ok ? "met" : "MISSED"
-	}'
-}
-ratio "ansible / lbc, change" "$A_CHANGE" "$L_CHANGE" ">=" 10
-ratio "ansible / lbc, no change" "$A_NOCHANGE" "$L_NOCHANGE" ">=" 10
-ratio "ansible (pipelining off) / lbc, change" "$A_DEFAULT" "$L_CHANGE" ">=" 10
-ratio "lbc --reload / lbc (runtime), change, wall" "$R_CHANGE" "$L_CHANGE" ">=" 2
-ratio "lbc (runtime) / lbc --reload, change, host CPU" "$LH_CHANGE" "$RH_CHANGE" "<=" 0.333
-ratio "lbc (runtime) / lbc --reload, change, controller CPU" "$LK_CHANGE" "$RK_CHANGE" "<=" 1
-ratio "lbc (runtime) / lbc --reload, change, machine CPU" "$LC_CHANGE" "$RC_CHANGE" "<=" 0.333
+cpu_columns
+cpu_header
+cpu_row "lbc apply, first (configs + $NBAL VIPs added)" "$L_FIRST" "$LC_FIRST" "$LH_FIRST" "$LK_FIRST"
+cpu_row "lbc apply, one weight changed in every balancer" "$L_CHANGE" "$LC_CHANGE" "$LH_CHANGE" "$LK_CHANGE"
+cpu_row "lbc apply --reload, the same change by reload" "$R_CHANGE" "$RC_CHANGE" "$RH_CHANGE" "$RK_CHANGE"
+cpu_row "lbc apply, no change" "$L_NOCHANGE" "$LC_NOCHANGE" "$LH_NOCHANGE" "$LK_NOCHANGE"
+cpu_row "ansible-playbook, template+validate+reload, change" "$A_CHANGE" "$AC_CHANGE" "$AH_CHANGE" "$AK_CHANGE"
+cpu_row "ansible-playbook, no change" "$A_NOCHANGE" "$AC_NOCHANGE" "$AH_NOCHANGE" "$AK_NOCHANGE"
+cpu_row "ansible-playbook, change, pipelining off (Ansible default)" "$A_DEFAULT" "$AC_DEFAULT" "$AH_DEFAULT" "$AK_DEFAULT"
+cpu_row "floor: ssh cat>tmp, haproxy -c, mv, reload (xargs -P 10)" "$F" "$FC" "$FH" "$FK_"
+cpu_row "floor, as above, -o KexAlgorithms=$FAIR_KEX (lbc's)" "$FK" "$FKC" "$FKH" "$FKK"
+cpu_row "floor, no change: ssh cmp CONFIG - ($FAIR_KEX)" "$FN" "$FNC" "$FNH" "$FNK"
+cpu_ratio "ansible / lbc, change" "$A_CHANGE" "$L_CHANGE" ">=" 10
+cpu_ratio "ansible / lbc, no change" "$A_NOCHANGE" "$L_NOCHANGE" ">=" 10
+cpu_ratio "ansible (pipelining off) / lbc, change" "$A_DEFAULT" "$L_CHANGE" ">=" 10
+cpu_ratio "lbc --reload / lbc (runtime), change, wall" "$R_CHANGE" "$L_CHANGE" ">=" 2
+cpu_ratio "lbc (runtime) / lbc --reload, change, host CPU" "$LH_CHANGE" "$RH_CHANGE" "<=" 0.333
+cpu_ratio "lbc (runtime) / lbc --reload, change, controller CPU" "$LK_CHANGE" "$RK_CHANGE" "<=" 1
+cpu_ratio "lbc (runtime) / lbc --reload, change, machine CPU" "$LC_CHANGE" "$RC_CHANGE" "<=" 0.333
 echo "devices whose HAProxy worker changed, per round: runtime $(printf '%s ' "${w_runtime[@]}")(target 0) | --reload $(printf '%s ' "${w_reload[@]}")(of $NDEV)"
-ratio "lbc / floor ($FAIR_KEX), change" "$L_CHANGE" "$FK" "<=" 1.5
-ratio "lbc / floor ($FAIR_KEX), no change" "$L_NOCHANGE" "$FN" "<=" 1.5
-ratio "lbc / floor (OpenSSH's default kex), change" "$L_CHANGE" "$F" "<=" 1.5
+cpu_ratio "lbc / floor ($FAIR_KEX), change" "$L_CHANGE" "$FK" "<=" 1.5
+cpu_ratio "lbc / floor ($FAIR_KEX), no change" "$L_NOCHANGE" "$FN" "<=" 1.5
+cpu_ratio "lbc / floor (OpenSSH's default kex), change" "$L_CHANGE" "$F" "<=" 1.5
 walls() { printf '%s\n' "$@" | grep . | cut -d: -f1 | tr '\n' ' '; }
 echo "every round's wall (s): lbc $(walls "${t_change[@]}")| ansible $(walls "${a_change[@]}")| ansible, pipelining off $(walls "${a_default[@]}")| floor $(walls "${f_runs[@]}")| floor, $FAIR_KEX $(walls "${fk_runs[@]}")"
 echo "no change, every round's wall (s): lbc $(walls "${t_nochange[@]}")| ansible $(walls "${a_nochange[@]}")| floor $(walls "${f_nochange[@]}")"

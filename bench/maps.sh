@@ -2,7 +2,7 @@
 # Section "maps": a 100-entry host-table change applied to 50 lab devices,
 # at runtime (lbc apply: prepare/add/commit map on the stats socket, no
 # reload) against the same change by reload (lbc apply --reload), side by
-# side in one run: wall time, machine-wide CPU per device, and how many
+# side in one run: wall time, CPU per device (host, controller, machine), and how many
 # devices got a new HAProxy worker (runtime: 0 is the point).
 #
 # Every device carries one balancer with pools a and b and a host table of
@@ -25,36 +25,9 @@ MOVED=100
 need_time
 lab_needs maps
 
-work=$(mktemp -d /tmp/lbc-bench-maps.XXXXXX)
-labdir=$work/lab
-cleanup() {
-	set +e
-	[ -x "$work/labctl" ] && "$work/labctl" down -name "$LAB" -dir "$labdir" >&2 || true
-	if [ "${failed:-0}" != 0 ] && [ -d "$work/logs" ]; then
-		local keep; keep=$(mktemp -d /tmp/lbc-bench-maps-logs.XXXXXX)
-		cp -r "$work/logs" "$keep/" 2>/dev/null
-		log "maps: logs of the failed run kept in $keep"
-	fi
-	rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-mkdir -p "$work/logs"
-cp "$BIN/lbc" "$work/lbc"
-LBC=$work/lbc
 failed=0
 fail() { log "maps: FAILED: $*"; failed=1; }
-
-(cd "$ROOT" && go build -o "$work/labctl" ./internal/testkit/lab/labctl)
-log "maps: lab $LAB up: $NDEV devices, 2 nodes"
-"$work/labctl" up -name "$LAB" -index "$INDEX" -devices "$NDEV" -nodes 2 \
-	-dir "$labdir" -vips "$NDEV" >"$work/lab.env"
-source "$work/lab.env"
-read -ra DEVS <<<"$LAB_DEVICE_NAMES"
-read -ra NODES <<<"$LAB_NODES"
-read -ra VIPS <<<"$LAB_VIPS"
-lab_devices_tsv "$LAB_SPEC" >"$work/devices.tsv"
-[ "$(wc -l <"$work/devices.tsv")" = "$NDEV" ] || { log "maps: devices.tsv: want $NDEV devices"; exit 1; }
+lab_start maps 2 "$NDEV"
 
 # Balancer i (1-based) on device i: VIP i, pool a = node 1, pool b = node
 # 2, hosts hK.bI.example.com → a (variant b: K < MOVED → b).
@@ -134,7 +107,7 @@ rt=() rl=() w_rt=() w_rl=()
 for r in $(seq 1 "$RUNS"); do
 	v=$(other $live)
 	p0=$(worker_pids)
-	lbc_apply lbc-runtime "$v" && rt+=("$T:$C")
+	lbc_apply lbc-runtime "$v" && rt+=("$R")
 	w_rt+=("$(new_workers "$p0" "$(worker_pids)")")
 	n=$(grep -c "at runtime, no reload" "$work/logs/lbc-runtime.${nrun[lbc-runtime]}.log" || true)
 	[ "$n" = "$NDEV" ] || fail "lbc apply (runtime): $n of $NDEV devices applied at runtime"
@@ -142,26 +115,24 @@ for r in $(seq 1 "$RUNS"); do
 	verify "lbc apply (runtime)" $live
 	v=$(other $live)
 	p0=$(worker_pids)
-	lbc_apply lbc-reload "$v" --reload && rl+=("$T:$C")
+	lbc_apply lbc-reload "$v" --reload && rl+=("$R")
 	w_rl+=("$(new_workers "$p0" "$(worker_pids)")")
 	live=$v
 	verify "lbc apply --reload" $live
 done
 
-read -r RT RTC < <(median_run "${rt[@]}")
-read -r RL RLC < <(median_run "${rl[@]}")
+idle_background 2
+read -r RT RTC RTH RTK < <(median_run "${rt[@]}")
+read -r RL RLC RLH RLK < <(median_run "${rl[@]}")
 echo "== maps: $MOVED of $HOSTS host-table entries moved on each of $NDEV lab devices; medians of $RUNS interleaved rounds; $(nproc) CPUs"
-echo "CPU: machine-wide busy time from /proc/stat during the run (controller, lab sshd/haproxy, anything else)"
-printf '%-52s %9s %9s %12s\n' "command" "time (s)" "CPU (s)" "CPU ms/dev"
-row() {
-	if [ "$2" = - ]; then printf '%-52s %9s\n' "$1" "failed"; return; fi
-	awk -v n="$1" -v t="$2" -v c="$3" -v d="$NDEV" 'BEGIN { printf "%-52s %9.2f %9.2f %12.1f\n", n, t, c, c * 1000 / d }'
-}
-row "lbc apply (runtime: prepare/add/commit map)" "$RT" "$RTC"
-row "lbc apply --reload (the same change by reload)" "$RL" "$RLC"
-if [ "$RT" != - ] && [ "$RL" != - ]; then
-	awk -v a="$RL" -v b="$RT" -v c="$RTC" -v d="$RLC" 'BEGIN { printf "%-52s %9.2f\n%-52s %9.2f\n", "reload / runtime, wall", a / b, "runtime / reload, CPU", c / d }'
-fi
+cpu_columns
+cpu_header
+cpu_row "lbc apply (runtime: prepare/add/commit map)" "$RT" "$RTC" "$RTH" "$RTK"
+cpu_row "lbc apply --reload (the same change by reload)" "$RL" "$RLC" "$RLH" "$RLK"
+cpu_ratio "reload / runtime, wall" "$RL" "$RT"
+cpu_ratio "runtime / reload, host CPU" "$RTH" "$RLH"
+cpu_ratio "runtime / reload, controller CPU" "$RTK" "$RLK"
+cpu_ratio "runtime / reload, machine CPU" "$RTC" "$RLC"
 walls() { printf '%s\n' "$@" | grep . | cut -d: -f1 | tr '\n' ' '; }
 echo "every round's wall (s): runtime $(walls "${rt[@]}")| reload $(walls "${rl[@]}")"
 echo "devices whose HAProxy worker changed, per round: runtime $(printf '%s ' "${w_rt[@]}")(target 0) | --reload $(printf '%s ' "${w_rl[@]}")(of $NDEV)"

@@ -3,11 +3,14 @@
 # one run: lbc's runtime path (the renewed bundle staged, checked, swapped,
 # then set ssl cert + commit ssl cert on the stats socket, no reload)
 # against the same rotation by reload (lbc apply --reload). Wall time and
-# machine-wide busy CPU per device, and how many devices got a new HAProxy
-# worker. Every run is checked: the new certificate (its serial) is served
+# CPU per device (host, controller, whole machine), and how many devices got
+# a new HAProxy worker; the CPU is split into the lab devices' own (cgroup v2: sshd, what
+# its sessions run, haproxy) and the controller's, as in the apply section.
+# Every run is checked: the new certificate (its serial) is served
 # through the VIPs of 3 devices (openssl s_client), and an HTTPS request
 # through each (curl --cacert --resolve) is answered by a node.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/labapply.sh"
 
 LAB=${BENCH_TLS_LAB:-btls}       # lab name (namespaces btls-d1.., bridge lbcbtls)
 INDEX=${BENCH_TLS_INDEX:-25}     # lab subnet index: 198.18.50.0/23
@@ -16,45 +19,14 @@ NNODE=2
 HOSTNAME_TLS=www.example.com
 
 need_time
-for tool in openssl curl socat; do
-	command -v $tool >/dev/null || { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $tool >&2; }
-done
-if [ "$(id -u)" != 0 ]; then
-	echo "== tls: not available (the lab needs root)"
-	exit 0
-fi
-if ! build_lbc; then
-	echo "== tls: not available (lbc does not build)"
-	exit 0
-fi
+command -v openssl >/dev/null || { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssl >&2; }
+lab_needs tls
 
-work=$(mktemp -d /tmp/lbc-bench-tls.XXXXXX)
-labdir=$work/lab
-cleanup() {
-	set +e
-	[ -x "$work/labctl" ] && "$work/labctl" down -name "$LAB" -dir "$labdir" >&2 || true
-	if [ "${failed:-0}" != 0 ] && [ -d "$work/logs" ]; then
-		local keep; keep=$(mktemp -d /tmp/lbc-bench-tls-logs.XXXXXX)
-		cp -r "$work/logs" "$keep/" 2>/dev/null
-		log "tls: logs of the failed run kept in $keep"
-	fi
-	rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-mkdir -p "$work/logs" "$work/certs" "$work/ca"
+failed=0
+fail() { log "tls: FAILED: $*"; failed=1; }
+lab_start tls "$NNODE" "$NDEV"
+mkdir -p "$work/certs" "$work/ca"
 chmod 700 "$work/certs"
-cp "$BIN/lbc" "$work/lbc" # bin/lbc may be rebuilt by someone else during the run
-LBC=$work/lbc
-
-(cd "$ROOT" && go build -o "$work/labctl" ./internal/testkit/lab/labctl)
-log "tls: lab $LAB up: $NDEV devices, $NNODE nodes"
-"$work/labctl" up -name "$LAB" -index "$INDEX" -devices "$NDEV" -nodes "$NNODE" \
-	-dir "$labdir" -vips "$NDEV" >"$work/lab.env"
-source "$work/lab.env"
-read -ra DEVS <<<"$LAB_DEVICE_NAMES"
-read -ra NODES <<<"$LAB_NODES"
-read -ra VIPS <<<"$LAB_VIPS"
 
 # A CA (P-256) and, per rotation, a certificate "site" for HOSTNAME_TLS with
 # a new key and serial N, in the certificate source directory (site.pem,
@@ -85,45 +57,6 @@ cp "$LAB_SPEC" "$work/spec/devices/devices.cue"
 		printf '\tplacement: device: "%s"\n}\n' "${DEVS[i - 1]}"
 	done
 } >"$work/spec/balancers/tls.cue"
-
-failed=0
-fail() { log "tls: FAILED: $*"; failed=1; }
-
-CLK_TCK=$(getconf CLK_TCK)
-busy_jiffies() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8; exit }' /proc/stat; }
-cpu_secs() { awk -v a="$1" -v b="$2" -v hz="$CLK_TCK" 'BEGIN { printf "%.3f", (b - a) * 1000 / hz / 1000 }'; }
-declare -A nrun
-# timed NAME CMD...: as in apply.sh: T wall seconds, C machine-wide busy CPU
-# seconds during the run; output in logs/NAME.N.log.
-timed() {
-	local name=$1; shift
-	nrun[$name]=$((${nrun[$name]:-0} + 1))
-	local logf=$work/logs/$name.${nrun[$name]}.log rc=0 j0 j1
-	T=- C=-
-	j0=$(busy_jiffies)
-	/usr/bin/time -f '%e' -o "$logf.time" "$@" >"$logf" 2>&1 || rc=$?
-	j1=$(busy_jiffies)
-	if [ $rc != 0 ]; then
-		fail "$name: exit $rc: $*"
-		tail -n 25 "$logf" | sed 's/^/    /' >&2
-		return $rc
-	fi
-	T=$(tail -n 1 "$logf.time")
-	C=$(cpu_secs "$j0" "$j1")
-}
-median_run() {
-	printf '%s\n' "$@" | grep . | sort -t: -k1,1g |
-		awk -F: '{t[NR]=$1; c[NR]=$2} END{if (NR) print t[int((NR+1)/2)], c[int((NR+1)/2)]; else print "-", "-"}'
-}
-# worker_pids: every device's HAProxy worker pid (show info of the first
-# worker, through the master socket), one a line, in device order.
-worker_pids() {
-	local d
-	for d in "${DEVS[@]}"; do
-		echo "@1 show info" | socat -t 5 stdio "UNIX-CONNECT:$labdir/$d/state/master.sock" | awk '$1 == "Pid:" { print $2 }'
-	done
-}
-new_workers() { paste -d' ' <(printf '%s\n' "$1") <(printf '%s\n' "$2") | awk '$1 != $2 { n++ } END { print n + 0 }'; }
 
 # verify TOOL: the certificate of serial SERIAL is served through the VIPs
 # of the first, middle and last device, and an HTTPS request through each
@@ -164,7 +97,7 @@ for _ in $(seq 1 "$RUNS"); do
 	new_cert $serial
 	p0=$(worker_pids)
 	if timed lbc-runtime "$LBC" apply "$work/spec" "${FLAGS[@]}"; then
-		rt+=("$T:$C")
+		rt+=("$R")
 		grep -q "at runtime, no reload" "$work/logs/lbc-runtime.${nrun[lbc-runtime]}.log" || fail "lbc apply (rotation): no device rotated at runtime"
 	fi
 	w_rt+=("$(new_workers "$p0" "$(worker_pids)")")
@@ -172,31 +105,26 @@ for _ in $(seq 1 "$RUNS"); do
 	serial=$((serial + 1))
 	new_cert $serial
 	p0=$(worker_pids)
-	timed lbc-reload "$LBC" apply "$work/spec" "${FLAGS[@]}" --reload && rl+=("$T:$C")
+	timed lbc-reload "$LBC" apply "$work/spec" "${FLAGS[@]}" --reload && rl+=("$R")
 	w_rl+=("$(new_workers "$p0" "$(worker_pids)")")
 	verify "lbc apply --reload (rotation)"
 done
+idle_background 2
 prc=0
 "$LBC" plan "$work/spec" "${PFLAGS[@]}" --detailed-exitcode >"$work/logs/plan-end.log" 2>&1 || prc=$?
 [ $prc = 0 ] || fail "lbc plan after the rotations: exit $prc, want 0 (no changes)"
 
-read -r RT RTC < <(median_run "${rt[@]}")
-read -r RL RLC < <(median_run "${rl[@]}")
+read -r RT RTC RTH RTK < <(median_run "${rt[@]}")
+read -r RL RLC RLH RLK < <(median_run "${rl[@]}")
 echo "== tls: a certificate rotation on $NDEV lab devices (one TLS VIP each); medians of $RUNS interleaved rounds; $(nproc) CPUs"
-echo "CPU: machine-wide busy time from /proc/stat during the run (controller, lab sshd/haproxy, anything else)"
-row() {
-	if [ "$2" = - ]; then printf '%-58s %9s\n' "$1" "failed"; return; fi
-	awk -v n="$1" -v t="$2" -v c="$3" -v d="$NDEV" 'BEGIN { printf "%-58s %9.2f %9.2f %12.1f\n", n, t, c, c * 1000 / d }'
-}
-printf '%-58s %9s %9s %12s\n' "command" "time (s)" "CPU (s)" "CPU ms/dev"
-row "lbc apply, rotation at runtime (set/commit ssl cert)" "$RT" "$RTC"
-row "lbc apply --reload, the same rotation by reload" "$RL" "$RLC"
-ratio() {
-	if [ "$2" = - ] || [ "$3" = - ]; then printf '%-58s %9s\n' "$1" "-"; return; fi
-	awk -v n="$1" -v a="$2" -v b="$3" 'BEGIN { printf "%-58s %9.2f\n", n, (b > 0) ? a / b : 0 }'
-}
-ratio "--reload / runtime, wall" "$RL" "$RT"
-ratio "runtime / --reload, CPU" "$RTC" "$RLC"
+cpu_columns
+cpu_header
+cpu_row "lbc apply, rotation at runtime (set/commit ssl cert)" "$RT" "$RTC" "$RTH" "$RTK"
+cpu_row "lbc apply --reload, the same rotation by reload" "$RL" "$RLC" "$RLH" "$RLK"
+cpu_ratio "--reload / runtime, wall" "$RL" "$RT"
+cpu_ratio "runtime / --reload, host CPU" "$RTH" "$RLH"
+cpu_ratio "runtime / --reload, controller CPU" "$RTK" "$RLK"
+cpu_ratio "runtime / --reload, machine CPU" "$RTC" "$RLC"
 walls() { printf '%s\n' "$@" | grep . | cut -d: -f1 | tr '\n' ' '; }
 echo "every round's wall (s): runtime $(walls "${rt[@]}")| --reload $(walls "${rl[@]}")"
 echo "devices whose HAProxy worker changed, per round: runtime $(printf '%s ' "${w_rt[@]}")| --reload $(printf '%s ' "${w_rl[@]}")(of $NDEV)"
