@@ -56,7 +56,7 @@ export LBC_CACHE=$work/cache
 echo "== compile: load average $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) CPUs; median of $RUNS interleaved rounds after one warm-up run of each command"
 echo "   lbc takes plain-data instances through a validator generated from its schema instead of CUE's evaluator, and evaluates"
 echo "   every other instance alone with CUE (no schema) before that validator; tests check both give what CUE unified with the schema gives."
-echo "   warm: an unchanged tree's rendered files are read back from the cache (no load, schedule or render); one tenant changed: that instance is evaluated, the others read."
+echo "   warm: an unchanged tree's rendered files are read back from the cache (no load, schedule or render); one weight changed in one tenant: that instance is evaluated, the others read."
 for tree in ${BENCH_COMPILE_TREES:-plain idiomatic}; do
 	if [ $tree = plain ]; then dir=$GEN; else dir=$GEN/idiomatic; fi
 	timings=$work/timings-$tree
@@ -76,11 +76,13 @@ for tree in ${BENCH_COMPILE_TREES:-plain idiomatic}; do
 			# appended to $timings by the command itself.
 			printf '%s\t%s\t%s\n' "lbc compile (cold: --no-cache)" "$dir/lbc" "$LBC compile . -o $work/out --no-cache ${compile_flags[*]} --timings 2>>$timings"
 			printf '%s\t%s\t%s\n' "lbc compile (warm cache)" "$dir/lbc" "$LBC compile . -o $work/out ${compile_flags[*]}"
-			# One tenant directory changed before each run (a comment line
-			# with the time appended to its file, restored at the end): that
-			# instance and the tree's result are misses, the other
-			# instances are read from the cache.
-			printf '%s\t%s\t%s\n' "lbc compile (warm, one tenant changed)" "$dir/lbc" "bash -c 'echo \"// \$EPOCHREALTIME\" >>$tenant_file && exec $LBC compile . -o $work/out ${compile_flags[*]}'"
+			# One tenant directory changed before each run as a user
+			# changes it (bench/weight.sh: one balancer's node weight, one
+			# more each run, never a value an earlier run had; the file
+			# restored at the end): that instance and the tree's result are
+			# misses, the other instances are read from the cache, and one
+			# device's files change.
+			printf '%s\t%s\t%s\n' "lbc compile (warm, one weight changed in one tenant)" "$dir/lbc" "bash -c '$ROOT/bench/weight.sh $tenant_file && exec $LBC compile . -o $work/out ${compile_flags[*]}'"
 		fi
 	} | measure_rounds | table "$base"
 	eval "${restore[-1]}"

@@ -71,9 +71,10 @@ func (l Limits) load(ctx context.Context, fsys fs.FS, cache *Cache) (*Spec, erro
 	}
 	parts := make([]*Partial, len(dirs))
 	var stored atomic.Bool
+	shared := newSharedImports()
 	err = par.Do(ctx, len(dirs), 0, func(i int) (err error) {
 		var put bool
-		parts[i], put, err = l.loadCachedInstance(fsys, dirs[i], pathAuto, cache, k)
+		parts[i], put, err = l.loadCachedInstance(fsys, dirs[i], pathAuto, cache, k, shared)
 		if put {
 			stored.Store(true)
 		}
@@ -152,7 +153,7 @@ func (l Limits) LoadInstanceCached(fsys fs.FS, dir string, cache *Cache) (*Parti
 	if cache == nil {
 		return l.LoadInstance(fsys, dir)
 	}
-	p, put, err := l.loadCachedInstance(fsys, dir, pathAuto, cache, newKeyer(fsys, l))
+	p, put, err := l.loadCachedInstance(fsys, dir, pathAuto, cache, newKeyer(fsys, l), nil)
 	if put && cache.puts.Add(1)%trimEvery == 0 {
 		cache.trim()
 	}
@@ -180,14 +181,16 @@ func loadInstance(fsys fs.FS, dir string, how evalPath) (*Partial, error) {
 }
 
 func (l Limits) loadInstance(fsys fs.FS, dir string, how evalPath) (*Partial, error) {
-	p, _, err := l.loadCachedInstance(fsys, dir, how, nil, nil)
+	p, _, err := l.loadCachedInstance(fsys, dir, how, nil, nil, nil)
 	return p, err
 }
 
 // loadCachedInstance loads the instance dir, from cache when it holds it
 // (cache nil: none); put reports that the result was stored. An instance
-// with a file lbc does not read (see fileProblem) is not cached.
-func (l Limits) loadCachedInstance(fsys fs.FS, dir string, how evalPath, cache *Cache, k *keyer) (p *Partial, put bool, err error) {
+// with a file lbc does not read (see fileProblem) is not cached. shared
+// holds the imported packages of the load (nil: each instance loads its
+// own).
+func (l Limits) loadCachedInstance(fsys fs.FS, dir string, how evalPath, cache *Cache, k *keyer, shared *sharedImports) (p *Partial, put bool, err error) {
 	srcs, problems, err := l.readInstance(fsys, dir)
 	if err != nil {
 		return nil, false, err
@@ -201,7 +204,7 @@ func (l Limits) loadCachedInstance(fsys fs.FS, dir string, how evalPath, cache *
 			}
 		}
 	}
-	p, err = l.evalInstance(fsys, dir, srcs, problems, how)
+	p, err = l.evalInstance(fsys, dir, srcs, problems, how, shared)
 	if err != nil || !cacheable {
 		return p, false, err
 	}
@@ -251,8 +254,9 @@ func (l Limits) readInstance(fsys fs.FS, dir string) (srcs []source, problems ma
 // cache (tests read it).
 var evaluations atomic.Int64
 
-// evalInstance evaluates the instance dir whose files are srcs.
-func (l Limits) evalInstance(fsys fs.FS, dir string, srcs []source, problems map[string]Diagnostic, how evalPath) (*Partial, error) {
+// evalInstance evaluates the instance dir whose files are srcs, with the
+// imported packages of shared (see sharedImports; nil: its own).
+func (l Limits) evalInstance(fsys fs.FS, dir string, srcs []source, problems map[string]Diagnostic, how evalPath, shared *sharedImports) (*Partial, error) {
 	evaluations.Add(1)
 	c, err := loadSchema()
 	if err != nil {
@@ -312,16 +316,21 @@ func (l Limits) evalInstance(fsys fs.FS, dir string, srcs []source, problems map
 	if how == pathFast {
 		return nil, errNotFast
 	}
-	// An instance that imports packages of the tree's module is loaded
-	// by CUE's loader once here, for the probe and the evaluated path
-	// (each load reads and parses the instance and its imports again).
+	// An instance that imports packages of the tree's module is made
+	// once here, for the probe and the evaluated path, of its files and
+	// the packages the load shares (see sharedImports); with the schema
+	// (pathCUE) it is loaded by CUE's loader, which reads and parses the
+	// instance and its imports again.
 	var loaded *build.Instance
 	if imports {
-		loaded, _ = loadWithImports(fsys, dir)
+		if how == pathCUE {
+			shared = nil
+		}
+		loaded = shared.instance(fsys, dir, files)
 	}
 	// Comprehensions that would make more than the count limits allow
 	// are refused before CUE evaluates them (see probe.go).
-	if ds := l.checkComprehensions(dir, files, srcs, loaded, relName); len(ds) > 0 {
+	if ds := l.checkComprehensions(dir, files, loaded, relName); len(ds) > 0 {
 		p.Diagnostics = ds.sorted()
 		return p, nil
 	}
