@@ -80,6 +80,9 @@ func checkL7(b *Balancer, r *rawBalancer, fieldAt func(key string) Pos, base str
 		}
 		rule, ok := checkRule(rr, pools, bad)
 		if ok {
+			if b.Rules == nil {
+				b.Rules = make([]Rule, 0, len(r.Rules)) // one allocation, not append's five
+			}
 			b.Rules = append(b.Rules, rule)
 		}
 		if ok && rule.Catchall() && catchall < 0 {

@@ -109,7 +109,7 @@ func readSpecFile(fsys fs.FS, name string, max int64) ([]byte, error) {
 	if max > 0 {
 		r = io.LimitReader(f, max+1)
 	}
-	b, err := io.ReadAll(r)
+	b, err := readAll(r, st.Size())
 	if err != nil {
 		return nil, err
 	}
@@ -117,6 +117,27 @@ func readSpecFile(fsys fs.FS, name string, max int64) ([]byte, error) {
 		return nil, &fs.PathError{Op: "read", Path: name, Err: &specfs.TooLargeError{Size: -1, Limit: max}}
 	}
 	return b, nil
+}
+
+// readAll reads r to its end into a buffer with room for size bytes and
+// one more (to see the end) first: io.ReadAll's buffer starts small and
+// grows by copies, twice the bytes of a large file; it grows here only if
+// the file grew since its size was read.
+func readAll(r io.Reader, size int64) ([]byte, error) {
+	b := make([]byte, 0, max(size, 0)+1)
+	for {
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+	}
 }
 
 // fileProblem turns the error of reading a spec file into a diagnostic

@@ -215,7 +215,7 @@ func (l Limits) loadCachedInstance(fsys fs.FS, dir string, how evalPath, cache *
 // source is one file of an instance as read.
 type source struct {
 	name string
-	src  []byte
+	src  []byte // never written once read: plainReader keeps strings over it
 }
 
 // readInstance reads the .cue files of the instance dir, in name order;

@@ -3,6 +3,7 @@ package schema
 import (
 	"strconv"
 	"unicode/utf8"
+	"unsafe"
 
 	"cuelang.org/go/cue/literal"
 	"cuelang.org/go/cue/token"
@@ -60,10 +61,13 @@ type plainReader struct {
 	a    *plainAlloc
 }
 
+// newPlainReader reads src as a string without copying it: the strings
+// read are parts of src, which no one writes after it is read (a source's
+// bytes are only read: hashed, parsed).
 func newPlainReader(name string, src []byte, a *plainAlloc) *plainReader {
 	tf := token.NewFile(name, -1, len(src))
 	tf.SetLinesForContent(src)
-	return &plainReader{src: string(src), tf: tf, name: name, a: a}
+	return &plainReader{src: unsafe.String(unsafe.SliceData(src), len(src)), tf: tf, name: name, a: a}
 }
 
 // plainAlloc hands out the values of an instance from slabs, one

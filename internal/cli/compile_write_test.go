@@ -143,6 +143,8 @@ func TestWriteArtifactsUnchanged(t *testing.T) {
 		touched []string // the files written or removed again
 	}{
 		{"edited", func() { os.WriteFile(filepath.Join(out, "lb-003", "haproxy.cfg"), []byte("cfg lb-003 \n"), 0o644) }, []string{"lb-003/haproxy.cfg"}},
+		{"same size, one byte changed", func() { flipLastByte(t, filepath.Join(out, "lb-007", "haproxy.cfg")) }, []string{"lb-007/haproxy.cfg"}},
+		{"appended to", func() { appendByte(t, filepath.Join(out, "lb-008", "haproxy.cfg")) }, []string{"lb-008/haproxy.cfg"}},
 		{"extra file", func() { os.WriteFile(filepath.Join(out, "lb-004", "notes"), nil, 0o644) }, []string{"lb-004/notes"}},
 		{"removed", func() { os.Remove(filepath.Join(out, "lb-006", "keepalived.conf")) }, []string{"lb-006/keepalived.conf"}},
 		{"extra dir", func() { os.Mkdir(filepath.Join(out, "lb-999"), 0o755) }, []string{"lb-999"}},
@@ -163,6 +165,34 @@ func TestWriteArtifactsUnchanged(t *testing.T) {
 		if d := changedFiles(before, after); strings.Join(d, " ") != strings.Join(c.touched, " ") {
 			t.Errorf("%s: files changed %v, want %v", c.name, d, c.touched)
 		}
+	}
+}
+
+// flipLastByte changes the last byte of the file at p, in place.
+func flipLastByte(t *testing.T, p string) {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil || len(b) == 0 {
+		t.Fatalf("read %s: %d bytes, %v", p, len(b), err)
+	}
+	b[len(b)-1] ^= 1
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// appendByte adds a byte at the end of the file at p, in place.
+func appendByte(t *testing.T, p string) {
+	t.Helper()
+	f, err := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte{'\n'}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
 

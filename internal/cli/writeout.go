@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -165,7 +166,7 @@ func stageDevice(dir, name string, d *compiler.DeviceArtifacts, u *outUpdate) er
 	}
 	for _, f := range sortedKeys(files) {
 		p := filepath.Join(dd, f)
-		if old, err := os.ReadFile(p); err == nil && bytes.Equal(old, files[f]) {
+		if sameFile(p, files[f]) {
 			continue
 		}
 		tmp, err := os.CreateTemp(dd, "."+f+".tmp-*")
@@ -186,6 +187,38 @@ func stageDevice(dir, name string, d *compiler.DeviceArtifacts, u *outUpdate) er
 	}
 	return nil
 }
+
+// sameFile reports whether the file at p holds exactly want. It reads the
+// file through a buffer of compareBufs rather than whole: a compile reads
+// back as many bytes as it makes when OUT is unchanged, and one new buffer
+// a file was as much memory again.
+func sameFile(p string, want []byte) bool {
+	f, err := os.Open(p)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil || st.Size() != int64(len(want)) {
+		return false
+	}
+	bp := compareBufs.Get().(*[]byte)
+	defer compareBufs.Put(bp)
+	for {
+		n, err := io.ReadFull(f, *bp)
+		if n > len(want) || !bytes.Equal((*bp)[:n], want[:n]) {
+			return false
+		}
+		want = want[n:]
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return len(want) == 0
+		}
+		if err != nil {
+			return false
+		}
+	}
+}
+
+var compareBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 func sortedKeys(m map[string][]byte) []string {
 	ks := make([]string, 0, len(m))
