@@ -58,7 +58,11 @@ echo "   lbc takes plain-data instances through a validator generated from its s
 echo "   every other instance alone with CUE (no schema) before that validator; tests check both give what CUE unified with the schema gives."
 echo "   warm: an unchanged tree's rendered files are read back from the cache (no load, schedule or render); one weight changed in one tenant: that instance is evaluated, the others read."
 for tree in ${BENCH_COMPILE_TREES:-plain idiomatic}; do
-	if [ $tree = plain ]; then dir=$GEN; else dir=$GEN/idiomatic; fi
+	case $tree in
+	plain) dir=$GEN ;;
+	idiomatic) dir=$GEN/idiomatic ;;
+	*) continue ;; # e.g. none: only the L7 part below
+	esac
 	timings=$work/timings-$tree
 	: >"$timings"
 	tenant_file=$(ls "$dir"/lbc/balancers/t050/*.cue | head -1)
