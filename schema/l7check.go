@@ -68,7 +68,13 @@ func checkL7(b *Balancer, r *rawBalancer, fieldAt func(key string) Pos, base str
 		report("rules", "rules", "%d rules, more than %d", len(r.Rules), MaxRules)
 	}
 	catchall := -1
-	i := 0 // the rule checked: one closure for all of them, not one each
+	n := 0
+	for _, rr := range r.Rules {
+		n += len(rr.Match)
+	}
+	conds := make([]Condition, 0, n) // the rules' conditions, one allocation
+	// i is the rule checked: one closure for all of them, not one each.
+	i := 0
 	bad := func(field, format string, args ...any) {
 		k := "rules[" + strconv.Itoa(i) + "]" // built only for an error
 		if field != "" {
@@ -81,7 +87,7 @@ func checkL7(b *Balancer, r *rawBalancer, fieldAt func(key string) Pos, base str
 		if catchall >= 0 {
 			bad("", "unreachable: rules[%d] before it matches every request", catchall)
 		}
-		rule, ok := checkRule(rr, pools, bad)
+		rule, ok := checkRule(rr, pools, &conds, bad)
 		if ok {
 			if b.Rules == nil {
 				b.Rules = make([]Rule, 0, len(r.Rules)) // one allocation, not append's five
@@ -154,8 +160,9 @@ func poolList(pools map[string]bool) string {
 	return "pools: " + strings.Join(names, ", ")
 }
 
-// checkRule checks one rule: its conditions and its one action.
-func checkRule(rr *rawRule, pools map[string]bool, bad func(field, format string, args ...any)) (Rule, bool) {
+// checkRule checks one rule: its conditions and its one action. The
+// conditions are appended to conds and the rule's Match is a part of it.
+func checkRule(rr *rawRule, pools map[string]bool, conds *[]Condition, bad func(field, format string, args ...any)) (Rule, bool) {
 	n0 := 0
 	count := 0
 	failed := func() bool { return n0 > 0 }
@@ -164,9 +171,7 @@ func checkRule(rr *rawRule, pools map[string]bool, bad func(field, format string
 		bad(field, format, args...)
 	}
 	rule := Rule{}
-	if len(rr.Match) > 0 {
-		rule.Match = make([]Condition, 0, len(rr.Match))
-	}
+	start := len(*conds)
 	if len(rr.Match) > MaxConditions {
 		fail("match", "%d conditions, more than %d", len(rr.Match), MaxConditions)
 	}
@@ -183,8 +188,11 @@ func checkRule(rr *rawRule, pools map[string]bool, bad func(field, format string
 	for ; j < len(rr.Match); j++ {
 		c, ok := checkCondition(&rr.Match[j], condBad)
 		if ok {
-			rule.Match = append(rule.Match, c)
+			*conds = append(*conds, c)
 		}
+	}
+	if n := len(*conds); n > start {
+		rule.Match = (*conds)[start:n:n]
 	}
 	if rr.poolSet {
 		count++

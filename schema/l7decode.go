@@ -101,14 +101,25 @@ func (d *decoder) l7(c *compiled, v node, r *rawBalancer) {
 		})
 	}
 	if x, ok := d.field(v, "rules"); ok {
-		if n := d.length(x); n > 0 { // rules: [] stays nil, as before
+		// The rules and their conditions take one allocation each, not
+		// one a rule: rules: [] stays nil, as before.
+		var conds []rawCondition
+		if n := d.length(x); n > 0 {
 			r.Rules = make([]rawRule, 0, n)
+			total := 0
+			d.list(x, func(e node) {
+				if m, ok := d.field(e, "match"); ok {
+					total += d.length(m)
+				}
+			})
+			conds = make([]rawCondition, 0, total)
 		}
 		d.list(x, func(e node) {
 			var rr rawRule
 			if m, ok := d.field(e, "match"); ok {
-				rr.Match = make([]rawCondition, 0, d.length(m))
-				d.list(m, func(ce node) { rr.Match = append(rr.Match, d.condition(ce)) })
+				start := len(conds)
+				d.list(m, func(ce node) { conds = append(conds, d.condition(ce)) })
+				rr.Match = conds[start:len(conds):len(conds)]
 			}
 			rr.poolSet = d.str(e, "pool", &rr.Pool)
 			if rd, ok := d.field(e, "redirect"); ok {
