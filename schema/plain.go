@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"bytes"
 	"strconv"
 	"unicode/utf8"
 	"unsafe"
@@ -66,8 +67,31 @@ type plainReader struct {
 // bytes are only read: hashed, parsed).
 func newPlainReader(name string, src []byte, a *plainAlloc) *plainReader {
 	tf := token.NewFile(name, -1, len(src))
-	tf.SetLinesForContent(src)
+	setLines(tf, src)
 	return &plainReader{src: unsafe.String(unsafe.SliceData(src), len(src)), tf: tf, name: name, a: a}
+}
+
+// setLines gives tf the line table of src that tf.SetLinesForContent
+// would, finding the newlines with bytes.IndexByte instead of a loop over
+// every byte (that loop was a tenth of the reader's time, and ten L7
+// rules a balancer double the text).
+func setLines(tf *token.File, src []byte) {
+	if len(src) == 0 {
+		tf.SetLinesForContent(src)
+		return
+	}
+	lines := make([]int, 1, bytes.Count(src, []byte{'\n'})+1)
+	for off := 0; ; {
+		i := bytes.IndexByte(src[off:], '\n')
+		if i < 0 || off+i+1 == len(src) {
+			break
+		}
+		off += i + 1
+		lines = append(lines, off)
+	}
+	if !tf.SetLines(lines) {
+		tf.SetLinesForContent(src)
+	}
 }
 
 // plainAlloc hands out the values of an instance from slabs, one

@@ -455,3 +455,23 @@ func FuzzPlain(f *testing.F) {
 		samePlain(t, fmt.Sprintf("%q", src), []source{{"x.cue", []byte(src)}})
 	})
 }
+
+// TestSetLines checks that setLines gives the line table CUE's
+// SetLinesForContent gives (the positions of every diagnostic rest on it).
+func TestSetLines(t *testing.T) {
+	for _, s := range []string{"", "\n", "a", "a\n", "a\nb", "\n\n", "ab\ncd\n\nef\n", "x\n\ny"} {
+		a := token.NewFile("a", -1, len(s))
+		a.SetLinesForContent([]byte(s))
+		b := token.NewFile("a", -1, len(s))
+		setLines(b, []byte(s))
+		la, lb := a.Lines(), b.Lines()
+		if len(la) != len(lb) {
+			t.Fatalf("%q: %v vs %v", s, la, lb)
+		}
+		for i := range la {
+			if la[i] != lb[i] {
+				t.Fatalf("%q: %v vs %v", s, la, lb)
+			}
+		}
+	}
+}
