@@ -48,14 +48,13 @@ func checkL7(b *Balancer, r *rawBalancer, fieldAt func(key string) Pos, base str
 		report("pools", "pools", "%d pools, more than %d", len(r.Pools), MaxPools)
 	}
 	for _, rp := range r.Pools {
-		key, path := "pools."+rp.Name, "pools."+label(rp.Name)
 		pools[rp.Name] = true
 		if rp.Name == DefaultPool {
-			report(key, path, "pool name %q is reserved for the balancer's own nodes", DefaultPool)
+			report("pools."+rp.Name, "pools."+label(rp.Name), "pool name %q is reserved for the balancer's own nodes", DefaultPool)
 			continue
 		}
-		bad := func(field, format string, args ...any) {
-			report(key+"."+field, path+"."+field, format, args...)
+		bad := func(field, format string, args ...any) { // the key and path built only for an error
+			report("pools."+rp.Name+"."+field, "pools."+label(rp.Name)+"."+field, format, args...)
 		}
 		p := Pool{Name: rp.Name, Algorithm: rp.Algorithm}
 		p.Nodes, p.HealthMonitor, p.Persistence, p.Timeouts = checkBackend(r.Protocol, rp.Nodes, rp.HealthMonitor, rp.Persistence, rp.Timeouts, bad)
