@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"math"
 	"regexp"
 	"strconv"
 	"strings"
@@ -30,17 +31,24 @@ const (
 	dBool
 )
 
-// dval is one plain data value. A scalar is 64 bytes; the parts of a
-// struct or a list are behind *dagg, so that the many scalars of a spec
-// (ten rules double the values of a balancer) do not carry them.
+// dval is one plain data value, of 56 bytes; the parts of a struct or a
+// list are behind *dagg, so that the many scalars of a spec (ten rules
+// double the values of a balancer) do not carry them.
 type dval struct {
 	kind  dkind
 	b     bool
-	s     string // dString; the literal text for dInt and dFloat
-	i     int64
-	f     float64
+	s     string    // dString; the literal text for dInt and dFloat
+	i     int64     // dInt; the bits of the float64 for dFloat (see float)
 	at    token.Pos // first place the value (or the field's label) is written
 	*dagg           // dStruct and dList; nil for a scalar
+}
+
+// float returns the number of a dFloat.
+func (v *dval) float() float64 { return math.Float64frombits(uint64(v.i)) }
+
+// setFloat makes v the dFloat f written text.
+func (v *dval) setFloat(f float64, text string) {
+	v.kind, v.i, v.s = dFloat, int64(math.Float64bits(f)), text
 }
 
 // dagg holds the fields of a struct or the elements of a list.
@@ -297,7 +305,7 @@ func basic(x *ast.BasicLit, neg bool) *dval {
 		if err != nil {
 			break
 		}
-		v.kind, v.f, v.s = dFloat, f, text
+		v.setFloat(f, text)
 		return v
 	case token.TRUE, token.FALSE:
 		v.kind, v.b = dBool, x.Kind == token.TRUE

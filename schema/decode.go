@@ -240,7 +240,7 @@ func (v *dval) Float64() (float64, error) {
 	case dInt:
 		return float64(v.i), nil
 	case dFloat:
-		return v.f, nil
+		return v.float(), nil
 	}
 	return 0, fmt.Errorf("not a number")
 }

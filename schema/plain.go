@@ -627,8 +627,9 @@ func (r *plainReader) number() *dval {
 	v.s, v.at = text, r.at(start)
 	var err error
 	if float {
-		v.kind = dFloat
-		v.f, err = strconv.ParseFloat(text, 64)
+		var f float64
+		f, err = strconv.ParseFloat(text, 64)
+		v.setFloat(f, text)
 	} else {
 		v.kind = dInt
 		v.i, err = strconv.ParseInt(text, 10, 64)

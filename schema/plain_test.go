@@ -80,8 +80,8 @@ func diffData(a, b *dval, at string) string {
 	switch {
 	case a.kind != b.kind:
 		return fmt.Sprintf("%s: kind %d, want %d", at, a.kind, b.kind)
-	case a.b != b.b || a.s != b.s || a.i != b.i || a.f != b.f:
-		return fmt.Sprintf("%s: value %v %q %d %g, want %v %q %d %g", at, a.b, a.s, a.i, a.f, b.b, b.s, b.i, b.f)
+	case a.b != b.b || a.s != b.s || a.i != b.i:
+		return fmt.Sprintf("%s: value %v %q %d %g, want %v %q %d %g", at, a.b, a.s, a.i, a.float(), b.b, b.s, b.i, b.float())
 	case !samePos(a.at, b.at):
 		return fmt.Sprintf("%s: at %s (offset %d), want %s (offset %d)", at, a.at, a.at.Offset(), b.at, b.at.Offset())
 	case (a.dagg == nil) != (b.dagg == nil):
