@@ -403,7 +403,7 @@ func (r *plainReader) hasAt(s string) bool {
 func (r *plainReader) field(s *dval, rec *recorder, top bool) {
 	name, at, pattern := r.label()
 	if pattern {
-		s.pats = append(s.pats, r.value(nil, true))
+		s.addPattern(r.value(nil, true))
 		return
 	}
 	valueAt := r.i

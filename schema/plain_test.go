@@ -88,9 +88,9 @@ func diffData(a, b *dval, at string) string {
 		return fmt.Sprintf("%s: aggregate %v, want %v", at, a.dagg != nil, b.dagg != nil)
 	case a.dagg == nil:
 		return ""
-	case len(a.fields) != len(b.fields) || len(a.elems) != len(b.elems) || len(a.pats) != len(b.pats):
+	case len(a.fields) != len(b.fields) || len(a.elems) != len(b.elems) || len(a.patterns()) != len(b.patterns()):
 		return fmt.Sprintf("%s: %d fields %d elements %d patterns, want %d %d %d", at,
-			len(a.fields), len(a.elems), len(a.pats), len(b.fields), len(b.elems), len(b.pats))
+			len(a.fields), len(a.elems), len(a.patterns()), len(b.fields), len(b.elems), len(b.patterns()))
 	}
 	for i := range a.fields {
 		if a.fields[i].name != b.fields[i].name {
@@ -105,8 +105,8 @@ func diffData(a, b *dval, at string) string {
 			return d
 		}
 	}
-	for i := range a.pats {
-		if d := diffData(a.pats[i], b.pats[i], fmt.Sprintf("%s[pattern %d]", at, i)); d != "" {
+	for i := range a.patterns() {
+		if d := diffData(a.patterns()[i], b.patterns()[i], fmt.Sprintf("%s[pattern %d]", at, i)); d != "" {
 			return d
 		}
 	}
