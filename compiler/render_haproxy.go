@@ -246,6 +246,8 @@ func (w *cfgWriter) balancer(b *schema.Balancer, role, mapPath string) {
 		return
 	}
 	w.resetSeen()
+	routed := -1 // where the first frontend's routing starts in w.buf
+	var routing []byte
 	for _, v := range b.VIPs {
 		ap, ok := addrPort(v.Address, v.Port)
 		if !ok || w.see(ap) {
@@ -275,8 +277,15 @@ func (w *cfgWriter) balancer(b *schema.Balancer, role, mapPath string) {
 			w.duration(t.Client, b.Name, "timeouts.client")
 			w.nl()
 		}
-		if l7 {
+		switch {
+		case !l7:
+		case routed < 0:
+			// Written once a balancer: its other frontends copy it.
+			routed = len(w.buf)
 			w.routing(b, mapPath)
+			routing = w.buf[routed:]
+		default:
+			w.buf = append(w.buf, routing...)
 		}
 		w.s("    default_backend be_", b.Name, "\n")
 		w.redirectFrontend(b, v, role)

@@ -66,10 +66,6 @@ func (w *cfgWriter) routing(b *schema.Balancer, mapPath string) {
 	if len(b.Rules) > 0 {
 		w.s("    acl lbc_routed var(txn.lbc_rule) -m found\n")
 	}
-	pools := map[string]bool{schema.DefaultPool: true}
-	for _, p := range b.Pools {
-		pools[p.Name] = true
-	}
 	for i, r := range b.Rules {
 		w.s("    # rule ")
 		w.i(i)
@@ -81,7 +77,7 @@ func (w *cfgWriter) routing(b *schema.Balancer, mapPath string) {
 		}
 		switch {
 		case r.Pool != "" && r.Redirect == nil && !r.Reject:
-			if !pools[r.Pool] {
+			if !hasPool(b, r.Pool) {
 				w.fail("balancer %s: rules[%d]: unknown pool %q", b.Name, i, r.Pool)
 			}
 			w.s("    http-request set-var(txn.lbc_rule) int(")
@@ -128,6 +124,21 @@ func (w *cfgWriter) routing(b *schema.Balancer, mapPath string) {
 		w.word(mapPath, "host table path")
 		w.s("    use_backend %[", hostFetch, ",map(", mapPath, ",be_", b.Name, ")]\n")
 	}
+}
+
+// hasPool reports whether b has the pool name (the default pool always):
+// a scan of its pools, not a map made for each frontend (a balancer has a
+// few; at the schema's bounds, 1000 pools and rules, a million compares).
+func hasPool(b *schema.Balancer, name string) bool {
+	if name == schema.DefaultPool {
+		return true
+	}
+	for _, p := range b.Pools {
+		if p.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 func (w *cfgWriter) aclName(i, j int) {

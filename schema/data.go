@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"math"
 	"regexp"
 	"strconv"
 	"strings"
@@ -30,25 +31,54 @@ const (
 	dBool
 )
 
-// dval is one plain data value. A scalar is 64 bytes; the parts of a
-// struct or a list are behind *dagg, so that the many scalars of a spec
-// (ten rules double the values of a balancer) do not carry them.
+// dval is one plain data value, of 56 bytes; the parts of a struct or a
+// list are behind *dagg, so that the many scalars of a spec (ten rules
+// double the values of a balancer) do not carry them.
 type dval struct {
 	kind  dkind
 	b     bool
-	s     string // dString; the literal text for dInt and dFloat
-	i     int64
-	f     float64
+	s     string    // dString; the literal text for dInt and dFloat
+	i     int64     // dInt; the bits of the float64 for dFloat (see float)
 	at    token.Pos // first place the value (or the field's label) is written
 	*dagg           // dStruct and dList; nil for a scalar
 }
 
-// dagg holds the fields of a struct or the elements of a list.
+// float returns the number of a dFloat.
+func (v *dval) float() float64 { return math.Float64frombits(uint64(v.i)) }
+
+// setFloat makes v the dFloat f written text.
+func (v *dval) setFloat(f float64, text string) {
+	v.kind, v.i, v.s = dFloat, int64(math.Float64bits(f)), text
+}
+
+// dagg holds the fields of a struct or the elements of a list, in 56
+// bytes: what few structs have is behind more.
 type dagg struct {
-	fields []dfield       // dStruct: in order of first appearance
-	index  map[string]int // dStruct with many fields: name → position in fields
-	pats   []*dval        // dStruct: values of [string]: patterns, applied to every field
-	elems  []*dval        // dList
+	fields []dfield // dStruct: in order of first appearance
+	elems  []*dval  // dList
+	more   *dmore   // dStruct with patterns or many fields; else nil
+}
+
+// dmore holds what few structs have.
+type dmore struct {
+	index map[string]int // many fields: name → position in fields
+	pats  []*dval        // values of [string]: patterns, applied to every field
+}
+
+// patterns returns the values of the [string]: patterns of the struct v.
+func (v *dval) patterns() []*dval {
+	if v.more == nil {
+		return nil
+	}
+	return v.more.pats
+}
+
+// addPattern adds the value of a [string]: pattern to the struct v.
+func (v *dval) addPattern(p *dval) {
+	if v.more == nil {
+		v.more = &dmore{}
+	}
+	v.more.pats = append(v.more.pats, p)
 }
 
 // dfield is one field of a struct.
@@ -125,7 +155,7 @@ func addField(s *dval, d *ast.Field) {
 		if !ok || (id.Name != "string" && id.Name != "_") {
 			panic(notData{})
 		}
-		s.pats = append(s.pats, v)
+		s.addPattern(v)
 		return
 	}
 	name := dataLabel(d.Label)
@@ -142,8 +172,8 @@ const indexAbove = 8
 
 // get returns the field name of the struct v, or nil.
 func (v *dval) get(name string) *dval {
-	if v.index != nil {
-		if i, ok := v.index[name]; ok {
+	if v.more != nil && v.more.index != nil {
+		if i, ok := v.more.index[name]; ok {
 			return v.fields[i].v
 		}
 		return nil
@@ -160,12 +190,15 @@ func (v *dval) get(name string) *dval {
 func (v *dval) add(name string, x *dval) {
 	v.fields = append(v.fields, dfield{name, x})
 	switch {
-	case v.index != nil:
-		v.index[name] = len(v.fields) - 1
+	case v.more != nil && v.more.index != nil:
+		v.more.index[name] = len(v.fields) - 1
 	case len(v.fields) > indexAbove:
-		v.index = make(map[string]int, 2*len(v.fields))
+		if v.more == nil {
+			v.more = &dmore{}
+		}
+		v.more.index = make(map[string]int, 2*len(v.fields))
 		for i, f := range v.fields {
-			v.index[f.name] = i
+			v.more.index[f.name] = i
 		}
 	}
 }
@@ -297,7 +330,7 @@ func basic(x *ast.BasicLit, neg bool) *dval {
 		if err != nil {
 			break
 		}
-		v.kind, v.f, v.s = dFloat, f, text
+		v.setFloat(f, text)
 		return v
 	case token.TRUE, token.FALSE:
 		v.kind, v.b = dBool, x.Kind == token.TRUE
@@ -327,11 +360,11 @@ func unifyData(dst, src *dval, own bool) {
 			}
 			dst.add(f.name, sv)
 		}
-		for _, p := range src.pats {
+		for _, p := range src.patterns() {
 			if !own {
 				p = p.clone()
 			}
-			dst.pats = append(dst.pats, p)
+			dst.addPattern(p)
 		}
 	case dList:
 		if len(dst.elems) != len(src.elems) {
@@ -374,17 +407,20 @@ func (v *dval) clone() *dval {
 		for i, f := range v.fields {
 			a.fields[i] = dfield{f.name, f.v.clone()}
 		}
-		if v.index != nil {
-			a.index = make(map[string]int, len(v.index))
-			for k, i := range v.index {
-				a.index[k] = i
+	}
+	if m := v.more; m != nil {
+		a.more = &dmore{}
+		if m.index != nil {
+			a.more.index = make(map[string]int, len(m.index))
+			for k, i := range m.index {
+				a.more.index[k] = i
 			}
 		}
-	}
-	if v.pats != nil {
-		a.pats = make([]*dval, len(v.pats))
-		for i, p := range v.pats {
-			a.pats[i] = p.clone()
+		if m.pats != nil {
+			a.more.pats = make([]*dval, len(m.pats))
+			for i, p := range m.pats {
+				a.more.pats[i] = p.clone()
+			}
 		}
 	}
 	if v.elems != nil {
@@ -402,7 +438,7 @@ func applyPatterns(v *dval) {
 	switch v.kind {
 	case dStruct:
 		for _, f := range v.fields {
-			for _, p := range v.pats {
+			for _, p := range v.patterns() {
 				unifyData(f.v, p, false)
 			}
 			applyPatterns(f.v)

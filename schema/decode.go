@@ -240,7 +240,7 @@ func (v *dval) Float64() (float64, error) {
 	case dInt:
 		return float64(v.i), nil
 	case dFloat:
-		return v.f, nil
+		return v.float(), nil
 	}
 	return 0, fmt.Errorf("not a number")
 }
@@ -358,7 +358,10 @@ func sel(name string) cue.Path {
 // decoder reads fields of validated values by name; it never walks a
 // struct's fields in order (that sorts them, which is slow) and sets only
 // the fields that exist, so defaults already in place stay.
-type decoder struct{ err error }
+type decoder struct {
+	err     error
+	matches []rawMatch // a slab of a balancer's rule conditions (see match)
+}
 
 func (d *decoder) fail(err error) {
 	if d.err == nil {
@@ -412,6 +415,9 @@ func (d *decoder) strs(v node, name string, dst *[]string) {
 		return
 	}
 	var out []string
+	if n := d.length(f); n > 0 {
+		out = make([]string, 0, n)
+	}
 	d.list(f, func(x node) {
 		s, err := x.String()
 		d.fail(err)

@@ -110,7 +110,7 @@ func fromValue(v cue.Value, depth int) *dval {
 		if err != nil {
 			panic(notData{})
 		}
-		d.kind, d.f, d.s = dFloat, f, strconv.FormatFloat(f, 'g', -1, 64)
+		d.setFloat(f, strconv.FormatFloat(f, 'g', -1, 64))
 	case cue.BoolKind:
 		b, err := v.Bool()
 		if err != nil {

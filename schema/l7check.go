@@ -2,6 +2,7 @@ package schema
 
 import (
 	"fmt"
+	"math/bits"
 	"net/netip"
 	"regexp/syntax"
 	"sort"
@@ -47,14 +48,13 @@ func checkL7(b *Balancer, r *rawBalancer, fieldAt func(key string) Pos, base str
 		report("pools", "pools", "%d pools, more than %d", len(r.Pools), MaxPools)
 	}
 	for _, rp := range r.Pools {
-		key, path := "pools."+rp.Name, "pools."+label(rp.Name)
 		pools[rp.Name] = true
 		if rp.Name == DefaultPool {
-			report(key, path, "pool name %q is reserved for the balancer's own nodes", DefaultPool)
+			report("pools."+rp.Name, "pools."+label(rp.Name), "pool name %q is reserved for the balancer's own nodes", DefaultPool)
 			continue
 		}
-		bad := func(field, format string, args ...any) {
-			report(key+"."+field, path+"."+field, format, args...)
+		bad := func(field, format string, args ...any) { // the key and path built only for an error
+			report("pools."+rp.Name+"."+field, "pools."+label(rp.Name)+"."+field, format, args...)
 		}
 		p := Pool{Name: rp.Name, Algorithm: rp.Algorithm}
 		p.Nodes, p.HealthMonitor, p.Persistence, p.Timeouts = checkBackend(r.Protocol, rp.Nodes, rp.HealthMonitor, rp.Persistence, rp.Timeouts, bad)
@@ -67,18 +67,26 @@ func checkL7(b *Balancer, r *rawBalancer, fieldAt func(key string) Pos, base str
 		report("rules", "rules", "%d rules, more than %d", len(r.Rules), MaxRules)
 	}
 	catchall := -1
-	for i, rr := range r.Rules {
-		bad := func(field, format string, args ...any) {
-			k := "rules[" + strconv.Itoa(i) + "]" // built only for an error
-			if field != "" {
-				k += "." + field
-			}
-			report(k, k, format, args...)
+	n := 0
+	for _, rr := range r.Rules {
+		n += len(rr.Match)
+	}
+	conds := make([]Condition, 0, n) // the rules' conditions, one allocation
+	// i is the rule checked: one closure for all of them, not one each.
+	i := 0
+	bad := func(field, format string, args ...any) {
+		k := "rules[" + strconv.Itoa(i) + "]" // built only for an error
+		if field != "" {
+			k += "." + field
 		}
+		report(k, k, format, args...)
+	}
+	for ; i < len(r.Rules); i++ {
+		rr := &r.Rules[i]
 		if catchall >= 0 {
 			bad("", "unreachable: rules[%d] before it matches every request", catchall)
 		}
-		rule, ok := checkRule(rr, pools, bad)
+		rule, ok := checkRule(rr, pools, &conds, bad)
 		if ok {
 			if b.Rules == nil {
 				b.Rules = make([]Rule, 0, len(r.Rules)) // one allocation, not append's five
@@ -151,8 +159,9 @@ func poolList(pools map[string]bool) string {
 	return "pools: " + strings.Join(names, ", ")
 }
 
-// checkRule checks one rule: its conditions and its one action.
-func checkRule(rr rawRule, pools map[string]bool, bad func(field, format string, args ...any)) (Rule, bool) {
+// checkRule checks one rule: its conditions and its one action. The
+// conditions are appended to conds and the rule's Match is a part of it.
+func checkRule(rr *rawRule, pools map[string]bool, conds *[]Condition, bad func(field, format string, args ...any)) (Rule, bool) {
 	n0 := 0
 	count := 0
 	failed := func() bool { return n0 > 0 }
@@ -161,25 +170,28 @@ func checkRule(rr rawRule, pools map[string]bool, bad func(field, format string,
 		bad(field, format, args...)
 	}
 	rule := Rule{}
-	if len(rr.Match) > 0 {
-		rule.Match = make([]Condition, 0, len(rr.Match))
-	}
+	start := len(*conds)
 	if len(rr.Match) > MaxConditions {
 		fail("match", "%d conditions, more than %d", len(rr.Match), MaxConditions)
 	}
-	for j, rc := range rr.Match {
-		c, ok := checkCondition(rc, func(f, format string, args ...any) {
-			field := "match[" + strconv.Itoa(j) + "]"
-			if f != "" {
-				f = field + "." + f
-			} else {
-				f = field
-			}
-			fail(f, format, args...)
-		})
-		if ok {
-			rule.Match = append(rule.Match, c)
+	j := 0 // the condition checked: one closure for all of them
+	condBad := func(f, format string, args ...any) {
+		field := "match[" + strconv.Itoa(j) + "]"
+		if f != "" {
+			f = field + "." + f
+		} else {
+			f = field
 		}
+		fail(f, format, args...)
+	}
+	for ; j < len(rr.Match); j++ {
+		c, ok := checkCondition(&rr.Match[j], condBad)
+		if ok {
+			*conds = append(*conds, c)
+		}
+	}
+	if n := len(*conds); n > start {
+		rule.Match = (*conds)[start:n:n]
 	}
 	if rr.poolSet {
 		count++
@@ -229,33 +241,35 @@ func checkRule(rr rawRule, pools map[string]bool, bad func(field, format string,
 }
 
 // checkCondition checks one condition: exactly one kind, and its value.
-func checkCondition(rc rawCondition, bad func(field, format string, args ...any)) (Condition, bool) {
+func checkCondition(rc *rawCondition, bad func(field, format string, args ...any)) (Condition, bool) {
 	ok := true
 	fail := func(field, format string, args ...any) {
 		ok = false
 		bad(field, format, args...)
 	}
-	switch len(rc.kinds) {
+	var (
+		c   = Condition{Not: rc.Not}
+		m   *rawMatch
+		set int
+	)
+	for _, k := range rc.sets() {
+		if k.set {
+			if set == 0 {
+				c.Kind, m = k.name, k.m
+			}
+			set++
+		}
+	}
+	switch set {
 	case 0:
 		fail("", "a condition needs one of host, path, fileType, header, cookie")
 		return Condition{}, false
 	case 1:
 	default:
-		fail("", "a condition takes one of host, path, fileType, header, cookie, not %s: write one condition each (they are AND-ed)", strings.Join(rc.kinds, " and "))
+		fail("", "a condition takes one of host, path, fileType, header, cookie, not %s: write one condition each (they are AND-ed)", strings.Join(rc.kinds(), " and "))
 		return Condition{}, false
 	}
-	c := Condition{Kind: rc.kinds[0], Not: rc.Not}
-	var m *rawMatch
-	switch c.Kind {
-	case CondHost:
-		m = rc.Host
-	case CondPath:
-		m = rc.Path
-	case CondHeader:
-		m = rc.Header
-	case CondCookie:
-		m = rc.Cookie
-	case CondFileType:
+	if c.Kind == CondFileType {
 		if len(rc.FileType) == 0 {
 			fail(CondFileType, "fileType needs at least one file extension")
 		}
@@ -263,7 +277,7 @@ func checkCondition(rc rawCondition, bad func(field, format string, args ...any)
 		return c, ok
 	}
 	c.Name = m.Name
-	switch len(m.compares) {
+	switch bits.OnesCount8(m.cmps) {
 	case 0:
 		if c.Kind == CondHost || c.Kind == CondPath {
 			fail(c.Kind, "%s needs one of exact, prefix, suffix, contains, regex", c.Kind)
@@ -273,26 +287,26 @@ func checkCondition(rc rawCondition, bad func(field, format string, args ...any)
 		return c, ok
 	case 1:
 	default:
-		fail(c.Kind, "%s takes one of exact, prefix, suffix, contains, regex, not %s", c.Kind, strings.Join(m.compares, " and "))
+		fail(c.Kind, "%s takes one of exact, prefix, suffix, contains, regex, not %s", c.Kind, strings.Join(m.compares(), " and "))
 		return c, false
 	}
-	c.Compare, c.Value = m.compares[0], m.Value
-	field := c.Kind + "." + c.Compare
+	c.Compare, c.Value = compares[bits.TrailingZeros8(m.cmps)], m.Value
+	field := func() string { return c.Kind + "." + c.Compare } // built only for an error
 	switch {
 	case c.Compare == CmpRegex:
 		if err := CheckRegex(c.Value); err != nil {
-			fail(field, "%v", err)
+			fail(field(), "%v", err)
 		}
 	case c.Kind == CondHost && c.Compare == CmpExact && strings.HasPrefix(c.Value, "["):
 		if err := checkIPv6Host(c.Value); err != nil {
-			fail(field, "%v", err)
+			fail(field(), "%v", err)
 		}
 	case c.Kind == CondHost:
 		if strings.Trim(c.Value, "abcdefghijklmnopqrstuvwxyz0123456789.-") != "" {
-			fail(field, "invalid host %s: hosts are compared in lower case, without the port: use a-z 0-9 . - only (an IPv6 address: exact: \"[2001:db8::1]\")", Quote(c.Value))
+			fail(field(), "invalid host %s: hosts are compared in lower case, without the port: use a-z 0-9 . - only (an IPv6 address: exact: \"[2001:db8::1]\")", Quote(c.Value))
 		}
 	case c.Kind == CondPath && (c.Compare == CmpExact || c.Compare == CmpPrefix) && !strings.HasPrefix(c.Value, "/"):
-		fail(field, "a path starts with /: %s never matches", Quote(c.Value))
+		fail(field(), "a path starts with /: %s never matches", Quote(c.Value))
 	}
 	return c, ok
 }

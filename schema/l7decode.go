@@ -24,7 +24,6 @@ type rawRule struct {
 }
 
 type rawCondition struct {
-	kinds    []string // the kinds the condition sets, in schema order
 	Host     *rawMatch
 	Path     *rawMatch
 	FileType []string
@@ -34,9 +33,46 @@ type rawCondition struct {
 }
 
 type rawMatch struct {
-	Name     string
-	compares []string // the comparisons set, in schema order
-	Value    string   // the value of the first one
+	Name  string
+	cmps  uint8  // the comparisons set: bit i for compares[i]
+	Value string // the value of the first one
+}
+
+// condKind is one kind a condition may set: its match (nil for fileType)
+// and whether it is set.
+type condKind struct {
+	name string
+	m    *rawMatch
+	set  bool
+}
+
+// sets lists the kinds of c in schema order, whether set or not.
+func (c *rawCondition) sets() [5]condKind {
+	return [5]condKind{{CondHost, c.Host, c.Host != nil}, {CondPath, c.Path, c.Path != nil},
+		{CondFileType, nil, c.FileType != nil}, {CondHeader, c.Header, c.Header != nil},
+		{CondCookie, c.Cookie, c.Cookie != nil}}
+}
+
+// kinds are the kinds the condition sets, in schema order.
+func (c *rawCondition) kinds() []string {
+	var ks []string
+	for _, k := range c.sets() {
+		if k.set {
+			ks = append(ks, k.name)
+		}
+	}
+	return ks
+}
+
+// compares are the comparisons m sets, in schema order.
+func (m *rawMatch) compares() []string {
+	var cs []string
+	for i, c := range compares {
+		if m.cmps&(1<<i) != 0 {
+			cs = append(cs, c)
+		}
+	}
+	return cs
 }
 
 type rawRedirect struct {
@@ -65,14 +101,25 @@ func (d *decoder) l7(c *compiled, v node, r *rawBalancer) {
 		})
 	}
 	if x, ok := d.field(v, "rules"); ok {
-		if n := d.length(x); n > 0 { // rules: [] stays nil, as before
+		// The rules and their conditions take one allocation each, not
+		// one a rule: rules: [] stays nil, as before.
+		var conds []rawCondition
+		if n := d.length(x); n > 0 {
 			r.Rules = make([]rawRule, 0, n)
+			total := 0
+			d.list(x, func(e node) {
+				if m, ok := d.field(e, "match"); ok {
+					total += d.length(m)
+				}
+			})
+			conds = make([]rawCondition, 0, total)
 		}
 		d.list(x, func(e node) {
 			var rr rawRule
 			if m, ok := d.field(e, "match"); ok {
-				rr.Match = make([]rawCondition, 0, d.length(m))
-				d.list(m, func(ce node) { rr.Match = append(rr.Match, d.condition(ce)) })
+				start := len(conds)
+				d.list(m, func(ce node) { conds = append(conds, d.condition(ce)) })
+				rr.Match = conds[start:len(conds):len(conds)]
 			}
 			rr.poolSet = d.str(e, "pool", &rr.Pool)
 			if rd, ok := d.field(e, "redirect"); ok {
@@ -103,40 +150,48 @@ func (d *decoder) l7(c *compiled, v node, r *rawBalancer) {
 	}
 }
 
+// condition reads one condition of a rule: what it sets, which checkL7
+// checks (one kind, one comparison); a set fileType is never nil.
 func (d *decoder) condition(v node) rawCondition {
 	var c rawCondition
-	match := func(name string, withName bool) *rawMatch {
-		x, ok := d.field(v, name)
-		if !ok {
-			return nil
-		}
-		c.kinds = append(c.kinds, name)
-		m := &rawMatch{}
-		if withName {
-			d.str(x, "name", &m.Name)
-		}
-		for _, cmp := range compares {
-			var s string
-			if d.str(x, cmp, &s) {
-				if len(m.compares) == 0 {
-					m.Value = s
-				}
-				m.compares = append(m.compares, cmp)
-			}
-		}
-		return m
-	}
-	c.Host = match(CondHost, false)
-	c.Path = match(CondPath, false)
+	c.Host = d.match(v, CondHost, false)
+	c.Path = d.match(v, CondPath, false)
 	if _, ok := d.field(v, CondFileType); ok {
-		c.kinds = append(c.kinds, CondFileType)
 		d.strs(v, CondFileType, &c.FileType)
 		if c.FileType == nil {
 			c.FileType = []string{}
 		}
 	}
-	c.Header = match(CondHeader, true)
-	c.Cookie = match(CondCookie, true)
+	c.Header = d.match(v, CondHeader, true)
+	c.Cookie = d.match(v, CondCookie, true)
 	d.bool(v, "not", &c.Not)
 	return c
+}
+
+// match reads the match of kind name of the condition v, nil when v has
+// none. Matches come from a slab: a condition has one, and a rule of ten
+// balancers' worth of them would otherwise be that many allocations.
+func (d *decoder) match(v node, name string, withName bool) *rawMatch {
+	x, ok := d.field(v, name)
+	if !ok {
+		return nil
+	}
+	if len(d.matches) == 0 {
+		d.matches = make([]rawMatch, 16)
+	}
+	m := &d.matches[0]
+	d.matches = d.matches[1:]
+	if withName {
+		d.str(x, "name", &m.Name)
+	}
+	for i, cmp := range compares {
+		var s string
+		if d.str(x, cmp, &s) {
+			if m.cmps == 0 {
+				m.Value = s
+			}
+			m.cmps |= 1 << i
+		}
+	}
+	return m
 }

@@ -80,17 +80,17 @@ func diffData(a, b *dval, at string) string {
 	switch {
 	case a.kind != b.kind:
 		return fmt.Sprintf("%s: kind %d, want %d", at, a.kind, b.kind)
-	case a.b != b.b || a.s != b.s || a.i != b.i || a.f != b.f:
-		return fmt.Sprintf("%s: value %v %q %d %g, want %v %q %d %g", at, a.b, a.s, a.i, a.f, b.b, b.s, b.i, b.f)
+	case a.b != b.b || a.s != b.s || a.i != b.i:
+		return fmt.Sprintf("%s: value %v %q %d %g, want %v %q %d %g", at, a.b, a.s, a.i, a.float(), b.b, b.s, b.i, b.float())
 	case !samePos(a.at, b.at):
 		return fmt.Sprintf("%s: at %s (offset %d), want %s (offset %d)", at, a.at, a.at.Offset(), b.at, b.at.Offset())
 	case (a.dagg == nil) != (b.dagg == nil):
 		return fmt.Sprintf("%s: aggregate %v, want %v", at, a.dagg != nil, b.dagg != nil)
 	case a.dagg == nil:
 		return ""
-	case len(a.fields) != len(b.fields) || len(a.elems) != len(b.elems) || len(a.pats) != len(b.pats):
+	case len(a.fields) != len(b.fields) || len(a.elems) != len(b.elems) || len(a.patterns()) != len(b.patterns()):
 		return fmt.Sprintf("%s: %d fields %d elements %d patterns, want %d %d %d", at,
-			len(a.fields), len(a.elems), len(a.pats), len(b.fields), len(b.elems), len(b.pats))
+			len(a.fields), len(a.elems), len(a.patterns()), len(b.fields), len(b.elems), len(b.patterns()))
 	}
 	for i := range a.fields {
 		if a.fields[i].name != b.fields[i].name {
@@ -105,8 +105,8 @@ func diffData(a, b *dval, at string) string {
 			return d
 		}
 	}
-	for i := range a.pats {
-		if d := diffData(a.pats[i], b.pats[i], fmt.Sprintf("%s[pattern %d]", at, i)); d != "" {
+	for i := range a.patterns() {
+		if d := diffData(a.patterns()[i], b.patterns()[i], fmt.Sprintf("%s[pattern %d]", at, i)); d != "" {
 			return d
 		}
 	}
@@ -454,4 +454,24 @@ func FuzzPlain(f *testing.F) {
 	f.Fuzz(func(t *testing.T, src string) {
 		samePlain(t, fmt.Sprintf("%q", src), []source{{"x.cue", []byte(src)}})
 	})
+}
+
+// TestSetLines checks that setLines gives the line table CUE's
+// SetLinesForContent gives (the positions of every diagnostic rest on it).
+func TestSetLines(t *testing.T) {
+	for _, s := range []string{"", "\n", "a", "a\n", "a\nb", "\n\n", "ab\ncd\n\nef\n", "x\n\ny"} {
+		a := token.NewFile("a", -1, len(s))
+		a.SetLinesForContent([]byte(s))
+		b := token.NewFile("a", -1, len(s))
+		setLines(b, []byte(s))
+		la, lb := a.Lines(), b.Lines()
+		if len(la) != len(lb) {
+			t.Fatalf("%q: %v vs %v", s, la, lb)
+		}
+		for i := range la {
+			if la[i] != lb[i] {
+				t.Fatalf("%q: %v vs %v", s, la, lb)
+			}
+		}
+	}
 }

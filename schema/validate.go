@@ -342,7 +342,7 @@ func (b vbound) holds(x *dval) bool {
 		}
 		return false
 	}
-	f := x.f
+	f := x.float()
 	if x.kind == dInt {
 		f = float64(x.i)
 	}
