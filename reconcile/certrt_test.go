@@ -308,31 +308,8 @@ func runCertFault(t *testing.T, c certFault, inject bool) []string {
 	oldServed := r.served()
 	pid := r.cli("show info")
 	f := c.fault(r)
-	r.srv.SetInjection(inject)
-	r.srv.Inject(f)
-	res, err := Apply(context.Background(), p, r.dial, runtimeOpts())
-	returned := time.Now()
-	if err != nil {
-		t.Fatal(err)
-	}
-	fired := r.srv.Fired()
-	r.srv.Inject()
-	r.srv.SetInjection(true)
-	var bad []string
+	d, returned, bad := r.applyFaulted(t, p, []sshtest.StepFault{f}, inject, OutcomeRolledBack, c.errHas)
 	badf := func(format string, a ...any) { bad = append(bad, fmt.Sprintf(format, a...)) }
-	if len(fired) == 0 {
-		badf("no fault fired")
-	} else if len(fired) != 1 || fired[0].String() != f.String() {
-		badf("fired %v, want %v", fired, f)
-	}
-	d := res.Devices[0]
-	t.Logf("%s: %v (steps %q, warnings %q)", d.Outcome, d.Err, d.Steps, d.Warnings)
-	if d.Outcome != OutcomeRolledBack {
-		badf("outcome %s (%v), want rolled back", d.Outcome, d.Err)
-	}
-	if !strings.Contains(fmt.Sprint(d.Err), c.errHas) {
-		badf("error %q does not say %q", fmt.Sprint(d.Err), c.errHas)
-	}
 	if msg := fmt.Sprint(d.Err, d.Warnings); strings.Contains(msg, "PRIVATE KEY") || strings.Contains(msg, "BEGIN CERT") {
 		badf("the error or a warning holds PEM: %s", msg)
 	}

@@ -522,29 +522,8 @@ func runRuntimeFault(t *testing.T, c runtimeFault, inject bool) []string {
 	th, p := setupRuntime(t, oldCfg, newCfg)
 	oldRun := th.servers()
 	old := th.snap()
-	th.srv.SetInjection(inject)
-	th.srv.Inject(c.faults...)
-	r, err := Apply(context.Background(), p, th.dial, runtimeOpts())
-	returned := time.Now()
-	if err != nil {
-		t.Fatal(err)
-	}
-	fired := th.srv.Fired()
-	th.srv.Inject()
-	th.srv.SetInjection(true)
-	var bad []string
+	d, returned, bad := th.applyFaulted(t, p, c.faults, inject, c.outcome, c.errHas)
 	badf := func(format string, a ...any) { bad = append(bad, fmt.Sprintf(format, a...)) }
-	if w := firedWrong(c.faults, fired); w != "" {
-		badf("%s", w)
-	}
-	d := r.Devices[0]
-	t.Logf("%s: %v (steps %q, warnings %q)", d.Outcome, d.Err, d.Steps, d.Warnings)
-	if d.Outcome != c.outcome {
-		badf("outcome %s (%v), want %s", d.Outcome, d.Err, c.outcome)
-	}
-	if c.errHas != "" && !strings.Contains(fmt.Sprint(d.Err), c.errHas) {
-		badf("error %q does not say %q", fmt.Sprint(d.Err), c.errHas)
-	}
 	if c.warnHas != "" && !slices.ContainsFunc(d.Warnings, func(w string) bool { return strings.Contains(w, c.warnHas) }) {
 		badf("warnings %q do not say %q", d.Warnings, c.warnHas)
 	}
@@ -606,6 +585,39 @@ func runRows[C any](t *testing.T, rows []C, name func(C) string, run func(*testi
 
 // firedWrong says how the faults that fired differ from those injected
 // ("no fault fired" when none did), or "".
+// applyFaulted applies p to th with faults armed on its SSH server
+// (acting when inject, else only recorded where they would fire), clears
+// them, and checks what every runtime fault row checks: exactly faults
+// fired, the device's outcome is outcome and its error says errHas (""
+// for any). It returns the device's result, when Apply returned, and what
+// was wrong.
+func (th *testHost) applyFaulted(t *testing.T, p *Plan, faults []sshtest.StepFault, inject bool, outcome Outcome, errHas string) (DeviceResult, time.Time, []string) {
+	t.Helper()
+	th.srv.SetInjection(inject)
+	th.srv.Inject(faults...)
+	r, err := Apply(context.Background(), p, th.dial, runtimeOpts())
+	returned := time.Now()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fired := th.srv.Fired()
+	th.srv.Inject()
+	th.srv.SetInjection(true)
+	var bad []string
+	if w := firedWrong(faults, fired); w != "" {
+		bad = append(bad, w)
+	}
+	d := r.Devices[0]
+	t.Logf("%s: %v (steps %q, warnings %q)", d.Outcome, d.Err, d.Steps, d.Warnings)
+	if d.Outcome != outcome {
+		bad = append(bad, fmt.Sprintf("outcome %s (%v), want %s", d.Outcome, d.Err, outcome))
+	}
+	if !strings.Contains(fmt.Sprint(d.Err), errHas) {
+		bad = append(bad, fmt.Sprintf("error %q does not say %q", fmt.Sprint(d.Err), errHas))
+	}
+	return d, returned, bad
+}
+
 func firedWrong(injected, fired []sshtest.StepFault) string {
 	var want, got []string
 	for _, f := range injected {

@@ -226,29 +226,8 @@ func runMapFault(t *testing.T, c mapFault, inject bool) []string {
 	th, p := setupMaps(t)
 	oldMap, oldFile, pid := th.runningMap(), th.read("etc/"+compiler.HostsMapName("web")), th.workerPid()
 	faults := c.faults(th)
-	th.srv.SetInjection(inject)
-	th.srv.Inject(faults...)
-	r, err := Apply(context.Background(), p, th.dial, runtimeOpts())
-	if err != nil {
-		t.Fatal(err)
-	}
-	fired := th.srv.Fired()
-	th.srv.Inject()
-	th.srv.SetInjection(true)
-	var bad []string
+	_, _, bad := th.applyFaulted(t, p, faults, inject, c.outcome, strings.ReplaceAll(c.errHas, "PATH", th.mapPath()))
 	badf := func(format string, a ...any) { bad = append(bad, fmt.Sprintf(format, a...)) }
-	if w := firedWrong(faults, fired); w != "" {
-		badf("%s", w)
-	}
-	d := r.Devices[0]
-	t.Logf("%s: %v (steps %q, warnings %q)", d.Outcome, d.Err, d.Steps, d.Warnings)
-	errHas := strings.ReplaceAll(c.errHas, "PATH", th.mapPath())
-	if d.Outcome != c.outcome {
-		badf("outcome %s (%v), want %s", d.Outcome, d.Err, c.outcome)
-	}
-	if !strings.Contains(fmt.Sprint(d.Err), errHas) {
-		badf("error %q does not say %q", fmt.Sprint(d.Err), errHas)
-	}
 	th.waitUnlocked()
 	if th.armed() {
 		badf("txn.sh still armed")
