@@ -311,17 +311,7 @@ func TestE2EParallelDrain(t *testing.T) {
 	// rollback starts. Device 2 waits in its drain until device 1 has
 	// failed: --max-failures stops only devices not started yet, so
 	// device 3 would start if device 2 freed its slot first.
-	sock := filepath.Join(d1.StateDir, "haproxy.sock")
-	if err := os.Rename(sock, sock+".away"); err != nil {
-		t.Fatal(err)
-	}
-	if err := d1.PauseAt(host.StepRollback); err != nil {
-		t.Fatal(err)
-	}
-	_, werr := d1.WaitStep(host.StepRollback, 60*time.Second)
-	if err := os.Rename(sock+".away", sock); err != nil {
-		t.Fatal(err)
-	}
+	werr := hideSocketUntilRollback(t, d1, 60*time.Second)
 	d1.Resume()
 	select {
 	case <-d1Done:

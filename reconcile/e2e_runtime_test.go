@@ -167,6 +167,26 @@ func (e *e2e) sessions() int {
 	return 0
 }
 
+// hideSocketUntilRollback moves dev's stats socket path away (HAProxy
+// keeps its listening socket: only the path is gone), pauses dev at its
+// rollback step and waits for it up to wait, then puts the path back. It
+// returns the wait's error; dev stays paused until the caller resumes it.
+func hideSocketUntilRollback(t *testing.T, dev *lab.Device, wait time.Duration) error {
+	t.Helper()
+	sock := filepath.Join(dev.StateDir, "haproxy.sock")
+	if err := os.Rename(sock, sock+".away"); err != nil {
+		t.Fatal(err)
+	}
+	if err := dev.PauseAt(host.StepRollback); err != nil {
+		t.Fatal(err)
+	}
+	_, werr := dev.WaitStep(host.StepRollback, wait)
+	if err := os.Rename(sock+".away", sock); err != nil {
+		t.Fatal(err)
+	}
+	return werr
+}
+
 func TestE2ERuntime(t *testing.T) {
 	l := lab.ForTest(t, lab.Options{Devices: 1, Nodes: 3, StepLog: true})
 	e := &e2e{t: t, l: l, dir: t.TempDir()}
@@ -331,7 +351,6 @@ func TestE2ERuntime(t *testing.T) {
 	t.Log("the stats socket goes away in the middle of a runtime change: rolled back (file, runtime), the next plan exact")
 	e.writeRuntimeSpec("1s", rtNode{1, 2}, rtNode{2, 1})
 	p = e.plan(nil)
-	sock := filepath.Join(dev.StateDir, "haproxy.sock")
 	if err := dev.PauseAt(host.StepRuntime); err != nil {
 		t.Fatal(err)
 	}
@@ -342,16 +361,7 @@ func TestE2ERuntime(t *testing.T) {
 	}
 	// The socket's path goes away (HAProxy keeps its listening socket, a
 	// reload passes it on: only the path is gone) until the rollback.
-	if err := os.Rename(sock, sock+".away"); err != nil {
-		t.Fatal(err)
-	}
-	if err := dev.PauseAt(host.StepRollback); err != nil {
-		t.Fatal(err)
-	}
-	_, werr := dev.WaitStep(host.StepRollback, 30*time.Second)
-	if err := os.Rename(sock+".away", sock); err != nil {
-		t.Fatal(err)
-	}
+	werr := hideSocketUntilRollback(t, dev, 30*time.Second)
 	dev.Resume()
 	r = <-res
 	if werr != nil {
