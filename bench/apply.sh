@@ -402,7 +402,6 @@ echo "devices whose HAProxy worker changed, per round: runtime $(printf '%s ' "$
 cpu_ratio "lbc / floor ($FAIR_KEX), change" "$L_CHANGE" "$FK" "<=" 1.5
 cpu_ratio "lbc / floor ($FAIR_KEX), no change" "$L_NOCHANGE" "$FN" "<=" 1.5
 cpu_ratio "lbc / floor (OpenSSH's default kex), change" "$L_CHANGE" "$F" "<=" 1.5
-walls() { printf '%s\n' "$@" | grep . | cut -d: -f1 | tr '\n' ' '; }
 echo "every round's wall (s): lbc $(walls "${t_change[@]}")| ansible $(walls "${a_change[@]}")| ansible, pipelining off $(walls "${a_default[@]}")| floor $(walls "${f_runs[@]}")| floor, $FAIR_KEX $(walls "${fk_runs[@]}")"
 echo "no change, every round's wall (s): lbc $(walls "${t_nochange[@]}")| ansible $(walls "${a_nochange[@]}")| floor $(walls "${f_nochange[@]}")"
 # The ratio within each round (the runs of one round are minutes apart at

@@ -115,6 +115,27 @@ cpu_row() {
 			(h == "-") ? "-" : sprintf("%.1f", h * 1000 / d), (k == "-") ? "-" : sprintf("%.1f", k * 1000 / d), c * 1000 / d
 	}'
 }
+# walls "T:C:H:K"...: the wall times of the runs, space-separated.
+walls() { printf '%s\n' "$@" | grep . | cut -d: -f1 | tr '\n' ' '; }
+# runtime_vs_reload RUNTIME-ROW RELOAD-ROW: the table of a section that
+# applies the same change at runtime and by --reload, from its arrays rt
+# and rl (timed's R of each run) and w_rt and w_rl (new workers per
+# round): both rows, the ratios, every round's wall and the new workers.
+runtime_vs_reload() {
+	local RT RTC RTH RTK RL RLC RLH RLK
+	read -r RT RTC RTH RTK < <(median_run "${rt[@]}")
+	read -r RL RLC RLH RLK < <(median_run "${rl[@]}")
+	cpu_columns
+	cpu_header
+	cpu_row "$1" "$RT" "$RTC" "$RTH" "$RTK"
+	cpu_row "$2" "$RL" "$RLC" "$RLH" "$RLK"
+	cpu_ratio "--reload / runtime, wall" "$RL" "$RT"
+	cpu_ratio "runtime / --reload, host CPU" "$RTH" "$RLH"
+	cpu_ratio "runtime / --reload, controller CPU" "$RTK" "$RLK"
+	cpu_ratio "runtime / --reload, machine CPU" "$RTC" "$RLC"
+	echo "every round's wall (s): runtime $(walls "${rt[@]}")| --reload $(walls "${rl[@]}")"
+	echo "devices whose HAProxy worker changed, per round: runtime $(printf '%s ' "${w_rt[@]}")(target 0) | --reload $(printf '%s ' "${w_rl[@]}")(of $NDEV)"
+}
 # cpu_ratio NAME A B [TARGET-OP TARGET]: A/B, and whether it meets the target.
 cpu_ratio() {
 	if [ "$2" = - ] || [ "$3" = - ]; then printf '%-58s %9s\n' "$1" "-"; return; fi

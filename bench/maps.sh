@@ -122,18 +122,6 @@ for r in $(seq 1 "$RUNS"); do
 done
 
 idle_background 2
-read -r RT RTC RTH RTK < <(median_run "${rt[@]}")
-read -r RL RLC RLH RLK < <(median_run "${rl[@]}")
 echo "== maps: $MOVED of $HOSTS host-table entries moved on each of $NDEV lab devices; medians of $RUNS interleaved rounds; $(nproc) CPUs"
-cpu_columns
-cpu_header
-cpu_row "lbc apply (runtime: prepare/add/commit map)" "$RT" "$RTC" "$RTH" "$RTK"
-cpu_row "lbc apply --reload (the same change by reload)" "$RL" "$RLC" "$RLH" "$RLK"
-cpu_ratio "reload / runtime, wall" "$RL" "$RT"
-cpu_ratio "runtime / reload, host CPU" "$RTH" "$RLH"
-cpu_ratio "runtime / reload, controller CPU" "$RTK" "$RLK"
-cpu_ratio "runtime / reload, machine CPU" "$RTC" "$RLC"
-walls() { printf '%s\n' "$@" | grep . | cut -d: -f1 | tr '\n' ' '; }
-echo "every round's wall (s): runtime $(walls "${rt[@]}")| reload $(walls "${rl[@]}")"
-echo "devices whose HAProxy worker changed, per round: runtime $(printf '%s ' "${w_rt[@]}")(target 0) | --reload $(printf '%s ' "${w_rl[@]}")(of $NDEV)"
+runtime_vs_reload "lbc apply (runtime: prepare/add/commit map)" "lbc apply --reload (the same change by reload)"
 exit $failed

@@ -114,19 +114,7 @@ prc=0
 "$LBC" plan "$work/spec" "${PFLAGS[@]}" --detailed-exitcode >"$work/logs/plan-end.log" 2>&1 || prc=$?
 [ $prc = 0 ] || fail "lbc plan after the rotations: exit $prc, want 0 (no changes)"
 
-read -r RT RTC RTH RTK < <(median_run "${rt[@]}")
-read -r RL RLC RLH RLK < <(median_run "${rl[@]}")
 echo "== tls: a certificate rotation on $NDEV lab devices (one TLS VIP each); medians of $RUNS interleaved rounds; $(nproc) CPUs"
-cpu_columns
-cpu_header
-cpu_row "lbc apply, rotation at runtime (set/commit ssl cert)" "$RT" "$RTC" "$RTH" "$RTK"
-cpu_row "lbc apply --reload, the same rotation by reload" "$RL" "$RLC" "$RLH" "$RLK"
-cpu_ratio "--reload / runtime, wall" "$RL" "$RT"
-cpu_ratio "runtime / --reload, host CPU" "$RTH" "$RLH"
-cpu_ratio "runtime / --reload, controller CPU" "$RTK" "$RLK"
-cpu_ratio "runtime / --reload, machine CPU" "$RTC" "$RLC"
-walls() { printf '%s\n' "$@" | grep . | cut -d: -f1 | tr '\n' ' '; }
-echo "every round's wall (s): runtime $(walls "${rt[@]}")| --reload $(walls "${rl[@]}")"
-echo "devices whose HAProxy worker changed, per round: runtime $(printf '%s ' "${w_rt[@]}")| --reload $(printf '%s ' "${w_rl[@]}")(of $NDEV)"
+runtime_vs_reload "lbc apply, rotation at runtime (set/commit ssl cert)" "lbc apply --reload, the same rotation by reload"
 echo "checked after each apply: the new serial through 3 VIPs (openssl s_client), HTTPS answered by a node (curl --cacert --resolve); lbc plan at the end: exit $prc"
 exit $failed
